@@ -1,0 +1,18 @@
+"""Limits and defaults of a :class:`memq.Memory`. One small model, no factories."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from memq.retrieve.pipeline import SearchOptions
+
+
+class MemoryConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_text_chars: int = Field(default=32_000, ge=1, description="Longest text a record may hold.")
+    max_json_bytes: int = Field(default=256_000, ge=2, description="Largest payload or metadata, as JSON.")
+    max_batch: int = Field(default=10_000, ge=1, description="Most records one add() may write.")
+    max_page: int = Field(default=10_000, ge=1, description="Largest page list() returns; larger asks fail.")
+    log_retrievals: bool = Field(default=True, description="Keep each search in the retrieval log.")
+    search: SearchOptions = Field(default_factory=SearchOptions, description="Default search options.")

@@ -1,0 +1,627 @@
+"""The facade: :class:`Memory` (sync) and :class:`AsyncMemory` (async).
+
+Write path: validate → build version-1 records → embed (one batch) → one store transaction.
+Read path: embed query → dense + lexical candidates → fuse/recency/MMR (:mod:`memq.retrieve.pipeline`)
+→ a :class:`Retrieval` with an id, kept in the retrieval log for feedback.
+
+Both classes share the pure steps in :class:`_Base`; only the I/O differs. With PostgreSQL the
+async class uses psycopg's native async connections; with SQLite, whose driver is sync, it runs
+store calls on a dedicated worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+from pydantic import ValidationError
+
+from memq.config import MemoryConfig
+from memq.embed.base import Embedder
+from memq.errors import DimensionMismatchError, EmbeddingError, InvalidInputError, NotFoundError
+from memq.retrieve.filters import parse_filter
+from memq.retrieve.pipeline import SearchOptions, rank
+from memq.store import AsyncStore, CandidateQuery, Store, VersionChange, is_postgres_url, open_store
+from memq.types import (
+    HistoryEvent,
+    HistoryOp,
+    MemoryRecord,
+    Page,
+    Retrieval,
+    Scope,
+    StoreStats,
+    as_utc,
+    utcnow,
+)
+from memq.validate import ScopeLike, build_records, check_text, coerce_scope, next_version, to_new_records
+
+DEFAULT_DB = "memq.db"
+EXPORT_FORMAT = "memq-export"
+EXPORT_VERSION = 1
+
+
+def _default_embedder() -> Embedder:
+    from memq.embed import default_embedder
+
+    return default_embedder()
+
+
+class _Base:
+    """Configuration and the pure steps shared by the sync and async facades."""
+
+    def __init__(self, embedder: Embedder | None, config: MemoryConfig | None, scope: ScopeLike | None) -> None:
+        self.config = config or MemoryConfig()
+        self._embedder = embedder
+        self.default_scope = None if scope is None else coerce_scope(scope)
+        self._space_checked = False
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            self._embedder = _default_embedder()
+        return self._embedder
+
+    def _scope(self, scope: ScopeLike | None) -> Scope:
+        return coerce_scope(scope, self.default_scope)
+
+    def _check_space(self, space: tuple[str, int] | None) -> None:
+        emb = self.embedder
+        if space is not None and (space[0] != emb.model_id or space[1] != emb.dim):
+            raise DimensionMismatchError(
+                f"this store holds vectors of {space[0]!r} ({space[1]}-d) but the embedder is "
+                f"{emb.model_id!r} ({emb.dim}-d). Open it with the same embedder, or re-embed it with "
+                "`memq reembed` / Memory.reembed(new_embedder)"
+            )
+
+    def _embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        vectors = np.asarray(self.embedder.embed_documents(list(texts)), dtype=np.float32)
+        if vectors.shape != (len(texts), self.embedder.dim):
+            raise EmbeddingError(
+                f"the embedder returned shape {vectors.shape}, expected {(len(texts), self.embedder.dim)}"
+            )
+        if not np.isfinite(vectors).all():
+            raise EmbeddingError("the embedder returned NaN or infinite values")
+        return vectors
+
+    def _prepare_add(self, items: Any, scope: ScopeLike | None, defaults: Mapping[str, Any]
+                     ) -> tuple[list[MemoryRecord], bool]:
+        new, single = to_new_records(items)
+        records = build_records(new, scope=self._scope(scope), config=self.config,
+                                defaults={k: v for k, v in defaults.items() if v is not None})
+        return records, single
+
+    def _attach(self, records: list[MemoryRecord], vectors: np.ndarray) -> None:
+        model_id = self.embedder.model_id
+        for record, vector in zip(records, vectors, strict=True):
+            record.embedding = vector.tolist()
+            record.embedding_model = model_id
+
+    def _options(self, k: int | None, overrides: Mapping[str, Any]) -> SearchOptions:
+        data = self.config.search.model_dump()
+        data.update({key: v for key, v in overrides.items() if v is not None})
+        if k is not None:
+            data["k"] = k
+        try:
+            return SearchOptions.model_validate(data)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            raise InvalidInputError(
+                f"invalid search option {'.'.join(map(str, err['loc']))}: {err['msg']}"
+            ) from exc
+
+    def _query(
+        self,
+        scope: ScopeLike | None,
+        filters: Mapping[str, Any] | None,
+        kinds: Sequence[str] | None,
+        as_of: datetime | None,
+        valid_at: datetime | None,
+        include_invalidated: bool,
+    ) -> CandidateQuery:
+        spec: dict[str, Any] = dict(filters or {})
+        if kinds:
+            spec = {"and": [spec, {"kind": {"in": list(kinds)}}]} if spec else {"kind": {"in": list(kinds)}}
+        return CandidateQuery(
+            scope=self._scope(scope),
+            filter=parse_filter(spec),
+            as_of=None if as_of is None else as_utc(as_of),
+            valid_at=None if valid_at is None else as_utc(valid_at),
+            include_invalidated=include_invalidated,
+        )
+
+    def _limit(self, limit: int) -> int:
+        if not isinstance(limit, int) or limit < 1:
+            raise InvalidInputError(f"limit must be a positive integer, got {limit!r}")
+        if limit > self.config.max_page:
+            raise InvalidInputError(
+                f"limit {limit} is over the page limit of {self.config.max_page}; "
+                "page through with the returned cursor instead"
+            )
+        return limit
+
+
+def _export_header(space: tuple[str, int] | None) -> str:
+    return json.dumps(
+        {"type": EXPORT_FORMAT, "version": EXPORT_VERSION,
+         "embedding_model": space[0] if space else None, "embedding_dim": space[1] if space else None}
+    )
+
+
+def _export_line(row: MemoryRecord | HistoryEvent) -> str:
+    if isinstance(row, MemoryRecord):
+        return json.dumps({"type": "record", "record": row.model_dump(mode="json")}, ensure_ascii=False)
+    return json.dumps({"type": "event", "event": row.model_dump(mode="json", exclude={"record"})},
+                      ensure_ascii=False)
+
+
+def _parse_export(lines: Iterator[str]) -> list[MemoryRecord | HistoryEvent]:
+    rows: list[MemoryRecord | HistoryEvent] = []
+    header_seen = False
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+            if not header_seen:
+                if obj.get("type") != EXPORT_FORMAT:
+                    raise InvalidInputError("not a memq export: the first line must be its header")
+                if obj.get("version") != EXPORT_VERSION:
+                    raise InvalidInputError(f"unsupported export version {obj.get('version')}")
+                header_seen = True
+            elif obj.get("type") == "record":
+                rows.append(MemoryRecord.model_validate(obj["record"]))
+            elif obj.get("type") == "event":
+                rows.append(HistoryEvent.model_validate(obj["event"]))
+            else:
+                raise InvalidInputError(f"unknown line type {obj.get('type')!r}")
+        except (json.JSONDecodeError, ValidationError, KeyError, AttributeError) as exc:
+            raise InvalidInputError(f"line {number} of the import is not valid: {exc}") from exc
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"line {number}: {exc}") from exc
+    if not header_seen:
+        raise InvalidInputError("the import is empty: no memq export header")
+    # a record version with no event of its own gets an IMPORT event, so history() always has one
+    have = {(r.record_id, r.version) for r in rows if isinstance(r, HistoryEvent)}
+    extra = [
+        HistoryEvent(record_id=r.id, op=HistoryOp.IMPORT, version=r.version, at=r.recorded_at)
+        for r in rows
+        if isinstance(r, MemoryRecord) and (r.id, r.version) not in have
+    ]
+    return rows + extra
+
+
+class Memory(_Base):
+    """Agent memory on a store (SQLite file by default, or PostgreSQL).
+
+    >>> mem = Memory("memq.db", scope="acme")              # doctest: +SKIP
+    >>> mem.add("Alice moved to Berlin in 2021", metadata={"topic": "travel"})  # doctest: +SKIP
+    >>> mem.search("where does Alice live?").records        # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        store: Store | str | Path = DEFAULT_DB,
+        *,
+        embedder: Embedder | None = None,
+        config: MemoryConfig | None = None,
+        scope: ScopeLike | None = None,
+    ) -> None:
+        super().__init__(embedder, config, scope)
+        self.store: Store = open_store(store) if isinstance(store, str | Path) else store
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Memory:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _ensure_space(self) -> None:
+        if not self._space_checked:
+            self._check_space(self.store.embedding_space())
+            self._space_checked = True
+
+    # -- write path --------------------------------------------------------------------------------
+    def add(
+        self,
+        items: Any,
+        *,
+        scope: ScopeLike | None = None,
+        kind: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        payload: Mapping[str, Any] | None = None,
+        valid_from: datetime | None = None,
+        valid_to: datetime | None = None,
+        actor: str | None = None,
+    ) -> Any:
+        """Store one memory (text, dict or NewRecord) or a batch (a list). A batch is one transaction.
+
+        Returns the stored record, or a list of them for a batch. Keyword fields apply to every item
+        that does not set them itself.
+        """
+        records, single = self._prepare_add(
+            items, scope, dict(kind=kind, metadata=metadata, payload=payload, valid_from=valid_from,
+                               valid_to=valid_to)
+        )
+        self._ensure_space()
+        self._attach(records, self._embed_documents([r.text for r in records]))
+        self.store.insert(records, op=HistoryOp.ADD, actor=actor)
+        return records[0] if single else records
+
+    def update(self, record_id: str, *, scope: ScopeLike | None = None, reason: str | None = None,
+               actor: str | None = None, **changes: Any) -> MemoryRecord:
+        """Write a new version with ``changes`` (text, kind, payload, metadata, valid_from, valid_to,
+        links, provenance); the old version is expired, not lost (see :meth:`history`)."""
+        if not changes:
+            raise InvalidInputError("update() needs at least one field to change")
+        sc = self._scope(scope)
+        current = self._current(sc, record_id, with_embedding=True)
+        new = next_version(current, changes, self.config)
+        if "text" in changes and new.text != current.text:
+            self._ensure_space()
+            self._attach([new], self._embed_documents([new.text]))
+        return self.store.write_version(
+            VersionChange(sc.tenant, record_id, new, HistoryOp.UPDATE, actor=actor, reason=reason)
+        )
+
+    def invalidate(self, record_id: str, *, scope: ScopeLike | None = None, at: datetime | None = None,
+                   reason: str | None = None, actor: str | None = None) -> MemoryRecord:
+        """End the record's world-time validity at ``at`` (default now). It stays stored and searchable
+        with ``include_invalidated=True`` or ``valid_at`` before ``at``."""
+        sc = self._scope(scope)
+        current = self._current(sc, record_id, with_embedding=True)
+        end = as_utc(at) if at else utcnow()
+        if current.valid_from and end <= current.valid_from:
+            raise InvalidInputError("cannot invalidate a record before it became valid")
+        new = next_version(current, {"valid_to": end}, self.config)
+        return self.store.write_version(
+            VersionChange(sc.tenant, record_id, new, HistoryOp.INVALIDATE, actor=actor, reason=reason)
+        )
+
+    def delete(self, record_id: str, *, scope: ScopeLike | None = None, reason: str | None = None,
+               actor: str | None = None) -> None:
+        """Soft delete: hidden from search and list, kept in history and as-of queries."""
+        self.store.delete(self._scope(scope).tenant, record_id, actor=actor, reason=reason)
+
+    def purge(self, record_ids: str | Sequence[str], *, scope: ScopeLike | None = None) -> int:
+        """Hard delete for erasure requests: every version, vector, lexical entry, link, utility
+        row and history event of these records. Returns how many records were removed."""
+        ids = [record_ids] if isinstance(record_ids, str) else list(record_ids)
+        return self.store.purge(self._scope(scope).tenant, ids)
+
+    # -- read path ---------------------------------------------------------------------------------
+    def search(
+        self,
+        query: str,
+        *,
+        scope: ScopeLike | None = None,
+        k: int | None = None,
+        filters: Mapping[str, Any] | None = None,
+        kinds: Sequence[str] | None = None,
+        as_of: datetime | None = None,
+        valid_at: datetime | None = None,
+        include_invalidated: bool = False,
+        explain: bool | None = None,
+        **options: Any,
+    ) -> Retrieval:
+        """Find the records most relevant to ``query``.
+
+        ``filters`` uses the filter language of :mod:`memq.retrieve.filters`; ``as_of`` asks what memq
+        knew at a system time, ``valid_at`` what held in the world at a time. Other keyword options
+        are :class:`SearchOptions` fields (mode, fusion, weights, recency_half_life_days, mmr_lambda, ...).
+        """
+        text = check_text(query, self.config)
+        opts = self._options(k, {**options, "explain": explain})
+        q = self._query(scope, filters, kinds, as_of, valid_at, include_invalidated)
+        signals = {}
+        if opts.mode in ("hybrid", "dense"):
+            self._ensure_space()
+            vector = np.asarray(self.embedder.embed_query(text), dtype=np.float32)
+            signals["dense"] = self.store.dense_candidates(q, vector, opts.pool)
+        if opts.mode in ("hybrid", "lexical"):
+            signals["lexical"] = self.store.lexical_candidates(q, text, opts.pool)
+        ids = list(dict.fromkeys(c.id for cands in signals.values() for c in cands))
+        records = self.store.visible(q, ids, with_embedding=opts.mmr_lambda is not None)
+        retrieval = Retrieval(query=text, scope=q.scope, k=opts.k, policy=opts.policy,
+                              hits=rank(signals, records, opts, utcnow()))
+        if self.config.log_retrievals:
+            self.store.log_retrieval(retrieval)
+        return retrieval
+
+    def get(self, record_id: str, *, scope: ScopeLike | None = None, include_deleted: bool = False) -> MemoryRecord:
+        found = self.store.get(self._scope(scope).tenant, [record_id], include_deleted=include_deleted)
+        if not found:
+            raise NotFoundError(f"no record {record_id} in this tenant")
+        return found[0]
+
+    def list(
+        self,
+        *,
+        scope: ScopeLike | None = None,
+        filters: Mapping[str, Any] | None = None,
+        kinds: Sequence[str] | None = None,
+        cursor: str | None = None,
+        limit: int = 100,
+        as_of: datetime | None = None,
+        valid_at: datetime | None = None,
+        include_invalidated: bool = False,
+    ) -> Page:
+        """One page of records in creation order; pass ``page.next_cursor`` for the next one."""
+        q = self._query(scope, filters, kinds, as_of, valid_at, include_invalidated)
+        return self.store.list(q, cursor=cursor, limit=self._limit(limit))
+
+    def iter(self, **kwargs: Any) -> Iterator[MemoryRecord]:
+        """Every record :meth:`list` would return, following cursors."""
+        cursor = None
+        while True:
+            page = self.list(cursor=cursor, **kwargs)
+            yield from page.records
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    def history(self, record_id: str, *, scope: ScopeLike | None = None) -> list[HistoryEvent]:
+        return self.store.history(self._scope(scope).tenant, record_id)
+
+    def stats(self, *, scope: ScopeLike | None = None, all_tenants: bool = False) -> StoreStats:
+        return self.store.stats(None if all_tenants else self._scope(scope).tenant)
+
+    def _current(self, scope: Scope, record_id: str, *, with_embedding: bool = False) -> MemoryRecord:
+        found = self.store.get(scope.tenant, [record_id], with_embedding=with_embedding)
+        if not found:
+            raise NotFoundError(f"no current record {record_id} in tenant {scope.tenant!r}")
+        return found[0]
+
+    # -- export / import / re-embed ----------------------------------------------------------------
+    def export(self, dest: str | Path | IO[str], *, scope: ScopeLike | None = None,
+               all_tenants: bool = False) -> int:
+        """Write every version and history event as JSONL (with vectors). Returns lines written."""
+        tenant = None if all_tenants else self._scope(scope).tenant
+        lines = 0
+        with _open_text(dest, "w") as out:
+            out.write(_export_header(self.store.embedding_space()) + "\n")
+            for row in self.store.export_rows(tenant):
+                out.write(_export_line(row) + "\n")
+                lines += 1
+        return lines
+
+    def import_(self, src: str | Path | IO[str]) -> int:
+        """Load a JSONL export as it is (ids, versions, times kept), in one transaction.
+
+        Returns the number of record versions imported. Fails whole on a bad line or an id clash.
+        """
+        with _open_text(src, "r") as handle:
+            rows = _parse_export(iter(handle))
+        return self.store.import_rows(rows)
+
+    def reembed(self, embedder: Embedder, *, batch: int = 256, progress: Any = None) -> int:
+        """Re-embed every stored version with ``embedder`` and switch the store to its space."""
+        count = 0
+        first = True
+        batches = list(self.store.iter_embeddable(batch))
+        for i, rows in enumerate(batches):
+            vectors = np.asarray(embedder.embed_documents([t for _, t in rows]), dtype=np.float32)
+            self.store.replace_embeddings(
+                embedder.model_id, embedder.dim, list(zip([k for k, _ in rows], vectors, strict=True)),
+                first=first, last=i == len(batches) - 1,
+            )
+            first = False
+            count += len(rows)
+            if progress is not None:
+                progress(len(rows))
+        if not batches:
+            self.store.replace_embeddings(embedder.model_id, embedder.dim, [], first=True, last=True)
+        self._embedder = embedder
+        self._space_checked = False
+        return count
+
+
+class _TextHandle:
+    def __init__(self, target: str | Path | IO[str], mode: str) -> None:
+        self.target, self.mode, self._own = target, mode, False
+
+    def __enter__(self) -> IO[str]:
+        if isinstance(self.target, str | Path):
+            self._own = True
+            self._fh = open(self.target, self.mode, encoding="utf-8")  # noqa: SIM115
+            return self._fh
+        return self.target
+
+    def __exit__(self, *exc: object) -> None:
+        if self._own:
+            self._fh.close()
+
+
+def _open_text(target: str | Path | IO[str], mode: str) -> _TextHandle:
+    return _TextHandle(target, mode)
+
+
+class AsyncMemory(_Base):
+    """The async facade. Same methods as :class:`Memory`, as coroutines.
+
+    Use ``await AsyncMemory.open(url)`` or ``async with AsyncMemory(store) as mem``.
+    """
+
+    def __init__(
+        self,
+        store: AsyncStore,
+        *,
+        embedder: Embedder | None = None,
+        config: MemoryConfig | None = None,
+        scope: ScopeLike | None = None,
+    ) -> None:
+        super().__init__(embedder, config, scope)
+        self.store = store
+
+    @classmethod
+    async def open(cls, url: str | Path = DEFAULT_DB, **kwargs: Any) -> AsyncMemory:
+        """Open a store by URL: ``postgresql://...`` natively async, else a SQLite file."""
+        text = str(url)
+        if is_postgres_url(text):
+            from memq.store.postgres import AsyncPostgresStore
+
+            store: AsyncStore = await AsyncPostgresStore.connect(text)
+        else:
+            from memq.store.threaded import ThreadedAsyncStore
+
+            store = ThreadedAsyncStore(await asyncio.to_thread(open_store, text))
+        return cls(store, **kwargs)
+
+    async def close(self) -> None:
+        await self.store.close()
+
+    async def __aenter__(self) -> AsyncMemory:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _ensure_space(self) -> None:
+        if not self._space_checked:
+            self._check_space(await self.store.embedding_space())
+            self._space_checked = True
+
+    async def add(
+        self,
+        items: Any,
+        *,
+        scope: ScopeLike | None = None,
+        kind: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        payload: Mapping[str, Any] | None = None,
+        valid_from: datetime | None = None,
+        valid_to: datetime | None = None,
+        actor: str | None = None,
+    ) -> Any:
+        records, single = self._prepare_add(
+            items, scope, dict(kind=kind, metadata=metadata, payload=payload, valid_from=valid_from,
+                               valid_to=valid_to)
+        )
+        await self._ensure_space()
+        vectors = await asyncio.to_thread(self._embed_documents, [r.text for r in records])
+        self._attach(records, vectors)
+        await self.store.insert(records, op=HistoryOp.ADD, actor=actor)
+        return records[0] if single else records
+
+    async def update(self, record_id: str, *, scope: ScopeLike | None = None, reason: str | None = None,
+                     actor: str | None = None, **changes: Any) -> MemoryRecord:
+        if not changes:
+            raise InvalidInputError("update() needs at least one field to change")
+        sc = self._scope(scope)
+        current = await self._current(sc, record_id)
+        new = next_version(current, changes, self.config)
+        if "text" in changes and new.text != current.text:
+            await self._ensure_space()
+            self._attach([new], await asyncio.to_thread(self._embed_documents, [new.text]))
+        return await self.store.write_version(
+            VersionChange(sc.tenant, record_id, new, HistoryOp.UPDATE, actor=actor, reason=reason)
+        )
+
+    async def invalidate(self, record_id: str, *, scope: ScopeLike | None = None, at: datetime | None = None,
+                         reason: str | None = None, actor: str | None = None) -> MemoryRecord:
+        sc = self._scope(scope)
+        current = await self._current(sc, record_id)
+        end = as_utc(at) if at else utcnow()
+        if current.valid_from and end <= current.valid_from:
+            raise InvalidInputError("cannot invalidate a record before it became valid")
+        new = next_version(current, {"valid_to": end}, self.config)
+        return await self.store.write_version(
+            VersionChange(sc.tenant, record_id, new, HistoryOp.INVALIDATE, actor=actor, reason=reason)
+        )
+
+    async def delete(self, record_id: str, *, scope: ScopeLike | None = None, reason: str | None = None,
+                     actor: str | None = None) -> None:
+        await self.store.delete(self._scope(scope).tenant, record_id, actor=actor, reason=reason)
+
+    async def purge(self, record_ids: str | Sequence[str], *, scope: ScopeLike | None = None) -> int:
+        ids = [record_ids] if isinstance(record_ids, str) else list(record_ids)
+        return await self.store.purge(self._scope(scope).tenant, ids)
+
+    async def search(
+        self,
+        query: str,
+        *,
+        scope: ScopeLike | None = None,
+        k: int | None = None,
+        filters: Mapping[str, Any] | None = None,
+        kinds: Sequence[str] | None = None,
+        as_of: datetime | None = None,
+        valid_at: datetime | None = None,
+        include_invalidated: bool = False,
+        explain: bool | None = None,
+        **options: Any,
+    ) -> Retrieval:
+        text = check_text(query, self.config)
+        opts = self._options(k, {**options, "explain": explain})
+        q = self._query(scope, filters, kinds, as_of, valid_at, include_invalidated)
+        signals = {}
+        if opts.mode in ("hybrid", "dense"):
+            await self._ensure_space()
+            vector = np.asarray(await asyncio.to_thread(self.embedder.embed_query, text), dtype=np.float32)
+            signals["dense"] = await self.store.dense_candidates(q, vector, opts.pool)
+        if opts.mode in ("hybrid", "lexical"):
+            signals["lexical"] = await self.store.lexical_candidates(q, text, opts.pool)
+        ids = list(dict.fromkeys(c.id for cands in signals.values() for c in cands))
+        records = await self.store.visible(q, ids, with_embedding=opts.mmr_lambda is not None)
+        retrieval = Retrieval(query=text, scope=q.scope, k=opts.k, policy=opts.policy,
+                              hits=rank(signals, records, opts, utcnow()))
+        if self.config.log_retrievals:
+            await self.store.log_retrieval(retrieval)
+        return retrieval
+
+    async def get(self, record_id: str, *, scope: ScopeLike | None = None,
+                  include_deleted: bool = False) -> MemoryRecord:
+        found = await self.store.get(self._scope(scope).tenant, [record_id], include_deleted=include_deleted)
+        if not found:
+            raise NotFoundError(f"no record {record_id} in this tenant")
+        return found[0]
+
+    async def list(
+        self,
+        *,
+        scope: ScopeLike | None = None,
+        filters: Mapping[str, Any] | None = None,
+        kinds: Sequence[str] | None = None,
+        cursor: str | None = None,
+        limit: int = 100,
+        as_of: datetime | None = None,
+        valid_at: datetime | None = None,
+        include_invalidated: bool = False,
+    ) -> Page:
+        q = self._query(scope, filters, kinds, as_of, valid_at, include_invalidated)
+        return await self.store.list(q, cursor=cursor, limit=self._limit(limit))
+
+    async def history(self, record_id: str, *, scope: ScopeLike | None = None) -> list[HistoryEvent]:
+        return await self.store.history(self._scope(scope).tenant, record_id)
+
+    async def stats(self, *, scope: ScopeLike | None = None, all_tenants: bool = False) -> StoreStats:
+        return await self.store.stats(None if all_tenants else self._scope(scope).tenant)
+
+    async def export(self, dest: str | Path | IO[str], *, scope: ScopeLike | None = None,
+                     all_tenants: bool = False) -> int:
+        tenant = None if all_tenants else self._scope(scope).tenant
+        rows = await self.store.export_rows(tenant)
+        space = await self.store.embedding_space()
+        with _open_text(dest, "w") as out:
+            out.write(_export_header(space) + "\n")
+            for row in rows:
+                out.write(_export_line(row) + "\n")
+        return len(rows)
+
+    async def import_(self, src: str | Path | IO[str]) -> int:
+        with _open_text(src, "r") as handle:
+            rows = _parse_export(iter(handle))
+        return await self.store.import_rows(rows)
+
+    async def _current(self, scope: Scope, record_id: str) -> MemoryRecord:
+        found = await self.store.get(scope.tenant, [record_id], with_embedding=True)
+        if not found:
+            raise NotFoundError(f"no current record {record_id} in tenant {scope.tenant!r}")
+        return found[0]

@@ -1,0 +1,1 @@
+"""Retrieval: candidate signals, fusion, recency, MMR diversity and the filter language."""

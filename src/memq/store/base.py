@@ -1,0 +1,210 @@
+"""The store protocol: what a backend must do for :class:`memq.Memory`.
+
+A store keeps record *versions* (rows keyed by ``(id, version)``), their vectors, a lexical
+index, the history log, links, utility statistics and the retrieval log. Every write method is
+one transaction: it either happens whole or not at all.
+
+Two implementations pass the same test suite: :mod:`memq.store.sqlite` (embedded default) and
+:mod:`memq.store.postgres` (PostgreSQL + pgvector; also natively async).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from memq.retrieve.filters import Node
+from memq.types import HistoryEvent, HistoryOp, MemoryRecord, Page, Retrieval, Scope, StoreStats
+
+
+@dataclass(frozen=True)
+class CandidateQuery:
+    """Which record versions a search or list may see.
+
+    * ``scope``: the tenant must match; user/agent/session match when set.
+    * ``as_of``: system time. ``None`` = current versions only (not expired, not deleted);
+      a time = the versions memq held at that instant (deleted records included if they
+      were alive then).
+    * ``valid_at``: world time. ``None`` = records not invalidated as of now (``valid_to`` unset
+      or in the future); a time = records whose ``[valid_from, valid_to)`` contains it.
+    * ``include_invalidated``: drop the world-time condition entirely.
+    * ``filter``: a parsed filter (:mod:`memq.retrieve.filters`).
+    """
+
+    scope: Scope
+    filter: Node | None = None
+    as_of: datetime | None = None
+    valid_at: datetime | None = None
+    include_invalidated: bool = False
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A record id a signal proposes, with that signal's raw score (higher is better)."""
+
+    id: str
+    score: float
+
+
+@dataclass(frozen=True)
+class VersionChange:
+    """A new version of an existing record, applied by :meth:`Store.write_version`."""
+
+    tenant: str
+    record_id: str
+    new: MemoryRecord  # version, recorded_at already set by the caller
+    op: HistoryOp
+    actor: str | None = None
+    reason: str | None = None
+
+
+@runtime_checkable
+class Store(Protocol):
+    backend: str
+    location: str
+
+    def close(self) -> None: ...
+
+    # -- embedding space -----------------------------------------------------------------
+    def embedding_space(self) -> tuple[str, int] | None:
+        """(model_id, dim) of the vectors in the store, or None while it holds none."""
+        ...
+
+    def set_embedding_space(self, model_id: str, dim: int) -> None:
+        """Record the space on first use; raise DimensionMismatchError if another is set."""
+        ...
+
+    # -- writes (each call is one transaction) ----------------------------------------------
+    def insert(
+        self,
+        records: Sequence[MemoryRecord],
+        *,
+        op: HistoryOp = HistoryOp.ADD,
+        actor: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        """Insert new records (version rows) with their links, utility and a history event each."""
+        ...
+
+    def write_version(self, change: VersionChange) -> MemoryRecord:
+        """Expire the current version of a record and insert ``change.new`` as the next one.
+
+        Raises NotFoundError if the record has no current version (unknown or deleted) and
+        ConflictError if ``change.new.version`` is not current version + 1 (a concurrent write).
+        """
+        ...
+
+    def delete(self, tenant: str, record_id: str, *, actor: str | None = None, reason: str | None = None) -> None:
+        """Soft delete: the current version is expired and flagged deleted; history is kept."""
+        ...
+
+    def purge(self, tenant: str, record_ids: Sequence[str]) -> int:
+        """Hard delete every version, vector, lexical entry, link, utility row and history event.
+
+        Returns how many records (ids) were removed.
+        """
+        ...
+
+    def log_retrieval(self, retrieval: Retrieval) -> None: ...
+
+    # -- reads ------------------------------------------------------------------------------
+    def get(
+        self,
+        tenant: str,
+        ids: Sequence[str],
+        *,
+        include_deleted: bool = False,
+        with_embedding: bool = False,
+    ) -> list[MemoryRecord]:
+        """The latest version of each id that exists (in the order given; unknown ids skipped)."""
+        ...
+
+    def list(self, query: CandidateQuery, *, cursor: str | None, limit: int) -> Page:
+        """Records visible to ``query`` in id order (creation order), ``limit`` per page."""
+        ...
+
+    def visible(
+        self, query: CandidateQuery, ids: Sequence[str], *, with_embedding: bool = False
+    ) -> dict[str, MemoryRecord]:
+        """The version of each id that ``query`` sees (ids it cannot see are left out)."""
+        ...
+
+    def history(self, tenant: str, record_id: str) -> list[HistoryEvent]:
+        """Every event of a record, oldest first, each with the version it produced."""
+        ...
+
+    def dense_candidates(self, query: CandidateQuery, vector: np.ndarray, n: int) -> list[Candidate]:
+        """Up to ``n`` visible records by cosine similarity to ``vector``, best first."""
+        ...
+
+    def lexical_candidates(self, query: CandidateQuery, text: str, n: int) -> list[Candidate]:
+        """Up to ``n`` visible records by lexical relevance (BM25 or the backend's equivalent)."""
+        ...
+
+    def export_rows(self, tenant: str | None) -> Iterator[MemoryRecord | HistoryEvent]:
+        """Every version (with embedding) and every history event, for JSONL export."""
+        ...
+
+    def import_rows(self, rows: Sequence[MemoryRecord | HistoryEvent]) -> int:
+        """Insert exported rows as they are (ids, versions, times kept). One transaction."""
+        ...
+
+    def iter_embeddable(self, batch: int) -> Iterator[list[tuple[int, str]]]:
+        """(row key, text) of every version, in batches — for re-embedding."""
+        ...
+
+    def replace_embeddings(
+        self, model_id: str, dim: int, rows: Sequence[tuple[int, np.ndarray]], *, first: bool, last: bool
+    ) -> None:
+        """Overwrite vectors during a re-embed; ``first`` resets the space, ``last`` rebuilds indexes."""
+        ...
+
+    def stats(self, tenant: str | None = None) -> StoreStats: ...
+
+
+@runtime_checkable
+class AsyncStore(Protocol):
+    """The same contract as :class:`Store`, with coroutines (PostgreSQL natively async)."""
+
+    backend: str
+    location: str
+
+    async def close(self) -> None: ...
+    async def embedding_space(self) -> tuple[str, int] | None: ...
+    async def set_embedding_space(self, model_id: str, dim: int) -> None: ...
+    async def insert(
+        self,
+        records: Sequence[MemoryRecord],
+        *,
+        op: HistoryOp = HistoryOp.ADD,
+        actor: str | None = None,
+        reason: str | None = None,
+    ) -> None: ...
+    async def write_version(self, change: VersionChange) -> MemoryRecord: ...
+    async def delete(
+        self, tenant: str, record_id: str, *, actor: str | None = None, reason: str | None = None
+    ) -> None: ...
+    async def purge(self, tenant: str, record_ids: Sequence[str]) -> int: ...
+    async def log_retrieval(self, retrieval: Retrieval) -> None: ...
+    async def get(
+        self,
+        tenant: str,
+        ids: Sequence[str],
+        *,
+        include_deleted: bool = False,
+        with_embedding: bool = False,
+    ) -> list[MemoryRecord]: ...
+    async def list(self, query: CandidateQuery, *, cursor: str | None, limit: int) -> Page: ...
+    async def visible(
+        self, query: CandidateQuery, ids: Sequence[str], *, with_embedding: bool = False
+    ) -> dict[str, MemoryRecord]: ...
+    async def history(self, tenant: str, record_id: str) -> list[HistoryEvent]: ...
+    async def dense_candidates(self, query: CandidateQuery, vector: np.ndarray, n: int) -> list[Candidate]: ...
+    async def lexical_candidates(self, query: CandidateQuery, text: str, n: int) -> list[Candidate]: ...
+    async def stats(self, tenant: str | None = None) -> StoreStats: ...
+    async def export_rows(self, tenant: str | None) -> list[MemoryRecord | HistoryEvent]: ...
+    async def import_rows(self, rows: Sequence[MemoryRecord | HistoryEvent]) -> int: ...

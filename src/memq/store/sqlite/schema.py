@@ -1,0 +1,144 @@
+"""SQLite schema and its migrations (``PRAGMA user_version`` counts the ones applied)."""
+
+from __future__ import annotations
+
+import sqlite3
+
+# Each entry migrates from version i to i+1. Append; never edit a released entry.
+MIGRATIONS: list[str] = [
+    # 1: the initial schema
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+
+    CREATE TABLE records (
+        rowid INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        tenant TEXT NOT NULL,
+        user_id TEXT,
+        agent_id TEXT,
+        session_id TEXT,
+        kind TEXT NOT NULL,
+        text TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        metadata TEXT NOT NULL,
+        source TEXT,
+        source_message_ids TEXT NOT NULL,
+        parent_ids TEXT NOT NULL,
+        valid_from INTEGER,
+        valid_to INTEGER,
+        recorded_at INTEGER NOT NULL,
+        expired_at INTEGER,
+        deleted INTEGER NOT NULL DEFAULT 0,
+        embedding_model TEXT,
+        embedding BLOB,
+        UNIQUE (id, version)
+    );
+    -- at most one current version per record
+    CREATE UNIQUE INDEX records_one_current ON records (id) WHERE expired_at IS NULL;
+    CREATE INDEX records_tenant_id ON records (tenant, id);
+    CREATE INDEX records_tenant_current ON records (tenant, kind) WHERE expired_at IS NULL;
+
+    CREATE VIRTUAL TABLE records_fts USING fts5 (
+        text, content = 'records', content_rowid = 'rowid',
+        tokenize = 'porter unicode61 remove_diacritics 2'
+    );
+    CREATE TRIGGER records_fts_ins AFTER INSERT ON records BEGIN
+        INSERT INTO records_fts (rowid, text) VALUES (new.rowid, new.text);
+    END;
+    CREATE TRIGGER records_fts_del AFTER DELETE ON records BEGIN
+        INSERT INTO records_fts (records_fts, rowid, text) VALUES ('delete', old.rowid, old.text);
+    END;
+
+    -- vectors removed by purge, replayed by every process's in-memory index
+    CREATE TABLE vec_removed (seq INTEGER PRIMARY KEY AUTOINCREMENT, row INTEGER NOT NULL);
+
+    CREATE TABLE links (
+        tenant TEXT NOT NULL,
+        src TEXT NOT NULL,
+        dst TEXT NOT NULL,
+        type TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (src, type, dst)
+    );
+    CREATE INDEX links_dst ON links (dst);
+
+    CREATE TABLE utility (
+        id TEXT PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        q REAL,
+        n_shown INTEGER NOT NULL DEFAULT 0,
+        n_used INTEGER NOT NULL DEFAULT 0,
+        reward_sum REAL NOT NULL DEFAULT 0,
+        last_feedback_at INTEGER
+    );
+
+    CREATE TABLE events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        tenant TEXT NOT NULL,
+        record_id TEXT NOT NULL,
+        op TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        at INTEGER NOT NULL,
+        actor TEXT,
+        reason TEXT
+    );
+    CREATE INDEX events_record ON events (record_id, seq);
+
+    CREATE TABLE retrievals (
+        id TEXT PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        query TEXT NOT NULL,
+        policy TEXT NOT NULL,
+        k INTEGER NOT NULL,
+        shown TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE INDEX retrievals_tenant_time ON retrievals (tenant, created_at);
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Apply pending migrations, each in its own transaction. Returns the schema version."""
+    current = conn.execute("PRAGMA user_version").fetchone()[0]
+    if current > SCHEMA_VERSION:
+        from memq.errors import StoreError
+
+        raise StoreError(
+            f"this database has schema version {current}, newer than this memq ({SCHEMA_VERSION}); upgrade memq"
+        )
+    for version in range(current, SCHEMA_VERSION):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # re-check under the write lock: another process may have migrated meanwhile
+            if conn.execute("PRAGMA user_version").fetchone()[0] != version:
+                conn.execute("ROLLBACK")
+                continue
+            for statement in _split(MIGRATIONS[version]):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {version + 1}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return SCHEMA_VERSION
+
+
+def _split(script: str) -> list[str]:
+    """Split a migration into statements (triggers contain ';' inside BEGIN ... END)."""
+    statements: list[str] = []
+    buf = ""
+    for line in script.splitlines(keepends=True):
+        if line.strip().startswith("--"):
+            continue
+        buf += line
+        if sqlite3.complete_statement(buf):
+            if buf.strip():
+                statements.append(buf.strip())
+            buf = ""
+    if buf.strip():
+        statements.append(buf.strip())
+    return statements

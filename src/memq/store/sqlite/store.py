@@ -1,0 +1,784 @@
+"""The embedded SQLite store: one database file (WAL) plus a rebuildable vector index beside it.
+
+* Writes run in ``BEGIN IMMEDIATE`` transactions; a busy database is retried with backoff until
+  ``lock_timeout`` seconds have passed, so several processes can share one file and callers never
+  see "database is locked" unless the file stays locked that long (then: :class:`StoreError`).
+* Lexical search is FTS5 with BM25; dense search is exact below ``exact_threshold`` vectors and
+  HNSW (usearch) above it, with over-fetching so filters cannot starve the result.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+from memq.errors import ConflictError, DimensionMismatchError, NotFoundError, StoreError
+from memq.store.base import Candidate, CandidateQuery, VersionChange
+from memq.store.sqlcommon import RECORD_COLUMNS, query_terms, visibility
+from memq.store.sqlite.schema import migrate
+from memq.store.sqlite.vectors import VectorIndex
+from memq.types import (
+    HistoryEvent,
+    HistoryOp,
+    Link,
+    MemoryRecord,
+    Page,
+    Provenance,
+    Retrieval,
+    Scope,
+    StoreStats,
+    Utility,
+    utcnow,
+)
+
+T = TypeVar("T")
+
+EXACT_THRESHOLD = 20_000  # below this many vectors, dense search is exact
+ANN_MAX_FETCH = 8192  # past this over-fetch, a selective filter falls back to exact search
+
+
+def to_us(value: datetime | None) -> int | None:
+    """A datetime as integer microseconds since the Unix epoch (how SQLite keeps time)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    delta = value - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_us(value: int | None) -> datetime | None:
+    if value is None:
+        return None
+    from datetime import timedelta
+
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=value)
+
+
+class SQLiteStore:
+    backend = "sqlite"
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        lock_timeout: float = 60.0,
+        exact_threshold: int = EXACT_THRESHOLD,
+    ) -> None:
+        self.path = Path(path)
+        self.location = str(self.path)
+        self.lock_timeout = lock_timeout
+        self.exact_threshold = exact_threshold
+        self._lock = threading.RLock()
+        self._index: VectorIndex | None = None
+        if self.path.parent and not self.path.parent.exists():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._conn = sqlite3.connect(
+                str(self.path), isolation_level=None, check_same_thread=False, timeout=5.0
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open SQLite database {self.path}: {exc}") from exc
+        self._conn.execute("PRAGMA busy_timeout = 5000")
+        self._retry(lambda: self._conn.execute("PRAGMA journal_mode = WAL"))
+        self._conn.execute("PRAGMA synchronous = NORMAL")
+        self._conn.execute("PRAGMA foreign_keys = ON")
+        self._retry(lambda: migrate(self._conn))
+        self._closed = False
+
+    # -- plumbing ------------------------------------------------------------------------------
+    @property
+    def index_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".usearch")
+
+    def _retry(self, fn: Callable[[], T]) -> T:
+        deadline = time.monotonic() + self.lock_timeout
+        delay = 0.005
+        while True:
+            try:
+                return fn()
+            except sqlite3.OperationalError as exc:
+                msg = str(exc).lower()
+                if ("locked" not in msg and "busy" not in msg) or time.monotonic() > deadline:
+                    raise StoreError(f"SQLite error on {self.path}: {exc}") from exc
+                time.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 0.25)
+
+    def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` in one IMMEDIATE transaction, retried whole while the database is busy."""
+
+        def attempt() -> T:
+            with self._lock:
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    result = fn(self._conn)
+                    self._conn.execute("COMMIT")
+                    return result
+                except BaseException:
+                    if self._conn.in_transaction:
+                        self._conn.execute("ROLLBACK")
+                    raise
+
+        try:
+            return self._retry(attempt)
+        except sqlite3.IntegrityError as exc:
+            raise ConflictError(f"write rejected by a constraint: {exc}") from exc
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        def run() -> list[tuple[Any, ...]]:
+            with self._lock:
+                return self._conn.execute(sql, params).fetchall()
+
+        return self._retry(run)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            if self._index is not None:
+                try:
+                    self._sync_index()
+                    self._index.save(self.index_path)
+                except (OSError, RuntimeError, StoreError):
+                    pass  # the index is a cache; it is rebuilt on open if stale
+            self._conn.close()
+            self._closed = True
+
+    def __enter__(self) -> SQLiteStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- embedding space ----------------------------------------------------------------------
+    def embedding_space(self) -> tuple[str, int] | None:
+        rows = dict(self._read("SELECT key, value FROM meta WHERE key IN ('embedding_model', 'embedding_dim')"))
+        if "embedding_model" not in rows:
+            return None
+        return rows["embedding_model"], int(rows["embedding_dim"])
+
+    def set_embedding_space(self, model_id: str, dim: int) -> None:
+        def tx(conn: sqlite3.Connection) -> None:
+            _check_or_set_space(conn, model_id, dim)
+
+        self._write(tx)
+
+    # -- writes --------------------------------------------------------------------------------
+    def insert(
+        self,
+        records: Sequence[MemoryRecord],
+        *,
+        op: HistoryOp = HistoryOp.ADD,
+        actor: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        if not records:
+            return
+
+        def tx(conn: sqlite3.Connection) -> list[tuple[int, np.ndarray]]:
+            added: list[tuple[int, np.ndarray]] = []
+            for record in records:
+                if record.embedding is not None:
+                    _check_or_set_space(conn, record.embedding_model or "", len(record.embedding))
+                exists = conn.execute("SELECT 1 FROM records WHERE id = ? LIMIT 1", (record.id,)).fetchone()
+                if exists:
+                    raise ConflictError(f"a record with id {record.id} already exists")
+                row = _insert_version(conn, record)
+                if record.embedding is not None:
+                    added.append((row, np.asarray(record.embedding, dtype=np.float32)))
+                _insert_links(conn, record)
+                _upsert_utility(conn, record)
+                _event(conn, record.scope.tenant, record.id, op, record.version, record.recorded_at, actor, reason)
+            return added
+
+        added = self._write(tx)
+        self._index_added(added)
+
+    def write_version(self, change: VersionChange) -> MemoryRecord:
+        new = change.new
+
+        def tx(conn: sqlite3.Connection) -> list[tuple[int, np.ndarray]]:
+            cur = conn.execute(
+                "SELECT rowid, version FROM records WHERE id = ? AND tenant = ? AND expired_at IS NULL",
+                (change.record_id, change.tenant),
+            ).fetchone()
+            if cur is None:
+                raise NotFoundError(f"no current record {change.record_id} in tenant {change.tenant!r}")
+            if new.version != cur[1] + 1:
+                raise ConflictError(
+                    f"record {change.record_id} changed concurrently (now at version {cur[1]}); reload and retry"
+                )
+            if new.embedding is not None:
+                _check_or_set_space(conn, new.embedding_model or "", len(new.embedding))
+            conn.execute("UPDATE records SET expired_at = ? WHERE rowid = ?", (to_us(new.recorded_at), cur[0]))
+            row = _insert_version(conn, new)
+            _insert_links(conn, new)
+            _event(conn, change.tenant, change.record_id, change.op, new.version, new.recorded_at,
+                   change.actor, change.reason)
+            return [(row, np.asarray(new.embedding, dtype=np.float32))] if new.embedding is not None else []
+
+        added = self._write(tx)
+        self._index_added(added)
+        return new
+
+    def delete(self, tenant: str, record_id: str, *, actor: str | None = None, reason: str | None = None) -> None:
+        def tx(conn: sqlite3.Connection) -> None:
+            cur = conn.execute(
+                "SELECT rowid, version FROM records WHERE id = ? AND tenant = ? AND expired_at IS NULL",
+                (record_id, tenant),
+            ).fetchone()
+            if cur is None:
+                raise NotFoundError(f"no current record {record_id} in tenant {tenant!r}")
+            now = utcnow()
+            conn.execute("UPDATE records SET expired_at = ?, deleted = 1 WHERE rowid = ?", (to_us(now), cur[0]))
+            _event(conn, tenant, record_id, HistoryOp.DELETE, cur[1], now, actor, reason)
+
+        self._write(tx)
+
+    def purge(self, tenant: str, record_ids: Sequence[str]) -> int:
+        ids = list(dict.fromkeys(record_ids))
+        if not ids:
+            return 0
+
+        def tx(conn: sqlite3.Connection) -> tuple[int, list[int]]:
+            found: set[str] = set()
+            rows: list[int] = []
+            for chunk in _chunks(ids, 500):
+                marks = ",".join("?" * len(chunk))
+                for rowid, rid, has_vec in conn.execute(
+                    f"SELECT rowid, id, embedding IS NOT NULL FROM records WHERE tenant = ? AND id IN ({marks})",
+                    (tenant, *chunk),
+                ):
+                    found.add(rid)
+                    if has_vec:
+                        rows.append(rowid)
+                conn.execute(f"DELETE FROM records WHERE tenant = ? AND id IN ({marks})", (tenant, *chunk))
+                conn.execute(f"DELETE FROM events WHERE tenant = ? AND record_id IN ({marks})", (tenant, *chunk))
+                conn.execute(f"DELETE FROM utility WHERE tenant = ? AND id IN ({marks})", (tenant, *chunk))
+                conn.execute(
+                    f"DELETE FROM links WHERE tenant = ? AND (src IN ({marks}) OR dst IN ({marks}))",
+                    (tenant, *chunk, *chunk),
+                )
+            conn.executemany("INSERT INTO vec_removed (row) VALUES (?)", [(r,) for r in rows])
+            return len(found), rows
+
+        count, rows = self._write(tx)
+        if rows:
+            with self._lock:
+                self._sync_index()
+        return count
+
+    def log_retrieval(self, retrieval: Retrieval) -> None:
+        shown = [{"id": h.record.id, "score": h.score, "rank": h.rank} for h in retrieval.hits]
+
+        def tx(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO retrievals (id, tenant, query, policy, k, shown, created_at) VALUES (?,?,?,?,?,?,?)",
+                (retrieval.id, retrieval.scope.tenant, retrieval.query, retrieval.policy, retrieval.k,
+                 json.dumps(shown), to_us(retrieval.created_at)),
+            )
+
+        self._write(tx)
+
+    # -- reads ---------------------------------------------------------------------------------
+    def get(
+        self,
+        tenant: str,
+        ids: Sequence[str],
+        *,
+        include_deleted: bool = False,
+        with_embedding: bool = False,
+    ) -> list[MemoryRecord]:
+        ids = list(dict.fromkeys(ids))
+        if not ids:
+            return []
+        cols = RECORD_COLUMNS + (", embedding" if with_embedding else "")
+        found: dict[str, MemoryRecord] = {}
+        for chunk in _chunks(ids, 500):
+            marks = ",".join("?" * len(chunk))
+            # the latest version of each id
+            rows = self._read(
+                f"SELECT {cols} FROM records r WHERE r.tenant = ? AND r.id IN ({marks}) AND r.version = "
+                "(SELECT max(version) FROM records x WHERE x.id = r.id)",
+                (tenant, *chunk),
+            )
+            for record in self._hydrate(rows, with_embedding):
+                if include_deleted or not record.deleted:
+                    found[record.id] = record
+        return [found[i] for i in ids if i in found]
+
+    def list(self, query: CandidateQuery, *, cursor: str | None, limit: int) -> Page:
+        where, params = visibility(query, "sqlite", to_us)
+        if cursor is not None:
+            where += " AND r.id > ?"
+            params.append(cursor)
+        rows = self._read(
+            f"SELECT {RECORD_COLUMNS} FROM records r WHERE {where} ORDER BY r.id LIMIT ?", (*params, limit + 1)
+        )
+        records = self._hydrate(rows[:limit], False)
+        next_cursor = records[-1].id if len(rows) > limit else None
+        return Page(records=records, next_cursor=next_cursor)
+
+    def visible(
+        self, query: CandidateQuery, ids: Sequence[str], *, with_embedding: bool = False
+    ) -> dict[str, MemoryRecord]:
+        ids = list(dict.fromkeys(ids))
+        where, params = visibility(query, "sqlite", to_us)
+        cols = RECORD_COLUMNS + (", embedding" if with_embedding else "")
+        out: dict[str, MemoryRecord] = {}
+        for chunk in _chunks(ids, 500):
+            marks = ",".join("?" * len(chunk))
+            rows = self._read(
+                f"SELECT {cols} FROM records r WHERE r.id IN ({marks}) AND {where}", (*chunk, *params)
+            )
+            out.update((r.id, r) for r in self._hydrate(rows, with_embedding))
+        return out
+
+    def history(self, tenant: str, record_id: str) -> list[HistoryEvent]:
+        events = self._read(
+            "SELECT op, version, at, actor, reason FROM events WHERE tenant = ? AND record_id = ? ORDER BY seq",
+            (tenant, record_id),
+        )
+        if not events:
+            raise NotFoundError(f"no record {record_id} in tenant {tenant!r}")
+        rows = self._read(
+            f"SELECT {RECORD_COLUMNS} FROM records r WHERE r.tenant = ? AND r.id = ? ORDER BY r.version",
+            (tenant, record_id),
+        )
+        versions = {r.version: r for r in self._hydrate(rows, False)}
+        return [
+            HistoryEvent(
+                record_id=record_id,
+                op=HistoryOp(op),
+                version=version,
+                at=from_us(at),
+                actor=actor,
+                reason=reason,
+                record=versions.get(version),
+            )
+            for op, version, at, actor, reason in events
+        ]
+
+    def dense_candidates(self, query: CandidateQuery, vector: np.ndarray, n: int) -> list[Candidate]:
+        with self._lock:
+            index = self._sync_index()
+            if index is None or len(index) == 0 or n <= 0:
+                return []
+            total = len(index)
+            where, params = visibility(query, "sqlite", to_us)
+            if total > self.exact_threshold:
+                fetch = max(4 * n, 64)
+                while True:
+                    keys, sims = index.search(vector, fetch)
+                    hits = self._visible_rows(keys, where, params)
+                    result = [
+                        Candidate(hits[int(k)], float(s)) for k, s in zip(keys, sims, strict=True) if int(k) in hits
+                    ]
+                    result = _dedupe(result)
+                    if len(result) >= n or fetch >= total:
+                        return result[:n]
+                    if fetch >= ANN_MAX_FETCH:
+                        break  # the filter is selective: exact search over the few rows it keeps
+                    fetch *= 4
+            rows = self._conn.execute(
+                f"SELECT r.rowid, r.id FROM records r WHERE {where} AND r.embedding IS NOT NULL", params
+            ).fetchall()
+            if not rows:
+                return []
+            keys, mat = index.vectors(np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)))
+            id_of = {r[0]: r[1] for r in rows}
+            sims = mat @ np.asarray(vector, dtype=np.float32)
+            top = np.argsort(-sims, kind="stable")[: max(n * 2, n)]
+            return _dedupe([Candidate(id_of[int(keys[i])], float(sims[i])) for i in top])[:n]
+
+    def _visible_rows(self, keys: np.ndarray, where: str, params: list[Any]) -> dict[int, str]:
+        out: dict[int, str] = {}
+        for chunk in _chunks([int(k) for k in keys], 900):
+            marks = ",".join("?" * len(chunk))
+            for rowid, rid in self._conn.execute(
+                f"SELECT r.rowid, r.id FROM records r WHERE r.rowid IN ({marks}) AND {where}", (*chunk, *params)
+            ):
+                out[rowid] = rid
+        return out
+
+    def lexical_candidates(self, query: CandidateQuery, text: str, n: int) -> list[Candidate]:
+        terms = query_terms(text)
+        if not terms or n <= 0:
+            return []
+        match = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+        where, params = visibility(query, "sqlite", to_us)
+        rows = self._read(
+            "SELECT r.id, bm25(records_fts) AS s FROM records_fts JOIN records r ON r.rowid = records_fts.rowid "
+            f"WHERE records_fts MATCH ? AND {where} ORDER BY s LIMIT ?",
+            (match, *params, n),
+        )
+        return _dedupe([Candidate(rid, -float(score)) for rid, score in rows])
+
+    def stats(self, tenant: str | None = None) -> StoreStats:
+        cond, params = ("WHERE tenant = ?", [tenant]) if tenant else ("", [])
+        (versions, records, deleted, invalidated, tenants) = self._read(
+            "SELECT count(*), count(DISTINCT id), "
+            "sum(CASE WHEN deleted = 1 THEN 1 ELSE 0 END), "
+            "sum(CASE WHEN expired_at IS NULL AND valid_to IS NOT NULL THEN 1 ELSE 0 END), "
+            f"count(DISTINCT tenant) FROM records {cond}",
+            params,
+        )[0]
+        kinds = dict(
+            self._read(
+                f"SELECT kind, count(*) FROM records {cond} {'AND' if cond else 'WHERE'} expired_at IS NULL "
+                "GROUP BY kind",
+                params,
+            )
+        )
+        space = self.embedding_space()
+        size = sum(p.stat().st_size for p in self.path.parent.glob(self.path.name + "*") if p.is_file())
+        return StoreStats(
+            backend=self.backend,
+            location=self.location,
+            records=records or 0,
+            versions=versions or 0,
+            deleted=deleted or 0,
+            invalidated=invalidated or 0,
+            tenants=tenants or 0,
+            embedding_model=space[0] if space else None,
+            embedding_dim=space[1] if space else None,
+            bytes=size,
+            kinds=kinds,
+        )
+
+    # -- export / import / re-embed ---------------------------------------------------------------
+    def export_rows(self, tenant: str | None) -> Iterator[MemoryRecord | HistoryEvent]:
+        cond, params = ("WHERE tenant = ?", [tenant]) if tenant else ("", [])
+        last = 0
+        while True:
+            rows = self._read(
+                f"SELECT rowid, {RECORD_COLUMNS}, embedding FROM records {cond} "
+                f"{'AND' if cond else 'WHERE'} rowid > ? ORDER BY rowid LIMIT 500",
+                (*params, last),
+            )
+            if not rows:
+                break
+            last = rows[-1][0]
+            yield from self._hydrate([r[1:] for r in rows], True)
+        for tenant_, rid, op, version, at, actor, reason in self._read(
+            f"SELECT tenant, record_id, op, version, at, actor, reason FROM events {cond} ORDER BY seq", params
+        ):
+            yield HistoryEvent(record_id=rid, op=HistoryOp(op), version=version, at=from_us(at), actor=actor,
+                               reason=reason)
+            del tenant_
+
+    def import_rows(self, rows: Sequence[MemoryRecord | HistoryEvent]) -> int:
+        records = [r for r in rows if isinstance(r, MemoryRecord)]
+        events = [r for r in rows if isinstance(r, HistoryEvent)]
+        tenant_of = {r.id: r.scope.tenant for r in records}
+
+        def tx(conn: sqlite3.Connection) -> list[tuple[int, np.ndarray]]:
+            added: list[tuple[int, np.ndarray]] = []
+            for record in records:
+                if record.embedding is not None:
+                    _check_or_set_space(conn, record.embedding_model or "", len(record.embedding))
+                if conn.execute(
+                    "SELECT 1 FROM records WHERE id = ? AND version = ?", (record.id, record.version)
+                ).fetchone():
+                    raise ConflictError(f"record {record.id} version {record.version} already exists")
+                row = _insert_version(conn, record)
+                if record.embedding is not None:
+                    added.append((row, np.asarray(record.embedding, dtype=np.float32)))
+                _insert_links(conn, record)
+                _upsert_utility(conn, record)
+            for event in events:
+                tenant = tenant_of.get(event.record_id)
+                if tenant is None:
+                    row = conn.execute("SELECT tenant FROM records WHERE id = ? LIMIT 1", (event.record_id,)).fetchone()
+                    if row is None:
+                        raise NotFoundError(f"history event for unknown record {event.record_id}")
+                    tenant = row[0]
+                _event(conn, tenant, event.record_id, event.op, event.version, event.at, event.actor, event.reason)
+            return added
+
+        added = self._write(tx)
+        self._index_added(added)
+        return len(records)
+
+    def iter_embeddable(self, batch: int) -> Iterator[list[tuple[int, str]]]:
+        last = 0
+        while True:
+            rows = self._read("SELECT rowid, text FROM records WHERE rowid > ? ORDER BY rowid LIMIT ?", (last, batch))
+            if not rows:
+                return
+            last = rows[-1][0]
+            yield [(int(r), t) for r, t in rows]
+
+    def replace_embeddings(
+        self, model_id: str, dim: int, rows: Sequence[tuple[int, np.ndarray]], *, first: bool, last: bool
+    ) -> None:
+        def tx(conn: sqlite3.Connection) -> None:
+            if first:
+                conn.execute("DELETE FROM meta WHERE key IN ('embedding_model', 'embedding_dim')")
+                conn.execute("UPDATE records SET embedding = NULL, embedding_model = NULL")
+                _check_or_set_space(conn, model_id, dim)
+                _bump(conn, "vec_epoch")
+            conn.executemany(
+                "UPDATE records SET embedding = ?, embedding_model = ? WHERE rowid = ?",
+                [(np.asarray(v, dtype=np.float32).tobytes(), model_id, key) for key, v in rows],
+            )
+
+        self._write(tx)
+        if last:
+            with self._lock:
+                self._index = None
+                self.index_path.unlink(missing_ok=True)
+                self._sync_index()
+
+    # -- the vector index ------------------------------------------------------------------------
+    def _space_tag(self) -> tuple[str, int] | None:
+        rows = dict(
+            self._conn.execute(
+                "SELECT key, value FROM meta WHERE key IN ('embedding_model', 'embedding_dim', 'vec_epoch')"
+            ).fetchall()
+        )
+        if "embedding_model" not in rows:
+            return None
+        return f"{rows['embedding_model']}|{rows['embedding_dim']}|{rows.get('vec_epoch', '0')}", int(
+            rows["embedding_dim"]
+        )
+
+    def _sync_index(self) -> VectorIndex | None:
+        """Load, build or catch up the in-memory index so it matches the committed rows (lock held)."""
+        tag = self._retry(self._space_tag)
+        if tag is None:
+            self._index = None
+            return None
+        space, dim = tag
+        if self._index is None or self._index.mark.space != space:
+            self._index = VectorIndex.load(self.index_path, dim, space) or _fresh(dim, space)
+            self._catch_up(self._index)
+            expected = self._retry(
+                lambda: self._conn.execute("SELECT count(*) FROM records WHERE embedding IS NOT NULL").fetchone()[0]
+            )
+            if len(self._index) != expected:  # the saved file disagrees with the rows: rebuild
+                self._index = _fresh(dim, space)
+                self._catch_up(self._index)
+                self._index.save(self.index_path)
+            return self._index
+        self._catch_up(self._index)
+        return self._index
+
+    def _catch_up(self, index: VectorIndex) -> None:
+        def read() -> tuple[list[tuple[int, int]], int]:
+            removed = self._conn.execute(
+                "SELECT seq, row FROM vec_removed WHERE seq > ? ORDER BY seq", (index.mark.removed,)
+            ).fetchall()
+            top = self._conn.execute("SELECT coalesce(max(rowid), 0) FROM records").fetchone()[0]
+            return removed, top
+
+        removed, top = self._retry(read)
+        if removed:
+            index.remove(np.array([r for _, r in removed], dtype=np.int64))
+            index.mark.removed = removed[-1][0]
+        while index.mark.rows < top:
+            rows = self._retry(
+                lambda: self._conn.execute(
+                    "SELECT rowid, embedding FROM records WHERE rowid > ? AND rowid <= ? AND embedding IS NOT NULL "
+                    "ORDER BY rowid LIMIT 20000",
+                    (index.mark.rows, top),
+                ).fetchall()
+            )
+            if not rows:
+                index.mark.rows = top
+                break
+            keys = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
+            index.add(keys, vecs)
+            index.mark.rows = int(keys[-1]) if len(rows) == 20000 else top
+
+    def _index_added(self, added: list[tuple[int, np.ndarray]]) -> None:
+        """After a commit: bring the index level (this includes the rows just written)."""
+        if not added:
+            return
+        with self._lock:
+            if self._index is not None:
+                self._sync_index()
+
+    def verify_index(self) -> bool:
+        """True when the vector index holds exactly the rows that have vectors (used by tests)."""
+        with self._lock:
+            index = self._sync_index()
+            rows = {r[0] for r in self._read("SELECT rowid FROM records WHERE embedding IS NOT NULL")}
+            keys = set() if index is None else {int(k) for k in index.keys()}
+            return rows == keys
+
+    # -- row mapping ----------------------------------------------------------------------------
+    def _hydrate(self, rows: Sequence[tuple[Any, ...]], with_embedding: bool) -> list[MemoryRecord]:
+        if not rows:
+            return []
+        ids = list({r[0] for r in rows})
+        links: dict[str, list[Link]] = {}
+        utility: dict[str, Utility] = {}
+        for chunk in _chunks(ids, 500):
+            marks = ",".join("?" * len(chunk))
+            for src, dst, typ in self._read(
+                f"SELECT src, dst, type FROM links WHERE src IN ({marks}) ORDER BY created_at, dst", chunk
+            ):
+                links.setdefault(src, []).append(Link(target=dst, type=typ))
+            for rid, q, n_shown, n_used, reward_sum, last in self._read(
+                f"SELECT id, q, n_shown, n_used, reward_sum, last_feedback_at FROM utility WHERE id IN ({marks})",
+                chunk,
+            ):
+                utility[rid] = Utility(
+                    q=q, n_shown=n_shown, n_used=n_used, reward_sum=reward_sum, last_feedback_at=from_us(last)
+                )
+        out = []
+        for r in rows:
+            embedding = None
+            if with_embedding and r[19] is not None:
+                embedding = np.frombuffer(r[19], dtype=np.float32).tolist()
+            out.append(
+                MemoryRecord.model_construct(
+                    id=r[0],
+                    version=r[1],
+                    scope=Scope(tenant=r[2], user=r[3], agent=r[4], session=r[5]),
+                    kind=r[6],
+                    text=r[7],
+                    payload=json.loads(r[8]),
+                    metadata=json.loads(r[9]),
+                    provenance=Provenance(
+                        source=r[10], source_message_ids=json.loads(r[11]), parent_ids=json.loads(r[12])
+                    ),
+                    links=links.get(r[0], []),
+                    valid_from=from_us(r[13]),
+                    valid_to=from_us(r[14]),
+                    recorded_at=from_us(r[15]),
+                    expired_at=from_us(r[16]),
+                    deleted=bool(r[17]),
+                    embedding_model=r[18],
+                    embedding=embedding,
+                    utility=utility.get(r[0], Utility()),
+                )
+            )
+        return out
+
+
+# -- helpers used inside transactions --------------------------------------------------------------
+
+
+def _fresh(dim: int, space: str) -> VectorIndex:
+    index = VectorIndex(dim)
+    index.mark.space = space
+    return index
+
+
+def _check_or_set_space(conn: sqlite3.Connection, model_id: str, dim: int) -> None:
+    rows = dict(
+        conn.execute("SELECT key, value FROM meta WHERE key IN ('embedding_model', 'embedding_dim')").fetchall()
+    )
+    if not rows:
+        conn.execute("INSERT INTO meta (key, value) VALUES ('embedding_model', ?)", (model_id,))
+        conn.execute("INSERT INTO meta (key, value) VALUES ('embedding_dim', ?)", (str(dim),))
+        return
+    if rows["embedding_model"] != model_id or int(rows["embedding_dim"]) != dim:
+        raise DimensionMismatchError(
+            f"this store holds vectors of {rows['embedding_model']!r} ({rows['embedding_dim']}-d); "
+            f"the embedder is {model_id!r} ({dim}-d). Use the same embedder, or re-embed the store "
+            "with `memq reembed` / Memory.reembed()"
+        )
+
+
+def _bump(conn: sqlite3.Connection, key: str) -> None:
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?, '1') "
+        "ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1",
+        (key,),
+    )
+
+
+def _insert_version(conn: sqlite3.Connection, r: MemoryRecord) -> int:
+    blob = None if r.embedding is None else np.asarray(r.embedding, dtype=np.float32).tobytes()
+    cur = conn.execute(
+        "INSERT INTO records (id, version, tenant, user_id, agent_id, session_id, kind, text, payload, metadata, "
+        "source, source_message_ids, parent_ids, valid_from, valid_to, recorded_at, expired_at, deleted, "
+        "embedding_model, embedding) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        (
+            r.id,
+            r.version,
+            r.scope.tenant,
+            r.scope.user,
+            r.scope.agent,
+            r.scope.session,
+            r.kind,
+            r.text,
+            json.dumps(r.payload, ensure_ascii=False),
+            json.dumps(r.metadata, ensure_ascii=False),
+            r.provenance.source,
+            json.dumps(r.provenance.source_message_ids),
+            json.dumps(r.provenance.parent_ids),
+            to_us(r.valid_from),
+            to_us(r.valid_to),
+            to_us(r.recorded_at),
+            to_us(r.expired_at),
+            1 if r.deleted else 0,
+            r.embedding_model,
+            blob,
+        ),
+    )
+    return int(cur.lastrowid or 0)
+
+
+def _insert_links(conn: sqlite3.Connection, r: MemoryRecord) -> None:
+    if r.links:
+        conn.executemany(
+            "INSERT OR IGNORE INTO links (tenant, src, dst, type, created_at) VALUES (?,?,?,?,?)",
+            [(r.scope.tenant, r.id, link.target, link.type, to_us(r.recorded_at)) for link in r.links],
+        )
+
+
+def _upsert_utility(conn: sqlite3.Connection, r: MemoryRecord) -> None:
+    u = r.utility
+    if u.q is None and u.n_shown == 0 and u.n_used == 0 and u.reward_sum == 0 and u.last_feedback_at is None:
+        return
+    conn.execute(
+        "INSERT INTO utility (id, tenant, q, n_shown, n_used, reward_sum, last_feedback_at) VALUES (?,?,?,?,?,?,?) "
+        "ON CONFLICT (id) DO UPDATE SET q = excluded.q, n_shown = excluded.n_shown, n_used = excluded.n_used, "
+        "reward_sum = excluded.reward_sum, last_feedback_at = excluded.last_feedback_at",
+        (r.id, r.scope.tenant, u.q, u.n_shown, u.n_used, u.reward_sum, to_us(u.last_feedback_at)),
+    )
+
+
+def _event(
+    conn: sqlite3.Connection,
+    tenant: str,
+    record_id: str,
+    op: HistoryOp,
+    version: int,
+    at: datetime,
+    actor: str | None,
+    reason: str | None,
+) -> None:
+    conn.execute(
+        "INSERT INTO events (tenant, record_id, op, version, at, actor, reason) VALUES (?,?,?,?,?,?,?)",
+        (tenant, record_id, HistoryOp(op).value, version, to_us(at), actor, reason),
+    )
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _dedupe(candidates: list[Candidate]) -> list[Candidate]:
+    seen: set[str] = set()
+    out = []
+    for c in candidates:
+        if c.id not in seen:
+            seen.add(c.id)
+            out.append(c)
+    return out
