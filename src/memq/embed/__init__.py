@@ -1,0 +1,44 @@
+"""Embedders: text in, L2-normalised float32 vectors out.
+
+* :class:`SentenceTransformerEmbedder` - the offline default (bundled all-MiniLM-L6-v2, 384-d).
+* :class:`OpenAICompatibleEmbedder` - any OpenAI-compatible ``/embeddings`` endpoint.
+* :class:`CachedEmbedder` - content-hash cache (memory LRU + optional SQLite file) around either.
+* :class:`HashingEmbedder` - deterministic, model-free; for tests and wiring checks.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from memq.embed.base import Embedder
+from memq.embed.cache import CachedEmbedder, cache_key
+from memq.embed.hashing import HashingEmbedder
+from memq.embed.minilm import SentenceTransformerEmbedder
+from memq.embed.openai_compat import OpenAICompatibleEmbedder
+
+__all__ = [
+    "CachedEmbedder",
+    "Embedder",
+    "HashingEmbedder",
+    "OpenAICompatibleEmbedder",
+    "SentenceTransformerEmbedder",
+    "cache_key",
+    "default_embedder",
+]
+
+_default: SentenceTransformerEmbedder | None = None
+_default_lock = threading.Lock()
+
+
+def default_embedder() -> SentenceTransformerEmbedder:
+    """The bundled all-MiniLM-L6-v2 embedder (one thread, offline).
+
+    Returns one shared instance per process, so the ~90 MB of weights load at most once (lazily,
+    on the first embedding). Construct :class:`SentenceTransformerEmbedder` yourself for a private
+    instance or other settings.
+    """
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = SentenceTransformerEmbedder()
+        return _default
