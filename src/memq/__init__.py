@@ -21,9 +21,9 @@ from memq.errors import (
 from memq.memory import AsyncMemory, Memory
 from memq.retrieve.pipeline import SearchOptions
 from memq.types import (
-    Hit,
     HistoryEvent,
     HistoryOp,
+    Hit,
     Kind,
     Link,
     MemoryRecord,
@@ -46,9 +46,9 @@ __all__ = [
     "EmbeddingError",
     "EmptyTextError",
     "FilterError",
-    "Hit",
     "HistoryEvent",
     "HistoryOp",
+    "Hit",
     "InvalidInputError",
     "Kind",
     "Link",

@@ -54,7 +54,9 @@ def _default_embedder() -> Embedder:
 class _Base:
     """Configuration and the pure steps shared by the sync and async facades."""
 
-    def __init__(self, embedder: Embedder | None, config: MemoryConfig | None, scope: ScopeLike | None) -> None:
+    def __init__(
+        self, embedder: Embedder | None, config: MemoryConfig | None, scope: ScopeLike | None
+    ) -> None:
         self.config = config or MemoryConfig()
         self._embedder = embedder
         self.default_scope = None if scope is None else coerce_scope(scope)
@@ -88,11 +90,16 @@ class _Base:
             raise EmbeddingError("the embedder returned NaN or infinite values")
         return vectors
 
-    def _prepare_add(self, items: Any, scope: ScopeLike | None, defaults: Mapping[str, Any]
-                     ) -> tuple[list[MemoryRecord], bool]:
+    def _prepare_add(
+        self, items: Any, scope: ScopeLike | None, defaults: Mapping[str, Any]
+    ) -> tuple[list[MemoryRecord], bool]:
         new, single = to_new_records(items)
-        records = build_records(new, scope=self._scope(scope), config=self.config,
-                                defaults={k: v for k, v in defaults.items() if v is not None})
+        records = build_records(
+            new,
+            scope=self._scope(scope),
+            config=self.config,
+            defaults={k: v for k, v in defaults.items() if v is not None},
+        )
         return records, single
 
     def _attach(self, records: list[MemoryRecord], vectors: np.ndarray) -> None:
@@ -147,16 +154,21 @@ class _Base:
 
 def _export_header(space: tuple[str, int] | None) -> str:
     return json.dumps(
-        {"type": EXPORT_FORMAT, "version": EXPORT_VERSION,
-         "embedding_model": space[0] if space else None, "embedding_dim": space[1] if space else None}
+        {
+            "type": EXPORT_FORMAT,
+            "version": EXPORT_VERSION,
+            "embedding_model": space[0] if space else None,
+            "embedding_dim": space[1] if space else None,
+        }
     )
 
 
 def _export_line(row: MemoryRecord | HistoryEvent) -> str:
     if isinstance(row, MemoryRecord):
         return json.dumps({"type": "record", "record": row.model_dump(mode="json")}, ensure_ascii=False)
-    return json.dumps({"type": "event", "event": row.model_dump(mode="json", exclude={"record"})},
-                      ensure_ascii=False)
+    return json.dumps(
+        {"type": "event", "event": row.model_dump(mode="json", exclude={"record"})}, ensure_ascii=False
+    )
 
 
 def _parse_export(lines: Iterator[str]) -> list[MemoryRecord | HistoryEvent]:
@@ -247,16 +259,24 @@ class Memory(_Base):
         that does not set them itself.
         """
         records, single = self._prepare_add(
-            items, scope, dict(kind=kind, metadata=metadata, payload=payload, valid_from=valid_from,
-                               valid_to=valid_to)
+            items,
+            scope,
+            dict(kind=kind, metadata=metadata, payload=payload, valid_from=valid_from, valid_to=valid_to),
         )
         self._ensure_space()
         self._attach(records, self._embed_documents([r.text for r in records]))
         self.store.insert(records, op=HistoryOp.ADD, actor=actor)
         return records[0] if single else records
 
-    def update(self, record_id: str, *, scope: ScopeLike | None = None, reason: str | None = None,
-               actor: str | None = None, **changes: Any) -> MemoryRecord:
+    def update(
+        self,
+        record_id: str,
+        *,
+        scope: ScopeLike | None = None,
+        reason: str | None = None,
+        actor: str | None = None,
+        **changes: Any,
+    ) -> MemoryRecord:
         """Write a new version with ``changes`` (text, kind, payload, metadata, valid_from, valid_to,
         links, provenance); the old version is expired, not lost (see :meth:`history`)."""
         if not changes:
@@ -271,8 +291,15 @@ class Memory(_Base):
             VersionChange(sc.tenant, record_id, new, HistoryOp.UPDATE, actor=actor, reason=reason)
         )
 
-    def invalidate(self, record_id: str, *, scope: ScopeLike | None = None, at: datetime | None = None,
-                   reason: str | None = None, actor: str | None = None) -> MemoryRecord:
+    def invalidate(
+        self,
+        record_id: str,
+        *,
+        scope: ScopeLike | None = None,
+        at: datetime | None = None,
+        reason: str | None = None,
+        actor: str | None = None,
+    ) -> MemoryRecord:
         """End the record's world-time validity at ``at`` (default now). It stays stored and searchable
         with ``include_invalidated=True`` or ``valid_at`` before ``at``."""
         sc = self._scope(scope)
@@ -285,8 +312,14 @@ class Memory(_Base):
             VersionChange(sc.tenant, record_id, new, HistoryOp.INVALIDATE, actor=actor, reason=reason)
         )
 
-    def delete(self, record_id: str, *, scope: ScopeLike | None = None, reason: str | None = None,
-               actor: str | None = None) -> None:
+    def delete(
+        self,
+        record_id: str,
+        *,
+        scope: ScopeLike | None = None,
+        reason: str | None = None,
+        actor: str | None = None,
+    ) -> None:
         """Soft delete: hidden from search and list, kept in history and as-of queries."""
         self.store.delete(self._scope(scope).tenant, record_id, actor=actor, reason=reason)
 
@@ -329,13 +362,20 @@ class Memory(_Base):
             signals["lexical"] = self.store.lexical_candidates(q, text, opts.pool)
         ids = list(dict.fromkeys(c.id for cands in signals.values() for c in cands))
         records = self.store.visible(q, ids, with_embedding=opts.mmr_lambda is not None)
-        retrieval = Retrieval(query=text, scope=q.scope, k=opts.k, policy=opts.policy,
-                              hits=rank(signals, records, opts, utcnow()))
+        retrieval = Retrieval(
+            query=text,
+            scope=q.scope,
+            k=opts.k,
+            policy=opts.policy,
+            hits=rank(signals, records, opts, utcnow()),
+        )
         if self.config.log_retrievals:
             self.store.log_retrieval(retrieval)
         return retrieval
 
-    def get(self, record_id: str, *, scope: ScopeLike | None = None, include_deleted: bool = False) -> MemoryRecord:
+    def get(
+        self, record_id: str, *, scope: ScopeLike | None = None, include_deleted: bool = False
+    ) -> MemoryRecord:
         found = self.store.get(self._scope(scope).tenant, [record_id], include_deleted=include_deleted)
         if not found:
             raise NotFoundError(f"no record {record_id} in this tenant")
@@ -380,8 +420,9 @@ class Memory(_Base):
         return found[0]
 
     # -- export / import / re-embed ----------------------------------------------------------------
-    def export(self, dest: str | Path | IO[str], *, scope: ScopeLike | None = None,
-               all_tenants: bool = False) -> int:
+    def export(
+        self, dest: str | Path | IO[str], *, scope: ScopeLike | None = None, all_tenants: bool = False
+    ) -> int:
         """Write every version and history event as JSONL (with vectors). Returns lines written."""
         tenant = None if all_tenants else self._scope(scope).tenant
         lines = 0
@@ -409,8 +450,11 @@ class Memory(_Base):
         for i, rows in enumerate(batches):
             vectors = np.asarray(embedder.embed_documents([t for _, t in rows]), dtype=np.float32)
             self.store.replace_embeddings(
-                embedder.model_id, embedder.dim, list(zip([k for k, _ in rows], vectors, strict=True)),
-                first=first, last=i == len(batches) - 1,
+                embedder.model_id,
+                embedder.dim,
+                list(zip([k for k, _ in rows], vectors, strict=True)),
+                first=first,
+                last=i == len(batches) - 1,
             )
             first = False
             count += len(rows)
@@ -430,7 +474,7 @@ class _TextHandle:
     def __enter__(self) -> IO[str]:
         if isinstance(self.target, str | Path):
             self._own = True
-            self._fh = open(self.target, self.mode, encoding="utf-8")  # noqa: SIM115
+            self._fh = open(self.target, self.mode, encoding="utf-8")
             return self._fh
         return self.target
 
@@ -501,8 +545,9 @@ class AsyncMemory(_Base):
         actor: str | None = None,
     ) -> Any:
         records, single = self._prepare_add(
-            items, scope, dict(kind=kind, metadata=metadata, payload=payload, valid_from=valid_from,
-                               valid_to=valid_to)
+            items,
+            scope,
+            dict(kind=kind, metadata=metadata, payload=payload, valid_from=valid_from, valid_to=valid_to),
         )
         await self._ensure_space()
         vectors = await asyncio.to_thread(self._embed_documents, [r.text for r in records])
@@ -510,8 +555,15 @@ class AsyncMemory(_Base):
         await self.store.insert(records, op=HistoryOp.ADD, actor=actor)
         return records[0] if single else records
 
-    async def update(self, record_id: str, *, scope: ScopeLike | None = None, reason: str | None = None,
-                     actor: str | None = None, **changes: Any) -> MemoryRecord:
+    async def update(
+        self,
+        record_id: str,
+        *,
+        scope: ScopeLike | None = None,
+        reason: str | None = None,
+        actor: str | None = None,
+        **changes: Any,
+    ) -> MemoryRecord:
         if not changes:
             raise InvalidInputError("update() needs at least one field to change")
         sc = self._scope(scope)
@@ -524,8 +576,15 @@ class AsyncMemory(_Base):
             VersionChange(sc.tenant, record_id, new, HistoryOp.UPDATE, actor=actor, reason=reason)
         )
 
-    async def invalidate(self, record_id: str, *, scope: ScopeLike | None = None, at: datetime | None = None,
-                         reason: str | None = None, actor: str | None = None) -> MemoryRecord:
+    async def invalidate(
+        self,
+        record_id: str,
+        *,
+        scope: ScopeLike | None = None,
+        at: datetime | None = None,
+        reason: str | None = None,
+        actor: str | None = None,
+    ) -> MemoryRecord:
         sc = self._scope(scope)
         current = await self._current(sc, record_id)
         end = as_utc(at) if at else utcnow()
@@ -536,8 +595,14 @@ class AsyncMemory(_Base):
             VersionChange(sc.tenant, record_id, new, HistoryOp.INVALIDATE, actor=actor, reason=reason)
         )
 
-    async def delete(self, record_id: str, *, scope: ScopeLike | None = None, reason: str | None = None,
-                     actor: str | None = None) -> None:
+    async def delete(
+        self,
+        record_id: str,
+        *,
+        scope: ScopeLike | None = None,
+        reason: str | None = None,
+        actor: str | None = None,
+    ) -> None:
         await self.store.delete(self._scope(scope).tenant, record_id, actor=actor, reason=reason)
 
     async def purge(self, record_ids: str | Sequence[str], *, scope: ScopeLike | None = None) -> int:
@@ -570,14 +635,20 @@ class AsyncMemory(_Base):
             signals["lexical"] = await self.store.lexical_candidates(q, text, opts.pool)
         ids = list(dict.fromkeys(c.id for cands in signals.values() for c in cands))
         records = await self.store.visible(q, ids, with_embedding=opts.mmr_lambda is not None)
-        retrieval = Retrieval(query=text, scope=q.scope, k=opts.k, policy=opts.policy,
-                              hits=rank(signals, records, opts, utcnow()))
+        retrieval = Retrieval(
+            query=text,
+            scope=q.scope,
+            k=opts.k,
+            policy=opts.policy,
+            hits=rank(signals, records, opts, utcnow()),
+        )
         if self.config.log_retrievals:
             await self.store.log_retrieval(retrieval)
         return retrieval
 
-    async def get(self, record_id: str, *, scope: ScopeLike | None = None,
-                  include_deleted: bool = False) -> MemoryRecord:
+    async def get(
+        self, record_id: str, *, scope: ScopeLike | None = None, include_deleted: bool = False
+    ) -> MemoryRecord:
         found = await self.store.get(self._scope(scope).tenant, [record_id], include_deleted=include_deleted)
         if not found:
             raise NotFoundError(f"no record {record_id} in this tenant")
@@ -604,8 +675,9 @@ class AsyncMemory(_Base):
     async def stats(self, *, scope: ScopeLike | None = None, all_tenants: bool = False) -> StoreStats:
         return await self.store.stats(None if all_tenants else self._scope(scope).tenant)
 
-    async def export(self, dest: str | Path | IO[str], *, scope: ScopeLike | None = None,
-                     all_tenants: bool = False) -> int:
+    async def export(
+        self, dest: str | Path | IO[str], *, scope: ScopeLike | None = None, all_tenants: bool = False
+    ) -> int:
         tenant = None if all_tenants else self._scope(scope).tenant
         rows = await self.store.export_rows(tenant)
         space = await self.store.embedding_space()

@@ -101,7 +101,9 @@ def to_new_records(items: Any) -> tuple[list[NewRecord], bool]:
             elif isinstance(item, Mapping):
                 out.append(NewRecord.model_validate(dict(item)))
             else:
-                raise InvalidInputError(f"item {i} is a {type(item).__name__}; expected text, dict or NewRecord")
+                raise InvalidInputError(
+                    f"item {i} is a {type(item).__name__}; expected text, dict or NewRecord"
+                )
         except ValidationError as exc:
             raise InvalidInputError(f"item {i}: {_first_error(exc)}") from exc
     return out, single
@@ -130,8 +132,13 @@ def build_records(
     records: list[MemoryRecord] = []
     seen: set[str] = set()
     for i, item in enumerate(items):
+
         def pick(name: str, item: NewRecord = item) -> Any:
-            return getattr(item, name) if name in item.model_fields_set else defaults.get(name, getattr(item, name))
+            return (
+                getattr(item, name)
+                if name in item.model_fields_set
+                else defaults.get(name, getattr(item, name))
+            )
 
         try:
             text = check_text(item.text, config)
@@ -156,7 +163,9 @@ def build_records(
                 text=text,
                 payload=check_json(pick("payload"), "payload", config),
                 metadata=check_json(pick("metadata"), "metadata", config),
-                provenance=Provenance.model_validate(provenance) if isinstance(provenance, Mapping) else provenance,
+                provenance=Provenance.model_validate(provenance)
+                if isinstance(provenance, Mapping)
+                else provenance,
                 links=[Link.model_validate(x) if isinstance(x, Mapping) else x for x in links],
                 valid_from=valid_from,
                 valid_to=valid_to,
@@ -175,8 +184,9 @@ def build_records(
 UPDATABLE = ("text", "kind", "payload", "metadata", "valid_from", "valid_to", "links", "provenance")
 
 
-def next_version(current: MemoryRecord, changes: Mapping[str, Any], config: MemoryConfig,
-                 now: datetime | None = None) -> MemoryRecord:
+def next_version(
+    current: MemoryRecord, changes: Mapping[str, Any], config: MemoryConfig, now: datetime | None = None
+) -> MemoryRecord:
     """The next version of ``current`` with ``changes`` applied (fields left out are kept)."""
     unknown = set(changes) - set(UPDATABLE)
     if unknown:

@@ -13,8 +13,9 @@ from memq.store.base import Candidate
 RRF_K = 60
 
 
-def rrf(signals: Mapping[str, Sequence[Candidate]], k: int = RRF_K,
-        weights: Mapping[str, float] | None = None) -> dict[str, float]:
+def rrf(
+    signals: Mapping[str, Sequence[Candidate]], k: int = RRF_K, weights: Mapping[str, float] | None = None
+) -> dict[str, float]:
     """Reciprocal rank fusion: score(d) = Σ_s w_s / (k + rank_s(d)), ranks from 1 (Cormack et al. 2009)."""
     fused: dict[str, float] = {}
     for name, candidates in signals.items():
@@ -46,9 +47,7 @@ def recency_factor(when: datetime, now: datetime, half_life_days: float, weight:
     return (1.0 - weight) + weight * math.pow(0.5, age_days / half_life_days)
 
 
-def mmr(
-    relevance: Sequence[float], vectors: np.ndarray, k: int, lam: float
-) -> tuple[list[int], list[float]]:
+def mmr(relevance: Sequence[float], vectors: np.ndarray, k: int, lam: float) -> tuple[list[int], list[float]]:
     """Maximal marginal relevance (Carbonell & Goldstein 1998).
 
     Picks greedily argmax λ·rel(i) − (1−λ)·max_{j picked} cos(i, j). ``relevance`` is rescaled to

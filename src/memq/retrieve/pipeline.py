@@ -96,7 +96,9 @@ def rank(
         pool = order[: max(options.k * 4, options.k)]
         vectors = [records[rid].embedding for rid in pool]
         if all(v is not None for v in vectors) and pool:
-            picked, values = mmr([scores[rid] for rid in pool], np.asarray(vectors), options.k, options.mmr_lambda)
+            picked, values = mmr(
+                [scores[rid] for rid in pool], np.asarray(vectors), options.k, options.mmr_lambda
+            )
             order = [pool[i] for i in picked]
             mmr_scores = {pool[i]: v for i, v in zip(picked, values, strict=True)}
     hits: list[Hit] = []
@@ -117,5 +119,7 @@ def rank(
         record = records[rid]
         if record.embedding is not None:  # vectors stay in the store
             record = record.model_copy(update={"embedding": None})
-        hits.append(Hit(record=record, score=mmr_scores.get(rid, scores[rid]), rank=position, signals=signals_out))
+        hits.append(
+            Hit(record=record, score=mmr_scores.get(rid, scores[rid]), rank=position, signals=signals_out)
+        )
     return hits

@@ -6,7 +6,15 @@ from pathlib import Path
 
 from memq.store.base import AsyncStore, Candidate, CandidateQuery, Store, VersionChange
 
-__all__ = ["AsyncStore", "Candidate", "CandidateQuery", "Store", "VersionChange", "is_postgres_url", "open_store"]
+__all__ = [
+    "AsyncStore",
+    "Candidate",
+    "CandidateQuery",
+    "Store",
+    "VersionChange",
+    "is_postgres_url",
+    "open_store",
+]
 
 
 def is_postgres_url(url: str) -> bool:

@@ -161,7 +161,9 @@ class SQLiteStore:
 
     # -- embedding space ----------------------------------------------------------------------
     def embedding_space(self) -> tuple[str, int] | None:
-        rows = dict(self._read("SELECT key, value FROM meta WHERE key IN ('embedding_model', 'embedding_dim')"))
+        rows = dict(
+            self._read("SELECT key, value FROM meta WHERE key IN ('embedding_model', 'embedding_dim')")
+        )
         if "embedding_model" not in rows:
             return None
         return rows["embedding_model"], int(rows["embedding_dim"])
@@ -197,7 +199,16 @@ class SQLiteStore:
                     added.append((row, np.asarray(record.embedding, dtype=np.float32)))
                 _insert_links(conn, record)
                 _upsert_utility(conn, record)
-                _event(conn, record.scope.tenant, record.id, op, record.version, record.recorded_at, actor, reason)
+                _event(
+                    conn,
+                    record.scope.tenant,
+                    record.id,
+                    op,
+                    record.version,
+                    record.recorded_at,
+                    actor,
+                    reason,
+                )
             return added
 
         added = self._write(tx)
@@ -219,18 +230,30 @@ class SQLiteStore:
                 )
             if new.embedding is not None:
                 _check_or_set_space(conn, new.embedding_model or "", len(new.embedding))
-            conn.execute("UPDATE records SET expired_at = ? WHERE rowid = ?", (to_us(new.recorded_at), cur[0]))
+            conn.execute(
+                "UPDATE records SET expired_at = ? WHERE rowid = ?", (to_us(new.recorded_at), cur[0])
+            )
             row = _insert_version(conn, new)
             _insert_links(conn, new)
-            _event(conn, change.tenant, change.record_id, change.op, new.version, new.recorded_at,
-                   change.actor, change.reason)
+            _event(
+                conn,
+                change.tenant,
+                change.record_id,
+                change.op,
+                new.version,
+                new.recorded_at,
+                change.actor,
+                change.reason,
+            )
             return [(row, np.asarray(new.embedding, dtype=np.float32))] if new.embedding is not None else []
 
         added = self._write(tx)
         self._index_added(added)
         return new
 
-    def delete(self, tenant: str, record_id: str, *, actor: str | None = None, reason: str | None = None) -> None:
+    def delete(
+        self, tenant: str, record_id: str, *, actor: str | None = None, reason: str | None = None
+    ) -> None:
         def tx(conn: sqlite3.Connection) -> None:
             cur = conn.execute(
                 "SELECT rowid, version FROM records WHERE id = ? AND tenant = ? AND expired_at IS NULL",
@@ -239,7 +262,9 @@ class SQLiteStore:
             if cur is None:
                 raise NotFoundError(f"no current record {record_id} in tenant {tenant!r}")
             now = utcnow()
-            conn.execute("UPDATE records SET expired_at = ?, deleted = 1 WHERE rowid = ?", (to_us(now), cur[0]))
+            conn.execute(
+                "UPDATE records SET expired_at = ?, deleted = 1 WHERE rowid = ?", (to_us(now), cur[0])
+            )
             _event(conn, tenant, record_id, HistoryOp.DELETE, cur[1], now, actor, reason)
 
         self._write(tx)
@@ -262,7 +287,9 @@ class SQLiteStore:
                     if has_vec:
                         rows.append(rowid)
                 conn.execute(f"DELETE FROM records WHERE tenant = ? AND id IN ({marks})", (tenant, *chunk))
-                conn.execute(f"DELETE FROM events WHERE tenant = ? AND record_id IN ({marks})", (tenant, *chunk))
+                conn.execute(
+                    f"DELETE FROM events WHERE tenant = ? AND record_id IN ({marks})", (tenant, *chunk)
+                )
                 conn.execute(f"DELETE FROM utility WHERE tenant = ? AND id IN ({marks})", (tenant, *chunk))
                 conn.execute(
                     f"DELETE FROM links WHERE tenant = ? AND (src IN ({marks}) OR dst IN ({marks}))",
@@ -283,8 +310,15 @@ class SQLiteStore:
         def tx(conn: sqlite3.Connection) -> None:
             conn.execute(
                 "INSERT INTO retrievals (id, tenant, query, policy, k, shown, created_at) VALUES (?,?,?,?,?,?,?)",
-                (retrieval.id, retrieval.scope.tenant, retrieval.query, retrieval.policy, retrieval.k,
-                 json.dumps(shown), to_us(retrieval.created_at)),
+                (
+                    retrieval.id,
+                    retrieval.scope.tenant,
+                    retrieval.query,
+                    retrieval.policy,
+                    retrieval.k,
+                    json.dumps(shown),
+                    to_us(retrieval.created_at),
+                ),
             )
 
         self._write(tx)
@@ -322,7 +356,8 @@ class SQLiteStore:
             where += " AND r.id > ?"
             params.append(cursor)
         rows = self._read(
-            f"SELECT {RECORD_COLUMNS} FROM records r WHERE {where} ORDER BY r.id LIMIT ?", (*params, limit + 1)
+            f"SELECT {RECORD_COLUMNS} FROM records r WHERE {where} ORDER BY r.id LIMIT ?",
+            (*params, limit + 1),
         )
         records = self._hydrate(rows[:limit], False)
         next_cursor = records[-1].id if len(rows) > limit else None
@@ -381,7 +416,9 @@ class SQLiteStore:
                     keys, sims = index.search(vector, fetch)
                     hits = self._visible_rows(keys, where, params)
                     result = [
-                        Candidate(hits[int(k)], float(s)) for k, s in zip(keys, sims, strict=True) if int(k) in hits
+                        Candidate(hits[int(k)], float(s))
+                        for k, s in zip(keys, sims, strict=True)
+                        if int(k) in hits
                     ]
                     result = _dedupe(result)
                     if len(result) >= n or fetch >= total:
@@ -405,7 +442,8 @@ class SQLiteStore:
         for chunk in _chunks([int(k) for k in keys], 900):
             marks = ",".join("?" * len(chunk))
             for rowid, rid in self._conn.execute(
-                f"SELECT r.rowid, r.id FROM records r WHERE r.rowid IN ({marks}) AND {where}", (*chunk, *params)
+                f"SELECT r.rowid, r.id FROM records r WHERE r.rowid IN ({marks}) AND {where}",
+                (*chunk, *params),
             ):
                 out[rowid] = rid
         return out
@@ -470,10 +508,12 @@ class SQLiteStore:
             last = rows[-1][0]
             yield from self._hydrate([r[1:] for r in rows], True)
         for tenant_, rid, op, version, at, actor, reason in self._read(
-            f"SELECT tenant, record_id, op, version, at, actor, reason FROM events {cond} ORDER BY seq", params
+            f"SELECT tenant, record_id, op, version, at, actor, reason FROM events {cond} ORDER BY seq",
+            params,
         ):
-            yield HistoryEvent(record_id=rid, op=HistoryOp(op), version=version, at=from_us(at), actor=actor,
-                               reason=reason)
+            yield HistoryEvent(
+                record_id=rid, op=HistoryOp(op), version=version, at=from_us(at), actor=actor, reason=reason
+            )
             del tenant_
 
     def import_rows(self, rows: Sequence[MemoryRecord | HistoryEvent]) -> int:
@@ -498,11 +538,22 @@ class SQLiteStore:
             for event in events:
                 tenant = tenant_of.get(event.record_id)
                 if tenant is None:
-                    row = conn.execute("SELECT tenant FROM records WHERE id = ? LIMIT 1", (event.record_id,)).fetchone()
+                    row = conn.execute(
+                        "SELECT tenant FROM records WHERE id = ? LIMIT 1", (event.record_id,)
+                    ).fetchone()
                     if row is None:
                         raise NotFoundError(f"history event for unknown record {event.record_id}")
                     tenant = row[0]
-                _event(conn, tenant, event.record_id, event.op, event.version, event.at, event.actor, event.reason)
+                _event(
+                    conn,
+                    tenant,
+                    event.record_id,
+                    event.op,
+                    event.version,
+                    event.at,
+                    event.actor,
+                    event.reason,
+                )
             return added
 
         added = self._write(tx)
@@ -512,7 +563,9 @@ class SQLiteStore:
     def iter_embeddable(self, batch: int) -> Iterator[list[tuple[int, str]]]:
         last = 0
         while True:
-            rows = self._read("SELECT rowid, text FROM records WHERE rowid > ? ORDER BY rowid LIMIT ?", (last, batch))
+            rows = self._read(
+                "SELECT rowid, text FROM records WHERE rowid > ? ORDER BY rowid LIMIT ?", (last, batch)
+            )
             if not rows:
                 return
             last = rows[-1][0]
@@ -563,7 +616,9 @@ class SQLiteStore:
             self._index = VectorIndex.load(self.index_path, dim, space) or _fresh(dim, space)
             self._catch_up(self._index)
             expected = self._retry(
-                lambda: self._conn.execute("SELECT count(*) FROM records WHERE embedding IS NOT NULL").fetchone()[0]
+                lambda: self._conn.execute(
+                    "SELECT count(*) FROM records WHERE embedding IS NOT NULL"
+                ).fetchone()[0]
             )
             if len(self._index) != expected:  # the saved file disagrees with the rows: rebuild
                 self._index = _fresh(dim, space)
@@ -614,7 +669,7 @@ class SQLiteStore:
         with self._lock:
             index = self._sync_index()
             rows = {r[0] for r in self._read("SELECT rowid FROM records WHERE embedding IS NOT NULL")}
-            keys = set() if index is None else {int(k) for k in index.keys()}
+            keys = set() if index is None else {int(k) for k in index.all_keys()}
             return rows == keys
 
     # -- row mapping ----------------------------------------------------------------------------
@@ -679,7 +734,9 @@ def _fresh(dim: int, space: str) -> VectorIndex:
 
 def _check_or_set_space(conn: sqlite3.Connection, model_id: str, dim: int) -> None:
     rows = dict(
-        conn.execute("SELECT key, value FROM meta WHERE key IN ('embedding_model', 'embedding_dim')").fetchall()
+        conn.execute(
+            "SELECT key, value FROM meta WHERE key IN ('embedding_model', 'embedding_dim')"
+        ).fetchall()
     )
     if not rows:
         conn.execute("INSERT INTO meta (key, value) VALUES ('embedding_model', ?)", (model_id,))

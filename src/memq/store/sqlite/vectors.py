@@ -82,7 +82,7 @@ class VectorIndex:
             return np.empty(0, dtype=np.int64), np.empty((0, self.dim), dtype=np.float32)
         return np.asarray(keys)[present], np.stack([got[i] for i in present]).astype(np.float32, copy=False)
 
-    def keys(self) -> np.ndarray:
+    def all_keys(self) -> np.ndarray:
         return np.asarray(self._index.keys, dtype=np.int64)
 
     # -- persistence ---------------------------------------------------------------------------
@@ -91,7 +91,12 @@ class VectorIndex:
         tmp = path.with_name(path.name + f".tmp{os.getpid()}")
         self._index.save(str(tmp))
         os.replace(tmp, path)
-        meta = {"rows": self.mark.rows, "removed": self.mark.removed, "space": self.mark.space, "count": len(self)}
+        meta = {
+            "rows": self.mark.rows,
+            "removed": self.mark.removed,
+            "space": self.mark.space,
+            "count": len(self),
+        }
         side = _sidecar(path)
         tmp_side = side.with_name(side.name + f".tmp{os.getpid()}")
         tmp_side.write_text(json.dumps(meta))
