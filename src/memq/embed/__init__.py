@@ -24,6 +24,7 @@ __all__ = [
     "SentenceTransformerEmbedder",
     "cache_key",
     "default_embedder",
+    "embedder_from_spec",
 ]
 
 _default: SentenceTransformerEmbedder | None = None
@@ -42,3 +43,29 @@ def default_embedder() -> SentenceTransformerEmbedder:
         if _default is None:
             _default = SentenceTransformerEmbedder()
         return _default
+
+
+def embedder_from_spec(spec: str) -> Embedder:
+    """An embedder from a short spec (CLI, server config).
+
+    ``minilm`` (default, offline), ``hashing`` or ``hashing:DIM``, and ``openai:MODEL:DIM`` (reads
+    ``OPENAI_BASE_URL`` and ``OPENAI_API_KEY``).
+    """
+    import os
+
+    from memq.errors import InvalidInputError
+
+    name, _, rest = spec.strip().partition(":")
+    if name in ("", "minilm", "default"):
+        return default_embedder()
+    if name == "hashing":
+        return HashingEmbedder(int(rest)) if rest else HashingEmbedder()
+    if name == "openai":
+        model, _, dim = rest.rpartition(":")
+        if not model or not dim.isdigit():
+            raise InvalidInputError(
+                "the openai embedder spec is openai:MODEL:DIM, e.g. openai:text-embedding-3-small:1536"
+            )
+        base = os.environ.get("OPENAI_BASE_URL", "https://api.openai.com/v1")
+        return OpenAICompatibleEmbedder(model=model, dim=int(dim), base_url=base)
+    raise InvalidInputError(f"unknown embedder {spec!r}; use minilm, hashing[:DIM] or openai:MODEL:DIM")

@@ -1,0 +1,1 @@
+"""Benchmarks on real memory datasets (loaders, metrics). Data is read from ../shared/data; never shipped."""

@@ -1,0 +1,452 @@
+"""The ``memq`` command line.
+
+Every command works on one store (``--db``: a SQLite file or a ``postgresql://`` URL, default
+``$MEMQ_DB`` or ./memq.db) and one scope (``--tenant``, default ``$MEMQ_TENANT`` or "default").
+Errors print what went wrong and what to do, and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from memq.errors import MemqError
+from memq.memory import Memory
+from memq.types import MemoryRecord, Retrieval, Scope
+
+app = typer.Typer(
+    name="memq",
+    help="memq — memory for LLM agents that learns which memories help.\n\n"
+    "Store memories, search them (dense + BM25 hybrid), and manage their history.\n"
+    "Start with:  memq demo   |   memq add 'Alice moved to Berlin'   |   memq search 'where is Alice?'",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+class _State:
+    db: str = "memq.db"
+    scope: Scope = Scope(tenant="default")
+    embedder: str = "minilm"
+    as_json: bool = False
+
+
+state = _State()
+
+
+@app.callback()
+def main(
+    db: Annotated[
+        str, typer.Option("--db", envvar="MEMQ_DB", help="SQLite file or postgresql:// URL.")
+    ] = "memq.db",
+    tenant: Annotated[
+        str, typer.Option(envvar="MEMQ_TENANT", help="Tenant (isolation boundary).")
+    ] = "default",
+    user: Annotated[str | None, typer.Option(help="Narrow the scope to a user.")] = None,
+    agent: Annotated[str | None, typer.Option(help="Narrow the scope to an agent.")] = None,
+    session: Annotated[str | None, typer.Option(help="Narrow the scope to a session.")] = None,
+    embedder: Annotated[
+        str,
+        typer.Option(
+            envvar="MEMQ_EMBEDDER", help="minilm (default, offline), hashing[:DIM], or openai:MODEL:DIM."
+        ),
+    ] = "minilm",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    state.db = db
+    state.scope = Scope(tenant=tenant, user=user, agent=agent, session=session)
+    state.embedder = embedder
+    state.as_json = as_json
+
+
+def _memory() -> Memory:
+    from memq.embed import embedder_from_spec
+
+    return Memory(state.db, embedder=embedder_from_spec(state.embedder), scope=state.scope)
+
+
+def _fail(exc: Exception) -> None:
+    code = getattr(exc, "code", type(exc).__name__)
+    err_console.print(f"[bold red]error[/] ({code}): {exc}")
+    raise typer.Exit(2)
+
+
+def _run(fn: Any) -> Any:
+    try:
+        return fn()
+    except MemqError as exc:
+        _fail(exc)
+    except (OSError, ValueError) as exc:
+        _fail(exc)
+
+
+def _print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def _record_row(r: MemoryRecord) -> dict[str, Any]:
+    return r.model_dump(mode="json", exclude={"embedding"})
+
+
+def _records_table(records: list[MemoryRecord], title: str | None = None) -> Table:
+    table = Table(title=title, title_justify="left")
+    table.add_column("id", style="cyan", no_wrap=True)
+    table.add_column("v", justify="right")
+    table.add_column("kind")
+    table.add_column("text")
+    table.add_column("metadata")
+    for r in records:
+        table.add_row(r.id, str(r.version), r.kind, r.text, json.dumps(r.metadata, ensure_ascii=False)[:60])
+    return table
+
+
+def _parse_json(value: str | None, what: str) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as exc:
+        _fail(ValueError(f'{what} is not valid JSON ({exc.msg}); example: \'{{"topic": "travel"}}\''))
+    if not isinstance(parsed, dict):
+        _fail(ValueError(f'{what} must be a JSON object, e.g. \'{{"topic": "travel"}}\''))
+    return parsed
+
+
+def _parse_time(value: str | None, what: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        _fail(ValueError(f"{what} must be an ISO 8601 time such as 2024-05-01 or 2024-05-01T12:00:00+00:00"))
+    return None
+
+
+@app.command()
+def add(
+    text: Annotated[str | None, typer.Argument(help="The memory's text. Omit with --file.")] = None,
+    kind: Annotated[
+        str, typer.Option(help="fact, episode, experience, note, insight, or your own.")
+    ] = "fact",
+    metadata: Annotated[
+        str | None, typer.Option("--metadata", "-m", help="JSON object of filterable fields.")
+    ] = None,
+    valid_from: Annotated[str | None, typer.Option(help="World time the fact starts (ISO 8601).")] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option("--file", "-f", help="Add every non-empty line of a text file (- for stdin)."),
+    ] = None,
+) -> None:
+    """Store a memory (or every line of a file, in one transaction)."""
+    if (text is None) == (file is None):
+        _fail(ValueError("give the text as an argument, or --file PATH (not both)"))
+    md = _parse_json(metadata, "--metadata")
+    when = _parse_time(valid_from, "--valid-from")
+
+    def go() -> list[MemoryRecord]:
+        if file is not None:
+            lines = (
+                sys.stdin.read().splitlines() if str(file) == "-" else file.read_text("utf-8").splitlines()
+            )
+            items: Any = [line for line in lines if line.strip()]
+        else:
+            items = [text]
+        with _memory() as mem:
+            return mem.add(items, kind=kind, metadata=md, valid_from=when)
+
+    records = _run(go)
+    if state.as_json:
+        _print_json([_record_row(r) for r in records])
+    else:
+        for r in records:
+            console.print(f"added [cyan]{r.id}[/]")
+
+
+@app.command()
+def search(
+    query: Annotated[str, typer.Argument(help="What to look for.")],
+    k: Annotated[int, typer.Option("-k", help="How many results.")] = 5,
+    mode: Annotated[str, typer.Option(help="hybrid, dense or lexical.")] = "hybrid",
+    filters: Annotated[
+        str | None,
+        typer.Option("--filter", help='JSON filter, e.g. \'{"metadata.topic": {"in": ["a","b"]}}\'.'),
+    ] = None,
+    kind: Annotated[list[str] | None, typer.Option(help="Only these kinds (repeatable).")] = None,
+    as_of: Annotated[str | None, typer.Option(help="What memq knew at this time (ISO 8601).")] = None,
+    valid_at: Annotated[
+        str | None, typer.Option(help="What held in the world at this time (ISO 8601).")
+    ] = None,
+    explain: Annotated[bool, typer.Option(help="Show each hit's per-signal scores.")] = False,
+) -> None:
+    """Search memories: dense + BM25 candidates fused with RRF."""
+    flt = _parse_json(filters, "--filter")
+    when, world = _parse_time(as_of, "--as-of"), _parse_time(valid_at, "--valid-at")
+
+    def go() -> Retrieval:
+        with _memory() as mem:
+            return mem.search(
+                query, k=k, mode=mode, filters=flt, kinds=kind, as_of=when, valid_at=world, explain=explain
+            )
+
+    result = _run(go)
+    if state.as_json:
+        _print_json(result.model_dump(mode="json"))
+        return
+    table = Table(title=f"retrieval {result.id}", title_justify="left")
+    table.add_column("#", justify="right")
+    table.add_column("score", justify="right")
+    table.add_column("id", style="cyan", no_wrap=True)
+    table.add_column("text")
+    if explain:
+        table.add_column("dense (rank)")
+        table.add_column("bm25 (rank)")
+    for hit in result.hits:
+        row = [str(hit.rank), f"{hit.score:.4f}", hit.record.id, hit.record.text]
+        if explain and hit.signals:
+            s = hit.signals
+            row.append("-" if s.dense is None else f"{s.dense:.3f} ({s.dense_rank})")
+            row.append("-" if s.lexical is None else f"{s.lexical:.2f} ({s.lexical_rank})")
+        table.add_row(*row)
+    console.print(table if result.hits else "[yellow]no matching memories[/]")
+
+
+@app.command()
+def get(
+    record_id: Annotated[str, typer.Argument(help="Record id.")],
+    include_deleted: Annotated[bool, typer.Option(help="Also show a soft-deleted record.")] = False,
+) -> None:
+    """Show one record (its latest version)."""
+
+    def go() -> MemoryRecord:
+        with _memory() as mem:
+            return mem.get(record_id, include_deleted=include_deleted)
+
+    record = _run(go)
+    _print_json(_record_row(record))
+
+
+@app.command(name="list")
+def list_(
+    limit: Annotated[int, typer.Option(help="Records per page.")] = 20,
+    cursor: Annotated[str | None, typer.Option(help="Cursor printed by the previous page.")] = None,
+    filters: Annotated[
+        str | None, typer.Option("--filter", help="JSON filter (see `memq search --help`).")
+    ] = None,
+    kind: Annotated[list[str] | None, typer.Option(help="Only these kinds (repeatable).")] = None,
+) -> None:
+    """List records in creation order, one page at a time."""
+    flt = _parse_json(filters, "--filter")
+
+    def go() -> Any:
+        with _memory() as mem:
+            return mem.list(limit=limit, cursor=cursor, filters=flt, kinds=kind)
+
+    page = _run(go)
+    if state.as_json:
+        _print_json(page.model_dump(mode="json", exclude={"records": {"__all__": {"embedding"}}}))
+        return
+    console.print(_records_table(page.records))
+    if page.next_cursor:
+        console.print(f"next page: [cyan]memq list --cursor {page.next_cursor}[/]")
+
+
+@app.command()
+def history(record_id: Annotated[str, typer.Argument(help="Record id.")]) -> None:
+    """Show every version and event of a record."""
+
+    def go() -> Any:
+        with _memory() as mem:
+            return mem.history(record_id)
+
+    events = _run(go)
+    if state.as_json:
+        _print_json([e.model_dump(mode="json", exclude={"record": {"embedding"}}) for e in events])
+        return
+    table = Table(title=f"history of {record_id}", title_justify="left")
+    for col in ("at", "op", "v", "text", "valid", "reason"):
+        table.add_column(col)
+    for e in events:
+        r = e.record
+        valid = "" if r is None else f"{r.valid_from or '…'} → {r.valid_to or '…'}"
+        table.add_row(
+            e.at.isoformat(timespec="seconds"),
+            e.op.value,
+            str(e.version),
+            "" if r is None else r.text,
+            valid,
+            e.reason or "",
+        )
+    console.print(table)
+
+
+@app.command()
+def update(
+    record_id: Annotated[str, typer.Argument(help="Record id.")],
+    text: Annotated[str | None, typer.Option(help="New text.")] = None,
+    metadata: Annotated[
+        str | None, typer.Option("--metadata", "-m", help="New metadata (JSON object).")
+    ] = None,
+    reason: Annotated[str | None, typer.Option(help="Why (kept in history).")] = None,
+) -> None:
+    """Write a new version of a record; the old one stays in history."""
+    changes: dict[str, Any] = {}
+    if text is not None:
+        changes["text"] = text
+    if metadata is not None:
+        changes["metadata"] = _parse_json(metadata, "--metadata")
+
+    def go() -> MemoryRecord:
+        with _memory() as mem:
+            return mem.update(record_id, reason=reason, **changes)
+
+    r = _run(go)
+    console.print(f"[cyan]{r.id}[/] is now at version {r.version}")
+
+
+@app.command()
+def invalidate(
+    record_id: Annotated[str, typer.Argument(help="Record id.")],
+    at: Annotated[
+        str | None, typer.Option(help="When it stopped being true (ISO 8601; default now).")
+    ] = None,
+    reason: Annotated[str | None, typer.Option(help="Why (kept in history).")] = None,
+) -> None:
+    """Mark a fact as no longer true (kept, searchable with --valid-at)."""
+    when = _parse_time(at, "--at")
+
+    def go() -> MemoryRecord:
+        with _memory() as mem:
+            return mem.invalidate(record_id, at=when, reason=reason)
+
+    r = _run(go)
+    console.print(f"[cyan]{r.id}[/] valid until {r.valid_to}")
+
+
+@app.command()
+def delete(
+    record_id: Annotated[str, typer.Argument(help="Record id.")],
+    reason: Annotated[str | None, typer.Option(help="Why (kept in history).")] = None,
+) -> None:
+    """Soft-delete a record (hidden from search; history kept). Use `purge` to erase."""
+
+    def go() -> None:
+        with _memory() as mem:
+            mem.delete(record_id, reason=reason)
+
+    _run(go)
+    console.print(f"deleted [cyan]{record_id}[/]")
+
+
+@app.command()
+def purge(
+    record_ids: Annotated[list[str], typer.Argument(help="Record ids to erase.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Erase records for good: every version, vector, index entry and history event."""
+    if not yes and not typer.confirm(f"Erase {len(record_ids)} record(s) permanently?"):
+        raise typer.Exit(1)
+
+    def go() -> int:
+        with _memory() as mem:
+            return mem.purge(record_ids)
+
+    console.print(f"purged {_run(go)} record(s)")
+
+
+@app.command()
+def export(
+    path: Annotated[Path, typer.Argument(help="Output JSONL file (- for stdout).")],
+    all_tenants: Annotated[bool, typer.Option(help="Export every tenant, not just --tenant.")] = False,
+) -> None:
+    """Export every version and history event (with vectors) as JSONL."""
+
+    def go() -> int:
+        with _memory() as mem:
+            if str(path) == "-":
+                return mem.export(sys.stdout, all_tenants=all_tenants)
+            return mem.export(path, all_tenants=all_tenants)
+
+    lines = _run(go)
+    if str(path) != "-":
+        console.print(f"wrote {lines} lines to {path}")
+
+
+@app.command(name="import")
+def import_(path: Annotated[Path, typer.Argument(help="A JSONL file written by `memq export`.")]) -> None:
+    """Import a JSONL export exactly (ids, versions, times kept); all or nothing."""
+
+    def go() -> int:
+        with _memory() as mem:
+            return mem.import_(path)
+
+    console.print(f"imported {_run(go)} record versions")
+
+
+@app.command()
+def stats(all_tenants: Annotated[bool, typer.Option(help="Count every tenant.")] = False) -> None:
+    """Counts, embedding space and size of the store."""
+
+    def go() -> Any:
+        with _memory() as mem:
+            return mem.stats(all_tenants=all_tenants)
+
+    s = _run(go)
+    if state.as_json:
+        _print_json(s.model_dump(mode="json"))
+        return
+    table = Table(show_header=False)
+    for key, value in s.model_dump().items():
+        table.add_row(key, json.dumps(value) if isinstance(value, dict) else str(value))
+    console.print(table)
+
+
+@app.command()
+def reembed(
+    to: Annotated[
+        str, typer.Option("--to", help="The new embedder: minilm, hashing[:DIM] or openai:MODEL:DIM.")
+    ],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Re-embed every stored version with another embedder and switch the store to it."""
+    from memq.embed import embedder_from_spec
+
+    if not yes and not typer.confirm(f"Re-embed the whole store {state.db} with {to}?"):
+        raise typer.Exit(1)
+
+    def go() -> int:
+        with Memory(state.db, scope=state.scope) as mem:
+            return mem.reembed(embedder_from_spec(to))
+
+    console.print(f"re-embedded {_run(go)} record versions with {to}; use --embedder {to} from now on")
+
+
+@app.command()
+def demo(
+    db: Annotated[Path, typer.Option(help="Where to create the demo store (replaced if present).")] = Path(
+        "memq-demo.db"
+    ),
+    data: Annotated[
+        str | None, typer.Option(help="Path of locomo10.json (default: ../shared/data/locomo).")
+    ] = None,
+    conversation: Annotated[int, typer.Option(help="Which LoCoMo conversation (0-9).")] = 0,
+) -> None:
+    """Add a real LoCoMo conversation to a fresh store and answer a few questions."""
+    from memq.demo import run_demo
+
+    _run(lambda: run_demo(db, data=data, conversation=conversation, console=console))
+
+
+def run() -> None:  # pragma: no cover - console entry point alias
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    app()
