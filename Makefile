@@ -20,7 +20,7 @@ $(STAMP_RUN): $(BIN)/python pyproject.toml
 
 $(STAMP_TEST): $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e '.[test,bench]'
+	$(BIN)/pip install -q -e '.[test]'
 	touch $@ $(STAMP_RUN)
 
 run: $(STAMP_RUN)
@@ -34,7 +34,9 @@ lint: $(STAMP_TEST)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 
+# Heavy benchmarks run by their own command, never inside `make test`.
 bench: $(STAMP_TEST)
+	$(BIN)/pip install -q -e '.[test,bench]'
 	$(BIN)/python benchmarks/ann_bench.py
 	$(BIN)/python benchmarks/store_bench.py
 
