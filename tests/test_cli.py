@@ -1,0 +1,83 @@
+"""The ``memq`` command line, run in-process (typer's runner) and once as a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from memq.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def db(tmp_path: Path, embedder) -> list[str]:  # the embedder fixture loads MiniLM once per session
+    return ["--db", str(tmp_path / "cli.db"), "--tenant", "acme"]
+
+
+def _ok(args: list[str], input: str | None = None) -> str:
+    result = runner.invoke(app, args, input=input)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_add_search_get_history_update_flow(db: list[str]) -> None:
+    out = json.loads(_ok([*db, "--json", "add", "Alice moved to Berlin", "-m", '{"topic": "travel"}']))
+    rid = out[0]["id"]
+    bob = json.loads(_ok([*db, "--json", "add", "Bob is allergic to peanuts"]))[0]["id"]
+    hits = json.loads(_ok([*db, "--json", "search", "where does Alice live", "-k", "1", "--explain"]))
+    assert hits["hits"][0]["record"]["id"] == rid and hits["hits"][0]["signals"]["dense_rank"] == 1
+    assert json.loads(_ok([*db, "get", rid]))["metadata"] == {"topic": "travel"}
+    _ok([*db, "update", rid, "--text", "Alice moved to Munich", "--reason", "moved"])
+    events = json.loads(_ok([*db, "--json", "history", rid]))
+    assert [(e["op"], e["version"]) for e in events] == [("add", 1), ("update", 2)]
+    filtered = json.loads(_ok([*db, "--json", "search", "allergy", "--filter", '{"metadata.topic": "travel"}']))
+    assert [h["record"]["id"] for h in filtered["hits"]] == [rid]
+    stats = json.loads(_ok([*db, "--json", "stats"]))
+    assert stats["records"] == 2 and stats["versions"] == 3
+    table = _ok([*db, "search", "peanuts", "--explain"])
+    assert bob in table and "retrieval" in table
+
+
+def test_file_import_export_list_and_purge(db: list[str], tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("first note\n\nsecond note\nthird note\n")
+    _ok([*db, "add", "--file", str(notes)])
+    page = json.loads(_ok([*db, "--json", "list", "--limit", "2"]))
+    assert len(page["records"]) == 2 and page["next_cursor"]
+    rest = json.loads(_ok([*db, "--json", "list", "--limit", "2", "--cursor", page["next_cursor"]]))
+    assert [r["text"] for r in rest["records"]] == ["third note"] and rest["next_cursor"] is None
+    dump = tmp_path / "dump.jsonl"
+    _ok([*db, "export", str(dump)])
+    other = ["--db", str(tmp_path / "other.db"), "--tenant", "acme"]
+    assert "imported 3" in _ok([*other, "import", str(dump)])
+    rid = page["records"][0]["id"]
+    assert "purged 1" in _ok([*db, "purge", rid, "--yes"])
+    assert runner.invoke(app, [*db, "get", rid]).exit_code == 2
+
+
+def test_errors_say_what_to_do(db: list[str]) -> None:
+    result = runner.invoke(app, [*db, "get", "no-such-id"])
+    assert result.exit_code == 2 and "not_found" in result.output
+    result = runner.invoke(app, [*db, "search", "x", "--filter", "{not json"])
+    assert result.exit_code == 2 and "not valid JSON" in result.output
+    result = runner.invoke(app, [*db, "search", "x", "--filter", '{"metadata.a": {"near": 1}}'])
+    assert result.exit_code == 2 and "invalid_filter" in result.output
+    result = runner.invoke(app, [*db, "add", "   "])
+    assert result.exit_code == 2 and "empty_text" in result.output
+    result = runner.invoke(app, [*db, "add"])
+    assert result.exit_code == 2 and "--file" in result.output
+
+
+def test_real_process_help_and_exit_code(tmp_path: Path) -> None:
+    exe = [sys.executable, "-m", "memq"]
+    help_out = subprocess.run([*exe, "--help"], capture_output=True, text=True, timeout=60)
+    assert help_out.returncode == 0 and "search" in help_out.stdout and "demo" in help_out.stdout
+    bad = subprocess.run([*exe, "--db", str(tmp_path / "x.db"), "--embedder", "hashing", "get", "nope"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "not_found" in bad.stderr

@@ -1,0 +1,107 @@
+"""The SQLite store's HNSW path: over-fetching under filters, persistence, staleness, purge."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from memq.store.base import CandidateQuery
+from memq.store.sqlite import SQLiteStore
+from memq.types import MemoryRecord, Scope
+
+DIM = 32
+
+
+def _records(rng: np.random.Generator, n: int, tenant: str, start: int = 0) -> list[MemoryRecord]:
+    vecs = rng.normal(size=(n, DIM)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    return [
+        MemoryRecord(scope=Scope(tenant=tenant), text=f"{tenant} item {start + i}", metadata={"i": start + i},
+                     embedding=v.tolist(), embedding_model="test:random")
+        for i, v in enumerate(vecs)
+    ]
+
+
+def test_ann_path_returns_filtered_results_and_agrees_with_exact(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    store = SQLiteStore(tmp_path / "a.db", exact_threshold=500)
+    big = _records(rng, 3000, "big")
+    small = _records(rng, 15, "small")
+    store.insert(big)
+    store.insert(small)
+    query = np.asarray(big[42].embedding, dtype=np.float32)
+    # the HNSW path (3,015 vectors > threshold) finds the record itself first
+    top = store.dense_candidates(CandidateQuery(scope=Scope(tenant="big")), query, 10)
+    assert top[0].id == big[42].id and len(top) == 10
+    # a tenant with 15 rows: the over-fetch cannot find 10 of them, so exact search takes over
+    small_top = store.dense_candidates(CandidateQuery(scope=Scope(tenant="small")), query, 10)
+    assert len(small_top) == 10 and {c.id for c in small_top} <= {r.id for r in small}
+    exact = sorted(small, key=lambda r: -float(np.dot(r.embedding, query)))[:10]
+    assert [c.id for c in small_top] == [r.id for r in exact]
+    # recall of the HNSW path against exact search
+    exact_store = SQLiteStore(tmp_path / "b.db", exact_threshold=10**9)
+    exact_store.insert(big)
+    hits = 0
+    for i in range(0, 3000, 150):
+        q = np.asarray(big[i].embedding, dtype=np.float32) + rng.normal(scale=0.3, size=DIM).astype(np.float32)
+        q /= np.linalg.norm(q)
+        scope = CandidateQuery(scope=Scope(tenant="big"))
+        approx = {c.id for c in store.dense_candidates(scope, q, 10)}
+        truth = {c.id for c in exact_store.dense_candidates(scope, q, 10)}
+        hits += len(approx & truth)
+    assert hits / (20 * 10) >= 0.9
+    store.close()
+    exact_store.close()
+
+
+def test_index_is_saved_reloaded_and_caught_up(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    path = tmp_path / "p.db"
+    store = SQLiteStore(path, exact_threshold=10)
+    store.insert(_records(rng, 100, "t"))
+    assert store.verify_index()
+    store.close()
+    assert path.with_name("p.db.usearch").exists()
+    # another writer adds rows without ever loading the index (as a crashed or index-less process would)
+    writer = SQLiteStore(path, exact_threshold=10)
+    later = _records(rng, 50, "t", start=100)
+    writer.insert(later)
+    writer._conn.close()  # no save: the index file on disk is stale now
+    reader = SQLiteStore(path, exact_threshold=10)
+    assert reader.verify_index()
+    q = np.asarray(later[7].embedding, dtype=np.float32)
+    assert reader.dense_candidates(CandidateQuery(scope=Scope(tenant="t")), q, 1)[0].id == later[7].id
+    reader.close()
+
+
+def test_corrupt_index_file_is_rebuilt(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    path = tmp_path / "c.db"
+    store = SQLiteStore(path, exact_threshold=10)
+    recs = _records(rng, 80, "t")
+    store.insert(recs)
+    store.close()
+    path.with_name("c.db.usearch").write_bytes(b"garbage")
+    again = SQLiteStore(path, exact_threshold=10)
+    q = np.asarray(recs[3].embedding, dtype=np.float32)
+    assert again.dense_candidates(CandidateQuery(scope=Scope(tenant="t")), q, 1)[0].id == recs[3].id
+    assert again.verify_index()
+    again.close()
+
+
+def test_purge_in_one_process_reaches_the_index_of_another(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    path = tmp_path / "d.db"
+    a = SQLiteStore(path, exact_threshold=10)
+    b = SQLiteStore(path, exact_threshold=10)
+    recs = _records(rng, 60, "t")
+    a.insert(recs)
+    q = np.asarray(recs[5].embedding, dtype=np.float32)
+    scope = CandidateQuery(scope=Scope(tenant="t"))
+    assert b.dense_candidates(scope, q, 1)[0].id == recs[5].id
+    assert a.purge("t", [recs[5].id]) == 1
+    assert all(c.id != recs[5].id for c in b.dense_candidates(scope, q, 5))
+    assert a.verify_index() and b.verify_index()
+    a.close()
+    b.close()
