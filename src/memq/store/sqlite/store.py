@@ -186,17 +186,16 @@ class SQLiteStore:
         if not records:
             return
 
-        def tx(conn: sqlite3.Connection) -> list[tuple[int, np.ndarray]]:
-            added: list[tuple[int, np.ndarray]] = []
+        spaces = _spaces(records)
+
+        def tx(conn: sqlite3.Connection) -> None:
+            for model_id, dim in spaces:
+                _check_or_set_space(conn, model_id, dim)
             for record in records:
-                if record.embedding is not None:
-                    _check_or_set_space(conn, record.embedding_model or "", len(record.embedding))
                 exists = conn.execute("SELECT 1 FROM records WHERE id = ? LIMIT 1", (record.id,)).fetchone()
                 if exists:
                     raise ConflictError(f"a record with id {record.id} already exists")
-                row = _insert_version(conn, record)
-                if record.embedding is not None:
-                    added.append((row, np.asarray(record.embedding, dtype=np.float32)))
+                _insert_version(conn, record)
                 _insert_links(conn, record)
                 _upsert_utility(conn, record)
                 _event(
@@ -209,15 +208,14 @@ class SQLiteStore:
                     actor,
                     reason,
                 )
-            return added
 
-        added = self._write(tx)
-        self._index_added(added)
+        self._write(tx)
+        self._index_added(bool(spaces))
 
     def write_version(self, change: VersionChange) -> MemoryRecord:
         new = change.new
 
-        def tx(conn: sqlite3.Connection) -> list[tuple[int, np.ndarray]]:
+        def tx(conn: sqlite3.Connection) -> None:
             cur = conn.execute(
                 "SELECT rowid, version FROM records WHERE id = ? AND tenant = ? AND expired_at IS NULL",
                 (change.record_id, change.tenant),
@@ -233,7 +231,7 @@ class SQLiteStore:
             conn.execute(
                 "UPDATE records SET expired_at = ? WHERE rowid = ?", (to_us(new.recorded_at), cur[0])
             )
-            row = _insert_version(conn, new)
+            _insert_version(conn, new)
             _insert_links(conn, new)
             _event(
                 conn,
@@ -245,10 +243,9 @@ class SQLiteStore:
                 change.actor,
                 change.reason,
             )
-            return [(row, np.asarray(new.embedding, dtype=np.float32))] if new.embedding is not None else []
 
-        added = self._write(tx)
-        self._index_added(added)
+        self._write(tx)
+        self._index_added(new.embedding is not None)
         return new
 
     def delete(
@@ -521,18 +518,17 @@ class SQLiteStore:
         events = [r for r in rows if isinstance(r, HistoryEvent)]
         tenant_of = {r.id: r.scope.tenant for r in records}
 
-        def tx(conn: sqlite3.Connection) -> list[tuple[int, np.ndarray]]:
-            added: list[tuple[int, np.ndarray]] = []
+        spaces = _spaces(records)
+
+        def tx(conn: sqlite3.Connection) -> None:
+            for model_id, dim in spaces:
+                _check_or_set_space(conn, model_id, dim)
             for record in records:
-                if record.embedding is not None:
-                    _check_or_set_space(conn, record.embedding_model or "", len(record.embedding))
                 if conn.execute(
                     "SELECT 1 FROM records WHERE id = ? AND version = ?", (record.id, record.version)
                 ).fetchone():
                     raise ConflictError(f"record {record.id} version {record.version} already exists")
-                row = _insert_version(conn, record)
-                if record.embedding is not None:
-                    added.append((row, np.asarray(record.embedding, dtype=np.float32)))
+                _insert_version(conn, record)
                 _insert_links(conn, record)
                 _upsert_utility(conn, record)
             for event in events:
@@ -554,10 +550,9 @@ class SQLiteStore:
                     event.actor,
                     event.reason,
                 )
-            return added
 
-        added = self._write(tx)
-        self._index_added(added)
+        self._write(tx)
+        self._index_added(bool(spaces))
         return len(records)
 
     def iter_embeddable(self, batch: int) -> Iterator[list[tuple[int, str]]]:
@@ -656,9 +651,9 @@ class SQLiteStore:
             index.add(keys, vecs)
             index.mark.rows = int(keys[-1]) if len(rows) == 20000 else top
 
-    def _index_added(self, added: list[tuple[int, np.ndarray]]) -> None:
-        """After a commit: bring the index level (this includes the rows just written)."""
-        if not added:
+    def _index_added(self, wrote_vectors: bool) -> None:
+        """After a commit that wrote vectors: bring a loaded index level (it reads them back)."""
+        if not wrote_vectors:
             return
         with self._lock:
             if self._index is not None:
@@ -732,6 +727,11 @@ def _fresh(dim: int, space: str) -> VectorIndex:
     return index
 
 
+def _spaces(records: Sequence[MemoryRecord]) -> list[tuple[str, int]]:
+    """The distinct (model id, dimension) pairs of the records that carry vectors."""
+    return sorted({(r.embedding_model or "", len(r.embedding)) for r in records if r.embedding is not None})
+
+
 def _check_or_set_space(conn: sqlite3.Connection, model_id: str, dim: int) -> None:
     rows = dict(
         conn.execute(
@@ -758,9 +758,9 @@ def _bump(conn: sqlite3.Connection, key: str) -> None:
     )
 
 
-def _insert_version(conn: sqlite3.Connection, r: MemoryRecord) -> int:
+def _insert_version(conn: sqlite3.Connection, r: MemoryRecord) -> None:
     blob = None if r.embedding is None else np.asarray(r.embedding, dtype=np.float32).tobytes()
-    cur = conn.execute(
+    conn.execute(
         "INSERT INTO records (id, version, tenant, user_id, agent_id, session_id, kind, text, payload, metadata, "
         "source, source_message_ids, parent_ids, valid_from, valid_to, recorded_at, expired_at, deleted, "
         "embedding_model, embedding) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -787,7 +787,6 @@ def _insert_version(conn: sqlite3.Connection, r: MemoryRecord) -> int:
             blob,
         ),
     )
-    return int(cur.lastrowid or 0)
 
 
 def _insert_links(conn: sqlite3.Connection, r: MemoryRecord) -> None:
