@@ -1,0 +1,228 @@
+"""The natively async PostgreSQL store: psycopg's async pool running the shared operations."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any, TypeVar
+
+import numpy as np
+import psycopg
+from pgvector.psycopg import register_vector_async
+from psycopg_pool import AsyncConnectionPool
+
+from memq.store.base import Candidate, CandidateQuery, VersionChange
+from memq.store.postgres import schema, sql
+from memq.store.postgres.steps import (
+    READ_SNAPSHOT,
+    RETRYABLE,
+    SESSION_SETUP,
+    WRITE_ATTEMPTS,
+    Op,
+    backoff,
+    complete_async,
+    mask_dsn,
+    translate,
+)
+from memq.types import HistoryEvent, HistoryOp, MemoryRecord, Page, Retrieval, StoreStats
+
+T = TypeVar("T")
+
+
+async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Per pooled connection: the pgvector adapters (exact float32 in and out) and UTC session time."""
+    await register_vector_async(conn)
+    await conn.execute(SESSION_SETUP)
+
+
+class AsyncPostgresStore:
+    """The :class:`memq.store.base.AsyncStore` on PostgreSQL + pgvector, with no threads involved.
+
+    Create it with ``await AsyncPostgresStore.connect(dsn)``, which migrates the schema and opens
+    the pool; the arguments are those of :class:`memq.store.postgres.PostgresStore`. It runs the
+    same operations as the sync store, so the two behave identically.
+    """
+
+    backend = "postgres"
+
+    def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 4, dim: int | None = None) -> None:
+        """Prepare a store without connecting; :meth:`connect` is the usual way to get an open one."""
+        self.location = mask_dsn(dsn)
+        self._dsn = dsn
+        self._min_size = min_size
+        self._max_size = max_size
+        self._dim = dim
+        self._pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None = None
+
+    @classmethod
+    async def connect(
+        cls, dsn: str, *, min_size: int = 1, max_size: int = 4, dim: int | None = None
+    ) -> AsyncPostgresStore:
+        """An open store: the schema migrated (safely alongside other processes) and the pool ready."""
+        store = cls(dsn, min_size=min_size, max_size=max_size, dim=dim)
+        await store.open()
+        return store
+
+    async def open(self) -> None:
+        if self._pool is not None:
+            return
+        try:
+            conn = await psycopg.AsyncConnection.connect(self._dsn, autocommit=True)
+            async with conn:
+                await conn.execute(SESSION_SETUP)
+                async with conn.transaction(), conn.cursor() as cur:
+                    await complete_async(cur, schema.migrate(self._dim))
+        except psycopg.Error as exc:
+            raise translate(exc, self.location) from exc
+        pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
+            self._dsn,
+            min_size=self._min_size,
+            max_size=self._max_size,
+            kwargs={"autocommit": True},
+            configure=_configure,
+            check=AsyncConnectionPool.check_connection,
+            open=False,
+            name=f"memq {self.location}",
+        )
+        try:
+            await pool.open(wait=True)
+        except psycopg.Error as exc:
+            await pool.close()
+            raise translate(exc, self.location) from exc
+        self._pool = pool
+
+    def _opened(self) -> AsyncConnectionPool[psycopg.AsyncConnection[Any]]:
+        if self._pool is None:
+            from memq.errors import StoreError
+
+            raise StoreError("the store is not open (or closed): use `await AsyncPostgresStore.connect(dsn)`")
+        return self._pool
+
+    async def _write(self, make: Callable[[], Op[T]]) -> T:
+        """Run a fresh operation from ``make`` in one READ COMMITTED transaction; retry deadlocks."""
+        pool = self._opened()
+        for attempt in range(WRITE_ATTEMPTS):
+            try:
+                async with pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+                    return await complete_async(cur, make())
+            except RETRYABLE as exc:
+                if attempt + 1 == WRITE_ATTEMPTS:
+                    raise translate(exc, self.location) from exc
+                await asyncio.sleep(backoff(attempt))
+            except psycopg.Error as exc:
+                raise translate(exc, self.location) from exc
+        raise AssertionError("unreachable")
+
+    async def _read(self, op: Op[T], sink: list[Any] | None = None) -> T:
+        """Run an operation in one read-only snapshot."""
+        pool = self._opened()
+        try:
+            async with pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+                await cur.execute(READ_SNAPSHOT)
+                return await complete_async(cur, op, sink)
+        except psycopg.Error as exc:
+            raise translate(exc, self.location) from exc
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    async def __aenter__(self) -> AsyncPostgresStore:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- embedding space -------------------------------------------------------------------------------
+    async def embedding_space(self) -> tuple[str, int] | None:
+        return await self._read(sql.embedding_space())
+
+    async def set_embedding_space(self, model_id: str, dim: int) -> None:
+        await self._write(lambda: sql.set_embedding_space(model_id, dim))
+
+    # -- writes ----------------------------------------------------------------------------------------
+    async def insert(
+        self,
+        records: Sequence[MemoryRecord],
+        *,
+        op: HistoryOp = HistoryOp.ADD,
+        actor: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        await self._write(lambda: sql.insert(records, op, actor, reason))
+
+    async def write_version(self, change: VersionChange) -> MemoryRecord:
+        return await self._write(lambda: sql.write_version(change))
+
+    async def delete(
+        self, tenant: str, record_id: str, *, actor: str | None = None, reason: str | None = None
+    ) -> None:
+        await self._write(lambda: sql.delete(tenant, record_id, actor, reason))
+
+    async def purge(self, tenant: str, record_ids: Sequence[str]) -> int:
+        return await self._write(lambda: sql.purge(tenant, record_ids))
+
+    async def log_retrieval(self, retrieval: Retrieval) -> None:
+        await self._write(lambda: sql.log_retrieval(retrieval))
+
+    # -- reads -----------------------------------------------------------------------------------------
+    async def get(
+        self,
+        tenant: str,
+        ids: Sequence[str],
+        *,
+        include_deleted: bool = False,
+        with_embedding: bool = False,
+    ) -> list[MemoryRecord]:
+        return await self._read(sql.get(tenant, ids, include_deleted, with_embedding))
+
+    async def list(self, query: CandidateQuery, *, cursor: str | None, limit: int) -> Page:
+        return await self._read(sql.list_page(query, cursor, limit))
+
+    async def visible(
+        self, query: CandidateQuery, ids: Sequence[str], *, with_embedding: bool = False
+    ) -> dict[str, MemoryRecord]:
+        return await self._read(sql.visible(query, ids, with_embedding))
+
+    async def history(self, tenant: str, record_id: str) -> list[HistoryEvent]:
+        return await self._read(sql.history(tenant, record_id))
+
+    async def dense_candidates(self, query: CandidateQuery, vector: np.ndarray, n: int) -> list[Candidate]:
+        return await self._read(sql.dense_candidates(query, vector, n))
+
+    async def lexical_candidates(self, query: CandidateQuery, text: str, n: int) -> list[Candidate]:
+        return await self._read(sql.lexical_candidates(query, text, n))
+
+    async def stats(self, tenant: str | None = None) -> StoreStats:
+        return await self._read(sql.stats(tenant, self.backend, self.location))
+
+    async def verify_index(self) -> bool:
+        """True when the vector column is typed for the recorded space and its HNSW index is valid."""
+        return await self._read(schema.index_ok())
+
+    # -- export / import / re-embed ----------------------------------------------------------------------
+    async def export_rows(self, tenant: str | None) -> list[MemoryRecord | HistoryEvent]:
+        """Every version, then every event, from one snapshot (a list, as AsyncStore specifies)."""
+        rows: list[MemoryRecord | HistoryEvent] = []
+        await self._read(sql.export_rows(tenant), rows)
+        return rows
+
+    async def import_rows(self, rows: Sequence[MemoryRecord | HistoryEvent]) -> int:
+        return await self._write(lambda: sql.import_rows(rows))
+
+    async def iter_embeddable(self, batch: int) -> AsyncIterator[list[tuple[int, str]]]:
+        """(row key, text) batches of every version, for re-embedding (not in AsyncStore yet)."""
+        last = 0
+        while True:
+            rows = await self._read(sql.embeddable(last, batch))
+            if not rows:
+                return
+            last = rows[-1][0]
+            yield rows
+
+    async def replace_embeddings(
+        self, model_id: str, dim: int, rows: Sequence[tuple[int, np.ndarray]], *, first: bool, last: bool
+    ) -> None:
+        await self._write(lambda: sql.replace_embeddings(model_id, dim, rows, first, last))

@@ -1,0 +1,319 @@
+"""PostgreSQL schema, its migrations, and the DDL that follows the embedding space.
+
+Migrations are numbered SQL lists; ``memq_schema`` records the ones applied. They run in one
+transaction under a transaction-scoped advisory lock, so any number of processes or workers may
+open a fresh database at the same moment: the first migrates, the others wait on the lock and then
+find nothing left to do.
+
+The ``embedding`` column starts as an untyped ``vector``. pgvector cannot put an HNSW index on a
+column without a fixed dimension, so the column is typed ``vector(dim)`` and indexed when the
+embedding space is first recorded (first vector written, ``set_embedding_space`` or the store's
+``dim=`` argument), in the same transaction that writes the space into ``meta``, under a second
+advisory lock. Re-embedding into another dimension drops and re-creates both.
+
+Everything here is written as *operations* (see :mod:`memq.store.postgres.steps`): generators that
+yield statements, so the sync and async stores run the very same code.
+"""
+
+from __future__ import annotations
+
+from memq.errors import DimensionMismatchError, InvalidInputError, StoreError
+from memq.store.postgres.steps import Op, Q
+
+# advisory locks: (memq namespace, what is locked). Literals in SQL, never user input.
+LOCK_NAMESPACE = 0x6D656D71  # "memq"
+LOCK_MIGRATE = 1
+LOCK_SPACE = 2
+
+HNSW_INDEX = "records_embedding_hnsw"
+HNSW_MAX_DIM = 2000  # pgvector 0.6 indexes at most 2,000 dimensions; above that search stays exact
+MAX_DIM = 16000  # the most dimensions a pgvector ``vector`` holds
+
+# Each entry migrates from version i to i+1. Append; never edit a released entry.
+MIGRATIONS: list[list[str]] = [
+    # 1: the initial schema
+    [
+        "CREATE TABLE meta (key text PRIMARY KEY, value text NOT NULL)",
+        # payload/metadata are kept twice: ``*_json`` (json) is the exact text the caller gave, so
+        # key order and number spelling survive a round trip (export -> import -> export is
+        # byte-identical, also against SQLite); the generated jsonb columns serve the filters.
+        # ids sort bytewise (COLLATE "C"), like SQLite, so list() pages in the same order.
+        """
+        CREATE TABLE records (
+            row_key bigserial PRIMARY KEY,
+            id text COLLATE "C" NOT NULL,
+            version integer NOT NULL,
+            tenant text NOT NULL,
+            user_id text,
+            agent_id text,
+            session_id text,
+            kind text NOT NULL,
+            text text NOT NULL,
+            payload_json json NOT NULL,
+            metadata_json json NOT NULL,
+            payload jsonb GENERATED ALWAYS AS (payload_json::jsonb) STORED,
+            metadata jsonb GENERATED ALWAYS AS (metadata_json::jsonb) STORED,
+            source text,
+            source_message_ids jsonb NOT NULL,
+            parent_ids jsonb NOT NULL,
+            valid_from timestamptz,
+            valid_to timestamptz,
+            recorded_at timestamptz NOT NULL,
+            expired_at timestamptz,
+            deleted boolean NOT NULL DEFAULT false,
+            embedding_model text,
+            embedding vector,
+            tsv tsvector GENERATED ALWAYS AS (to_tsvector('english'::regconfig, text)) STORED,
+            UNIQUE (id, version)
+        )
+        """,
+        # at most one current version per record
+        "CREATE UNIQUE INDEX records_one_current ON records (id) WHERE expired_at IS NULL",
+        "CREATE INDEX records_tenant_id ON records (tenant, id)",
+        "CREATE INDEX records_tenant_current ON records (tenant, kind) WHERE expired_at IS NULL",
+        "CREATE INDEX records_tsv ON records USING gin (tsv)",
+        """
+        CREATE TABLE links (
+            tenant text NOT NULL,
+            src text COLLATE "C" NOT NULL,
+            dst text COLLATE "C" NOT NULL,
+            type text NOT NULL,
+            created_at timestamptz NOT NULL,
+            PRIMARY KEY (src, type, dst)
+        )
+        """,
+        "CREATE INDEX links_dst ON links (dst)",
+        """
+        CREATE TABLE utility (
+            id text COLLATE "C" PRIMARY KEY,
+            tenant text NOT NULL,
+            q double precision,
+            n_shown bigint NOT NULL DEFAULT 0,
+            n_used bigint NOT NULL DEFAULT 0,
+            reward_sum double precision NOT NULL DEFAULT 0,
+            last_feedback_at timestamptz
+        )
+        """,
+        """
+        CREATE TABLE events (
+            seq bigserial PRIMARY KEY,
+            tenant text NOT NULL,
+            record_id text COLLATE "C" NOT NULL,
+            op text NOT NULL,
+            version integer NOT NULL,
+            at timestamptz NOT NULL,
+            actor text,
+            reason text
+        )
+        """,
+        "CREATE INDEX events_record ON events (tenant, record_id, seq)",
+        """
+        CREATE TABLE retrievals (
+            id text PRIMARY KEY,
+            tenant text NOT NULL,
+            query text NOT NULL,
+            policy text NOT NULL,
+            k integer NOT NULL,
+            shown jsonb NOT NULL,
+            created_at timestamptz NOT NULL
+        )
+        """,
+        "CREATE INDEX retrievals_tenant_time ON retrievals (tenant, created_at)",
+    ],
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+# every table memq owns (for stats' byte count)
+TABLES = ("memq_schema", "meta", "records", "links", "utility", "events", "retrievals")
+
+
+def lock(key: int) -> Q:
+    """Take one of memq's advisory locks until the transaction ends."""
+    return Q(f"SELECT pg_advisory_xact_lock({LOCK_NAMESPACE}, {int(key)})", mode="none")
+
+
+def migrate(dim: int | None = None) -> Op[int]:
+    """Create the extension, apply pending migrations, and (with ``dim``) prepare the vector column.
+
+    Runs in one transaction under the migration lock. Also repairs a space left without its HNSW
+    index (a re-embed that stopped before its last batch).
+    """
+    yield lock(LOCK_MIGRATE)
+    yield Q("CREATE EXTENSION IF NOT EXISTS vector", mode="none")
+    yield Q(
+        "CREATE TABLE IF NOT EXISTS memq_schema ("
+        "version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
+        mode="none",
+    )
+    row = yield Q("SELECT coalesce(max(version), 0) FROM memq_schema", mode="one")
+    current = int(row[0])
+    if current > SCHEMA_VERSION:
+        raise StoreError(
+            f"this database has memq schema version {current}, newer than this memq ({SCHEMA_VERSION}); "
+            "upgrade memq"
+        )
+    for version in range(current, SCHEMA_VERSION):
+        for statement in MIGRATIONS[version]:
+            yield Q(statement, mode="none")
+        yield Q("INSERT INTO memq_schema (version) VALUES (%s)", (version + 1,), mode="none")
+    if dim is not None:
+        yield from prepare_dim(dim)
+    else:
+        yield from ensure_vector_index()
+    return SCHEMA_VERSION
+
+
+# -- the embedding space ------------------------------------------------------------------------------
+
+
+def check_dim(dim: int) -> int:
+    """A dimension safe to splice into DDL (``vector(n)`` takes no bind parameter)."""
+    if isinstance(dim, bool) or not isinstance(dim, int) or not 1 <= dim <= MAX_DIM:
+        raise InvalidInputError(f"embedding dimension must be an integer from 1 to {MAX_DIM}, got {dim!r}")
+    return dim
+
+
+def read_space() -> Op[tuple[str, int] | None]:
+    rows = yield Q("SELECT key, value FROM meta WHERE key IN ('embedding_model', 'embedding_dim')")
+    values = dict(rows)
+    if "embedding_model" not in values:
+        return None
+    return values["embedding_model"], int(values["embedding_dim"])
+
+
+def column_dim() -> Op[int | None]:
+    """The dimension the ``embedding`` column is typed with (None while untyped)."""
+    row = yield Q(
+        "SELECT atttypmod FROM pg_attribute WHERE attrelid = 'records'::regclass AND attname = 'embedding'",
+        mode="one",
+    )
+    return None if row is None or row[0] < 0 else int(row[0])
+
+
+def mismatch(space: tuple[str, int], model_id: str, dim: int) -> DimensionMismatchError:
+    return DimensionMismatchError(
+        f"this store holds vectors of {space[0]!r} ({space[1]}-d); "
+        f"the embedder is {model_id!r} ({dim}-d). Use the same embedder, or re-embed the store "
+        "with `memq reembed` / Memory.reembed()"
+    )
+
+
+def check_or_set_space(model_id: str, dim: int) -> Op[None]:
+    """Record the space on first use, or raise DimensionMismatchError if another one is set.
+
+    The common case (space set and equal) is one read and no lock. Setting it takes the space lock
+    and reads again: under READ COMMITTED that read sees a space another transaction committed
+    while this one waited, so two first writers cannot both type the column. Callers run this
+    before touching ``records``: the ALTER TABLE needs an exclusive lock on the table, and a
+    transaction that already read it while waiting for the space lock would deadlock with it.
+    """
+    check_dim(dim)
+    space = yield from read_space()
+    if space is None:
+        yield lock(LOCK_SPACE)
+        space = yield from read_space()
+        if space is None:
+            yield from type_column(dim, keep_values=True)
+            yield from write_space(model_id, dim)
+            return
+    if space != (model_id, dim):
+        raise mismatch(space, model_id, dim)
+
+
+def write_space(model_id: str, dim: int) -> Op[None]:
+    yield Q(
+        "INSERT INTO meta (key, value) VALUES ('embedding_model', %s), ('embedding_dim', %s)",
+        (model_id, str(dim)),
+        mode="none",
+    )
+
+
+def reset_space(model_id: str, dim: int) -> Op[None]:
+    """Forget every vector and switch the store to a new space (the first step of a re-embed).
+
+    The index is created by :func:`ensure_vector_index` after the last batch: building HNSW over
+    the finished column is much faster than growing it row by row.
+    """
+    check_dim(dim)
+    yield lock(LOCK_SPACE)
+    yield Q("DELETE FROM meta WHERE key IN ('embedding_model', 'embedding_dim')", mode="none")
+    yield from type_column(dim, keep_values=False)
+    yield Q("UPDATE records SET embedding_model = NULL WHERE embedding_model IS NOT NULL", mode="none")
+    yield from write_space(model_id, dim)
+
+
+def type_column(dim: int, *, keep_values: bool) -> Op[None]:
+    """Type the embedding column ``vector(dim)`` (a no-op if it already is) and index it.
+
+    ``keep_values=False`` empties the column (re-embed); with True, existing values must already
+    have ``dim`` dimensions (there are none when no space is recorded).
+    """
+    dim = check_dim(dim)
+    current = yield from column_dim()
+    if current != dim or not keep_values:
+        yield Q(f"DROP INDEX IF EXISTS {HNSW_INDEX}", mode="none")
+        using = f"embedding::vector({dim})" if keep_values else f"NULL::vector({dim})"
+        yield Q(f"ALTER TABLE records ALTER COLUMN embedding TYPE vector({dim}) USING {using}", mode="none")
+    if keep_values:
+        yield from create_index(dim)
+
+
+def create_index(dim: int) -> Op[None]:
+    if check_dim(dim) <= HNSW_MAX_DIM:
+        yield Q(
+            f"CREATE INDEX IF NOT EXISTS {HNSW_INDEX} ON records "
+            "USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64)",
+            mode="none",
+        )
+
+
+def ensure_vector_index() -> Op[None]:
+    """Create the HNSW index if a space is recorded and the column typed but the index is missing."""
+    space = yield from read_space()
+    if space is None:
+        return
+    typed = yield from column_dim()
+    if typed == space[1]:
+        yield from create_index(space[1])
+
+
+def index_ok() -> Op[bool]:
+    """True when the vector column and its HNSW index match the recorded space (used by tests).
+
+    No space: nothing to check. Above HNSW_MAX_DIM there is deliberately no index.
+    """
+    space = yield from read_space()
+    if space is None:
+        return True
+    typed = yield from column_dim()
+    if typed != space[1]:
+        return False
+    if space[1] > HNSW_MAX_DIM:
+        return True
+    row = yield Q(
+        "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+        "WHERE i.indrelid = 'records'::regclass AND c.relname = %s",
+        (HNSW_INDEX,),
+        mode="one",
+    )
+    return row is not None and bool(row[0])
+
+
+def prepare_dim(dim: int) -> Op[None]:
+    """At open with ``dim=``: refuse a store of another dimension, or type and index the column now.
+
+    Typing the column at deploy time keeps the DDL off the first insert of a busy service.
+    """
+    dim = check_dim(dim)
+    yield lock(LOCK_SPACE)
+    space = yield from read_space()
+    if space is not None:
+        if space[1] != dim:
+            raise DimensionMismatchError(
+                f"this store holds {space[1]}-d vectors of {space[0]!r}, but it was opened with dim={dim}; "
+                "open it with the same dimension, or re-embed it with `memq reembed` / Memory.reembed()"
+            )
+        yield from ensure_vector_index()
+        return
+    yield from type_column(dim, keep_values=True)

@@ -1,0 +1,636 @@
+"""The SQL of the PostgreSQL store and the mapping of its rows, shared by the sync and async classes.
+
+Each public function here is an operation (see :mod:`memq.store.postgres.steps`) implementing one
+:class:`memq.store.base.Store` method with the semantics of the SQLite reference store: versions
+(expire the current row, insert version + 1), soft delete (expire + flag), history events,
+purge, links, utility, the retrieval log, export/import and re-embedding. The runners decide the
+transaction: writes run in one READ COMMITTED transaction each, reads in one read-only snapshot.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+import numpy as np
+from psycopg.types.json import Json, Jsonb
+
+from memq.errors import ConflictError, NotFoundError
+from memq.store.base import Candidate, CandidateQuery, VersionChange
+from memq.store.postgres import schema
+from memq.store.postgres.steps import Emit, Op, Q
+from memq.store.sqlcommon import query_terms, visibility
+from memq.types import (
+    HistoryEvent,
+    HistoryOp,
+    Link,
+    MemoryRecord,
+    Page,
+    Provenance,
+    Retrieval,
+    Scope,
+    StoreStats,
+    Utility,
+    utcnow,
+)
+
+# the columns a MemoryRecord is built from, in the order _record() reads them
+COLUMNS = (
+    "r.id, r.version, r.tenant, r.user_id, r.agent_id, r.session_id, r.kind, r.text, r.payload_json, "
+    "r.metadata_json, r.source, r.source_message_ids, r.parent_ids, r.valid_from, r.valid_to, "
+    "r.recorded_at, r.expired_at, r.deleted, r.embedding_model"
+)
+
+INSERT_RECORD = (
+    "INSERT INTO records (id, version, tenant, user_id, agent_id, session_id, kind, text, payload_json, "
+    "metadata_json, source, source_message_ids, parent_ids, valid_from, valid_to, recorded_at, expired_at, "
+    "deleted, embedding_model, embedding) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+)
+INSERT_LINK = (
+    "INSERT INTO links (tenant, src, dst, type, created_at) VALUES (%s, %s, %s, %s, %s) "
+    "ON CONFLICT (src, type, dst) DO NOTHING"
+)
+UPSERT_UTILITY = (
+    "INSERT INTO utility (id, tenant, q, n_shown, n_used, reward_sum, last_feedback_at) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s) "
+    "ON CONFLICT (id) DO UPDATE SET q = excluded.q, n_shown = excluded.n_shown, n_used = excluded.n_used, "
+    "reward_sum = excluded.reward_sum, last_feedback_at = excluded.last_feedback_at"
+)
+INSERT_EVENT = "INSERT INTO events (tenant, record_id, op, version, at, actor, reason) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+
+EXPORT_BATCH = 500
+EVENT_BATCH = 5000
+
+_dumps = partial(json.dumps, ensure_ascii=False)
+
+
+def _identity(value: datetime) -> datetime:
+    """PostgreSQL takes datetimes as they are (timestamptz); the filters' time_param."""
+    return value
+
+
+def _where(query: CandidateQuery) -> tuple[str, list[Any]]:
+    return visibility(query, "postgres", _identity)
+
+
+def _columns(with_embedding: bool) -> str:
+    # The vector travels as vector_send()'s bytea (big-endian float32s): exact, cheap to decode, and
+    # of one result type whatever the column's dimension. Selecting ``r.embedding`` itself would
+    # make the result type vector(n), and a statement psycopg prepared on a pooled connection (here
+    # or in another process) would fail with "cached plan must not change result type" once a
+    # re-embed retypes the column.
+    return COLUMNS + (", vector_send(r.embedding)" if with_embedding else "")
+
+
+# -- writes ---------------------------------------------------------------------------------------------
+
+
+def set_embedding_space(model_id: str, dim: int) -> Op[None]:
+    yield from schema.check_or_set_space(model_id, dim)
+
+
+def _spaces(records: Iterable[MemoryRecord]) -> list[tuple[str, int]]:
+    """The distinct (model, dim) of the records' vectors, in order of first appearance."""
+    seen: dict[tuple[str, int], None] = {}
+    for r in records:
+        if r.embedding is not None:
+            seen.setdefault((r.embedding_model or "", len(r.embedding)), None)
+    return list(seen)
+
+
+def insert(records: Sequence[MemoryRecord], op: HistoryOp, actor: str | None, reason: str | None) -> Op[None]:
+    if not records:
+        return
+    for model_id, dim in _spaces(records):  # before touching records: see check_or_set_space
+        yield from schema.check_or_set_space(model_id, dim)
+    ids = [r.id for r in records]
+    seen: set[str] = set()
+    for rid in ids:  # a repeated id inside the batch clashes with itself
+        if rid in seen:
+            raise ConflictError(f"a record with id {rid} already exists")
+        seen.add(rid)
+    # ids are unique across tenants (the (id, version) key), as in the SQLite store
+    clash = yield Q("SELECT id FROM records WHERE id = ANY(%s) LIMIT 1", (ids,), mode="one")
+    if clash is not None:
+        raise ConflictError(f"a record with id {clash[0]} already exists")
+    yield Q(INSERT_RECORD, [_record_params(r) for r in records], mode="many")
+    yield from _links(records)
+    utility = [_utility_params(r) for r in records if not _default_utility(r.utility)]
+    if utility:
+        yield Q(UPSERT_UTILITY, utility, mode="many")
+    yield Q(
+        INSERT_EVENT,
+        [_event_params(r.scope.tenant, r.id, op, r.version, r.recorded_at, actor, reason) for r in records],
+        mode="many",
+    )
+
+
+def write_version(change: VersionChange) -> Op[MemoryRecord]:
+    new = change.new
+    cur = yield Q(
+        "SELECT row_key, version FROM records WHERE tenant = %s AND id = %s AND expired_at IS NULL",
+        (change.tenant, change.record_id),
+        mode="one",
+    )
+    if cur is None:
+        raise NotFoundError(f"no current record {change.record_id} in tenant {change.tenant!r}")
+    if new.version != cur[1] + 1:
+        raise ConflictError(
+            f"record {change.record_id} changed concurrently (now at version {cur[1]}); reload and retry"
+        )
+    if new.embedding is not None:
+        # after reading records (to keep the SQLite store's error order); the runner retries the
+        # rare deadlock this can meet while another transaction sets the first space
+        yield from schema.check_or_set_space(new.embedding_model or "", len(new.embedding))
+    # ``expired_at IS NULL`` again: a concurrent writer that got here first makes this match nothing
+    expired = yield Q(
+        "UPDATE records SET expired_at = %s WHERE row_key = %s AND expired_at IS NULL",
+        (new.recorded_at, cur[0]),
+        mode="rowcount",
+    )
+    if expired != 1:
+        raise ConflictError(f"record {change.record_id} changed concurrently; reload and retry")
+    yield Q(INSERT_RECORD, _record_params(new), mode="none")
+    yield from _links([new])
+    yield Q(
+        INSERT_EVENT,
+        _event_params(
+            change.tenant,
+            change.record_id,
+            change.op,
+            new.version,
+            new.recorded_at,
+            change.actor,
+            change.reason,
+        ),
+        mode="none",
+    )
+    return new
+
+
+def delete(tenant: str, record_id: str, actor: str | None, reason: str | None) -> Op[None]:
+    cur = yield Q(
+        "SELECT row_key, version FROM records WHERE tenant = %s AND id = %s AND expired_at IS NULL",
+        (tenant, record_id),
+        mode="one",
+    )
+    if cur is None:
+        raise NotFoundError(f"no current record {record_id} in tenant {tenant!r}")
+    now = utcnow()
+    done = yield Q(
+        "UPDATE records SET expired_at = %s, deleted = true WHERE row_key = %s AND expired_at IS NULL",
+        (now, cur[0]),
+        mode="rowcount",
+    )
+    if done != 1:
+        raise ConflictError(f"record {record_id} changed concurrently; reload and retry")
+    yield Q(
+        INSERT_EVENT, _event_params(tenant, record_id, HistoryOp.DELETE, cur[1], now, actor, reason), "none"
+    )
+
+
+def purge(tenant: str, record_ids: Sequence[str]) -> Op[int]:
+    ids = list(dict.fromkeys(record_ids))
+    if not ids:
+        return 0
+    rows = yield Q("DELETE FROM records WHERE tenant = %s AND id = ANY(%s) RETURNING id", (tenant, ids))
+    yield Q("DELETE FROM events WHERE tenant = %s AND record_id = ANY(%s)", (tenant, ids), mode="none")
+    yield Q("DELETE FROM utility WHERE tenant = %s AND id = ANY(%s)", (tenant, ids), mode="none")
+    yield Q(
+        "DELETE FROM links WHERE tenant = %s AND (src = ANY(%s) OR dst = ANY(%s))",
+        (tenant, ids, ids),
+        mode="none",
+    )
+    return len({r[0] for r in rows})
+
+
+def log_retrieval(retrieval: Retrieval) -> Op[None]:
+    shown = [{"id": h.record.id, "score": h.score, "rank": h.rank} for h in retrieval.hits]
+    yield Q(
+        "INSERT INTO retrievals (id, tenant, query, policy, k, shown, created_at) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+        (
+            retrieval.id,
+            retrieval.scope.tenant,
+            retrieval.query,
+            retrieval.policy,
+            retrieval.k,
+            Jsonb(shown),
+            retrieval.created_at,
+        ),
+        mode="none",
+    )
+
+
+def import_rows(rows: Sequence[MemoryRecord | HistoryEvent]) -> Op[int]:
+    records = [r for r in rows if isinstance(r, MemoryRecord)]
+    events = [r for r in rows if isinstance(r, HistoryEvent)]
+    for model_id, dim in _spaces(records):
+        yield from schema.check_or_set_space(model_id, dim)
+    if records:
+        keys = [r.id for r in records]
+        versions = [r.version for r in records]
+        clash = yield Q(
+            "SELECT r.id, r.version FROM records r "
+            "JOIN unnest(%s::text[], %s::int[]) AS k(id, version) ON r.id = k.id AND r.version = k.version "
+            "LIMIT 1",
+            (keys, versions),
+            mode="one",
+        )
+        if clash is not None:
+            raise ConflictError(f"record {clash[0]} version {clash[1]} already exists")
+        yield Q(INSERT_RECORD, [_record_params(r) for r in records], mode="many")
+        yield from _links(records)
+        utility = [_utility_params(r) for r in records if not _default_utility(r.utility)]
+        if utility:
+            yield Q(UPSERT_UTILITY, utility, mode="many")
+    tenant_of = {r.id: r.scope.tenant for r in records}
+    unknown = [e.record_id for e in events if e.record_id not in tenant_of]
+    if unknown:
+        found = yield Q(
+            "SELECT DISTINCT ON (id) id, tenant FROM records WHERE id = ANY(%s)",
+            (list(dict.fromkeys(unknown)),),
+        )
+        tenant_of.update(dict(found))
+    params = []
+    for event in events:
+        tenant = tenant_of.get(event.record_id)
+        if tenant is None:
+            raise NotFoundError(f"history event for unknown record {event.record_id}")
+        params.append(
+            _event_params(
+                tenant, event.record_id, event.op, event.version, event.at, event.actor, event.reason
+            )
+        )
+    if params:
+        yield Q(INSERT_EVENT, params, mode="many")
+    return len(records)
+
+
+def replace_embeddings(
+    model_id: str, dim: int, rows: Sequence[tuple[int, np.ndarray]], first: bool, last: bool
+) -> Op[None]:
+    if first:
+        yield from schema.reset_space(model_id, dim)
+    else:
+        yield from schema.check_or_set_space(model_id, dim)
+    if rows:
+        yield Q(
+            "UPDATE records SET embedding = %s, embedding_model = %s WHERE row_key = %s",
+            [(np.asarray(v, dtype=np.float32), model_id, int(key)) for key, v in rows],
+            mode="many",
+        )
+    if last:
+        yield from schema.ensure_vector_index()
+
+
+# -- reads ----------------------------------------------------------------------------------------------
+
+
+def embedding_space() -> Op[tuple[str, int] | None]:
+    return (yield from schema.read_space())
+
+
+def get(
+    tenant: str, ids: Sequence[str], include_deleted: bool, with_embedding: bool
+) -> Op[list[MemoryRecord]]:
+    ids = list(dict.fromkeys(ids))
+    if not ids:
+        return []
+    # the latest version of each id
+    rows = yield Q(
+        f"SELECT DISTINCT ON (r.id) {_columns(with_embedding)} FROM records r "
+        "WHERE r.tenant = %s AND r.id = ANY(%s) ORDER BY r.id, r.version DESC",
+        (tenant, ids),
+    )
+    records = yield from hydrate(rows, with_embedding)
+    found = {r.id: r for r in records if include_deleted or not r.deleted}
+    return [found[i] for i in ids if i in found]
+
+
+def list_page(query: CandidateQuery, cursor: str | None, limit: int) -> Op[Page]:
+    where, params = _where(query)
+    if cursor is not None:
+        where += " AND r.id > %s"
+        params.append(cursor)
+    rows = yield Q(
+        f"SELECT {COLUMNS} FROM records r WHERE {where} ORDER BY r.id LIMIT %s", (*params, limit + 1)
+    )
+    records = yield from hydrate(rows[:limit], False)
+    next_cursor = records[-1].id if len(rows) > limit else None
+    return Page(records=records, next_cursor=next_cursor)
+
+
+def visible(query: CandidateQuery, ids: Sequence[str], with_embedding: bool) -> Op[dict[str, MemoryRecord]]:
+    ids = list(dict.fromkeys(ids))
+    if not ids:
+        return {}
+    where, params = _where(query)
+    rows = yield Q(
+        f"SELECT {_columns(with_embedding)} FROM records r WHERE r.id = ANY(%s) AND {where} ORDER BY r.version",
+        (ids, *params),
+    )
+    records = yield from hydrate(rows, with_embedding)
+    return {r.id: r for r in records}
+
+
+def history(tenant: str, record_id: str) -> Op[list[HistoryEvent]]:
+    events = yield Q(
+        "SELECT op, version, at, actor, reason FROM events WHERE tenant = %s AND record_id = %s ORDER BY seq",
+        (tenant, record_id),
+    )
+    if not events:
+        raise NotFoundError(f"no record {record_id} in tenant {tenant!r}")
+    rows = yield Q(
+        f"SELECT {COLUMNS} FROM records r WHERE r.tenant = %s AND r.id = %s ORDER BY r.version",
+        (tenant, record_id),
+    )
+    records = yield from hydrate(rows, False)
+    versions = {r.version: r for r in records}
+    return [
+        HistoryEvent(
+            record_id=record_id,
+            op=HistoryOp(op),
+            version=version,
+            at=_utc(at),
+            actor=actor,
+            reason=reason,
+            record=versions.get(version),
+        )
+        for op, version, at, actor, reason in events
+    ]
+
+
+def dense_candidates(query: CandidateQuery, vector: np.ndarray, n: int) -> Op[list[Candidate]]:
+    """Up to ``n`` visible records nearest to ``vector`` by cosine distance.
+
+    pgvector 0.6 filters *after* the HNSW scan, which stops at ``hnsw.ef_search`` candidates: with a
+    selective filter (a small tenant in a big table, a narrow metadata filter, an as-of time) the
+    index can return fewer than ``n`` rows although more visible rows exist. So ef_search is raised
+    for the query (``SET LOCAL``: this transaction only), and when the result is short while the
+    visible rows with vectors are more, the query is re-run exactly: ordering by
+    ``(embedding <=> q) + 0`` is an expression the index cannot serve, so the planner scans the
+    visible rows (through the tenant index) and sorts them. Both queries see one snapshot.
+    """
+    if n <= 0:
+        return []
+    where, params = _where(query)
+    vec = np.asarray(vector, dtype=np.float32)
+    yield Q(f"SET LOCAL hnsw.ef_search = {max(40, min(1000, 2 * int(n)))}", mode="none")
+    rows = yield Q(
+        f"SELECT r.id, r.embedding <=> %s AS d FROM records r WHERE {where} AND r.embedding IS NOT NULL "
+        "ORDER BY d LIMIT %s",
+        (vec, *params, n),
+    )
+    if len(rows) < n:
+        row = yield Q(
+            f"SELECT count(*) FROM (SELECT 1 FROM records r WHERE {where} AND r.embedding IS NOT NULL "
+            "LIMIT %s) AS v",
+            (*params, n),
+            mode="one",
+        )
+        if row[0] > len(rows):
+            rows = yield Q(
+                f"SELECT r.id, (r.embedding <=> %s) + 0 AS d FROM records r "
+                f"WHERE {where} AND r.embedding IS NOT NULL ORDER BY d LIMIT %s",
+                (vec, *params, n),
+            )
+    return _dedupe([Candidate(rid, 1.0 - float(d)) for rid, d in rows if d is not None])
+
+
+def lexical_candidates(query: CandidateQuery, text: str, n: int) -> Op[list[Candidate]]:
+    """Full-text candidates: ``ts_rank_cd`` over the generated ``tsv`` column, any term matching.
+
+    Each query term goes through ``plainto_tsquery`` as a bind parameter and the parts are OR-ed
+    with ``||``, so no user text is ever parsed as tsquery syntax.
+    """
+    terms = query_terms(text)
+    if not terms or n <= 0:
+        return []
+    tsq = "(" + " || ".join(["plainto_tsquery('english', %s)"] * len(terms)) + ")"
+    where, params = _where(query)
+    rows = yield Q(
+        f"SELECT r.id, ts_rank_cd(r.tsv, {tsq}) AS s FROM records r WHERE r.tsv @@ {tsq} AND {where} "
+        "ORDER BY s DESC, r.row_key LIMIT %s",
+        (*terms, *terms, *params, n),
+    )
+    return _dedupe([Candidate(rid, float(score)) for rid, score in rows])
+
+
+def stats(tenant: str | None, backend: str, location: str) -> Op[StoreStats]:
+    cond, params = ("WHERE tenant = %s", [tenant]) if tenant else ("", [])
+    versions, records, deleted, invalidated, tenants = yield Q(
+        "SELECT count(*), count(DISTINCT id), count(*) FILTER (WHERE deleted), "
+        "count(*) FILTER (WHERE expired_at IS NULL AND valid_to IS NOT NULL), "
+        f"count(DISTINCT tenant) FROM records {cond}",
+        params,
+        mode="one",
+    )
+    kinds = yield Q(
+        f"SELECT kind, count(*) FROM records {cond} {'AND' if cond else 'WHERE'} expired_at IS NULL "
+        "GROUP BY kind ORDER BY kind",
+        params,
+    )
+    space = yield from schema.read_space()
+    size = yield Q(
+        "SELECT sum(pg_total_relation_size(to_regclass(t))) FROM unnest(%s::text[]) AS t",
+        (list(schema.TABLES),),
+        mode="one",
+    )
+    return StoreStats(
+        backend=backend,
+        location=location,
+        records=records or 0,
+        versions=versions or 0,
+        deleted=deleted or 0,
+        invalidated=invalidated or 0,
+        tenants=tenants or 0,
+        embedding_model=space[0] if space else None,
+        embedding_dim=space[1] if space else None,
+        bytes=int(size[0] or 0),
+        kinds={k: int(c) for k, c in kinds},
+    )
+
+
+def export_rows(tenant: str | None) -> Op[None]:
+    """Emit every version (with its vector) in insertion order, then every history event."""
+    cond, params = ("r.tenant = %s AND ", [tenant]) if tenant else ("", [])
+    last = 0
+    while True:
+        rows = yield Q(
+            f"SELECT r.row_key, {_columns(True)} FROM records r WHERE {cond}r.row_key > %s "
+            f"ORDER BY r.row_key LIMIT {EXPORT_BATCH}",
+            (*params, last),
+        )
+        if not rows:
+            break
+        last = rows[-1][0]
+        records = yield from hydrate([r[1:] for r in rows], True)
+        yield Emit(records)
+    econd = "tenant = %s AND " if tenant else ""
+    last = 0
+    while True:
+        rows = yield Q(
+            f"SELECT seq, record_id, op, version, at, actor, reason FROM events WHERE {econd}seq > %s "
+            f"ORDER BY seq LIMIT {EVENT_BATCH}",
+            (*params, last),
+        )
+        if not rows:
+            break
+        last = rows[-1][0]
+        yield Emit(
+            [
+                HistoryEvent(
+                    record_id=rid, op=HistoryOp(op), version=version, at=_utc(at), actor=actor, reason=reason
+                )
+                for _, rid, op, version, at, actor, reason in rows
+            ]
+        )
+
+
+def embeddable(after: int, batch: int) -> Op[list[tuple[int, str]]]:
+    """(row key, text) of the next ``batch`` versions after row key ``after`` (whole store)."""
+    rows = yield Q(
+        "SELECT row_key, text FROM records WHERE row_key > %s ORDER BY row_key LIMIT %s", (after, batch)
+    )
+    return [(int(k), t) for k, t in rows]
+
+
+# -- row mapping ----------------------------------------------------------------------------------------
+
+
+def hydrate(rows: Sequence[Sequence[Any]], with_embedding: bool) -> Op[list[MemoryRecord]]:
+    """Build MemoryRecords from ``COLUMNS`` rows, fetching their links and utility (per tenant)."""
+    if not rows:
+        return []
+    by_tenant: dict[str, list[str]] = {}
+    for r in rows:
+        by_tenant.setdefault(r[2], []).append(r[0])
+    links: dict[str, list[Link]] = {}
+    utility: dict[str, Utility] = {}
+    for tenant, ids in by_tenant.items():
+        ids = list(dict.fromkeys(ids))
+        link_rows = yield Q(
+            "SELECT src, dst, type FROM links WHERE tenant = %s AND src = ANY(%s) ORDER BY created_at, dst",
+            (tenant, ids),
+        )
+        for src, dst, typ in link_rows:
+            links.setdefault(src, []).append(Link(target=dst, type=typ))
+        utility_rows = yield Q(
+            "SELECT id, q, n_shown, n_used, reward_sum, last_feedback_at FROM utility "
+            "WHERE tenant = %s AND id = ANY(%s)",
+            (tenant, ids),
+        )
+        for rid, q, n_shown, n_used, reward_sum, last in utility_rows:
+            utility[rid] = Utility(
+                q=q, n_shown=n_shown, n_used=n_used, reward_sum=reward_sum, last_feedback_at=_utc(last)
+            )
+    return [_record(r, with_embedding, links.get(r[0], []), utility.get(r[0])) for r in rows]
+
+
+def _record(
+    r: Sequence[Any], with_embedding: bool, links: list[Link], utility: Utility | None
+) -> MemoryRecord:
+    embedding = None
+    if with_embedding and r[19] is not None:
+        embedding = _vector_from_send(r[19])
+    return MemoryRecord.model_construct(
+        id=r[0],
+        version=r[1],
+        scope=Scope(tenant=r[2], user=r[3], agent=r[4], session=r[5]),
+        kind=r[6],
+        text=r[7],
+        payload=r[8],
+        metadata=r[9],
+        provenance=Provenance(source=r[10], source_message_ids=r[11], parent_ids=r[12]),
+        links=links,
+        valid_from=_utc(r[13]),
+        valid_to=_utc(r[14]),
+        recorded_at=_utc(r[15]),
+        expired_at=_utc(r[16]),
+        deleted=bool(r[17]),
+        embedding_model=r[18],
+        embedding=embedding,
+        utility=utility or Utility(),
+    )
+
+
+def _vector_from_send(data: bytes) -> list[float]:
+    """Decode vector_send() output (int16 dim, int16 unused, dim big-endian float32) to exact floats."""
+    dim = int.from_bytes(data[:2], "big")
+    return np.frombuffer(data, dtype=">f4", count=dim, offset=4).astype(np.float32).tolist()
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """Aware UTC with ``datetime.UTC`` as tzinfo, as the SQLite store returns (psycopg gives ZoneInfo)."""
+    return None if value is None else value.astimezone(UTC)
+
+
+def _record_params(r: MemoryRecord) -> tuple[Any, ...]:
+    return (
+        r.id,
+        r.version,
+        r.scope.tenant,
+        r.scope.user,
+        r.scope.agent,
+        r.scope.session,
+        r.kind,
+        r.text,
+        Json(r.payload, dumps=_dumps),
+        Json(r.metadata, dumps=_dumps),
+        r.provenance.source,
+        Jsonb(r.provenance.source_message_ids),
+        Jsonb(r.provenance.parent_ids),
+        r.valid_from,
+        r.valid_to,
+        r.recorded_at,
+        r.expired_at,
+        r.deleted,
+        r.embedding_model,
+        None if r.embedding is None else np.asarray(r.embedding, dtype=np.float32),
+    )
+
+
+def _links(records: Iterable[MemoryRecord]) -> Op[None]:
+    params = [
+        (r.scope.tenant, r.id, link.target, link.type, r.recorded_at) for r in records for link in r.links
+    ]
+    if params:
+        yield Q(INSERT_LINK, params, mode="many")
+
+
+def _default_utility(u: Utility) -> bool:
+    return (
+        u.q is None and u.n_shown == 0 and u.n_used == 0 and u.reward_sum == 0 and u.last_feedback_at is None
+    )
+
+
+def _utility_params(r: MemoryRecord) -> tuple[Any, ...]:
+    u = r.utility
+    return (r.id, r.scope.tenant, u.q, u.n_shown, u.n_used, u.reward_sum, u.last_feedback_at)
+
+
+def _event_params(
+    tenant: str,
+    record_id: str,
+    op: HistoryOp,
+    version: int,
+    at: datetime,
+    actor: str | None,
+    reason: str | None,
+) -> tuple[Any, ...]:
+    return (tenant, record_id, HistoryOp(op).value, version, at, actor, reason)
+
+
+def _dedupe(candidates: list[Candidate]) -> list[Candidate]:
+    seen: set[str] = set()
+    out = []
+    for c in candidates:
+        if c.id not in seen:
+            seen.add(c.id)
+            out.append(c)
+    return out

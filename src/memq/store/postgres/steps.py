@@ -1,0 +1,192 @@
+"""How the sync and async PostgreSQL stores share one implementation.
+
+Every store method is an *operation*: a generator that yields statements (:class:`Q`) and is sent
+back each statement's result, and finally returns the method's value. It does no I/O itself, so
+the logic (which statements, in which order, what the rows mean, which error to raise) exists
+once, in :mod:`memq.store.postgres.sql` and :mod:`memq.store.postgres.schema`; the two store
+classes only run it on a psycopg connection — blocking in :mod:`.sync`, with ``await`` in
+:mod:`.aio`. An operation may also yield :class:`Emit` to hand finished items to its caller while
+it keeps going (export streams records from the sync store this way).
+
+This module also holds what both runners need around an operation: the error translation and the
+retry policy.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import psycopg
+import psycopg.errors
+from psycopg_pool import PoolTimeout
+
+from memq.errors import ConflictError, DimensionMismatchError, MemqError, StoreError
+
+T = TypeVar("T")
+
+Mode = Literal["all", "one", "none", "rowcount", "many"]
+
+
+@dataclass(frozen=True, slots=True)
+class Q:
+    """One statement. ``mode`` says what the operation is sent back:
+
+    ``all``: the rows; ``one``: the first row or None; ``rowcount``: rows affected; ``none``: None;
+    ``many``: ``params`` is a list of parameter rows for ``executemany`` (sent back None).
+    """
+
+    sql: str
+    params: Sequence[Any] | None = None
+    mode: Mode = "all"
+
+
+@dataclass(frozen=True, slots=True)
+class Emit:
+    """Items an operation hands to its caller before it finishes."""
+
+    items: list[Any]
+
+
+Op = Generator["Q | Emit", Any, T]
+
+# Reads run in a read-only REPEATABLE READ transaction: a method that issues several queries (the
+# rows, then their links and utility; the dense search and its exact re-run) sees one snapshot.
+# Read-only snapshots never fail with serialization errors. Writes keep READ COMMITTED, which the
+# embedding-space setup relies on (see schema.check_or_set_space).
+READ_SNAPSHOT = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
+SESSION_SETUP = "SET TIME ZONE 'UTC'"
+
+# a write that loses a deadlock (or a serialization check) is rolled back whole and run again
+RETRYABLE: tuple[type[Exception], ...] = (
+    psycopg.errors.DeadlockDetected,
+    psycopg.errors.SerializationFailure,
+)
+WRITE_ATTEMPTS = 5
+
+
+def backoff(attempt: int) -> float:
+    """Seconds to wait before retry ``attempt`` (0-based), with jitter so retries spread out."""
+    import random
+
+    return min(0.02 * 2**attempt, 0.5) * (0.5 + random.random())
+
+
+def translate(exc: Exception, location: str) -> MemqError:
+    """A psycopg / pool error as the typed memq error callers handle."""
+    if isinstance(exc, psycopg.errors.UniqueViolation):
+        detail = exc.diag.message_detail or str(exc)
+        return ConflictError(f"write rejected by a constraint: {detail}")
+    if isinstance(exc, psycopg.IntegrityError):
+        return ConflictError(f"write rejected by a constraint: {exc}")
+    if isinstance(exc, psycopg.DataError) and (
+        "different vector dimensions" in str(exc) or re.search(r"expected \d+ dimensions", str(exc))
+    ):
+        # a query vector of another size, or a write racing a re-embed that retyped the column
+        return DimensionMismatchError(
+            f"the vector's dimension differs from the store's vectors ({exc}); "
+            "use the store's embedder, or re-embed the store with `memq reembed` / Memory.reembed()"
+        )
+    if isinstance(exc, PoolTimeout):
+        return StoreError(f"no connection to PostgreSQL at {location} became available in time: {exc}")
+    if isinstance(exc, psycopg.OperationalError):
+        return StoreError(f"PostgreSQL at {location} failed (connection or server problem): {exc}")
+    return StoreError(f"PostgreSQL error at {location}: {exc}")
+
+
+def execute(cur: psycopg.Cursor[Any], q: Q) -> Any:
+    """Run one statement on a sync cursor and return what its mode asks for."""
+    if q.mode == "many":
+        cur.executemany(q.sql, q.params or [])
+        return None
+    cur.execute(q.sql, q.params or None)
+    return _result(cur, q.mode)
+
+
+async def execute_async(cur: psycopg.AsyncCursor[Any], q: Q) -> Any:
+    """Run one statement on an async cursor and return what its mode asks for."""
+    if q.mode == "many":
+        await cur.executemany(q.sql, q.params or [])
+        return None
+    await cur.execute(q.sql, q.params or None)
+    if q.mode == "all":
+        return await cur.fetchall()
+    if q.mode == "one":
+        return await cur.fetchone()
+    return cur.rowcount if q.mode == "rowcount" else None
+
+
+def _result(cur: psycopg.Cursor[Any], mode: Mode) -> Any:
+    if mode == "all":
+        return cur.fetchall()
+    if mode == "one":
+        return cur.fetchone()
+    return cur.rowcount if mode == "rowcount" else None
+
+
+def drive(cur: psycopg.Cursor[Any], op: Op[T]) -> Generator[list[Any], None, T]:
+    """Run an operation on a sync cursor; yields what it emits, returns its value."""
+    value: Any = None
+    while True:
+        try:
+            step = op.send(value)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        if isinstance(step, Emit):
+            yield step.items
+            value = None
+        else:
+            value = execute(cur, step)
+
+
+def complete(cur: psycopg.Cursor[Any], op: Op[T]) -> T:
+    """Run an operation on a sync cursor to its end (emitted items are dropped)."""
+    runner = drive(cur, op)
+    while True:
+        try:
+            next(runner)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+
+
+async def complete_async(cur: psycopg.AsyncCursor[Any], op: Op[T], sink: list[Any] | None = None) -> T:
+    """Run an operation on an async cursor; emitted items go to ``sink``."""
+    value: Any = None
+    while True:
+        try:
+            step = op.send(value)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        if isinstance(step, Emit):
+            if sink is not None:
+                sink.extend(step.items)
+            value = None
+        else:
+            value = await execute_async(cur, step)
+
+
+_KV_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+
+
+def mask_dsn(dsn: str) -> str:
+    """The DSN with any password replaced by ``***`` (URL userinfo, URL query or key=value form)."""
+    if "://" not in dsn:
+        return _KV_PASSWORD.sub(r"\1***", dsn)
+    parts = urlsplit(dsn)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, hostinfo = netloc.rpartition("@")
+        if ":" in userinfo:
+            user, _, password = userinfo.partition(":")
+            if password:
+                netloc = f"{user}:***@{hostinfo}"
+    query = parts.query
+    if query and "password" in query.lower():
+        pairs = [
+            (k, "***" if k.lower() == "password" else v) for k, v in parse_qsl(query, keep_blank_values=True)
+        ]
+        query = urlencode(pairs, safe="/:*")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))

@@ -1,0 +1,446 @@
+"""PostgreSQL-only behaviour: the native async store, concurrent migrations and first inserts, the
+filtered-HNSW fallback, the embedding space (refusal, re-embed to another dimension), exact float32
+and JSON round trips, and error translation. The shared contract lives in test_store_contract.py.
+
+Vectors here are random unit vectors inserted through the store directly, so these tests are about
+the store, not embedding quality.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import threading
+from datetime import UTC, datetime
+
+import numpy as np
+import psycopg
+import pytest
+from pgvector.psycopg import register_vector
+
+from memq import AsyncMemory, DimensionMismatchError, Memory, StoreError
+from memq.embed import HashingEmbedder
+from memq.errors import ConflictError
+from memq.retrieve.filters import parse_filter
+from memq.store import AsyncStore, Store
+from memq.store.base import CandidateQuery, VersionChange
+from memq.store.postgres import AsyncPostgresStore, PostgresStore, schema, sql
+from memq.store.postgres.steps import READ_SNAPSHOT, complete, mask_dsn
+from memq.types import HistoryOp, MemoryRecord, Scope, utcnow
+
+
+def _records(
+    tenant: str, count: int, dim: int, rng: np.random.Generator, **extra: object
+) -> list[MemoryRecord]:
+    vecs = rng.normal(size=(count, dim)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    return [
+        MemoryRecord(
+            scope=Scope(tenant=tenant),
+            text=f"{tenant} note {i}",
+            embedding=v.tolist(),
+            embedding_model="test-model",
+            **extra,  # type: ignore[arg-type]
+        )
+        for i, v in enumerate(vecs)
+    ]
+
+
+def _exact_top(records: list[MemoryRecord], query: np.ndarray, n: int) -> list[str]:
+    mat = np.asarray([r.embedding for r in records], dtype=np.float32)
+    sims = mat @ (query / np.linalg.norm(query))
+    return [records[i].id for i in np.argsort(-sims, kind="stable")[:n]]
+
+
+def _index_defs(url: str) -> list[str]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT indexdef FROM pg_indexes WHERE tablename = 'records' AND indexdef ILIKE '%hnsw%'"
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
+def _column_type(url: str) -> str:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+            "WHERE attrelid = 'records'::regclass AND attname = 'embedding'"
+        ).fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+# -- the async store ---------------------------------------------------------------------------------
+
+
+async def test_async_memory_on_postgres_is_native(pg_url: str, embedder) -> None:
+    mem = await AsyncMemory.open(pg_url, embedder=embedder, scope="acme")
+    try:
+        assert isinstance(mem.store, AsyncPostgresStore) and isinstance(mem.store, AsyncStore)
+        added = await mem.add(
+            [
+                {"text": "Carol adopted a golden retriever named Max", "metadata": {"topic": "pets"}},
+                {"text": "Bob is allergic to peanuts", "metadata": {"topic": "health"}},
+                {"text": "Alice moved to Berlin in 2021", "metadata": {"topic": "travel"}},
+            ]
+        )
+        # several coroutines at once share the pool (no worker thread serialises them)
+        dog, nuts, listed = await asyncio.gather(
+            mem.search("who has a dog?", k=1),
+            mem.search("peanuts", k=1, mode="lexical"),
+            mem.list(filters={"metadata.topic": {"in": ["pets", "travel"]}}),
+        )
+        assert dog.records[0].id == added[0].id
+        assert nuts.records[0].id == added[1].id
+        assert [r.id for r in listed.records] == [added[0].id, added[2].id]
+
+        before = datetime.now(UTC)
+        await mem.update(added[2].id, text="Alice moved to Munich in 2024", reason="moved")
+        assert (await mem.get(added[2].id)).version == 2
+        past = await mem.search("where does Alice live", k=1, as_of=before)
+        assert past.records[0].text == "Alice moved to Berlin in 2021"
+        await mem.delete(added[1].id)
+        assert [e.op.value for e in await mem.history(added[1].id)] == ["add", "delete"]
+        stats = await mem.stats()
+        assert (stats.backend, stats.records, stats.versions, stats.deleted) == ("postgres", 3, 4, 1)
+        assert stats.embedding_dim == embedder.dim and stats.bytes and stats.bytes > 0
+
+        out = io.StringIO()
+        assert await mem.export(out) == 4 + 5  # 4 versions, 5 events
+        with pytest.raises(ConflictError):
+            await mem.import_(io.StringIO(out.getvalue()))  # same ids: nothing half-imported
+        assert (await mem.stats()).versions == 4
+    finally:
+        await mem.close()
+
+
+async def test_async_store_connect_and_close(pg_url: str) -> None:
+    store = await AsyncPostgresStore.connect(pg_url, max_size=2)
+    rng = np.random.default_rng(1)
+    await store.insert(_records("t", 5, 8, rng))
+    assert await store.embedding_space() == ("test-model", 8)
+    assert len(await store.export_rows("t")) == 10
+    batches = [b async for b in store.iter_embeddable(2)]
+    assert [len(b) for b in batches] == [2, 2, 1]
+    await store.close()
+    await store.close()  # idempotent
+    with pytest.raises(StoreError, match="not open"):
+        await store.embedding_space()
+
+
+# -- migrations and the first insert under concurrency -------------------------------------------------
+
+
+def _run_threads(count: int, target) -> list[BaseException]:  # type: ignore[no-untyped-def]
+    barrier = threading.Barrier(count)
+    errors: list[BaseException] = []
+
+    def run(i: int) -> None:
+        try:
+            barrier.wait(30)
+            target(i)
+        except BaseException as exc:  # collected and asserted on by the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    return errors
+
+
+def test_migrations_are_idempotent_when_stores_open_at_once(pg_url: str) -> None:
+    stores: list[PostgresStore] = []
+    lock = threading.Lock()
+
+    def open_one(i: int) -> None:
+        store = PostgresStore(pg_url, max_size=1)
+        with lock:
+            stores.append(store)
+
+    assert _run_threads(6, open_one) == []
+    try:
+        assert len(stores) == 6 and all(isinstance(s, Store) for s in stores)
+        with psycopg.connect(pg_url) as conn:
+            versions = [r[0] for r in conn.execute("SELECT version FROM memq_schema ORDER BY version")]
+        assert versions == list(range(1, schema.SCHEMA_VERSION + 1))
+    finally:
+        for s in stores:
+            s.close()
+    PostgresStore(pg_url).close()  # and opening an up-to-date database changes nothing
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT count(*) FROM memq_schema").fetchone() == (schema.SCHEMA_VERSION,)
+
+
+def test_first_inserts_racing_set_the_space_once(pg_url: str) -> None:
+    PostgresStore(pg_url).close()  # schema only: no space, untyped column
+    assert _column_type(pg_url) == "vector"
+
+    def add(i: int) -> None:
+        with PostgresStore(pg_url, max_size=1) as store:
+            for _ in range(5):
+                store.insert(_records("race", 10, 24, np.random.default_rng(i)))
+
+    assert _run_threads(4, add) == []
+    with PostgresStore(pg_url) as store:
+        assert store.embedding_space() == ("test-model", 24)
+        assert store.stats().records == 4 * 5 * 10
+        assert store.verify_index()
+    assert _column_type(pg_url) == "vector(24)"
+    assert len(_index_defs(pg_url)) == 1
+
+
+def test_racing_updates_of_one_record_give_one_version_and_a_conflict(pg_url: str) -> None:
+    with PostgresStore(pg_url) as setup:
+        rec = _records("t", 1, 8, np.random.default_rng(4))[0]
+        setup.insert([rec])
+    outcomes: list[str] = []
+
+    def update(i: int) -> None:
+        with PostgresStore(pg_url, max_size=1) as store:
+            current = store.get("t", [rec.id], with_embedding=True)[0]
+            new = current.model_copy(update={"version": 2, "text": f"writer {i}", "recorded_at": utcnow()})
+            try:
+                store.write_version(VersionChange("t", rec.id, new, HistoryOp.UPDATE))
+                outcomes.append("ok")
+            except ConflictError:
+                outcomes.append("conflict")
+
+    for _ in range(3):
+        assert _run_threads(4, update) == []
+        assert sorted(outcomes) == ["conflict"] * 3 + ["ok"]
+        with PostgresStore(pg_url) as store:
+            assert [(e.op.value, e.version) for e in store.history("t", rec.id)] == [
+                ("add", 1),
+                ("update", 2),
+            ]
+            assert store.stats().versions == 2
+        with psycopg.connect(pg_url, autocommit=True) as conn:  # reset to one version for the next round
+            conn.execute("DELETE FROM records WHERE version = 2")
+            conn.execute("UPDATE records SET expired_at = NULL")
+            conn.execute("DELETE FROM events WHERE version = 2")
+        outcomes.clear()
+
+
+# -- dense search: the filtered-HNSW fallback ------------------------------------------------------------
+
+
+@pytest.fixture
+def big_and_small(pg_url: str):  # type: ignore[no-untyped-def]
+    """3,000 vectors in tenant A (20 of them tagged rare) and 20 in tenant B, HNSW-indexed."""
+    rng = np.random.default_rng(42)
+    store = PostgresStore(pg_url)
+    a = _records("A", 2980, 32, rng)
+    rare = _records("A", 20, 32, rng, metadata={"group": "rare"})
+    b = _records("B", 20, 32, rng)
+    store.insert(a)
+    store.insert(rare)
+    store.insert(b)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("ANALYZE records")
+    assert len(_index_defs(pg_url)) == 1
+    yield store, a, rare, b, rng
+    store.close()
+
+
+def test_selective_filters_still_get_n_dense_results(big_and_small) -> None:  # type: ignore[no-untyped-def]
+    store, _, rare, b, rng = big_and_small
+    for _ in range(3):
+        query = rng.normal(size=32).astype(np.float32)
+        got = store.dense_candidates(CandidateQuery(scope=Scope(tenant="B")), query, 10)
+        assert [c.id for c in got] == _exact_top(b, query, 10)
+        assert all(-1.0 <= c.score <= 1.0 for c in got)
+        narrow = CandidateQuery(scope=Scope(tenant="A"), filter=parse_filter({"metadata.group": "rare"}))
+        got = store.dense_candidates(narrow, query, 10)
+        assert [c.id for c in got] == _exact_top(rare, query, 10)
+        wide = store.dense_candidates(CandidateQuery(scope=Scope(tenant="A")), query, 10)
+        assert len(wide) == 10
+        # fewer visible rows than asked: all of them, no error
+        assert len(store.dense_candidates(narrow, query, 50)) == 20
+
+
+def test_starved_index_scan_is_rerun_exactly(big_and_small, pg_url: str) -> None:  # type: ignore[no-untyped-def]
+    """With sorting priced out, the planner must take the HNSW scan for tenant B, which finds only a
+    few of B's rows among its ef_search candidates; the operation notices and re-runs exactly."""
+    _, _, _, b, rng = big_and_small
+    query = rng.normal(size=32).astype(np.float32)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        register_vector(conn)
+        conn.execute("SET enable_sort = off")
+        with conn.transaction():
+            conn.execute("SET LOCAL hnsw.ef_search = 40")
+            plan = "\n".join(
+                r[0]
+                for r in conn.execute(
+                    "EXPLAIN SELECT r.id FROM records r WHERE r.tenant = 'B' AND r.expired_at IS NULL "
+                    "ORDER BY r.embedding <=> %s LIMIT 10",
+                    (query,),
+                )
+            )
+            assert schema.HNSW_INDEX in plan
+            starved = conn.execute(
+                "SELECT r.id FROM records r WHERE r.tenant = 'B' AND r.expired_at IS NULL "
+                "ORDER BY r.embedding <=> %s LIMIT 10",
+                (query,),
+            ).fetchall()
+        assert len(starved) < 10
+        with conn.transaction(), conn.cursor() as cur:
+            cur.execute(READ_SNAPSHOT)
+            got = complete(cur, sql.dense_candidates(CandidateQuery(scope=Scope(tenant="B")), query, 10))
+    assert [c.id for c in got] == _exact_top(b, query, 10)
+
+
+# -- the embedding space ---------------------------------------------------------------------------------
+
+
+def test_space_change_is_refused(pg_url: str) -> None:
+    rng = np.random.default_rng(3)
+    with PostgresStore(pg_url) as store:
+        store.set_embedding_space("test-model", 8)
+        store.set_embedding_space("test-model", 8)  # the same space again is fine
+        assert _column_type(pg_url) == "vector(8)" and len(_index_defs(pg_url)) == 1
+        with pytest.raises(DimensionMismatchError, match=r"'test-model' \(8-d\).*reembed"):
+            store.set_embedding_space("test-model", 16)
+        with pytest.raises(DimensionMismatchError):
+            store.set_embedding_space("other-model", 8)
+        store.insert(_records("t", 3, 8, rng))
+        with pytest.raises(DimensionMismatchError):
+            store.insert(_records("t", 2, 8, rng) + _records("t", 1, 16, rng))  # the batch fails whole
+        assert store.stats().versions == 3
+        with pytest.raises(DimensionMismatchError):
+            store.dense_candidates(CandidateQuery(scope=Scope(tenant="t")), np.ones(16, np.float32), 3)
+    with pytest.raises(DimensionMismatchError, match="dim=16"):
+        PostgresStore(pg_url, dim=16)
+    PostgresStore(pg_url, dim=8).close()
+
+
+def test_dim_argument_prepares_the_vector_column(pg_url: str) -> None:
+    with PostgresStore(pg_url, dim=12) as store:
+        assert store.embedding_space() is None  # no model known yet, but the column is ready
+        assert _column_type(pg_url) == "vector(12)" and len(_index_defs(pg_url)) == 1
+        store.insert(_records("t", 2, 12, np.random.default_rng(0)))
+        assert store.embedding_space() == ("test-model", 12)
+    assert len(_index_defs(pg_url)) == 1
+
+
+def test_reembed_switches_dimension_column_and_index(pg_url: str) -> None:
+    with Memory(pg_url, embedder=HashingEmbedder(dim=32), scope="acme") as mem:
+        mem.add(["Carol adopted a golden retriever", "Bob is allergic to peanuts", "Dave runs marathons"])
+        rec = mem.add("Alice moved to Berlin")
+        mem.update(rec.id, text="Alice moved to Munich")
+        assert _column_type(pg_url) == "vector(32)"
+        assert mem.reembed(HashingEmbedder(dim=48), batch=2) == 5  # every version, over 3 batches
+        assert mem.store.embedding_space() == (HashingEmbedder(dim=48).model_id, 48)
+        assert _column_type(pg_url) == "vector(48)"
+        defs = _index_defs(pg_url)
+        assert len(defs) == 1 and "vector_cosine_ops" in defs[0] and "m='16'" in defs[0].replace(" ", "")
+        hit = mem.search("golden retriever", mode="dense", k=1).records[0]
+        assert hit.text.startswith("Carol")
+        old = mem.history(rec.id)[0].record
+        assert old is not None
+        exported = [r for r in mem.store.export_rows("acme") if isinstance(r, MemoryRecord)]
+        assert all(len(r.embedding or []) == 48 for r in exported)
+        assert {r.embedding_model for r in exported} == {HashingEmbedder(dim=48).model_id}
+        mem.add("added after the switch")
+    with (
+        Memory(pg_url, embedder=HashingEmbedder(dim=32), scope="acme") as stale,
+        pytest.raises(DimensionMismatchError),
+    ):
+        stale.add("old embedder")
+
+
+def test_prepared_reads_survive_a_reembed_by_another_store(pg_url: str) -> None:
+    """psycopg prepares a statement after a few runs; a re-embed elsewhere then retypes the column.
+    Reads of vectors must not fail with "cached plan must not change result type"."""
+    with PostgresStore(pg_url, max_size=1) as reader, PostgresStore(pg_url) as writer:
+        recs = _records("t", 3, 8, np.random.default_rng(2))
+        reader.insert(recs)
+        for _ in range(8):  # past psycopg's prepare threshold, all on the reader's one connection
+            assert len(reader.get("t", [recs[0].id], with_embedding=True)[0].embedding or []) == 8
+        keys = [key for batch in writer.iter_embeddable(10) for key, _ in batch]
+        writer.replace_embeddings("m2", 4, [(k, np.ones(4, np.float32)) for k in keys], first=True, last=True)
+        assert reader.get("t", [recs[0].id], with_embedding=True)[0].embedding == [1.0] * 4
+        with pytest.raises(DimensionMismatchError):
+            reader.insert(_records("t", 1, 8, np.random.default_rng(3)))
+
+
+def test_interrupted_reembed_gets_its_index_back_on_open(pg_url: str) -> None:
+    rng = np.random.default_rng(5)
+    with PostgresStore(pg_url) as store:
+        store.insert(_records("t", 4, 8, rng))
+        rows = [key for batch in store.iter_embeddable(10) for key, _ in batch]
+        store.replace_embeddings("new-model", 6, [(rows[0], np.ones(6, np.float32))], first=True, last=False)
+        assert _index_defs(pg_url) == []  # built after the last batch, not row by row
+        assert store.embedding_space() == ("new-model", 6)
+        assert not store.verify_index()
+    with PostgresStore(pg_url) as store:  # the process died before `last`: opening repairs the index
+        assert store.verify_index()
+    assert len(_index_defs(pg_url)) == 1
+
+
+# -- exact round trips --------------------------------------------------------------------------------------
+
+
+def test_float32_vectors_and_json_round_trip_exactly(pg_url: str) -> None:
+    rng = np.random.default_rng(9)
+    vec = rng.normal(size=64).astype(np.float32)
+    vec[:4] = [np.float32(1e-38), np.float32(3.4e38), np.float32(-0.0), np.nextafter(np.float32(1), 2)]
+    metadata = {"zeta": 1, "alpha": {"b": 2.5, "a": 1e20}, "mid": [3, "x"], "ü": "ñ"}
+    record = MemoryRecord(
+        scope=Scope(tenant="t"),
+        text="round trip",
+        embedding=vec.tolist(),
+        embedding_model="m",
+        metadata=metadata,
+    )
+    with PostgresStore(pg_url) as store:
+        store.insert([record])
+        got = store.get("t", [record.id], with_embedding=True)[0]
+        assert np.asarray(got.embedding, dtype=np.float32).tobytes() == vec.tobytes()
+        assert list(got.metadata) == ["zeta", "alpha", "mid", "ü"]  # key order kept (jsonb would sort)
+        assert list(got.metadata["alpha"]) == ["b", "a"] and isinstance(got.metadata["alpha"]["a"], float)
+        assert got.recorded_at == record.recorded_at and got.recorded_at.tzinfo is UTC
+        # the jsonb copy still serves filters
+        q = CandidateQuery(scope=Scope(tenant="t"), filter=parse_filter({"metadata.alpha.b": {"gt": 2}}))
+        assert [r.id for r in store.list(q, cursor=None, limit=10).records] == [record.id]
+
+
+def test_lexical_search_is_safe_with_tsquery_syntax(pg_url: str) -> None:
+    with PostgresStore(pg_url) as store:
+        store.insert([MemoryRecord(scope=Scope(tenant="t"), text="Bob's café opens at 8 & closes late")])
+        q = CandidateQuery(scope=Scope(tenant="t"))
+        for text in ("café & | ! :* ( ' \\", "opens:*", "'closes'", "!!!"):
+            store.lexical_candidates(q, text, 5)  # never a syntax error
+        assert len(store.lexical_candidates(q, "closing time", 5)) == 1  # stemmed: closes ~ closing
+        assert store.lexical_candidates(CandidateQuery(scope=Scope(tenant="other")), "closes", 5) == []
+
+
+# -- errors and plumbing ----------------------------------------------------------------------------------
+
+
+def test_unreachable_server_is_a_store_error_with_the_password_masked(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    dsn = f"postgresql://memq:s3cret@/memq?host={tmp_path}&connect_timeout=2"
+    with pytest.raises(StoreError) as info:
+        PostgresStore(dsn)
+    assert "s3cret" not in str(info.value) and "***" in str(info.value)
+
+
+def test_mask_dsn() -> None:
+    assert (
+        mask_dsn("postgresql://u:pw@h:5432/db?sslmode=require")
+        == "postgresql://u:***@h:5432/db?sslmode=require"
+    )
+    assert mask_dsn("postgresql://u@h/db") == "postgresql://u@h/db"
+    assert "pw" not in mask_dsn("postgresql://u@h/db?password=pw&host=/tmp")
+    assert mask_dsn("host=h user=u password='p w' dbname=d") == "host=h user=u password=*** dbname=d"
+    assert mask_dsn("host=h password=pw") == "host=h password=***"
+
+
+def test_store_location_and_stats_per_tenant(pg_url: str) -> None:
+    rng = np.random.default_rng(11)
+    with PostgresStore(pg_url) as store:
+        assert store.backend == "postgres" and store.location == mask_dsn(pg_url)
+        store.insert(_records("a", 3, 4, rng) + _records("b", 2, 4, rng, kind="note"))
+        assert store.stats("b").records == 2 and store.stats("b").kinds == {"note": 2}
+        assert store.stats().tenants == 2 and store.stats().kinds == {"fact": 3, "note": 2}
