@@ -11,6 +11,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 import pytest
@@ -49,11 +50,8 @@ def _fresh_pg_url(server: object) -> str:
     name = f"memq_test_{os.getpid()}_{next(_db_counter)}"
     with psycopg.connect(base, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    head, _, _ = base.rpartition("/")
-    query = ""
-    if "?" in base:
-        query = "?" + base.split("?", 1)[1]
-    return f"{head}/{name}{query}"
+    # pgserver's URI keeps the socket directory in the query (?host=/tmp/...): swap only the path
+    return urlunsplit(urlsplit(base)._replace(path="/" + name))
 
 
 @pytest.fixture
