@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from memq.bench.cli import bench_app
 from memq.errors import MemqError
 from memq.memory import Memory
 from memq.types import MemoryRecord, Retrieval, Scope
@@ -31,6 +32,7 @@ app = typer.Typer(
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
 )
+app.add_typer(bench_app, name="bench")
 console = Console()
 err_console = Console(stderr=True)
 

@@ -82,6 +82,7 @@ class Utility(BaseModel):
     n_used: int = 0
     reward_sum: float = 0.0
     last_feedback_at: datetime | None = None
+    stats: dict[str, float] = Field(default_factory=dict)  # a learner's own per-record numbers
 
 
 class MemoryRecord(BaseModel):

@@ -1,0 +1,410 @@
+"""The test-time-learning stream benchmark (``memq bench ttl``).
+
+Any ``text,label`` CSV becomes a stream, shuffled by seed. At each step an LLM-free agent retrieves k
+records with a learner, predicts the label by a similarity-weighted vote of the shown records'
+stored labels, reports as ``used`` the shown records whose label it predicted, and gets reward 1 if
+right, 0 if wrong; the learner learns from that feedback. The agent then writes the step as an
+experience with the revealed label — replaced, with probability p (``noise``), by a wrong label:
+a poisoned experience that looks similar but misleads. ``oracle`` is similarity over clean records
+only, the ceiling.
+
+Memory lives in arrays here (a 10k-step run makes 10k writes, searches and feedbacks; through the
+SQLite store that would take minutes per run), but the learners are the same classes memq's search
+uses, called through the same protocol (pool of candidates → ``select`` → ``update_record`` /
+``observe`` → ``on_write``).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import platform
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from memq.errors import InvalidInputError
+from memq.learn import make_learner
+from memq.learn.base import Outcome, PoolItem, top_k
+from memq.learn.credit import assign_credit
+from memq.types import Utility
+
+POOL = 20  # candidates per query handed to the learner (top by similarity)
+NEIGHBOURS = 16  # nearest stored records passed to on_write
+CURVE_WINDOW = 250
+LABEL_COLUMNS = ("label", "category", "intent", "class", "labels")
+
+
+@dataclass
+class Dataset:
+    path: str
+    texts: list[str]
+    labels: list[str]
+
+
+def load_labelled_csv(path: str | Path) -> Dataset:
+    """Read a ``text,label`` CSV (header required; quoted newlines allowed; texts stripped)."""
+    p = Path(path)
+    if not p.exists():
+        raise InvalidInputError(f"{p} does not exist")
+    with p.open(newline="", encoding="utf-8-sig") as fh:
+        reader = csv.reader(fh)
+        try:
+            header = [h.strip().lower() for h in next(reader)]
+        except StopIteration as exc:
+            raise InvalidInputError(f"{p} is empty") from exc
+        if "text" in header:
+            ti = header.index("text")
+            li = next((header.index(c) for c in LABEL_COLUMNS if c in header), 1 if ti == 0 else 0)
+        else:
+            ti, li = 0, 1
+        texts, labels = [], []
+        for n, row in enumerate(reader, start=2):
+            if not row or all(not c.strip() for c in row):
+                continue
+            if len(row) <= max(ti, li):
+                raise InvalidInputError(f"{p}, row {n}: expected a text and a label column")
+            text, label = row[ti].strip(), row[li].strip()
+            if not text or not label:
+                raise InvalidInputError(f"{p}, row {n}: empty text or label")
+            texts.append(text)
+            labels.append(label)
+    if len(set(labels)) < 2:
+        raise InvalidInputError(f"{p} needs at least two distinct labels")
+    return Dataset(str(p), texts, labels)
+
+
+@dataclass
+class RunSpec:
+    learner: str
+    noise: float
+    seed: int
+    k: int
+    max_steps: int | None
+    credit: str = "used"
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunResult:
+    learner: str
+    noise: float
+    seed: int
+    k: int
+    steps: int
+    last2000: float
+    overall: float
+    test: float | None
+    curve: list[float]
+    seconds: float
+    poisoned: int
+
+
+def _vote(labels: np.ndarray, sims: np.ndarray, n_labels: int) -> int:
+    if len(labels) == 0:
+        return -1
+    score = np.zeros(n_labels)
+    np.add.at(score, labels, np.maximum(sims, 1e-6))
+    return int(score.argmax())
+
+
+def run_stream(
+    spec: RunSpec,
+    train_vecs: np.ndarray,
+    train_labels: np.ndarray,
+    n_labels: int,
+    test_vecs: np.ndarray | None = None,
+    test_labels: np.ndarray | None = None,
+) -> RunResult:
+    """One (learner, noise, seed) run over the stream, then the frozen-memory test."""
+    started = time.perf_counter()
+    rng = np.random.default_rng(spec.seed)
+    order = rng.permutation(len(train_labels))
+    if spec.max_steps:
+        order = order[: spec.max_steps]
+    steps = len(order)
+    oracle = spec.learner == "oracle"
+    learner = make_learner("similarity" if oracle else spec.learner, **spec.params)
+    policy_rng = np.random.default_rng(spec.seed + 10_007)
+    dim = train_vecs.shape[1]
+    vecs = np.zeros((steps, dim), dtype=np.float32)
+    stored = np.zeros(steps, dtype=np.int64)
+    clean = np.zeros(steps, dtype=bool)
+    utils = [Utility() for _ in range(steps)]
+    correct = np.zeros(steps)
+
+    def pool_for(query: np.ndarray, size: int) -> tuple[list[PoolItem], np.ndarray]:
+        sims = vecs[:size] @ query
+        if oracle:
+            sims = np.where(clean[:size], sims, -np.inf)
+        idx = top_k(sims, POOL)
+        idx = idx[np.isfinite(sims[idx])]
+        items = [
+            PoolItem(str(j), float(sims[j]), utils[j], vector=vecs[j], answer=str(stored[j])) for j in idx
+        ]
+        return items, sims
+
+    for t, row in enumerate(order):
+        x, y = train_vecs[row], int(train_labels[row])
+        pool, sims = pool_for(x, t)
+        sel = learner.select(x, pool, spec.k, policy_rng)
+        shown = [int(i) for i in sel.ids]
+        pred = _vote(stored[shown], sims[shown], n_labels) if shown else -1
+        reward = 1.0 if pred == y else 0.0
+        correct[t] = reward
+        if shown:
+            used = {str(j) for j in shown if stored[j] == pred}
+            credits = assign_credit(sel.ids, reward, strategy=spec.credit, used=used)
+            for rid, credit in credits.items():
+                j = int(rid)
+                before = utils[j]
+                q, stats = learner.update_record(before, credit)
+                utils[j] = Utility(
+                    q=q,
+                    n_shown=before.n_shown,
+                    n_used=before.n_used + 1,
+                    reward_sum=before.reward_sum + credit,
+                    stats=stats,
+                )
+            for j in shown:
+                utils[j].n_shown += 1
+            learner.observe(Outcome(x, pool, sel.ids, used, reward, credits))
+        # write the experience, poisoned with probability `noise`
+        label = y
+        if rng.random() < spec.noise:
+            wrong = int(rng.integers(n_labels - 1))
+            label = wrong + (wrong >= y)
+        vecs[t], stored[t], clean[t] = x, label, label == y
+        if t:
+            nb = top_k(sims, NEIGHBOURS)
+            new = PoolItem(str(t), 1.0, utils[t], vector=x, answer=str(label))
+            neighbours = [PoolItem(str(j), float(sims[j]), utils[j], answer=str(stored[j])) for j in nb]
+            for rid, delta in learner.on_write(new, neighbours).items():
+                stats = utils[int(rid)].stats
+                for key, value in delta.items():
+                    stats[key] = stats.get(key, 0.0) + value
+
+    test_acc = None
+    if test_vecs is not None and test_labels is not None and len(test_labels):
+        hits = 0
+        for x, y in zip(test_vecs, test_labels, strict=True):
+            pool, sims = pool_for(x, steps)
+            sel = learner.select(x, pool, spec.k, policy_rng)
+            shown = [int(i) for i in sel.ids]
+            hits += _vote(stored[shown], sims[shown], n_labels) == int(y)
+        test_acc = hits / len(test_labels)
+    window = min(CURVE_WINDOW, steps)
+    curve = [float(correct[i : i + window].mean()) for i in range(0, steps - window + 1, window)]
+    return RunResult(
+        learner=spec.learner,
+        noise=spec.noise,
+        seed=spec.seed,
+        k=spec.k,
+        steps=steps,
+        last2000=float(correct[-2000:].mean()),
+        overall=float(correct.mean()),
+        test=test_acc,
+        curve=curve,
+        seconds=time.perf_counter() - started,
+        poisoned=int((~clean).sum()),
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# Orchestration: embed once (cached on disk), run every (learner, noise, seed) in worker processes.
+
+_SHARED: dict[str, Any] = {}
+
+
+def _worker_init() -> None:
+    """One thread per worker: BLAS and torch threads would otherwise fight over the cores."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _run_job(spec: RunSpec) -> RunResult:
+    s = _SHARED
+    return run_stream(
+        spec, s["train_vecs"], s["train_labels"], s["n_labels"], s.get("test_vecs"), s.get("test_labels")
+    )
+
+
+def embed_texts(
+    texts: Sequence[str], cache_path: Path, progress: Callable[[int], None] | None = None
+) -> np.ndarray:
+    """MiniLM vectors of ``texts``, through a persistent content-hash cache (each text embedded once)."""
+    from memq.embed import CachedEmbedder, SentenceTransformerEmbedder
+
+    cache_path.parent.mkdir(parents=True, exist_ok=True)
+    embedder = CachedEmbedder(SentenceTransformerEmbedder(threads=None), path=str(cache_path))
+    out = []
+    for i in range(0, len(texts), 512):
+        out.append(embedder.embed_documents(list(texts[i : i + 512])))
+        if progress:
+            progress(min(512, len(texts) - i))
+    return np.concatenate(out).astype(np.float32)
+
+
+def _seeded(learner: str, seed: int) -> dict[str, Any]:
+    """Learners with their own randomness get the run's seed."""
+    return {"seed": seed} if learner == "memento_q" else {}
+
+
+def similarity_stats(vecs: np.ndarray, pairs: int = 20_000, seed: int = 0) -> tuple[float, float]:
+    """Mean and std of cosine similarity between random pairs (MemRL's corpus statistics)."""
+    rng = np.random.default_rng(seed)
+    a = vecs[rng.integers(len(vecs), size=pairs)]
+    b = vecs[rng.integers(len(vecs), size=pairs)]
+    sims = (a * b).sum(axis=1)
+    return float(sims.mean()), float(sims.std())
+
+
+def run_benchmark(
+    train: Dataset,
+    test: Dataset | None,
+    *,
+    learners: Sequence[str],
+    noises: Sequence[float],
+    seeds: int,
+    k: int,
+    max_steps: int | None,
+    jobs: int,
+    cache_path: Path,
+    on_embed: Callable[[int], None] | None = None,
+    on_run: Callable[[RunResult], None] | None = None,
+) -> dict[str, Any]:
+    started = time.perf_counter()
+    names = sorted(set(train.labels) | (set(test.labels) if test else set()))
+    index = {n: i for i, n in enumerate(names)}
+    train_vecs = embed_texts(train.texts, cache_path, on_embed)
+    test_vecs = embed_texts(test.texts, cache_path, on_embed) if test else None
+    mean, std = similarity_stats(train_vecs)
+    params: dict[str, dict[str, Any]] = {"memrl": {"sim_mean": mean, "sim_std": std}}
+    _SHARED.update(
+        train_vecs=train_vecs,
+        train_labels=np.array([index[x] for x in train.labels]),
+        n_labels=len(names),
+        test_vecs=test_vecs,
+        test_labels=None if test is None else np.array([index[x] for x in test.labels]),
+    )
+    specs = [
+        RunSpec(name, noise, seed, k, max_steps, params={**params.get(name, {}), **_seeded(name, seed)})
+        for noise in noises
+        for name in [*learners, "oracle"]
+        for seed in range(seeds)
+    ]
+    runs: list[RunResult] = []
+    if jobs <= 1:
+        _worker_init()
+        for spec in specs:
+            runs.append(_run_job(spec))
+            if on_run:
+                on_run(runs[-1])
+    else:
+        import multiprocessing as mp
+
+        with ProcessPoolExecutor(
+            max_workers=jobs, mp_context=mp.get_context("fork"), initializer=_worker_init
+        ) as ex:
+            futures = [ex.submit(_run_job, spec) for spec in specs]
+            for fut in as_completed(futures):
+                runs.append(fut.result())
+                if on_run:
+                    on_run(runs[-1])
+    return _summarise(runs, train, test, k, seeds, max_steps, params, time.perf_counter() - started)
+
+
+def _summarise(
+    runs: list[RunResult],
+    train: Dataset,
+    test: Dataset | None,
+    k: int,
+    seeds: int,
+    max_steps: int | None,
+    params: dict[str, Any],
+    seconds: float,
+) -> dict[str, Any]:
+    from memq import __version__
+
+    results = []
+    for learner, noise in sorted({(r.learner, r.noise) for r in runs}, key=lambda x: (x[1], x[0])):
+        group = sorted((r for r in runs if r.learner == learner and r.noise == noise), key=lambda r: r.seed)
+        last = np.array([r.last2000 for r in group])
+        overall = np.array([r.overall for r in group])
+        entry: dict[str, Any] = {
+            "learner": learner,
+            "noise": noise,
+            "k": k,
+            "seeds": len(group),
+            "steps": group[0].steps,
+            "last2000_mean": float(last.mean()),
+            "last2000_std": float(last.std()),
+            "overall_mean": float(overall.mean()),
+            "overall_std": float(overall.std()),
+            "seconds": float(sum(r.seconds for r in group)),
+            "curve": [float(v) for v in np.mean([r.curve for r in group], axis=0)],
+            "per_seed": {"last2000": last.tolist(), "overall": overall.tolist()},
+        }
+        if group[0].test is not None:
+            tests = np.array([r.test for r in group])
+            entry.update(test_mean=float(tests.mean()), test_std=float(tests.std()))
+            entry["per_seed"]["test"] = tests.tolist()
+        results.append(entry)
+    _gap_closed(results)
+    return {
+        "benchmark": "ttl",
+        "data": train.path,
+        "test": test.path if test else None,
+        "rows": len(train.texts),
+        "labels": len(set(train.labels)),
+        "k": k,
+        "seeds": seeds,
+        "max_steps": max_steps,
+        "credit": "used",
+        "curve_window": CURVE_WINDOW,
+        "learner_params": params,
+        "seconds": seconds,
+        "versions": {"memq": __version__, "numpy": np.__version__, "python": platform.python_version()},
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "results": results,
+    }
+
+
+def _gap_closed(results: list[dict[str, Any]]) -> None:
+    """gap closed = (learner − similarity) / (oracle − similarity), on the last-2,000 window."""
+    for noise in {r["noise"] for r in results}:
+        by = {r["learner"]: r for r in results if r["noise"] == noise}
+        if "similarity" not in by or "oracle" not in by:
+            continue
+        base, top = by["similarity"]["last2000_mean"], by["oracle"]["last2000_mean"]
+        for r in by.values():
+            r["gap_closed"] = None if top - base <= 1e-9 else (r["last2000_mean"] - base) / (top - base)
+
+
+def markdown_table(report: dict[str, Any]) -> str:
+    """The docs table for one report (regenerated from the JSON, never typed by hand)."""
+    has_test = any("test_mean" in r for r in report["results"])
+    head = "| noise | learner | last 2,000 | overall | gap closed |" + (
+        " test (frozen) |" if has_test else ""
+    )
+    sep = "|---|---|---|---|---|" + ("---|" if has_test else "")
+    lines = [head, sep]
+    for r in report["results"]:
+        gap = r.get("gap_closed")
+        row = (
+            f"| {r['noise']:.1f} | {r['learner']} | {r['last2000_mean']:.3f} ± {r['last2000_std']:.3f} "
+            f"| {r['overall_mean']:.3f} ± {r['overall_std']:.3f} | {'' if gap is None else f'{gap:.2f}'} |"
+        )
+        if has_test:
+            row += f" {r['test_mean']:.3f} ± {r['test_std']:.3f} |" if "test_mean" in r else " |"
+        lines.append(row)
+    return "\n".join(lines)

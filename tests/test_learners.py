@@ -1,0 +1,153 @@
+"""Learners, credit assignment and the stream runner, on small synthetic data with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from memq.bench.ttl import Dataset, RunSpec, load_labelled_csv, run_stream
+from memq.errors import InvalidInputError
+from memq.learn import make_learner
+from memq.learn.base import Outcome, PoolItem, clipped_z, top_k
+from memq.learn.contextual import ContextualLearner
+from memq.learn.credit import assign_credit
+from memq.learn.memrl import MemRLLearner
+from memq.types import Utility
+
+
+def _pool(sims: list[float], qs: list[float | None] | None = None) -> list[PoolItem]:
+    qs = qs or [None] * len(sims)
+    return [PoolItem(str(i), s, Utility(q=q)) for i, (s, q) in enumerate(zip(sims, qs, strict=True))]
+
+
+def test_credit_strategies() -> None:
+    assert assign_credit(["a", "b"], 1.0, strategy="shown") == {"a": 1.0, "b": 1.0}
+    assert assign_credit(["a", "b"], 1.0, strategy="used", used=["b"]) == {"b": 1.0}
+    assert assign_credit(["a", "b", "c"], 1.0, strategy="rank") == pytest.approx(
+        {"a": 1.0, "b": 1 / np.log2(3), "c": 0.5}
+    )
+    with pytest.raises(InvalidInputError):
+        assign_credit(["a"], 1.0, strategy="used")
+    with pytest.raises(InvalidInputError):
+        assign_credit(["a"], 1.0, strategy="used", used=["zzz"])
+    with pytest.raises(InvalidInputError):
+        assign_credit(["a"], float("nan"))
+
+
+def test_zscore_and_topk_edge_cases() -> None:
+    assert clipped_z(np.array([0.5, 0.5])).tolist() == [0.0, 0.0]  # std 0 → the term drops out
+    assert clipped_z(np.array([0.0, 100.0]), mean=0.0, std=1.0).tolist() == [0.0, 3.0]
+    assert top_k(np.array([0.1, 0.9, 0.9, 0.5]), 3).tolist() == [1, 2, 3]
+    assert top_k(np.array([]), 3).tolist() == []
+
+
+def test_memrl_two_phase_and_update() -> None:
+    learner = MemRLLearner(k1=3, delta=0.5, lam=0.5, q_init=0.5)
+    rng = np.random.default_rng(0)
+    # below the gate: nothing is shown
+    assert learner.select(np.zeros(2), _pool([0.2, 0.4]), 2, rng).ids == []
+    # the gate keeps 3 of 4; z-scores: 0 → 0.26, 1 → −0.35, 2 → 0.10, so high-Q record 2 passes record 1
+    sel = learner.select(np.zeros(2), _pool([0.9, 0.8, 0.7, 0.1], [0.0, 0.0, 1.0, 1.0]), 2, rng)
+    assert sel.ids == ["0", "2"] and sel.propensities == [1.0, 1.0]
+    assert sel.scores["0"] == pytest.approx(0.5 * 1.2247 - 0.5 * 0.7071, abs=1e-3)
+    # missing Q = Q_init; Q ← Q + α(r − Q)
+    q, _ = learner.update_record(Utility(), 1.0)
+    assert q == pytest.approx(0.5 + 0.3 * 0.5)
+    q, _ = learner.update_record(Utility(q=q), 0.0)
+    assert q == pytest.approx(0.65 * 0.7)
+
+
+def test_memrl_epsilon_propensities_are_true_probabilities() -> None:
+    learner = MemRLLearner(k1=4, delta=0.0, epsilon=0.5)
+    pool = _pool([0.9, 0.8, 0.7, 0.6], [0.5, 0.5, 0.5, 0.5])
+    rng = np.random.default_rng(1)
+    counts: dict[str, int] = {}
+    reported: dict[str, float] = {}
+    n = 20_000
+    for _ in range(n):
+        sel = learner.select(np.zeros(2), pool, 2, rng)
+        for rid, p in zip(sel.ids, sel.propensities, strict=True):
+            counts[rid] = counts.get(rid, 0) + 1
+            reported[rid] = p
+    # greedy picks 0 and 1: P = 0.5 + 0.5·(1/2); the others: 0.5·(1/2)
+    assert reported == pytest.approx({"0": 0.75, "1": 0.75, "2": 0.25, "3": 0.25})
+    for rid, c in counts.items():
+        assert c / n == pytest.approx(reported[rid], abs=0.02)
+
+
+def test_contextual_learner_learns_that_disagreeing_records_fail() -> None:
+    learner = ContextualLearner(k1=4, fit_every=20)
+    rng = np.random.default_rng(0)
+    good = Utility(stats={"agree": 9.0, "agree_total": 10.0})
+    bad = Utility(stats={"agree": 0.5, "agree_total": 10.0})
+    for _ in range(400):
+        items = [PoolItem("g", 0.8, good), PoolItem("b", 0.82, bad)]
+        sel = learner.select(np.zeros(2), items, 2, rng)
+        credits = {"g": 1.0, "b": 0.0}
+        learner.observe(Outcome(np.zeros(2), items, sel.ids, {"g", "b"}, 0.5, credits))
+    assert learner.w[2] > 1.0, "agreement gets a positive weight"
+    fresh_bad = PoolItem("nb", 0.85, Utility(stats={"agree": 0.0, "agree_total": 5.0}))
+    fresh_good = PoolItem("ng", 0.80, Utility(stats={"agree": 5.0, "agree_total": 5.0}))
+    assert learner.select(np.zeros(2), [fresh_bad, fresh_good], 1, rng).ids == ["ng"]
+    clone = ContextualLearner(k1=4)
+    clone.load_state_dict(learner.state_dict())
+    assert clone.select(np.zeros(2), [fresh_bad, fresh_good], 2, rng).scores == pytest.approx(
+        learner.select(np.zeros(2), [fresh_bad, fresh_good], 2, rng).scores
+    )
+
+
+def test_contextual_on_write_counts_agreement_both_ways() -> None:
+    learner = ContextualLearner()
+    new = PoolItem("n", 1.0, Utility(), answer="A")
+    deltas = learner.on_write(
+        new, [PoolItem("x", 0.9, Utility(), answer="A"), PoolItem("y", 0.5, Utility(), answer="B")]
+    )
+    assert deltas["n"] == pytest.approx({"agree": 0.9, "agree_total": 1.4})
+    assert deltas["x"] == {"agree": 0.9, "agree_total": 0.9} and deltas["y"] == {
+        "agree": 0.0,
+        "agree_total": 0.5,
+    }
+    assert learner.on_write(PoolItem("z", 1.0, Utility()), []) == {}
+
+
+def test_unknown_learner_is_a_clear_error() -> None:
+    with pytest.raises(InvalidInputError, match="memrl"):
+        make_learner("nope")
+
+
+def _clusters(
+    n_labels: int = 8, per: int = 60, dim: int = 16, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(n_labels, dim))
+    labels = np.repeat(np.arange(n_labels), per)
+    vecs = centers[labels] + 0.35 * rng.normal(size=(len(labels), dim))
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    return vecs.astype(np.float32), labels
+
+
+def test_stream_runner_poison_hurts_similarity_and_oracle_is_the_ceiling() -> None:
+    vecs, labels = _clusters()
+    results = {
+        name: run_stream(RunSpec(name, 0.4, 0, 3, None), vecs, labels, 8, vecs[:50], labels[:50])
+        for name in ("similarity", "oracle", "memrl", "memq")
+    }
+    assert results["similarity"].poisoned > 100  # ~40% of 480 writes are poisoned
+    assert results["oracle"].poisoned == results["similarity"].poisoned  # same seed, same stream
+    assert results["oracle"].overall > results["similarity"].overall + 0.1
+    assert results["memq"].overall > results["similarity"].overall
+    assert all(0 <= r.test <= 1 for r in results.values())
+    clean = run_stream(RunSpec("similarity", 0.0, 0, 3, None), vecs, labels, 8)
+    assert clean.poisoned == 0 and clean.overall > 0.9
+
+
+def test_csv_loader(tmp_path) -> None:
+    p = tmp_path / "d.csv"
+    p.write_text('text,category\n"multi\nline text ",a\nsecond,b\n\n', encoding="utf-8")
+    ds = load_labelled_csv(p)
+    assert isinstance(ds, Dataset) and ds.texts == ["multi\nline text", "second"] and ds.labels == ["a", "b"]
+    (tmp_path / "one.csv").write_text("text,label\nx,a\ny,a\n")
+    with pytest.raises(InvalidInputError):
+        load_labelled_csv(tmp_path / "one.csv")
+    with pytest.raises(InvalidInputError):
+        load_labelled_csv(tmp_path / "missing.csv")
