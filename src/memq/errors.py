@@ -42,6 +42,12 @@ class NotFoundError(MemqError, KeyError):
         return str(self.args[0]) if self.args else "not found"
 
 
+class ExpiredError(NotFoundError):
+    """A retrieval too old for feedback (see MemoryConfig.feedback_window_days)."""
+
+    code = "expired"
+
+
 class ConflictError(MemqError):
     """The operation is not allowed in the record's current state (e.g. updating a deleted record)."""
 

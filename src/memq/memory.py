@@ -24,17 +24,25 @@ from pydantic import ValidationError
 from memq.config import MemoryConfig
 from memq.embed.base import Embedder
 from memq.errors import DimensionMismatchError, EmbeddingError, InvalidInputError, NotFoundError
+from memq.learn import LEARNERS, Learner, PoolItem, make_learner
+from memq.learn.feedback import check_feedback_args, plan_feedback
 from memq.retrieve.filters import parse_filter
 from memq.retrieve.pipeline import SearchOptions, rank
 from memq.store import AsyncStore, CandidateQuery, Store, VersionChange, is_postgres_url, open_store
+from memq.store.base import Candidate, FeedbackPlan, PlanFn
 from memq.types import (
+    FeedbackRecord,
     HistoryEvent,
     HistoryOp,
+    Hit,
+    LoggedRetrieval,
     MemoryRecord,
     Page,
+    PoolEntry,
     Retrieval,
     Scope,
     StoreStats,
+    Utility,
     as_utc,
     utcnow,
 )
@@ -61,6 +69,8 @@ class _Base:
         self._embedder = embedder
         self.default_scope = None if scope is None else coerce_scope(scope)
         self._space_checked = False
+        self._learners: dict[tuple[str, str], Learner] = {}
+        self._rng = np.random.default_rng(self.config.seed)
 
     @property
     def embedder(self) -> Embedder:
@@ -150,6 +160,78 @@ class _Base:
                 "page through with the returned cursor instead"
             )
         return limit
+
+    def _new_learner(self, name: str) -> Learner:
+        return make_learner(name, **self.config.learner_params.get(name, {}))
+
+    def _learned_hits(
+        self,
+        learner: Learner,
+        vector: np.ndarray,
+        candidates: Sequence[Candidate],
+        records: Mapping[str, MemoryRecord],
+        k: int,
+    ) -> tuple[list[Hit], list[PoolEntry]]:
+        """Let a learner choose k of the dense candidates; the pool and propensities go to the log."""
+        pool = [
+            PoolItem(
+                c.id,
+                c.score,
+                records[c.id].utility,
+                vector=None
+                if records[c.id].embedding is None
+                else np.asarray(records[c.id].embedding, np.float32),
+                answer=None
+                if records[c.id].payload.get("answer") is None
+                else str(records[c.id].payload["answer"]),
+            )
+            for c in candidates
+            if c.id in records
+        ]
+        sel = learner.select(vector, pool, k, self._rng)
+        sims = {p.id: p.sim for p in pool}
+        hits = [
+            Hit(
+                record=records[rid].model_copy(update={"embedding": None}),
+                score=float(sel.scores.get(rid, sims[rid])),
+                rank=i,
+                propensity=float(prop),
+            )
+            for i, (rid, prop) in enumerate(zip(sel.ids, sel.propensities, strict=True), start=1)
+        ]
+        entries = [PoolEntry(id=p.id, dense=p.sim, score=sel.scores.get(p.id)) for p in pool]
+        return hits, entries
+
+    def _plan(
+        self,
+        reward: float,
+        used: Sequence[str] | None,
+        strategy: str,
+        accumulate: bool,
+        learner: Learner | None,
+        vectors: Mapping[str, np.ndarray] | None,
+    ) -> PlanFn:
+        def plan(logged: LoggedRetrieval, current: Mapping[str, Utility]) -> FeedbackPlan:
+            return plan_feedback(
+                logged,
+                current,
+                reward=reward,
+                used=None if used is None else list(used),
+                strategy=strategy,
+                accumulate=accumulate,
+                now=utcnow(),
+                window_days=self.config.feedback_window_days,
+                learner=learner,
+                vectors=vectors,
+            )
+
+        return plan
+
+    def _check_policy(self, name: str) -> None:
+        if name not in LEARNERS:
+            raise InvalidInputError(
+                f"unknown policy {name!r}; use one of {', '.join(LEARNERS)} (or none: hybrid)"
+            )
 
 
 def _export_header(space: tuple[str, int] | None) -> str:
@@ -342,6 +424,7 @@ class Memory(_Base):
         valid_at: datetime | None = None,
         include_invalidated: bool = False,
         explain: bool | None = None,
+        policy: str | None = None,
         **options: Any,
     ) -> Retrieval:
         """Find the records most relevant to ``query``.
@@ -349,29 +432,94 @@ class Memory(_Base):
         ``filters`` uses the filter language of :mod:`memq.retrieve.filters`; ``as_of`` asks what memq
         knew at a system time, ``valid_at`` what held in the world at a time. Other keyword options
         are :class:`SearchOptions` fields (mode, fusion, weights, recency_half_life_days, mmr_lambda, ...).
+        ``policy`` names a learner (similarity, memrl, memento_q, memq) that picks k of the dense
+        candidates by learned utility instead of the hybrid recipe.
         """
         text = check_text(query, self.config)
         opts = self._options(k, {**options, "explain": explain})
         q = self._query(scope, filters, kinds, as_of, valid_at, include_invalidated)
-        signals = {}
-        if opts.mode in ("hybrid", "dense"):
+        vector = None
+        if policy is not None:
+            learner = self._learner(q.scope.tenant, policy)
             self._ensure_space()
             vector = np.asarray(self.embedder.embed_query(text), dtype=np.float32)
-            signals["dense"] = self.store.dense_candidates(q, vector, opts.pool)
-        if opts.mode in ("hybrid", "lexical"):
-            signals["lexical"] = self.store.lexical_candidates(q, text, opts.pool)
-        ids = list(dict.fromkeys(c.id for cands in signals.values() for c in cands))
-        records = self.store.visible(q, ids, with_embedding=opts.mmr_lambda is not None)
-        retrieval = Retrieval(
-            query=text,
-            scope=q.scope,
-            k=opts.k,
-            policy=opts.policy,
-            hits=rank(signals, records, opts, utcnow()),
-        )
+            cands = self.store.dense_candidates(q, vector, opts.pool)
+            records = self.store.visible(q, [c.id for c in cands], with_embedding=True)
+            hits, pool = self._learned_hits(learner, vector, cands, records, opts.k)
+            retrieval = Retrieval(
+                query=text, scope=q.scope, k=opts.k, policy=policy, policy_version=learner.version, hits=hits
+            )
+        else:
+            signals = {}
+            if opts.mode in ("hybrid", "dense"):
+                self._ensure_space()
+                vector = np.asarray(self.embedder.embed_query(text), dtype=np.float32)
+                signals["dense"] = self.store.dense_candidates(q, vector, opts.pool)
+            if opts.mode in ("hybrid", "lexical"):
+                signals["lexical"] = self.store.lexical_candidates(q, text, opts.pool)
+            ids = list(dict.fromkeys(c.id for cands in signals.values() for c in cands))
+            records = self.store.visible(q, ids, with_embedding=opts.mmr_lambda is not None)
+            hits = rank(signals, records, opts, utcnow())
+            retrieval = Retrieval(query=text, scope=q.scope, k=opts.k, policy=opts.policy, hits=hits)
+            pool = _pool_entries(signals)
         if self.config.log_retrievals:
-            self.store.log_retrieval(retrieval)
+            self.store.log_retrieval(
+                retrieval,
+                pool=pool,
+                query_vector=vector,
+                embedding_model=None if vector is None else self.embedder.model_id,
+            )
         return retrieval
+
+    def _learner(self, tenant: str, name: str) -> Learner:
+        """The tenant's learner of this name, with its state loaded from the store once per Memory."""
+        self._check_policy(name)
+        key = (tenant, name)
+        if key not in self._learners:
+            learner = self._new_learner(name)
+            state = self.store.learner_state(tenant, name)
+            if state:
+                learner.load_state_dict(state)
+            self._learners[key] = learner
+        return self._learners[key]
+
+    def feedback(
+        self,
+        retrieval_id: str,
+        reward: float,
+        *,
+        used: Sequence[str] | None = None,
+        credit: str | None = None,
+        accumulate: bool = False,
+        scope: ScopeLike | None = None,
+    ) -> FeedbackRecord:
+        """Report the reward a retrieval earned; the shown records' utility learns from it.
+
+        ``credit``: ``shown`` (every shown record gets the reward; the default without ``used``),
+        ``used`` (only the ids in ``used``; the default when ``used`` is given) or ``rank``
+        (position-discounted). A second feedback on one retrieval is refused unless
+        ``accumulate=True``. Utilities, the log entry and the learner's state change in one transaction.
+        """
+        strategy = check_feedback_args(reward, used, credit)
+        tenant = self._scope(scope).tenant
+        logged = self.store.get_retrieval(tenant, retrieval_id)
+        learner = self._learner(tenant, logged.policy) if logged.policy in LEARNERS else None
+        vectors = None
+        if learner is not None and learner.name == "memento_q":
+            got = self.store.get(tenant, [s.id for s in logged.shown], with_embedding=True)
+            vectors = {r.id: np.asarray(r.embedding, np.float32) for r in got if r.embedding is not None}
+        try:
+            plan = self.store.apply_feedback(
+                tenant, retrieval_id, self._plan(reward, used, strategy, accumulate, learner, vectors)
+            )
+        except BaseException:
+            self._learners.pop((tenant, logged.policy), None)  # reload the learner's committed state
+            raise
+        return plan.feedback
+
+    def retrieval(self, retrieval_id: str, *, scope: ScopeLike | None = None) -> LoggedRetrieval:
+        """A search as the retrieval log keeps it (pool, shown, propensities, feedback)."""
+        return self.store.get_retrieval(self._scope(scope).tenant, retrieval_id)
 
     def get(
         self, record_id: str, *, scope: ScopeLike | None = None, include_deleted: bool = False
@@ -465,6 +613,15 @@ class Memory(_Base):
         self._embedder = embedder
         self._space_checked = False
         return count
+
+
+def _pool_entries(signals: Mapping[str, Sequence[Candidate]]) -> list[PoolEntry]:
+    entries: dict[str, PoolEntry] = {}
+    for name, cands in signals.items():
+        for c in cands:
+            entry = entries.setdefault(c.id, PoolEntry(id=c.id))
+            setattr(entry, name, c.score)
+    return list(entries.values())
 
 
 class _TextHandle:

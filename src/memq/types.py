@@ -201,6 +201,7 @@ class Hit(BaseModel):
     record: MemoryRecord
     score: float
     rank: int
+    propensity: float = 1.0  # P(this record is shown) under the policy; 1.0 when deterministic
     signals: SignalScores | None = None
 
 
@@ -214,6 +215,7 @@ class Retrieval(BaseModel):
     scope: Scope
     k: int
     policy: str
+    policy_version: str = "1"
     hits: list[Hit]
     created_at: datetime = Field(default_factory=utcnow)
 
@@ -252,3 +254,55 @@ class StoreStats(BaseModel):
     embedding_dim: int | None
     bytes: int | None = None
     kinds: dict[str, int] = Field(default_factory=dict)
+
+
+class PoolEntry(BaseModel):
+    """One candidate a search considered, with its per-signal scores (retrieval log)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    dense: float | None = None
+    lexical: float | None = None
+    score: float | None = None  # the policy's own score, when it has one
+
+
+class ShownEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    rank: int
+    score: float
+    propensity: float = 1.0
+
+
+class FeedbackRecord(BaseModel):
+    """The feedback given to one retrieval (the latest, and how many were accumulated)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reward: float
+    used: list[str] | None = None
+    credit: str
+    at: datetime
+    count: int = 1
+    credits: dict[str, float] = Field(default_factory=dict)
+
+
+class LoggedRetrieval(BaseModel):
+    """A search as the retrieval log keeps it: query, candidate pool, what was shown, feedback."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    tenant: str
+    query: str
+    query_vector: list[float] | None = Field(default=None, repr=False)
+    embedding_model: str | None = None
+    policy: str
+    policy_version: str
+    k: int
+    pool: list[PoolEntry]
+    shown: list[ShownEntry]
+    created_at: datetime
+    feedback: FeedbackRecord | None = None

@@ -10,7 +10,7 @@ Two implementations pass the same test suite: :mod:`memq.store.sqlite` (embedded
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
@@ -18,7 +18,19 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from memq.retrieve.filters import Node
-from memq.types import HistoryEvent, HistoryOp, MemoryRecord, Page, Retrieval, Scope, StoreStats
+from memq.types import (
+    FeedbackRecord,
+    HistoryEvent,
+    HistoryOp,
+    LoggedRetrieval,
+    MemoryRecord,
+    Page,
+    PoolEntry,
+    Retrieval,
+    Scope,
+    StoreStats,
+    Utility,
+)
 
 
 @dataclass(frozen=True)
@@ -60,6 +72,19 @@ class VersionChange:
     op: HistoryOp
     actor: str | None = None
     reason: str | None = None
+
+
+@dataclass
+class FeedbackPlan:
+    """What one feedback writes, computed inside the store's transaction by a ``PlanFn``."""
+
+    feedback: FeedbackRecord
+    utilities: dict[str, Utility]  # the new utility of each shown record
+    learner_state: tuple[str, dict] | None = None  # (learner name, state) to persist
+
+
+# (the logged retrieval, the current utility of each shown record) -> the plan
+PlanFn = Callable[[LoggedRetrieval, dict[str, Utility]], FeedbackPlan]
 
 
 @runtime_checkable
@@ -111,7 +136,39 @@ class Store(Protocol):
         """
         ...
 
-    def log_retrieval(self, retrieval: Retrieval) -> None: ...
+    def log_retrieval(
+        self,
+        retrieval: Retrieval,
+        *,
+        pool: Sequence[PoolEntry] = (),
+        query_vector: np.ndarray | None = None,
+        embedding_model: str | None = None,
+    ) -> None:
+        """Keep a search in the retrieval log: query, candidate pool, shown list, propensities."""
+        ...
+
+    def get_retrieval(self, tenant: str, retrieval_id: str) -> LoggedRetrieval:
+        """A logged retrieval of this tenant, or NotFoundError."""
+        ...
+
+    def list_retrievals(
+        self, tenant: str, *, since: datetime | None = None, limit: int = 1000, with_feedback: bool = False
+    ) -> list[LoggedRetrieval]:
+        """Logged retrievals in time order (for replay and evaluation)."""
+        ...
+
+    def prune_retrievals(self, before: datetime, tenant: str | None = None) -> int:
+        """Delete logged retrievals created before ``before``; returns how many."""
+        ...
+
+    def apply_feedback(self, tenant: str, retrieval_id: str, plan: PlanFn) -> FeedbackPlan:
+        """One transaction: load the retrieval and its shown records' utility, call ``plan``,
+        write the feedback, the utilities and the learner state it returns."""
+        ...
+
+    def learner_state(self, tenant: str, name: str) -> dict | None: ...
+
+    def save_learner_state(self, tenant: str, name: str, state: dict) -> None: ...
 
     # -- reads ------------------------------------------------------------------------------
     def get(

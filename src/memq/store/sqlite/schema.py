@@ -96,6 +96,22 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX retrievals_tenant_time ON retrievals (tenant, created_at);
     """,
+    # 2: the learning layer — a richer retrieval log, per-record learner stats, learner state
+    """
+    ALTER TABLE retrievals ADD COLUMN policy_version TEXT NOT NULL DEFAULT '1';
+    ALTER TABLE retrievals ADD COLUMN pool TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE retrievals ADD COLUMN query_vector BLOB;
+    ALTER TABLE retrievals ADD COLUMN embedding_model TEXT;
+    ALTER TABLE retrievals ADD COLUMN feedback TEXT;
+    ALTER TABLE utility ADD COLUMN stats TEXT NOT NULL DEFAULT '{}';
+    CREATE TABLE learner_state (
+        tenant TEXT NOT NULL,
+        name TEXT NOT NULL,
+        state TEXT NOT NULL,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (tenant, name)
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -22,19 +22,23 @@ from typing import Any, TypeVar
 import numpy as np
 
 from memq.errors import ConflictError, DimensionMismatchError, NotFoundError, StoreError
-from memq.store.base import Candidate, CandidateQuery, VersionChange
+from memq.store.base import Candidate, CandidateQuery, FeedbackPlan, PlanFn, VersionChange
 from memq.store.sqlcommon import RECORD_COLUMNS, query_terms, visibility
 from memq.store.sqlite.schema import migrate
 from memq.store.sqlite.vectors import VectorIndex
 from memq.types import (
+    FeedbackRecord,
     HistoryEvent,
     HistoryOp,
     Link,
+    LoggedRetrieval,
     MemoryRecord,
     Page,
+    PoolEntry,
     Provenance,
     Retrieval,
     Scope,
+    ShownEntry,
     StoreStats,
     Utility,
     utcnow,
@@ -293,6 +297,15 @@ class SQLiteStore:
                     (tenant, *chunk, *chunk),
                 )
             conn.executemany("INSERT INTO vec_removed (row) VALUES (?)", [(r,) for r in rows])
+            # erasure reaches the retrieval log too: drop searches that showed or considered these records
+            for chunk in _chunks(ids, 500):
+                marks = ",".join("?" * len(chunk))
+                conn.execute(
+                    "DELETE FROM retrievals WHERE tenant = ? AND ("
+                    f"EXISTS (SELECT 1 FROM json_each(shown) WHERE json_extract(value, '$.id') IN ({marks})) OR "
+                    f"EXISTS (SELECT 1 FROM json_each(pool) WHERE json_extract(value, '$.id') IN ({marks})))",
+                    (tenant, *chunk, *chunk),
+                )
             return len(found), rows
 
         count, rows = self._write(tx)
@@ -301,24 +314,135 @@ class SQLiteStore:
                 self._sync_index()
         return count
 
-    def log_retrieval(self, retrieval: Retrieval) -> None:
-        shown = [{"id": h.record.id, "score": h.score, "rank": h.rank} for h in retrieval.hits]
+    def log_retrieval(
+        self,
+        retrieval: Retrieval,
+        *,
+        pool: Sequence[PoolEntry] = (),
+        query_vector: np.ndarray | None = None,
+        embedding_model: str | None = None,
+    ) -> None:
+        shown = [
+            {"id": h.record.id, "rank": h.rank, "score": h.score, "propensity": h.propensity}
+            for h in retrieval.hits
+        ]
+        blob = None if query_vector is None else np.asarray(query_vector, dtype=np.float32).tobytes()
 
         def tx(conn: sqlite3.Connection) -> None:
             conn.execute(
-                "INSERT INTO retrievals (id, tenant, query, policy, k, shown, created_at) VALUES (?,?,?,?,?,?,?)",
+                "INSERT INTO retrievals (id, tenant, query, policy, policy_version, k, shown, pool, query_vector, "
+                "embedding_model, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     retrieval.id,
                     retrieval.scope.tenant,
                     retrieval.query,
                     retrieval.policy,
+                    retrieval.policy_version,
                     retrieval.k,
                     json.dumps(shown),
+                    json.dumps([p.model_dump(exclude_none=True) for p in pool]),
+                    blob,
+                    embedding_model,
                     to_us(retrieval.created_at),
                 ),
             )
 
         self._write(tx)
+
+    _RETRIEVAL_COLS = "id, tenant, query, query_vector, embedding_model, policy, policy_version, k, pool, shown, created_at, feedback"
+
+    def get_retrieval(self, tenant: str, retrieval_id: str) -> LoggedRetrieval:
+        rows = self._read(
+            f"SELECT {self._RETRIEVAL_COLS} FROM retrievals WHERE tenant = ? AND id = ?",
+            (tenant, retrieval_id),
+        )
+        if not rows:
+            raise NotFoundError(
+                f"no retrieval {retrieval_id} in tenant {tenant!r} (unknown, or pruned from the log)"
+            )
+        return _logged(rows[0])
+
+    def list_retrievals(
+        self, tenant: str, *, since: datetime | None = None, limit: int = 1000, with_feedback: bool = False
+    ) -> list[LoggedRetrieval]:
+        cond = " AND feedback IS NOT NULL" if with_feedback else ""
+        rows = self._read(
+            f"SELECT {self._RETRIEVAL_COLS} FROM retrievals WHERE tenant = ? AND created_at >= ?{cond} "
+            "ORDER BY created_at, id LIMIT ?",
+            (tenant, to_us(since) if since else 0, limit),
+        )
+        return [_logged(r) for r in rows]
+
+    def prune_retrievals(self, before: datetime, tenant: str | None = None) -> int:
+        def tx(conn: sqlite3.Connection) -> int:
+            if tenant is None:
+                return conn.execute("DELETE FROM retrievals WHERE created_at < ?", (to_us(before),)).rowcount
+            return conn.execute(
+                "DELETE FROM retrievals WHERE tenant = ? AND created_at < ?", (tenant, to_us(before))
+            ).rowcount
+
+        return self._write(tx)
+
+    def apply_feedback(self, tenant: str, retrieval_id: str, plan: PlanFn) -> FeedbackPlan:
+        def tx(conn: sqlite3.Connection) -> FeedbackPlan:
+            row = conn.execute(
+                f"SELECT {self._RETRIEVAL_COLS} FROM retrievals WHERE tenant = ? AND id = ?",
+                (tenant, retrieval_id),
+            ).fetchone()
+            if row is None:
+                raise NotFoundError(
+                    f"no retrieval {retrieval_id} in tenant {tenant!r} (unknown, or pruned from the log)"
+                )
+            logged = _logged(row)
+            ids = [s.id for s in logged.shown]
+            current = {rid: Utility() for rid in ids}
+            if ids:
+                marks = ",".join("?" * len(ids))
+                for rid, q, n_shown, n_used, reward_sum, last, stats in conn.execute(
+                    "SELECT id, q, n_shown, n_used, reward_sum, last_feedback_at, stats FROM utility "
+                    f"WHERE tenant = ? AND id IN ({marks})",
+                    (tenant, *ids),
+                ):
+                    current[rid] = Utility(
+                        q=q,
+                        n_shown=n_shown,
+                        n_used=n_used,
+                        reward_sum=reward_sum,
+                        last_feedback_at=from_us(last),
+                        stats=json.loads(stats),
+                    )
+            result = plan(logged, current)
+            present = (
+                {
+                    r[0]
+                    for r in conn.execute(
+                        f"SELECT DISTINCT id FROM records WHERE tenant = ? AND id IN ({','.join('?' * len(ids))})",
+                        (tenant, *ids),
+                    )
+                }
+                if ids
+                else set()
+            )
+            for rid, u in result.utilities.items():
+                if rid in present:  # a record purged since the search gets no utility row back
+                    _write_utility(conn, tenant, rid, u)
+            conn.execute(
+                "UPDATE retrievals SET feedback = ? WHERE id = ?",
+                (result.feedback.model_dump_json(), retrieval_id),
+            )
+            if result.learner_state is not None:
+                name, state = result.learner_state
+                _save_state(conn, tenant, name, state)
+            return result
+
+        return self._write(tx)
+
+    def learner_state(self, tenant: str, name: str) -> dict | None:
+        rows = self._read("SELECT state FROM learner_state WHERE tenant = ? AND name = ?", (tenant, name))
+        return json.loads(rows[0][0]) if rows else None
+
+    def save_learner_state(self, tenant: str, name: str, state: dict) -> None:
+        self._write(lambda conn: _save_state(conn, tenant, name, state))
 
     # -- reads ---------------------------------------------------------------------------------
     def get(
@@ -680,12 +804,18 @@ class SQLiteStore:
                 f"SELECT src, dst, type FROM links WHERE src IN ({marks}) ORDER BY created_at, dst", chunk
             ):
                 links.setdefault(src, []).append(Link(target=dst, type=typ))
-            for rid, q, n_shown, n_used, reward_sum, last in self._read(
-                f"SELECT id, q, n_shown, n_used, reward_sum, last_feedback_at FROM utility WHERE id IN ({marks})",
+            for rid, q, n_shown, n_used, reward_sum, last, stats in self._read(
+                "SELECT id, q, n_shown, n_used, reward_sum, last_feedback_at, stats FROM utility "
+                f"WHERE id IN ({marks})",
                 chunk,
             ):
                 utility[rid] = Utility(
-                    q=q, n_shown=n_shown, n_used=n_used, reward_sum=reward_sum, last_feedback_at=from_us(last)
+                    q=q,
+                    n_shown=n_shown,
+                    n_used=n_used,
+                    reward_sum=reward_sum,
+                    last_feedback_at=from_us(last),
+                    stats=json.loads(stats),
                 )
         out = []
         for r in rows:
@@ -799,13 +929,44 @@ def _insert_links(conn: sqlite3.Connection, r: MemoryRecord) -> None:
 
 def _upsert_utility(conn: sqlite3.Connection, r: MemoryRecord) -> None:
     u = r.utility
-    if u.q is None and u.n_shown == 0 and u.n_used == 0 and u.reward_sum == 0 and u.last_feedback_at is None:
+    if u == Utility():
         return
+    _write_utility(conn, r.scope.tenant, r.id, u)
+
+
+def _write_utility(conn: sqlite3.Connection, tenant: str, rid: str, u: Utility) -> None:
     conn.execute(
-        "INSERT INTO utility (id, tenant, q, n_shown, n_used, reward_sum, last_feedback_at) VALUES (?,?,?,?,?,?,?) "
-        "ON CONFLICT (id) DO UPDATE SET q = excluded.q, n_shown = excluded.n_shown, n_used = excluded.n_used, "
-        "reward_sum = excluded.reward_sum, last_feedback_at = excluded.last_feedback_at",
-        (r.id, r.scope.tenant, u.q, u.n_shown, u.n_used, u.reward_sum, to_us(u.last_feedback_at)),
+        "INSERT INTO utility (id, tenant, q, n_shown, n_used, reward_sum, last_feedback_at, stats) "
+        "VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET q = excluded.q, n_shown = excluded.n_shown, "
+        "n_used = excluded.n_used, reward_sum = excluded.reward_sum, last_feedback_at = excluded.last_feedback_at, "
+        "stats = excluded.stats",
+        (rid, tenant, u.q, u.n_shown, u.n_used, u.reward_sum, to_us(u.last_feedback_at), json.dumps(u.stats)),
+    )
+
+
+def _save_state(conn: sqlite3.Connection, tenant: str, name: str, state: dict) -> None:
+    conn.execute(
+        "INSERT INTO learner_state (tenant, name, state, updated_at) VALUES (?,?,?,?) "
+        "ON CONFLICT (tenant, name) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
+        (tenant, name, json.dumps(state), to_us(utcnow())),
+    )
+
+
+def _logged(row: Sequence[Any]) -> LoggedRetrieval:
+    rid, tenant, query, qvec, model, policy, version, k, pool, shown, created, feedback = row
+    return LoggedRetrieval(
+        id=rid,
+        tenant=tenant,
+        query=query,
+        query_vector=None if qvec is None else np.frombuffer(qvec, dtype=np.float32).tolist(),
+        embedding_model=model,
+        policy=policy,
+        policy_version=version,
+        k=k,
+        pool=[PoolEntry.model_validate(p) for p in json.loads(pool)],
+        shown=[ShownEntry.model_validate(x) for x in json.loads(shown)],
+        created_at=from_us(created),
+        feedback=None if feedback is None else FeedbackRecord.model_validate_json(feedback),
     )
 
 
