@@ -190,15 +190,27 @@ def search(
         str | None, typer.Option(help="What held in the world at this time (ISO 8601).")
     ] = None,
     explain: Annotated[bool, typer.Option(help="Show each hit's per-signal scores.")] = False,
+    policy: Annotated[
+        str | None,
+        typer.Option(help="A learner (similarity, memrl, memento_q, memq) instead of the hybrid recipe."),
+    ] = None,
 ) -> None:
-    """Search memories: dense + BM25 candidates fused with RRF."""
+    """Search memories: dense + BM25 candidates fused with RRF (or a learned policy)."""
     flt = _parse_json(filters, "--filter")
     when, world = _parse_time(as_of, "--as-of"), _parse_time(valid_at, "--valid-at")
 
     def go() -> Retrieval:
         with _memory() as mem:
             return mem.search(
-                query, k=k, mode=mode, filters=flt, kinds=kind, as_of=when, valid_at=world, explain=explain
+                query,
+                k=k,
+                mode=mode,
+                filters=flt,
+                kinds=kind,
+                as_of=when,
+                valid_at=world,
+                explain=explain,
+                policy=policy,
             )
 
     result = _run(go)
@@ -221,6 +233,64 @@ def search(
             row.append("-" if s.lexical is None else f"{s.lexical:.2f} ({s.lexical_rank})")
         table.add_row(*row)
     console.print(table if result.hits else "[yellow]no matching memories[/]")
+
+
+@app.command()
+def feedback(
+    retrieval_id: Annotated[str, typer.Argument(help="The retrieval id printed by `memq search`.")],
+    reward: Annotated[float, typer.Argument(help="The reward (1/0 by convention; ±1 and graded work too).")],
+    used: Annotated[
+        list[str] | None, typer.Option("--used", help="A record id the agent followed (repeatable).")
+    ] = None,
+    credit: Annotated[
+        str | None, typer.Option(help="shown, used or rank (default: used if --used, else shown).")
+    ] = None,
+    accumulate: Annotated[bool, typer.Option(help="Add to feedback already given.")] = False,
+) -> None:
+    """Report the reward a retrieval earned; the shown memories learn from it."""
+
+    def go() -> Any:
+        with _memory() as mem:
+            return mem.feedback(retrieval_id, reward, used=used, credit=credit, accumulate=accumulate)
+
+    fb = _run(go)
+    if state.as_json:
+        _print_json(fb.model_dump(mode="json"))
+        return
+    console.print(
+        f"feedback {fb.reward:g} on [cyan]{retrieval_id}[/] ({fb.credit} credit, {len(fb.credits)} records)"
+    )
+
+
+@app.command()
+def replay(
+    policy: Annotated[str, typer.Argument(help="The learner to re-train: memrl, memento_q or memq.")],
+) -> None:
+    """Re-train a learner from the retrieval log (all logged feedback of this tenant) and save it."""
+
+    def go() -> int:
+        with _memory() as mem:
+            return mem.replay(policy)
+
+    console.print(f"replayed {_run(go)} logged feedbacks into {policy}")
+
+
+@app.command()
+def evaluate(policy: Annotated[str, typer.Argument(help="The learner to evaluate offline.")]) -> None:
+    """Off-policy value of a learner on the logged feedback (IPS and self-normalised IPS)."""
+
+    def go() -> Any:
+        with _memory() as mem:
+            return mem.evaluate(policy)
+
+    est = _run(go)
+    if state.as_json:
+        _print_json(est.__dict__)
+        return
+    console.print(
+        f"{policy}: IPS {est.ips:.4f}, SNIPS {est.snips:.4f} over {est.retrievals} retrievals "
+        f"({est.items} shown items, effective sample size {est.effective_sample_size:.0f})"
+    )
 
 
 @app.command()

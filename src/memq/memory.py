@@ -26,6 +26,7 @@ from memq.embed.base import Embedder
 from memq.errors import DimensionMismatchError, EmbeddingError, InvalidInputError, NotFoundError
 from memq.learn import LEARNERS, Learner, PoolItem, make_learner
 from memq.learn.feedback import check_feedback_args, plan_feedback
+from memq.learn.replay import OffPolicyEstimate, ips_estimate, learner_policy, retrain
 from memq.retrieve.filters import parse_filter
 from memq.retrieve.pipeline import SearchOptions, rank
 from memq.store import AsyncStore, CandidateQuery, Store, VersionChange, is_postgres_url, open_store
@@ -520,6 +521,42 @@ class Memory(_Base):
     def retrieval(self, retrieval_id: str, *, scope: ScopeLike | None = None) -> LoggedRetrieval:
         """A search as the retrieval log keeps it (pool, shown, propensities, feedback)."""
         return self.store.get_retrieval(self._scope(scope).tenant, retrieval_id)
+
+    def _logs(self, tenant: str, since: datetime | None) -> list[LoggedRetrieval]:
+        """Every logged retrieval with feedback, oldest first (paged by creation time)."""
+        logs: list[LoggedRetrieval] = []
+        seen: set[str] = set()
+        while True:
+            batch = self.store.list_retrievals(tenant, since=since, limit=1000, with_feedback=True)
+            fresh = [b for b in batch if b.id not in seen]
+            logs.extend(fresh)
+            seen.update(b.id for b in fresh)
+            if len(batch) < 1000 or not fresh:
+                return logs
+            since = batch[-1].created_at
+
+    def replay(self, policy: str, *, scope: ScopeLike | None = None, since: datetime | None = None) -> int:
+        """Re-train a learner from scratch on the logged feedback of this tenant, and save its state."""
+        self._check_policy(policy)
+        tenant = self._scope(scope).tenant
+        learner = self._new_learner(policy)
+        count = retrain(learner, self._logs(tenant, since))
+        self.store.save_learner_state(tenant, policy, learner.state_dict())
+        self._learners[(tenant, policy)] = learner
+        return count
+
+    def evaluate(
+        self, policy: str, *, scope: ScopeLike | None = None, since: datetime | None = None
+    ) -> OffPolicyEstimate:
+        """Off-policy value (IPS and self-normalised IPS) of a learner, as it is now, on the logged feedback."""
+        tenant = self._scope(scope).tenant
+        logs = self._logs(tenant, since)
+        ids = list({s.id for log in logs for s in log.shown} | {p.id for log in logs for p in log.pool})
+        records = {r.id: r for r in self.store.get(tenant, ids, include_deleted=True)}
+        utilities = {rid: r.utility for rid, r in records.items()}
+        return ips_estimate(
+            logs, learner_policy(self._learner(tenant, policy), utilities, seed=self.config.seed)
+        )
 
     def get(
         self, record_id: str, *, scope: ScopeLike | None = None, include_deleted: bool = False
