@@ -151,3 +151,25 @@ def test_csv_loader(tmp_path) -> None:
         load_labelled_csv(tmp_path / "one.csv")
     with pytest.raises(InvalidInputError):
         load_labelled_csv(tmp_path / "missing.csv")
+
+
+def test_remember_experience_merges_task_keys(tmp_path, embedder) -> None:
+    from memq import Memory
+
+    mem = Memory(tmp_path / "e.db", scope="t", embedder=embedder)
+    a = mem.remember_experience(
+        "Transfer 100 EUR to Bob's account",
+        "use the transfer API",
+        "success",
+        1.0,
+        trajectory=["open app", "transfer"],
+    )
+    b = mem.remember_experience("Transfer 100 EUR to Bob's account.", "use the SEPA form", "failure", 0.0)
+    c = mem.remember_experience("What is the weather in Paris?", "call the weather API", "success", 1.0)
+    assert a.kind == "experience" and a.payload["task_key"] == a.id and a.version == 1
+    assert a.payload["trajectory"] == ["open app", "transfer"] and a.payload["reward"] == 1.0
+    assert b.payload["task_key"] == a.id and [(x.target, x.type) for x in b.links] == [(a.id, "same_task")]
+    assert c.payload["task_key"] == c.id and c.links == []
+    with pytest.raises(InvalidInputError):
+        mem.remember_experience("task", "", "success", 1.0)
+    mem.close()

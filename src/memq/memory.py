@@ -24,7 +24,9 @@ from pydantic import ValidationError
 from memq.config import MemoryConfig
 from memq.embed.base import Embedder
 from memq.errors import DimensionMismatchError, EmbeddingError, InvalidInputError, NotFoundError
+from memq.ids import new_id
 from memq.learn import LEARNERS, Learner, PoolItem, make_learner
+from memq.learn.experience import TASK_KEY_SIMILARITY, experience_payload
 from memq.learn.feedback import check_feedback_args, plan_feedback
 from memq.learn.replay import OffPolicyEstimate, ips_estimate, learner_policy, retrain
 from memq.retrieve.filters import parse_filter
@@ -36,8 +38,11 @@ from memq.types import (
     HistoryEvent,
     HistoryOp,
     Hit,
+    Kind,
+    Link,
     LoggedRetrieval,
     MemoryRecord,
+    NewRecord,
     Page,
     PoolEntry,
     Retrieval,
@@ -521,6 +526,45 @@ class Memory(_Base):
     def retrieval(self, retrieval_id: str, *, scope: ScopeLike | None = None) -> LoggedRetrieval:
         """A search as the retrieval log keeps it (pool, shown, propensities, feedback)."""
         return self.store.get_retrieval(self._scope(scope).tenant, retrieval_id)
+
+    def remember_experience(
+        self,
+        task: str,
+        answer_or_plan: str,
+        outcome: str,
+        reward: float,
+        trajectory: Any = None,
+        *,
+        scope: ScopeLike | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> MemoryRecord:
+        """Write an ``experience`` record for an agent loop (MemRL / Memento).
+
+        The task text is what gets embedded and searched; answer, outcome, reward and trajectory go to
+        the payload. A new task whose nearest stored experience task has cosine ≥ 0.9 joins that
+        experience's task key (``payload.task_key``, and a ``same_task`` link), as MemRL merges keys.
+        """
+        sc = self._scope(scope)
+        check_text(task, self.config)
+        self._ensure_space()
+        vector = np.asarray(self.embedder.embed_query(task), dtype=np.float32)
+        q = self._query(sc, None, [Kind.EXPERIENCE.value], None, None, True)
+        nearest = self.store.dense_candidates(q, vector, 1)
+        key_of = None
+        if nearest and nearest[0].score >= TASK_KEY_SIMILARITY:
+            match = self.store.get(sc.tenant, [nearest[0].id])
+            key_of = match[0] if match else None
+        record_id = new_id()
+        task_key = record_id if key_of is None else key_of.payload.get("task_key", key_of.id)
+        item = NewRecord(
+            id=record_id,
+            text=task,
+            kind=Kind.EXPERIENCE.value,
+            payload=experience_payload(task, answer_or_plan, outcome, reward, trajectory, task_key),
+            metadata=dict(metadata or {}),
+            links=[] if key_of is None else [Link(target=key_of.id, type="same_task")],
+        )
+        return self.add(item, scope=sc)
 
     def _logs(self, tenant: str, since: datetime | None) -> list[LoggedRetrieval]:
         """Every logged retrieval with feedback, oldest first (paged by creation time)."""
