@@ -173,3 +173,67 @@ def test_remember_experience_merges_task_keys(tmp_path, embedder) -> None:
     with pytest.raises(InvalidInputError):
         mem.remember_experience("task", "", "success", 1.0)
     mem.close()
+
+
+def test_bench_ttl_command_on_a_small_csv(tmp_path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from memq.cli import app
+
+    rows = ["text,label"]
+    for i in range(20):
+        rows.append(f"how do I reset my card pin number {i},pin")
+        rows.append(f"what is the exchange rate for euros today {i},rates")
+    data = tmp_path / "tiny.csv"
+    data.write_text("\n".join(rows) + "\n")
+    out, doc = tmp_path / "r.json", tmp_path / "r.md"
+    result = CliRunner().invoke(
+        app,
+        [
+            "bench",
+            "ttl",
+            "--data",
+            str(data),
+            "--test",
+            str(data),
+            "--noise",
+            "0,0.3",
+            "--seeds",
+            "2",
+            "--learners",
+            "similarity,memrl,memq",
+            "--max-steps",
+            "30",
+            "--jobs",
+            "1",
+            "--out",
+            str(out),
+            "--doc",
+            str(doc),
+            "--cache",
+            str(tmp_path / "cache.sqlite"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    keys = {(r["learner"], r["noise"]) for r in report["results"]}
+    assert keys == {(n, p) for n in ("similarity", "memrl", "memq", "oracle") for p in (0.0, 0.3)}
+    for r in report["results"]:
+        assert {
+            "learner",
+            "noise",
+            "k",
+            "seeds",
+            "last2000_mean",
+            "last2000_std",
+            "overall_mean",
+            "test_mean",
+            "steps",
+            "seconds",
+        } <= set(r)
+        assert r["steps"] == 30 and r["seeds"] == 2 and 0 <= r["last2000_mean"] <= 1
+    assert "gap closed" in doc.read_text()
+    bad = CliRunner().invoke(app, ["bench", "ttl", "--data", str(data), "--learners", "nope"])
+    assert bad.exit_code == 2

@@ -39,7 +39,7 @@ def ttl(
     ] = DEFAULT_CACHE,
 ) -> None:
     """Test-time learning on a poisoned-experience stream (any text,label CSV; BANKING77 by default in docs)."""
-    from memq.bench.ttl import load_labelled_csv, markdown_table, run_benchmark
+    from memq.bench.ttl import load_labelled_csv, run_benchmark
     from memq.learn import LEARNERS
 
     try:
@@ -82,6 +82,10 @@ def ttl(
     except MemqError as exc:
         console.print(f"[red]error[/] ({exc.code}): {exc}")
         raise typer.Exit(2) from None
+    import shlex
+    import sys
+
+    report["command"] = "memq " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     table = Table(title=f"test-time learning on {data.name}: k={k}, {seeds} seed(s), last 2,000 steps")
@@ -100,6 +104,26 @@ def ttl(
     console.print(table)
     console.print(f"results: {out} ({report['seconds']:.0f}s)")
     if doc:
-        doc.parent.mkdir(parents=True, exist_ok=True)
-        doc.write_text(markdown_table(report) + "\n")
-        console.print(f"table: {doc}")
+        _write_doc(report, doc)
+
+
+def _write_doc(report: dict, doc: Path) -> None:
+    import shlex
+    import sys
+
+    from memq.bench.ttl import markdown_page
+
+    command = report.get("command") or "memq " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    report["command"] = command
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    doc.write_text(markdown_page(report, command))
+    console.print(f"page: {doc}")
+
+
+@bench_app.command(name="ttl-report")
+def ttl_report(
+    results: Annotated[Path, typer.Argument(help="A results JSON written by `memq bench ttl`.")],
+    doc: Annotated[Path, typer.Option(help="The markdown page to (re)write.")] = Path("docs/results-ttl.md"),
+) -> None:
+    """Regenerate the results page from a committed JSON without re-running the benchmark."""
+    _write_doc(json.loads(results.read_text()), doc)

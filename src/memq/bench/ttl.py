@@ -408,3 +408,50 @@ def markdown_table(report: dict[str, Any]) -> str:
             row += f" {r['test_mean']:.3f} ± {r['test_std']:.3f} |" if "test_mean" in r else " |"
         lines.append(row)
     return "\n".join(lines)
+
+
+def markdown_page(report: dict[str, Any], command: str) -> str:
+    """The results page: how it was made, the table, and the checks the learning issue asks for."""
+    by = {(r["learner"], r["noise"]): r for r in report["results"]}
+    lines = [
+        "# Test-time learning on a poisoned-experience stream",
+        "",
+        "Generated from the results JSON by `memq bench ttl ... --doc` — do not edit by hand.",
+        "",
+        f"Data: `{Path(report['data']).name}` ({report['rows']:,} rows, {report['labels']} labels)"
+        + (f", held-out `{Path(report['test']).name}` with memory frozen" if report.get("test") else "")
+        + f"; k = {report['k']}, {report['seeds']} seeds, credit = `{report['credit']}`, "
+        f"{report['seconds']:.0f} s on {report['machine']['cpus']} cores.",
+        "",
+        "```",
+        command,
+        "```",
+        "",
+        "Accuracy, mean ± std over seeds; *last 2,000* = the final 2,000 steps of the stream; "
+        "*gap closed* = (learner − similarity) / (oracle − similarity) on that window.",
+        "",
+        markdown_table(report),
+        "",
+    ]
+    checks = []
+    for noise in sorted({r["noise"] for r in report["results"]}):
+        sim = by.get(("similarity", noise))
+        if sim is None:
+            continue
+        for name in ("memrl", "memento_q", "memq"):
+            r = by.get((name, noise))
+            if r is None:
+                continue
+            delta = 100 * (r["last2000_mean"] - sim["last2000_mean"])
+            gap = r.get("gap_closed")
+            checks.append(f"| {noise:.1f} | {name} | {delta:+.2f} | {'' if gap is None else f'{gap:.2f}'} |")
+    if checks:
+        lines += [
+            "Against the similarity baseline (points of accuracy on the last 2,000 steps):",
+            "",
+            "| noise | learner | Δ vs similarity | gap closed |",
+            "|---|---|---|---|",
+            *checks,
+            "",
+        ]
+    return "\n".join(lines)
