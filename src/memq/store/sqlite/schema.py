@@ -112,6 +112,10 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (tenant, name)
     );
     """,
+    # 3: a covering index for the visibility scan of exact dense search (avoids reading wide rows)
+    """
+    CREATE INDEX records_visible ON records (tenant, expired_at, valid_to, user_id, agent_id, session_id, kind, id);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -547,15 +547,24 @@ class SQLiteStore:
                     if fetch >= ANN_MAX_FETCH:
                         break  # the filter is selective: exact search over the few rows it keeps
                     fetch *= 4
-            rows = self._conn.execute(
-                f"SELECT r.rowid, r.id FROM records r WHERE {where} AND r.embedding IS NOT NULL", params
-            ).fetchall()
-            if not rows:
+            # rows without a vector are simply absent from the index; ids are looked up for the top only
+            cur = self._conn.execute(f"SELECT r.rowid FROM records r WHERE {where}", params)
+            rowids = np.array([r[0] for r in cur.fetchall()], dtype=np.int64)
+            if len(rowids) == 0:
                 return []
-            keys, mat = index.vectors(np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)))
-            id_of = {r[0]: r[1] for r in rows}
+            keys, mat = index.vectors(rowids)
             sims = mat @ np.asarray(vector, dtype=np.float32)
-            top = np.argsort(-sims, kind="stable")[: max(n * 2, n)]
+            top = top_k_desc(sims, n)
+            id_of = (
+                dict(
+                    self._conn.execute(
+                        f"SELECT rowid, id FROM records WHERE rowid IN ({','.join('?' * len(top))})",
+                        [int(keys[i]) for i in top],
+                    ).fetchall()
+                )
+                if len(top)
+                else {}
+            )
             return _dedupe([Candidate(id_of[int(keys[i])], float(sims[i])) for i in top])[:n]
 
     def _visible_rows(self, keys: np.ndarray, where: str, params: list[Any]) -> dict[int, str]:
@@ -989,6 +998,15 @@ def _event(
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
+
+
+def top_k_desc(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k largest scores, best first (stable among ties)."""
+    if k >= len(scores):
+        return np.argsort(-scores, kind="stable")
+    part = np.argpartition(-scores, k - 1)[:k]
+    part.sort()
+    return part[np.argsort(-scores[part], kind="stable")]
 
 
 def _dedupe(candidates: list[Candidate]) -> list[Candidate]:

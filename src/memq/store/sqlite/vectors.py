@@ -48,6 +48,11 @@ class VectorIndex:
             expansion_search=HNSW_EXPANSION_SEARCH,
         )
         self.mark = Watermark()
+        # a dense mirror of the vectors for exact search over a subset (usearch's get() of many keys
+        # returns one array per key and costs ~4 µs each; a take() from this matrix costs ~0.1 µs)
+        self._mat = np.empty((0, dim), dtype=np.float32)
+        self._slot = np.full(0, -1, dtype=np.int64)  # rowid -> row of _mat (-1: absent); rowids are dense
+        self._free: list[int] = []
 
     def __len__(self) -> int:
         return len(self._index)
@@ -58,11 +63,35 @@ class VectorIndex:
         keys = np.asarray(keys, dtype=np.uint64)
         fresh = ~np.asarray(self._index.contains(keys), dtype=bool).reshape(-1)
         if fresh.any():
-            self._index.add(keys[fresh], np.ascontiguousarray(vectors[fresh], dtype=np.float32), threads=0)
+            new_vecs = np.ascontiguousarray(vectors[fresh], dtype=np.float32)
+            self._index.add(keys[fresh], new_vecs, threads=0)
+            self._mirror(keys[fresh], new_vecs)
+
+    def _mirror(self, keys: np.ndarray, vectors: np.ndarray) -> None:
+        keys = np.asarray(keys, dtype=np.int64)
+        need = int((self._slot >= 0).sum()) + len(keys)
+        if need > len(self._mat):
+            grown = np.empty((max(need, 2 * len(self._mat), 1024), self.dim), dtype=np.float32)
+            grown[: len(self._mat)] = self._mat
+            self._free.extend(range(len(grown) - 1, len(self._mat) - 1, -1))
+            self._mat = grown
+        top = int(keys.max()) + 1
+        if top > len(self._slot):
+            slot = np.full(max(top, 2 * len(self._slot)), -1, dtype=np.int64)
+            slot[: len(self._slot)] = self._slot
+            self._slot = slot
+        slots = np.array([self._free.pop() for _ in range(len(keys))], dtype=np.int64)
+        self._slot[keys] = slots
+        self._mat[slots] = vectors
 
     def remove(self, keys: np.ndarray) -> None:
         if len(keys):
             self._index.remove(np.asarray(keys, dtype=np.uint64))
+            keys = np.asarray(keys, dtype=np.int64)
+            keys = keys[keys < len(self._slot)]
+            slots = self._slot[keys]
+            self._free.extend(int(x) for x in slots[slots >= 0])
+            self._slot[keys] = -1
 
     def search(self, vector: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Up to ``n`` (keys, cosine similarities), best first."""
@@ -74,13 +103,11 @@ class VectorIndex:
 
     def vectors(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The stored vectors of ``keys`` that are present, as (present keys, matrix)."""
-        if len(keys) == 0:
-            return np.empty(0, dtype=np.int64), np.empty((0, self.dim), dtype=np.float32)
-        got = self._index.get(np.asarray(keys, dtype=np.uint64))
-        present = [i for i, v in enumerate(got) if v is not None]
-        if not present:
-            return np.empty(0, dtype=np.int64), np.empty((0, self.dim), dtype=np.float32)
-        return np.asarray(keys)[present], np.stack([got[i] for i in present]).astype(np.float32, copy=False)
+        keys = np.asarray(keys, dtype=np.int64)
+        keys = keys[(keys >= 0) & (keys < len(self._slot))]
+        slots = self._slot[keys]
+        have = slots >= 0
+        return keys[have], self._mat[slots[have]]
 
     def all_keys(self) -> np.ndarray:
         return np.asarray(self._index.keys, dtype=np.int64)
@@ -114,6 +141,9 @@ class VectorIndex:
             index._index.load(str(path))
             if len(index) != int(meta["count"]) or index._index.ndim != dim:
                 return None
+            keys = np.asarray(index._index.keys, dtype=np.uint64)
+            if len(keys):
+                index._mirror(keys.astype(np.int64), np.vstack(index._index.get(keys)).astype(np.float32))
             index.mark = Watermark(rows=int(meta["rows"]), removed=int(meta["removed"]), space=space)
             return index
         except (OSError, ValueError, KeyError, RuntimeError, TypeError):
