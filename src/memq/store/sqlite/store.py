@@ -398,19 +398,11 @@ class SQLiteStore:
             current = {rid: Utility() for rid in ids}
             if ids:
                 marks = ",".join("?" * len(ids))
-                for rid, q, n_shown, n_used, reward_sum, last, stats in conn.execute(
-                    "SELECT id, q, n_shown, n_used, reward_sum, last_feedback_at, stats FROM utility "
-                    f"WHERE tenant = ? AND id IN ({marks})",
+                for row in conn.execute(
+                    f"SELECT {_UTILITY_COLS} FROM utility WHERE tenant = ? AND id IN ({marks})",
                     (tenant, *ids),
                 ):
-                    current[rid] = Utility(
-                        q=q,
-                        n_shown=n_shown,
-                        n_used=n_used,
-                        reward_sum=reward_sum,
-                        last_feedback_at=from_us(last),
-                        stats=json.loads(stats),
-                    )
+                    current[row[0]] = _utility(row)
             result = plan(logged, current)
             present = (
                 {
@@ -813,19 +805,8 @@ class SQLiteStore:
                 f"SELECT src, dst, type FROM links WHERE src IN ({marks}) ORDER BY created_at, dst", chunk
             ):
                 links.setdefault(src, []).append(Link(target=dst, type=typ))
-            for rid, q, n_shown, n_used, reward_sum, last, stats in self._read(
-                "SELECT id, q, n_shown, n_used, reward_sum, last_feedback_at, stats FROM utility "
-                f"WHERE id IN ({marks})",
-                chunk,
-            ):
-                utility[rid] = Utility(
-                    q=q,
-                    n_shown=n_shown,
-                    n_used=n_used,
-                    reward_sum=reward_sum,
-                    last_feedback_at=from_us(last),
-                    stats=json.loads(stats),
-                )
+            for row in self._read(f"SELECT {_UTILITY_COLS} FROM utility WHERE id IN ({marks})", chunk):
+                utility[row[0]] = _utility(row)
         out = []
         for r in rows:
             embedding = None
@@ -941,6 +922,22 @@ def _upsert_utility(conn: sqlite3.Connection, r: MemoryRecord) -> None:
     if u == Utility():
         return
     _write_utility(conn, r.scope.tenant, r.id, u)
+
+
+_UTILITY_COLS = "id, q, n_shown, n_used, reward_sum, last_feedback_at, stats"
+
+
+def _utility(row: Sequence[Any]) -> Utility:
+    """A utility row (columns of _UTILITY_COLS) as a Utility."""
+    _, q, n_shown, n_used, reward_sum, last, stats = row
+    return Utility(
+        q=q,
+        n_shown=n_shown,
+        n_used=n_used,
+        reward_sum=reward_sum,
+        last_feedback_at=from_us(last),
+        stats=json.loads(stats),
+    )
 
 
 def _write_utility(conn: sqlite3.Connection, tenant: str, rid: str, u: Utility) -> None:
