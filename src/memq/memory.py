@@ -859,30 +859,91 @@ class AsyncMemory(_Base):
         valid_at: datetime | None = None,
         include_invalidated: bool = False,
         explain: bool | None = None,
+        policy: str | None = None,
         **options: Any,
     ) -> Retrieval:
         text = check_text(query, self.config)
         opts = self._options(k, {**options, "explain": explain})
         q = self._query(scope, filters, kinds, as_of, valid_at, include_invalidated)
-        signals = {}
-        if opts.mode in ("hybrid", "dense"):
+        vector = None
+        if policy is not None:
+            learner = await self._learner(q.scope.tenant, policy)
             await self._ensure_space()
             vector = np.asarray(await asyncio.to_thread(self.embedder.embed_query, text), dtype=np.float32)
-            signals["dense"] = await self.store.dense_candidates(q, vector, opts.pool)
-        if opts.mode in ("hybrid", "lexical"):
-            signals["lexical"] = await self.store.lexical_candidates(q, text, opts.pool)
-        ids = list(dict.fromkeys(c.id for cands in signals.values() for c in cands))
-        records = await self.store.visible(q, ids, with_embedding=opts.mmr_lambda is not None)
-        retrieval = Retrieval(
-            query=text,
-            scope=q.scope,
-            k=opts.k,
-            policy=opts.policy,
-            hits=rank(signals, records, opts, utcnow()),
-        )
+            cands = await self.store.dense_candidates(q, vector, opts.pool)
+            records = await self.store.visible(q, [c.id for c in cands], with_embedding=True)
+            hits, pool = self._learned_hits(learner, vector, cands, records, opts.k)
+            retrieval = Retrieval(
+                query=text, scope=q.scope, k=opts.k, policy=policy, policy_version=learner.version, hits=hits
+            )
+        else:
+            signals = {}
+            if opts.mode in ("hybrid", "dense"):
+                await self._ensure_space()
+                vector = np.asarray(
+                    await asyncio.to_thread(self.embedder.embed_query, text), dtype=np.float32
+                )
+                signals["dense"] = await self.store.dense_candidates(q, vector, opts.pool)
+            if opts.mode in ("hybrid", "lexical"):
+                signals["lexical"] = await self.store.lexical_candidates(q, text, opts.pool)
+            ids = list(dict.fromkeys(c.id for cands in signals.values() for c in cands))
+            records = await self.store.visible(q, ids, with_embedding=opts.mmr_lambda is not None)
+            hits = rank(signals, records, opts, utcnow())
+            retrieval = Retrieval(query=text, scope=q.scope, k=opts.k, policy=opts.policy, hits=hits)
+            pool = _pool_entries(signals)
         if self.config.log_retrievals:
-            await self.store.log_retrieval(retrieval)
+            await self.store.log_retrieval(
+                retrieval,
+                pool=pool,
+                query_vector=vector,
+                embedding_model=None if vector is None else self.embedder.model_id,
+            )
         return retrieval
+
+    async def _learner(self, tenant: str, name: str) -> Learner:
+        """The tenant's learner of this name, with its state loaded from the store once per instance."""
+        self._check_policy(name)
+        key = (tenant, name)
+        if key not in self._learners:
+            learner = self._new_learner(name)
+            state = await self.store.learner_state(tenant, name)
+            if state:
+                learner.load_state_dict(state)
+            # two coroutines may have loaded it at once: the first one kept is the one everyone uses
+            self._learners.setdefault(key, learner)
+        return self._learners[key]
+
+    async def feedback(
+        self,
+        retrieval_id: str,
+        reward: float,
+        *,
+        used: Sequence[str] | None = None,
+        credit: str | None = None,
+        accumulate: bool = False,
+        scope: ScopeLike | None = None,
+    ) -> FeedbackRecord:
+        """Report the reward a retrieval earned (see :meth:`Memory.feedback`)."""
+        strategy = check_feedback_args(reward, used, credit)
+        tenant = self._scope(scope).tenant
+        logged = await self.store.get_retrieval(tenant, retrieval_id)
+        learner = await self._learner(tenant, logged.policy) if logged.policy in LEARNERS else None
+        vectors = None
+        if learner is not None and learner.name == "memento_q":
+            got = await self.store.get(tenant, [s.id for s in logged.shown], with_embedding=True)
+            vectors = {r.id: np.asarray(r.embedding, np.float32) for r in got if r.embedding is not None}
+        try:
+            plan = await self.store.apply_feedback(
+                tenant, retrieval_id, self._plan(reward, used, strategy, accumulate, learner, vectors)
+            )
+        except BaseException:
+            self._learners.pop((tenant, logged.policy), None)  # reload the learner's committed state
+            raise
+        return plan.feedback
+
+    async def retrieval(self, retrieval_id: str, *, scope: ScopeLike | None = None) -> LoggedRetrieval:
+        """A search as the retrieval log keeps it (pool, shown, propensities, feedback)."""
+        return await self.store.get_retrieval(self._scope(scope).tenant, retrieval_id)
 
     async def get(
         self, record_id: str, *, scope: ScopeLike | None = None, include_deleted: bool = False

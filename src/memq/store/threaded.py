@@ -10,12 +10,22 @@ import asyncio
 import functools
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from typing import Any, TypeVar
 
 import numpy as np
 
-from memq.store.base import Candidate, CandidateQuery, Store, VersionChange
-from memq.types import HistoryEvent, HistoryOp, MemoryRecord, Page, Retrieval, StoreStats
+from memq.store.base import Candidate, CandidateQuery, FeedbackPlan, PlanFn, Store, VersionChange
+from memq.types import (
+    HistoryEvent,
+    HistoryOp,
+    LoggedRetrieval,
+    MemoryRecord,
+    Page,
+    PoolEntry,
+    Retrieval,
+    StoreStats,
+)
 
 T = TypeVar("T")
 
@@ -62,8 +72,44 @@ class ThreadedAsyncStore:
     async def purge(self, tenant: str, record_ids: Sequence[str]) -> int:
         return await self._run(self.sync.purge, tenant, record_ids)
 
-    async def log_retrieval(self, retrieval: Retrieval) -> None:
-        await self._run(self.sync.log_retrieval, retrieval)
+    async def log_retrieval(
+        self,
+        retrieval: Retrieval,
+        *,
+        pool: Sequence[PoolEntry] = (),
+        query_vector: np.ndarray | None = None,
+        embedding_model: str | None = None,
+    ) -> None:
+        await self._run(
+            self.sync.log_retrieval,
+            retrieval,
+            pool=pool,
+            query_vector=query_vector,
+            embedding_model=embedding_model,
+        )
+
+    async def get_retrieval(self, tenant: str, retrieval_id: str) -> LoggedRetrieval:
+        return await self._run(self.sync.get_retrieval, tenant, retrieval_id)
+
+    async def list_retrievals(
+        self, tenant: str, *, since: datetime | None = None, limit: int = 1000, with_feedback: bool = False
+    ) -> list[LoggedRetrieval]:
+        return await self._run(
+            self.sync.list_retrievals, tenant, since=since, limit=limit, with_feedback=with_feedback
+        )
+
+    async def prune_retrievals(self, before: datetime, tenant: str | None = None) -> int:
+        return await self._run(self.sync.prune_retrievals, before, tenant)
+
+    async def apply_feedback(self, tenant: str, retrieval_id: str, plan: PlanFn) -> FeedbackPlan:
+        """The sync store's transaction on the worker thread; ``plan`` runs there too."""
+        return await self._run(self.sync.apply_feedback, tenant, retrieval_id, plan)
+
+    async def learner_state(self, tenant: str, name: str) -> dict | None:
+        return await self._run(self.sync.learner_state, tenant, name)
+
+    async def save_learner_state(self, tenant: str, name: str, state: dict) -> None:
+        await self._run(self.sync.save_learner_state, tenant, name, state)
 
     async def get(
         self, tenant: str, ids: Sequence[str], *, include_deleted: bool = False, with_embedding: bool = False

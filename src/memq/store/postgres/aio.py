@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 
 import numpy as np
@@ -11,7 +12,7 @@ import psycopg
 from pgvector.psycopg import register_vector_async
 from psycopg_pool import AsyncConnectionPool
 
-from memq.store.base import Candidate, CandidateQuery, VersionChange
+from memq.store.base import Candidate, CandidateQuery, FeedbackPlan, PlanFn, VersionChange
 from memq.store.postgres import schema, sql
 from memq.store.postgres.steps import (
     READ_SNAPSHOT,
@@ -24,7 +25,17 @@ from memq.store.postgres.steps import (
     mask_dsn,
     translate,
 )
-from memq.types import HistoryEvent, HistoryOp, MemoryRecord, Page, Retrieval, StoreStats
+from memq.types import (
+    HistoryEvent,
+    HistoryOp,
+    LoggedRetrieval,
+    MemoryRecord,
+    Page,
+    PoolEntry,
+    Retrieval,
+    StoreStats,
+    Utility,
+)
 
 T = TypeVar("T")
 
@@ -98,15 +109,18 @@ class AsyncPostgresStore:
             raise StoreError("the store is not open (or closed): use `await AsyncPostgresStore.connect(dsn)`")
         return self._pool
 
-    async def _write(self, make: Callable[[], Op[T]]) -> T:
-        """Run a fresh operation from ``make`` in one READ COMMITTED transaction; retry deadlocks."""
+    async def _write(self, make: Callable[[], Op[T]], retry: Callable[[], bool] | None = None) -> T:
+        """Run a fresh operation from ``make`` in one READ COMMITTED transaction; retry deadlocks.
+
+        ``retry``, when given, is asked before each retry: False gives up (with the store error).
+        """
         pool = self._opened()
         for attempt in range(WRITE_ATTEMPTS):
             try:
                 async with pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
                     return await complete_async(cur, make())
             except RETRYABLE as exc:
-                if attempt + 1 == WRITE_ATTEMPTS:
+                if attempt + 1 == WRITE_ATTEMPTS or (retry is not None and not retry()):
                     raise translate(exc, self.location) from exc
                 await asyncio.sleep(backoff(attempt))
             except psycopg.Error as exc:
@@ -164,8 +178,38 @@ class AsyncPostgresStore:
     async def purge(self, tenant: str, record_ids: Sequence[str]) -> int:
         return await self._write(lambda: sql.purge(tenant, record_ids))
 
-    async def log_retrieval(self, retrieval: Retrieval) -> None:
-        await self._write(lambda: sql.log_retrieval(retrieval))
+    async def log_retrieval(
+        self,
+        retrieval: Retrieval,
+        *,
+        pool: Sequence[PoolEntry] = (),
+        query_vector: np.ndarray | None = None,
+        embedding_model: str | None = None,
+    ) -> None:
+        await self._write(lambda: sql.log_retrieval(retrieval, pool, query_vector, embedding_model))
+
+    async def prune_retrievals(self, before: datetime, tenant: str | None = None) -> int:
+        return await self._write(lambda: sql.prune_retrievals(before, tenant))
+
+    async def apply_feedback(self, tenant: str, retrieval_id: str, plan: PlanFn) -> FeedbackPlan:
+        """One transaction: lock the retrieval and its shown records' utility, call ``plan``, write.
+
+        A deadlock before ``plan`` ran is retried as any write; after it ran it is not (the plan may
+        have updated a learner in memory, and running it twice would teach it the reward twice).
+        """
+        planned = False
+
+        def once(logged: LoggedRetrieval, current: dict[str, Utility]) -> FeedbackPlan:
+            nonlocal planned
+            planned = True
+            return plan(logged, current)
+
+        return await self._write(
+            lambda: sql.apply_feedback(tenant, retrieval_id, once), retry=lambda: not planned
+        )
+
+    async def save_learner_state(self, tenant: str, name: str, state: dict[str, Any]) -> None:
+        await self._write(lambda: sql.save_learner_state(tenant, name, state))
 
     # -- reads -----------------------------------------------------------------------------------------
     async def get(
@@ -185,6 +229,17 @@ class AsyncPostgresStore:
         self, query: CandidateQuery, ids: Sequence[str], *, with_embedding: bool = False
     ) -> dict[str, MemoryRecord]:
         return await self._read(sql.visible(query, ids, with_embedding))
+
+    async def get_retrieval(self, tenant: str, retrieval_id: str) -> LoggedRetrieval:
+        return await self._read(sql.get_retrieval(tenant, retrieval_id))
+
+    async def list_retrievals(
+        self, tenant: str, *, since: datetime | None = None, limit: int = 1000, with_feedback: bool = False
+    ) -> list[LoggedRetrieval]:
+        return await self._read(sql.list_retrievals(tenant, since, limit, with_feedback))
+
+    async def learner_state(self, tenant: str, name: str) -> dict[str, Any] | None:
+        return await self._read(sql.learner_state(tenant, name))
 
     async def history(self, tenant: str, record_id: str) -> list[HistoryEvent]:
         return await self._read(sql.history(tenant, record_id))

@@ -120,12 +120,33 @@ MIGRATIONS: list[list[str]] = [
         """,
         "CREATE INDEX retrievals_tenant_time ON retrievals (tenant, created_at)",
     ],
+    # 2: the learning layer — a richer retrieval log, per-record learner stats, learner state.
+    # ``query_vector`` is the float32 vector's raw little-endian bytes (numpy ``tobytes``), exactly as
+    # SQLite keeps it. ``utility.stats`` is ``json``, not ``jsonb``: like payload_json it keeps the
+    # caller's key order, so an export carrying a learner's stats stays byte-identical across backends.
+    [
+        "ALTER TABLE retrievals ADD COLUMN policy_version text NOT NULL DEFAULT '1'",
+        "ALTER TABLE retrievals ADD COLUMN pool jsonb NOT NULL DEFAULT '[]'",
+        "ALTER TABLE retrievals ADD COLUMN query_vector bytea",
+        "ALTER TABLE retrievals ADD COLUMN embedding_model text",
+        "ALTER TABLE retrievals ADD COLUMN feedback jsonb",
+        "ALTER TABLE utility ADD COLUMN stats json NOT NULL DEFAULT '{}'",
+        """
+        CREATE TABLE learner_state (
+            tenant text NOT NULL,
+            name text NOT NULL,
+            state jsonb NOT NULL,
+            updated_at timestamptz NOT NULL,
+            PRIMARY KEY (tenant, name)
+        )
+        """,
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # every table memq owns (for stats' byte count)
-TABLES = ("memq_schema", "meta", "records", "links", "utility", "events", "retrievals")
+TABLES = ("memq_schema", "meta", "records", "links", "utility", "events", "retrievals", "learner_state")
 
 
 def lock(key: int) -> Q:

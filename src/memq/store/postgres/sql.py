@@ -19,19 +19,23 @@ import numpy as np
 from psycopg.types.json import Json, Jsonb
 
 from memq.errors import ConflictError, NotFoundError
-from memq.store.base import Candidate, CandidateQuery, VersionChange
+from memq.store.base import Candidate, CandidateQuery, FeedbackPlan, PlanFn, VersionChange
 from memq.store.postgres import schema
 from memq.store.postgres.steps import Emit, Op, Q
 from memq.store.sqlcommon import query_terms, visibility
 from memq.types import (
+    FeedbackRecord,
     HistoryEvent,
     HistoryOp,
     Link,
+    LoggedRetrieval,
     MemoryRecord,
     Page,
+    PoolEntry,
     Provenance,
     Retrieval,
     Scope,
+    ShownEntry,
     StoreStats,
     Utility,
     utcnow,
@@ -55,10 +59,20 @@ INSERT_LINK = (
     "ON CONFLICT (src, type, dst) DO NOTHING"
 )
 UPSERT_UTILITY = (
-    "INSERT INTO utility (id, tenant, q, n_shown, n_used, reward_sum, last_feedback_at) "
-    "VALUES (%s, %s, %s, %s, %s, %s, %s) "
+    "INSERT INTO utility (id, tenant, q, n_shown, n_used, reward_sum, last_feedback_at, stats) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
     "ON CONFLICT (id) DO UPDATE SET q = excluded.q, n_shown = excluded.n_shown, n_used = excluded.n_used, "
-    "reward_sum = excluded.reward_sum, last_feedback_at = excluded.last_feedback_at"
+    "reward_sum = excluded.reward_sum, last_feedback_at = excluded.last_feedback_at, stats = excluded.stats"
+)
+UTILITY_COLUMNS = "id, q, n_shown, n_used, reward_sum, last_feedback_at, stats"
+# the columns a LoggedRetrieval is built from, in the order _logged() reads them
+RETRIEVAL_COLUMNS = (
+    "id, tenant, query, query_vector, embedding_model, policy, policy_version, k, pool, shown, created_at, "
+    "feedback"
+)
+UPSERT_LEARNER_STATE = (
+    "INSERT INTO learner_state (tenant, name, state, updated_at) VALUES (%s, %s, %s, %s) "
+    "ON CONFLICT (tenant, name) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at"
 )
 INSERT_EVENT = "INSERT INTO events (tenant, record_id, op, version, at, actor, reason) VALUES (%s, %s, %s, %s, %s, %s, %s)"
 
@@ -205,25 +219,112 @@ def purge(tenant: str, record_ids: Sequence[str]) -> Op[int]:
         (tenant, ids, ids),
         mode="none",
     )
+    # erasure reaches the retrieval log too: drop searches that showed or considered these records
+    yield Q(
+        "DELETE FROM retrievals WHERE tenant = %s AND ("
+        "EXISTS (SELECT 1 FROM jsonb_array_elements(shown) AS e WHERE e->>'id' = ANY(%s)) OR "
+        "EXISTS (SELECT 1 FROM jsonb_array_elements(pool) AS e WHERE e->>'id' = ANY(%s)))",
+        (tenant, ids, ids),
+        mode="none",
+    )
     return len({r[0] for r in rows})
 
 
-def log_retrieval(retrieval: Retrieval) -> Op[None]:
-    shown = [{"id": h.record.id, "score": h.score, "rank": h.rank} for h in retrieval.hits]
+def log_retrieval(
+    retrieval: Retrieval,
+    pool: Sequence[PoolEntry],
+    query_vector: np.ndarray | None,
+    embedding_model: str | None,
+) -> Op[None]:
+    shown = [
+        {"id": h.record.id, "rank": h.rank, "score": h.score, "propensity": h.propensity}
+        for h in retrieval.hits
+    ]
     yield Q(
-        "INSERT INTO retrievals (id, tenant, query, policy, k, shown, created_at) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+        "INSERT INTO retrievals (id, tenant, query, policy, policy_version, k, shown, pool, query_vector, "
+        "embedding_model, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
         (
             retrieval.id,
             retrieval.scope.tenant,
             retrieval.query,
             retrieval.policy,
+            retrieval.policy_version,
             retrieval.k,
             Jsonb(shown),
+            Jsonb([p.model_dump(exclude_none=True) for p in pool]),
+            _vector_bytes(query_vector),
+            embedding_model,
             retrieval.created_at,
         ),
         mode="none",
     )
+
+
+def prune_retrievals(before: datetime, tenant: str | None) -> Op[int]:
+    if tenant is None:
+        return (yield Q("DELETE FROM retrievals WHERE created_at < %s", (before,), mode="rowcount"))
+    return (
+        yield Q(
+            "DELETE FROM retrievals WHERE tenant = %s AND created_at < %s", (tenant, before), mode="rowcount"
+        )
+    )
+
+
+def apply_feedback(tenant: str, retrieval_id: str, plan: PlanFn) -> Op[FeedbackPlan]:
+    """Feedback on one logged retrieval, as one transaction (the runner's).
+
+    The retrieval row is locked first (``FOR UPDATE``), so concurrent feedbacks on one retrieval
+    run one after the other and the second sees the first's feedback (the plan then refuses it
+    unless accumulating). The shown records' utility rows are locked next, in id order; missing
+    rows of records that still exist are first inserted with the defaults, so two feedbacks on
+    different retrievals that showed one record never both start from "no row" and lose an update.
+    ``plan`` runs between the reads and the writes; anything it raises rolls everything back.
+    """
+    row = yield Q(
+        f"SELECT {RETRIEVAL_COLUMNS} FROM retrievals WHERE tenant = %s AND id = %s FOR UPDATE",
+        (tenant, retrieval_id),
+        mode="one",
+    )
+    if row is None:
+        raise _no_retrieval(tenant, retrieval_id)
+    logged = _logged(row)
+    ids = sorted({s.id for s in logged.shown})
+    current = {s.id: Utility() for s in logged.shown}
+    present: set[str] = set()
+    if ids:
+        yield Q(
+            "INSERT INTO utility (id, tenant) SELECT DISTINCT id, tenant FROM records "
+            "WHERE tenant = %s AND id = ANY(%s) ORDER BY id ON CONFLICT (id) DO NOTHING",
+            (tenant, ids),
+            mode="none",
+        )
+        rows = yield Q(
+            f"SELECT {UTILITY_COLUMNS} FROM utility WHERE tenant = %s AND id = ANY(%s) ORDER BY id FOR UPDATE",
+            (tenant, ids),
+        )
+        for r in rows:
+            current[r[0]] = _utility(r)
+    result = plan(logged, current)
+    if ids:
+        found = yield Q("SELECT DISTINCT id FROM records WHERE tenant = %s AND id = ANY(%s)", (tenant, ids))
+        present = {r[0] for r in found}
+    # a record purged since the search gets no utility row back
+    params = [_utility_row(tenant, rid, u) for rid, u in result.utilities.items() if rid in present]
+    if params:
+        yield Q(UPSERT_UTILITY, params, mode="many")
+    yield Q(
+        "UPDATE retrievals SET feedback = %s WHERE tenant = %s AND id = %s",
+        (Jsonb(result.feedback.model_dump(mode="json")), tenant, retrieval_id),
+        mode="none",
+    )
+    if result.learner_state is not None:
+        name, state = result.learner_state
+        yield from save_learner_state(tenant, name, state)
+    return result
+
+
+def save_learner_state(tenant: str, name: str, state: dict[str, Any]) -> Op[None]:
+    yield Q(UPSERT_LEARNER_STATE, (tenant, name, Jsonb(state), utcnow()), mode="none")
 
 
 def import_rows(rows: Sequence[MemoryRecord | HistoryEvent]) -> Op[int]:
@@ -336,6 +437,42 @@ def visible(query: CandidateQuery, ids: Sequence[str], with_embedding: bool) -> 
     )
     records = yield from hydrate(rows, with_embedding)
     return {r.id: r for r in records}
+
+
+def get_retrieval(tenant: str, retrieval_id: str) -> Op[LoggedRetrieval]:
+    row = yield Q(
+        f"SELECT {RETRIEVAL_COLUMNS} FROM retrievals WHERE tenant = %s AND id = %s",
+        (tenant, retrieval_id),
+        mode="one",
+    )
+    if row is None:
+        raise _no_retrieval(tenant, retrieval_id)
+    return _logged(row)
+
+
+def list_retrievals(
+    tenant: str, since: datetime | None, limit: int, with_feedback: bool
+) -> Op[list[LoggedRetrieval]]:
+    where, params = "tenant = %s", [tenant]
+    if since is not None:
+        where += " AND created_at >= %s"
+        params.append(since)
+    if with_feedback:
+        where += " AND feedback IS NOT NULL"
+    # ids tie-break bytewise (COLLATE "C"), as in SQLite, whatever the database's collation
+    rows = yield Q(
+        f"SELECT {RETRIEVAL_COLUMNS} FROM retrievals WHERE {where} "
+        'ORDER BY created_at, id COLLATE "C" LIMIT %s',
+        (*params, limit),
+    )
+    return [_logged(r) for r in rows]
+
+
+def learner_state(tenant: str, name: str) -> Op[dict[str, Any] | None]:
+    row = yield Q(
+        "SELECT state FROM learner_state WHERE tenant = %s AND name = %s", (tenant, name), mode="one"
+    )
+    return None if row is None else row[0]  # type: ignore[no-any-return]
 
 
 def history(tenant: str, record_id: str) -> Op[list[HistoryEvent]]:
@@ -521,14 +658,10 @@ def hydrate(rows: Sequence[Sequence[Any]], with_embedding: bool) -> Op[list[Memo
         for src, dst, typ in link_rows:
             links.setdefault(src, []).append(Link(target=dst, type=typ))
         utility_rows = yield Q(
-            "SELECT id, q, n_shown, n_used, reward_sum, last_feedback_at FROM utility "
-            "WHERE tenant = %s AND id = ANY(%s)",
-            (tenant, ids),
+            f"SELECT {UTILITY_COLUMNS} FROM utility WHERE tenant = %s AND id = ANY(%s)", (tenant, ids)
         )
-        for rid, q, n_shown, n_used, reward_sum, last in utility_rows:
-            utility[rid] = Utility(
-                q=q, n_shown=n_shown, n_used=n_used, reward_sum=reward_sum, last_feedback_at=_utc(last)
-            )
+        for r in utility_rows:
+            utility[r[0]] = _utility(r)
     return [_record(r, with_embedding, links.get(r[0], []), utility.get(r[0])) for r in rows]
 
 
@@ -604,14 +737,68 @@ def _links(records: Iterable[MemoryRecord]) -> Op[None]:
 
 
 def _default_utility(u: Utility) -> bool:
-    return (
-        u.q is None and u.n_shown == 0 and u.n_used == 0 and u.reward_sum == 0 and u.last_feedback_at is None
-    )
+    return u == Utility()
 
 
 def _utility_params(r: MemoryRecord) -> tuple[Any, ...]:
-    u = r.utility
-    return (r.id, r.scope.tenant, u.q, u.n_shown, u.n_used, u.reward_sum, u.last_feedback_at)
+    return _utility_row(r.scope.tenant, r.id, r.utility)
+
+
+def _utility_row(tenant: str, rid: str, u: Utility) -> tuple[Any, ...]:
+    # stats go to a ``json`` column as the text json.dumps writes: key order survives (see schema)
+    return (
+        rid,
+        tenant,
+        u.q,
+        u.n_shown,
+        u.n_used,
+        u.reward_sum,
+        u.last_feedback_at,
+        Json(u.stats, dumps=_dumps),
+    )
+
+
+def _utility(r: Sequence[Any]) -> Utility:
+    """A Utility from a ``UTILITY_COLUMNS`` row."""
+    _, q, n_shown, n_used, reward_sum, last, stats = r
+    return Utility(
+        q=q,
+        n_shown=n_shown,
+        n_used=n_used,
+        reward_sum=reward_sum,
+        last_feedback_at=_utc(last),
+        stats=stats,
+    )
+
+
+def _vector_bytes(vector: np.ndarray | None) -> bytes | None:
+    """A query vector as little-endian float32 bytes (exact; the layout SQLite stores)."""
+    return None if vector is None else np.asarray(vector, dtype="<f4").tobytes()
+
+
+def _no_retrieval(tenant: str, retrieval_id: str) -> NotFoundError:
+    return NotFoundError(
+        f"no retrieval {retrieval_id} in tenant {tenant!r} (unknown, or pruned from the log)"
+    )
+
+
+def _logged(row: Sequence[Any]) -> LoggedRetrieval:
+    """A LoggedRetrieval from a ``RETRIEVAL_COLUMNS`` row (jsonb arrives parsed)."""
+    rid, tenant, query, qvec, model, policy, version, k, pool, shown, created, feedback = row
+    return LoggedRetrieval(
+        id=rid,
+        tenant=tenant,
+        query=query,
+        query_vector=None if qvec is None else np.frombuffer(bytes(qvec), dtype="<f4").tolist(),
+        embedding_model=model,
+        policy=policy,
+        policy_version=version,
+        k=k,
+        pool=[PoolEntry.model_validate(p) for p in pool],
+        shown=[ShownEntry.model_validate(x) for x in shown],
+        created_at=_utc(created),
+        feedback=None if feedback is None else FeedbackRecord.model_validate(feedback),
+    )
 
 
 def _event_params(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 
 import numpy as np
@@ -11,7 +12,7 @@ import psycopg
 from pgvector.psycopg import register_vector
 from psycopg_pool import ConnectionPool
 
-from memq.store.base import Candidate, CandidateQuery, VersionChange
+from memq.store.base import Candidate, CandidateQuery, FeedbackPlan, PlanFn, VersionChange
 from memq.store.postgres import schema, sql
 from memq.store.postgres.steps import (
     READ_SNAPSHOT,
@@ -25,7 +26,17 @@ from memq.store.postgres.steps import (
     mask_dsn,
     translate,
 )
-from memq.types import HistoryEvent, HistoryOp, MemoryRecord, Page, Retrieval, StoreStats
+from memq.types import (
+    HistoryEvent,
+    HistoryOp,
+    LoggedRetrieval,
+    MemoryRecord,
+    Page,
+    PoolEntry,
+    Retrieval,
+    StoreStats,
+    Utility,
+)
 
 T = TypeVar("T")
 
@@ -78,14 +89,17 @@ class PostgresStore:
             raise translate(exc, self.location) from exc
 
     # -- plumbing ------------------------------------------------------------------------------------
-    def _write(self, make: Callable[[], Op[T]]) -> T:
-        """Run a fresh operation from ``make`` in one READ COMMITTED transaction; retry deadlocks."""
+    def _write(self, make: Callable[[], Op[T]], retry: Callable[[], bool] | None = None) -> T:
+        """Run a fresh operation from ``make`` in one READ COMMITTED transaction; retry deadlocks.
+
+        ``retry``, when given, is asked before each retry: False gives up (with the store error).
+        """
         for attempt in range(WRITE_ATTEMPTS):
             try:
                 with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
                     return complete(cur, make())
             except RETRYABLE as exc:
-                if attempt + 1 == WRITE_ATTEMPTS:
+                if attempt + 1 == WRITE_ATTEMPTS or (retry is not None and not retry()):
                     raise translate(exc, self.location) from exc
                 time.sleep(backoff(attempt))
             except psycopg.Error as exc:
@@ -141,8 +155,36 @@ class PostgresStore:
     def purge(self, tenant: str, record_ids: Sequence[str]) -> int:
         return self._write(lambda: sql.purge(tenant, record_ids))
 
-    def log_retrieval(self, retrieval: Retrieval) -> None:
-        self._write(lambda: sql.log_retrieval(retrieval))
+    def log_retrieval(
+        self,
+        retrieval: Retrieval,
+        *,
+        pool: Sequence[PoolEntry] = (),
+        query_vector: np.ndarray | None = None,
+        embedding_model: str | None = None,
+    ) -> None:
+        self._write(lambda: sql.log_retrieval(retrieval, pool, query_vector, embedding_model))
+
+    def prune_retrievals(self, before: datetime, tenant: str | None = None) -> int:
+        return self._write(lambda: sql.prune_retrievals(before, tenant))
+
+    def apply_feedback(self, tenant: str, retrieval_id: str, plan: PlanFn) -> FeedbackPlan:
+        """One transaction: lock the retrieval and its shown records' utility, call ``plan``, write.
+
+        A deadlock before ``plan`` ran is retried as any write; after it ran it is not (the plan may
+        have updated a learner in memory, and running it twice would teach it the reward twice).
+        """
+        planned = False
+
+        def once(logged: LoggedRetrieval, current: dict[str, Utility]) -> FeedbackPlan:
+            nonlocal planned
+            planned = True
+            return plan(logged, current)
+
+        return self._write(lambda: sql.apply_feedback(tenant, retrieval_id, once), retry=lambda: not planned)
+
+    def save_learner_state(self, tenant: str, name: str, state: dict[str, Any]) -> None:
+        self._write(lambda: sql.save_learner_state(tenant, name, state))
 
     # -- reads -----------------------------------------------------------------------------------------
     def get(
@@ -162,6 +204,17 @@ class PostgresStore:
         self, query: CandidateQuery, ids: Sequence[str], *, with_embedding: bool = False
     ) -> dict[str, MemoryRecord]:
         return self._read(sql.visible(query, ids, with_embedding))
+
+    def get_retrieval(self, tenant: str, retrieval_id: str) -> LoggedRetrieval:
+        return self._read(sql.get_retrieval(tenant, retrieval_id))
+
+    def list_retrievals(
+        self, tenant: str, *, since: datetime | None = None, limit: int = 1000, with_feedback: bool = False
+    ) -> list[LoggedRetrieval]:
+        return self._read(sql.list_retrievals(tenant, since, limit, with_feedback))
+
+    def learner_state(self, tenant: str, name: str) -> dict[str, Any] | None:
+        return self._read(sql.learner_state(tenant, name))
 
     def history(self, tenant: str, record_id: str) -> list[HistoryEvent]:
         return self._read(sql.history(tenant, record_id))

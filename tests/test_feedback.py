@@ -1,0 +1,628 @@
+"""The learning layer on every backend: the retrieval log, feedback, credit, learner state.
+
+The same cases run on SQLite and on PostgreSQL, through the public :class:`memq.Memory` and
+:class:`memq.AsyncMemory` APIs with the real MiniLM embedder (the store is called directly only
+where the case is about the store: pruning, and a plan slowed down to force two feedbacks to
+overlap).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import math
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from memq import (
+    AsyncMemory,
+    ConflictError,
+    InvalidInputError,
+    Memory,
+    MemoryConfig,
+    NotFoundError,
+)
+from memq.errors import ExpiredError
+from memq.learn.feedback import plan_feedback
+from memq.store.base import FeedbackPlan
+from memq.types import LoggedRetrieval, Utility
+
+pytestmark = pytest.mark.parametrize("db_url", ["sqlite", "postgres"], indirect=True)
+
+FACTS = [
+    ("Alice moved to Berlin in 2021 for a new job", {"topic": "travel"}),
+    ("Bob is allergic to peanuts", {"topic": "health"}),
+    ("Carol adopted a golden retriever named Max", {"topic": "pets"}),
+    ("Dave runs a marathon every spring", {"topic": "sport"}),
+    ("The team offsite will be in Lisbon", {"topic": "travel"}),
+    ("Erin keeps two cats and a parrot at home", {"topic": "pets"}),
+]
+ALPHA, Q_INIT = 0.3, 0.5  # MemRL's defaults: the update rule of hybrid retrievals too
+MEMRL_EXPLORE = {"memrl": {"epsilon": 0.5, "delta": 0.0}}
+
+
+@pytest.fixture
+def mem(db_url: str, embedder) -> Iterator[Memory]:
+    m = Memory(db_url, embedder=embedder, scope="acme")
+    yield m
+    m.close()
+
+
+def _seed(mem: Memory) -> list[str]:
+    return [r.id for r in mem.add([{"text": t, "metadata": md} for t, md in FACTS])]
+
+
+def _memrl_q(credit: float, q: float = Q_INIT) -> float:
+    return q + ALPHA * (credit - q)
+
+
+# -- the retrieval log ----------------------------------------------------------------------------------
+
+
+def test_log_keeps_query_pool_shown_policy_and_propensities(mem: Memory, embedder) -> None:
+    _seed(mem)
+    before = datetime.now(UTC)
+    result = mem.search("Alice moved to Berlin", k=3)
+    logged = mem.retrieval(result.id)
+    assert isinstance(logged, LoggedRetrieval)
+    assert (logged.id, logged.tenant, logged.query, logged.k) == (
+        result.id,
+        "acme",
+        "Alice moved to Berlin",
+        3,
+    )
+    assert (logged.policy, logged.policy_version) == ("hybrid-rrf", "1")
+    assert before - timedelta(seconds=1) <= logged.created_at <= datetime.now(UTC)
+    assert logged.created_at == result.created_at
+    assert [(s.id, s.rank, s.score) for s in logged.shown] == [
+        (h.record.id, h.rank, h.score) for h in result.hits
+    ]
+    assert all(s.propensity == 1.0 for s in logged.shown) and all(h.propensity == 1.0 for h in result.hits)
+    # the pool: every candidate either signal proposed, with each signal's own score
+    by_id = {p.id: p for p in logged.pool}
+    assert len(by_id) == len(logged.pool) == len(FACTS)  # a small store: every record is a dense candidate
+    assert set(result.ids) <= set(by_id)
+    assert all(p.dense is not None and -1.0 <= p.dense <= 1.0 for p in logged.pool)
+    lexical = [p for p in logged.pool if p.lexical is not None]
+    assert lexical and all(p.lexical > 0 for p in lexical)
+    assert by_id[result.ids[0]].lexical is not None  # the Alice record matches the words too
+    # the query vector round-trips as float32, exactly
+    expected = np.asarray(embedder.embed_query("Alice moved to Berlin"), dtype=np.float32)
+    assert np.asarray(logged.query_vector, dtype=np.float32).tobytes() == expected.tobytes()
+    assert logged.embedding_model == embedder.model_id
+    assert logged.feedback is None
+    assert [r.id for r in mem.store.list_retrievals("acme")] == [result.id]
+
+
+def test_lexical_search_logs_no_vector(mem: Memory) -> None:
+    _seed(mem)
+    result = mem.search("peanuts", mode="lexical", k=2)
+    logged = mem.retrieval(result.id)
+    assert logged.query_vector is None and logged.embedding_model is None
+    assert logged.policy == "lexical"
+    assert logged.pool and all(p.dense is None and p.lexical is not None for p in logged.pool)
+
+
+def test_memrl_exploration_logs_propensities_of_the_formula(db_url: str, embedder) -> None:
+    config = MemoryConfig(learner_params=MEMRL_EXPLORE)
+    eps = 0.5
+    with Memory(db_url, embedder=embedder, scope="acme", config=config) as mem:
+        _seed(mem)
+        seen_explore = seen_greedy = False
+        queries = ["who has pets?", "travel plans", "food allergies", "sports", "where is the offsite?"]
+        for query in queries * 4:  # the policy's draws are seeded (MemoryConfig.seed): deterministic
+            result = mem.search(query, k=2, policy="memrl")
+            logged = mem.retrieval(result.id)
+            assert (logged.policy, logged.policy_version) == ("memrl", "1")
+            # the learner's candidates are the gated pool entries (sim >= delta), each with its score
+            cand = [p for p in logged.pool if p.score is not None]
+            assert [p.id for p in cand] == [p.id for p in logged.pool if p.dense >= 0.0][:5]
+            m, shown = len(cand), len(logged.shown)
+            assert shown == min(2, m) and m > shown
+            greedy = {p.id for p in sorted(cand, key=lambda p: -p.score)[:shown]}
+            p_random = math.comb(m - 1, shown - 1) / math.comb(m, shown)
+            for s, hit in zip(logged.shown, result.hits, strict=True):
+                expected = (1 - eps) * (s.id in greedy) + eps * p_random
+                assert s.propensity == pytest.approx(expected) and hit.propensity == s.propensity
+                assert 0 < s.propensity < 1
+            if {s.id for s in logged.shown} == greedy:
+                seen_greedy = True
+            else:
+                seen_explore = True
+        assert seen_greedy and seen_explore, "with epsilon 0.5 (seed 0) both branches occur"
+
+
+def test_unknown_policy_is_refused(mem: Memory) -> None:
+    _seed(mem)
+    with pytest.raises(InvalidInputError):
+        mem.search("anything", policy="nope")
+
+
+# -- feedback and credit --------------------------------------------------------------------------------
+
+
+def test_shown_credit_updates_every_shown_record(mem: Memory) -> None:
+    ids = _seed(mem)
+    result = mem.search("who has a dog?", k=3)
+    before = datetime.now(UTC)
+    fb = mem.feedback(result.id, 0.8)
+    after = datetime.now(UTC)
+    assert fb.credit == "shown" and fb.reward == 0.8 and fb.count == 1 and fb.used is None
+    assert fb.credits == {rid: 0.8 for rid in result.ids}
+    for rid in result.ids:
+        u = mem.get(rid).utility
+        assert u.q == pytest.approx(0.5 + 0.3 * (0.8 - 0.5))
+        assert (u.n_shown, u.n_used, u.reward_sum) == (1, 0, pytest.approx(0.8))
+        assert before <= u.last_feedback_at <= after
+    for rid in set(ids) - set(result.ids):
+        assert mem.get(rid).utility == Utility()
+    logged = mem.retrieval(result.id)
+    assert logged.feedback == fb
+
+
+def test_used_credit_credits_only_the_used_records(mem: Memory) -> None:
+    _seed(mem)
+    result = mem.search("who has a dog?", k=3)
+    used, rest = result.ids[0], result.ids[1:]
+    fb = mem.feedback(result.id, 1.0, used=[used])
+    assert fb.credit == "used" and fb.used == [used] and fb.credits == {used: 1.0}
+    u = mem.get(used).utility
+    assert (u.q, u.n_shown, u.n_used, u.reward_sum) == (pytest.approx(_memrl_q(1.0)), 1, 1, 1.0)
+    assert u.last_feedback_at is not None
+    for rid in rest:  # shown but not credited: n_shown + 1 and nothing else
+        assert mem.get(rid).utility == Utility(n_shown=1)
+
+
+def test_rank_credit_discounts_by_position(mem: Memory) -> None:
+    _seed(mem)
+    result = mem.search("who has a dog?", k=3)
+    fb = mem.feedback(result.id, 1.0, credit="rank")
+    assert fb.credit == "rank"
+    for i, rid in enumerate(result.ids, start=1):
+        credit = 1.0 / math.log2(i + 1)
+        assert fb.credits[rid] == pytest.approx(credit)
+        u = mem.get(rid).utility
+        assert u.q == pytest.approx(_memrl_q(credit)) and u.reward_sum == pytest.approx(credit)
+        assert (u.n_shown, u.n_used) == (1, 0)
+
+
+def test_shown_credit_with_used_counts_use(mem: Memory) -> None:
+    _seed(mem)
+    result = mem.search("who has a dog?", k=2)
+    mem.feedback(result.id, 0.0, used=[result.ids[1]], credit="shown")
+    first, second = (mem.get(rid).utility for rid in result.ids)
+    assert (first.n_used, second.n_used) == (0, 1)
+    assert first.q == second.q == pytest.approx(_memrl_q(0.0))
+
+
+def test_memrl_policy_feedback_uses_its_update(db_url: str, embedder) -> None:
+    config = MemoryConfig(learner_params={"memrl": {"delta": 0.0, "alpha": 0.3}})
+    with Memory(db_url, embedder=embedder, scope="acme", config=config) as mem:
+        _seed(mem)
+        result = mem.search("who has pets?", k=2, policy="memrl")
+        mem.feedback(result.id, 1.0)
+        for rid in result.ids:
+            assert mem.get(rid).utility.q == pytest.approx(0.5 + 0.3 * (1.0 - 0.5))
+        # the learned q now steers the next selection's scores (logged in the pool)
+        again = mem.retrieval(mem.search("who has pets?", k=2, policy="memrl").id)
+        assert all(p.score is not None for p in again.pool if p.id in result.ids)
+
+
+def test_second_feedback_conflicts_unless_accumulating(mem: Memory) -> None:
+    _seed(mem)
+    result = mem.search("who has a dog?", k=2)
+    mem.feedback(result.id, 1.0)
+    with pytest.raises(ConflictError):
+        mem.feedback(result.id, 0.0)
+    q1 = _memrl_q(1.0)
+    assert mem.get(result.ids[0]).utility.q == pytest.approx(q1)  # the refused one changed nothing
+    fb = mem.feedback(result.id, 0.0, accumulate=True)
+    assert fb.count == 2 and fb.reward == pytest.approx(1.0)
+    assert fb.credits == {rid: pytest.approx(1.0) for rid in result.ids}
+    u = mem.get(result.ids[0]).utility
+    assert u.q == pytest.approx(_memrl_q(0.0, q1))
+    assert (u.n_shown, u.reward_sum) == (2, pytest.approx(1.0))
+    fb3 = mem.feedback(result.id, 1.0, used=[result.ids[1]], accumulate=True)
+    assert fb3.count == 3 and fb3.used == [result.ids[1]] and fb3.credit == "used"
+    assert mem.retrieval(result.id).feedback == fb3
+
+
+def test_unknown_retrieval_is_not_found(mem: Memory) -> None:
+    _seed(mem)
+    with pytest.raises(NotFoundError, match="no retrieval") as info:
+        mem.feedback("0190b2a4-0000-7000-8000-000000000000", 1.0)
+    assert not isinstance(info.value, ExpiredError)
+    with pytest.raises(NotFoundError):
+        mem.retrieval("nope")
+
+
+def test_feedback_after_the_window_is_expired(db_url: str, embedder) -> None:
+    window = 0.05 / 86_400  # 50 ms
+    config = MemoryConfig(feedback_window_days=window)
+    with Memory(db_url, embedder=embedder, scope="acme", config=config) as mem:
+        _seed(mem)
+        result = mem.search("who has a dog?", k=2)
+        time.sleep(0.2)
+        with pytest.raises(ExpiredError):
+            mem.feedback(result.id, 1.0)
+        assert all(mem.get(rid).utility == Utility() for rid in result.ids)
+        assert mem.retrieval(result.id).feedback is None
+    with Memory(db_url, embedder=embedder, scope="acme") as mem:  # a 30-day window still takes it
+        assert mem.feedback(result.id, 1.0).count == 1
+
+
+def test_failing_plan_writes_nothing(mem: Memory) -> None:
+    ids = _seed(mem)
+    result = mem.search("who has a dog?", k=2)
+    not_shown = next(i for i in ids if i not in result.ids)
+    with pytest.raises(InvalidInputError):
+        mem.feedback(result.id, 1.0, used=[not_shown])
+    with pytest.raises(InvalidInputError):
+        mem.feedback(result.id, float("nan"))
+    with pytest.raises(InvalidInputError):
+        mem.feedback(result.id, 1.0, credit="everyone")
+    assert all(mem.get(rid).utility == Utility() for rid in ids)
+    assert mem.retrieval(result.id).feedback is None
+    assert mem.feedback(result.id, 1.0, used=[result.ids[0]]).count == 1  # not a conflict
+
+
+def test_tenant_isolation(mem: Memory) -> None:
+    _seed(mem)
+    mem.add("Zed keeps a dog too", scope="other")
+    result = mem.search("who has a dog?", k=2)
+    theirs = mem.search("who has a dog?", k=2, scope="other")
+    with pytest.raises(NotFoundError):
+        mem.feedback(result.id, 1.0, scope="other")
+    with pytest.raises(NotFoundError):
+        mem.retrieval(result.id, scope="other")
+    assert [r.id for r in mem.store.list_retrievals("other")] == [theirs.id]
+    assert all(mem.get(rid).utility == Utility() for rid in result.ids)
+    mem.feedback(theirs.id, 1.0, scope="other")
+    assert mem.retrieval(result.id).feedback is None
+
+
+def test_memq_learner_state_persists_across_instances(db_url: str, embedder) -> None:
+    config = MemoryConfig(learner_params={"memq": {"fit_every": 1}})
+    queries = ["who has pets?", "travel plans", "food allergies", "sports", "where is the offsite?", "a dog"]
+    with Memory(db_url, embedder=embedder, scope="acme", config=config) as mem:
+        _seed(mem)
+        for i, query in enumerate(queries):
+            result = mem.search(query, k=3, policy="memq")
+            assert (result.policy, mem.retrieval(result.id).policy) == ("memq", "memq")
+            mem.feedback(result.id, float(i % 2))
+        learner = mem._learner("acme", "memq")
+        assert learner.w.tolist() != [-2.5, 5.0, 0.0, 0.0], "enough feedback for a fit"
+        saved = mem.store.learner_state("acme", "memq")
+        assert saved == learner.state_dict()
+        assert mem.store.learner_state("other", "memq") is None
+        stats = mem.get(result.ids[0]).utility.stats
+        assert set(stats) == {"n", "s"} and stats["n"] >= 1
+        scores = [h.score for h in mem.search("who has pets?", k=3, policy="memq").hits]
+    with Memory(db_url, embedder=embedder, scope="acme", config=config) as fresh:
+        loaded = fresh._learner("acme", "memq")
+        assert loaded.state_dict() == saved
+        assert np.array_equal(loaded.w, learner.w)
+        assert [h.score for h in fresh.search("who has pets?", k=3, policy="memq").hits] == scores
+
+
+def test_save_learner_state_round_trips(mem: Memory) -> None:
+    state = {"w": [0.1, -2.5e-07, 1e16, 3.0], "nested": {"b": [1, 2], "a": None}, "since_fit": 3}
+    mem.store.save_learner_state("acme", "custom", state)
+    assert mem.store.learner_state("acme", "custom") == state
+    mem.store.save_learner_state("acme", "custom", {"w": []})
+    assert mem.store.learner_state("acme", "custom") == {"w": []}
+
+
+def _make_schema_v1(db_url: str, created: datetime) -> None:
+    """A database as the release before the learning layer left it, with a logged search in it."""
+    shown = '[{"id": "gone", "score": 0.5, "rank": 1}]'
+    if db_url.startswith("postgresql"):
+        import psycopg
+
+        from memq.store.postgres import schema
+
+        with psycopg.connect(db_url, autocommit=True) as conn, conn.transaction():
+            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+            conn.execute(
+                "CREATE TABLE memq_schema (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            for statement in schema.MIGRATIONS[0]:
+                conn.execute(statement)
+            conn.execute("INSERT INTO memq_schema (version) VALUES (1)")
+            conn.execute(
+                "INSERT INTO retrievals (id, tenant, query, policy, k, shown, created_at) "
+                "VALUES ('old', 'acme', 'q', 'hybrid-rrf', 1, %s, %s)",
+                (shown, created),
+            )
+            conn.execute("INSERT INTO utility (id, tenant, q, n_shown) VALUES ('gone', 'acme', 0.7, 3)")
+        return
+    import sqlite3
+
+    from memq.store.sqlite import schema as sqlite_schema
+    from memq.store.sqlite.store import to_us
+
+    conn = sqlite3.connect(db_url, isolation_level=None)
+    try:
+        for statement in sqlite_schema._split(sqlite_schema.MIGRATIONS[0]):
+            conn.execute(statement)
+        conn.execute("PRAGMA user_version = 1")
+        conn.execute(
+            "INSERT INTO retrievals (id, tenant, query, policy, k, shown, created_at) "
+            "VALUES ('old', 'acme', 'q', 'hybrid-rrf', 1, ?, ?)",
+            (shown, to_us(created)),
+        )
+        conn.execute("INSERT INTO utility (id, tenant, q, n_shown) VALUES ('gone', 'acme', 0.7, 3)")
+    finally:
+        conn.close()
+
+
+def test_a_store_of_the_previous_schema_upgrades(db_url: str, embedder) -> None:
+    created = datetime.now(UTC) - timedelta(hours=1)
+    _make_schema_v1(db_url, created)
+    with Memory(db_url, embedder=embedder, scope="acme") as mem:
+        old = mem.retrieval("old")
+        assert (old.policy, old.policy_version, old.pool, old.query_vector, old.feedback) == (
+            "hybrid-rrf",
+            "1",
+            [],
+            None,
+            None,
+        )
+        assert old.created_at == created
+        assert [(s.id, s.rank, s.score, s.propensity) for s in old.shown] == [("gone", 1, 0.5, 1.0)]
+        fb = mem.feedback("old", 1.0)  # its record is gone: the feedback is kept, no utility comes back
+        assert mem.retrieval("old").feedback == fb
+        ids = _seed(mem)
+        assert mem.get(ids[0]).utility == Utility()
+        assert mem.store.learner_state("acme", "memq") is None
+
+
+# -- erasure and pruning --------------------------------------------------------------------------------
+
+
+def test_purge_drops_the_log_entries_that_showed_or_pooled_the_record(mem: Memory) -> None:
+    ids = _seed(mem)
+    carol = ids[2]
+    mem.add("Zed keeps a dog too", scope="other")
+    showed = mem.search("who has a dog?", k=1)
+    assert showed.ids == [carol]
+    pooled = mem.search("Bob peanuts", k=1)
+    assert carol not in pooled.ids and carol in {p.id for p in mem.retrieval(pooled.id).pool}
+    untouched = mem.search("allergies", k=1, filters={"metadata.topic": "health"})
+    assert carol not in {p.id for p in mem.retrieval(untouched.id).pool}
+    theirs = mem.search("who has a dog?", k=1, scope="other")
+    mem.feedback(showed.id, 1.0)
+    assert mem.purge(carol) == 1
+    for gone in (showed.id, pooled.id):
+        with pytest.raises(NotFoundError):
+            mem.retrieval(gone)
+    assert mem.retrieval(untouched.id).pool
+    assert mem.retrieval(theirs.id, scope="other").shown
+    assert [r.id for r in mem.store.list_retrievals("acme")] == [untouched.id]
+
+
+def test_prune_and_list_retrievals(mem: Memory) -> None:
+    _seed(mem)
+    first = mem.search("who has a dog?", k=1)
+    time.sleep(0.01)
+    second = mem.search("travel", k=1)
+    theirs = mem.search("travel", k=1, scope="other")
+    mem.feedback(second.id, 1.0)
+    store = mem.store
+    assert [r.id for r in store.list_retrievals("acme")] == [first.id, second.id]
+    assert [r.id for r in store.list_retrievals("acme", limit=1)] == [first.id]
+    assert [r.id for r in store.list_retrievals("acme", since=second.created_at)] == [second.id]
+    assert [r.id for r in store.list_retrievals("acme", with_feedback=True)] == [second.id]
+    assert store.prune_retrievals(second.created_at, tenant="other") == 0
+    assert store.prune_retrievals(second.created_at, tenant="acme") == 1  # strictly older only
+    assert [r.id for r in store.list_retrievals("acme")] == [second.id]
+    with pytest.raises(NotFoundError):
+        mem.feedback(first.id, 1.0)
+    assert store.prune_retrievals(datetime.now(UTC) + timedelta(seconds=1)) == 2  # every tenant
+    assert store.list_retrievals("acme") == [] and store.list_retrievals("other") == []
+    with pytest.raises(NotFoundError):
+        mem.retrieval(theirs.id, scope="other")
+
+
+# -- utility stats in export / import -------------------------------------------------------------------
+
+
+def test_utility_stats_survive_export_and_import_byte_identically(mem: Memory, make_url, embedder) -> None:
+    ids = _seed(mem)
+    result = mem.search("who has a dog?", k=2)
+    mem.feedback(result.id, 1.0)
+    first = io.StringIO()
+    mem.export(first)
+    # give one record learner stats whose keys are in no sorted order (as the memq learner writes them)
+    lines = first.getvalue().splitlines()
+    for i, line in enumerate(lines):
+        obj = json.loads(line)
+        if obj.get("type") == "record" and obj["record"]["id"] == ids[0]:
+            obj["record"]["utility"]["stats"] = {"s": 1.5, "agree_total": 2.25, "n": 2.0, "agree": 0.1}
+            lines[i] = json.dumps(obj, ensure_ascii=False)
+    source = "\n".join(lines) + "\n"
+    outputs = []
+    for backend in ("sqlite", "postgres"):
+        with Memory(make_url(backend), embedder=embedder, scope="acme") as other:
+            other.import_(io.StringIO(source))
+            got = other.get(ids[0]).utility.stats
+            assert list(got) == ["s", "agree_total", "n", "agree"]
+            assert other.get(result.ids[0]).utility.n_shown == 1
+            out = io.StringIO()
+            other.export(out)
+            outputs.append(out.getvalue())
+    assert outputs[0] == outputs[1]
+    with Memory(make_url("sqlite"), embedder=embedder, scope="acme") as again:
+        again.import_(io.StringIO(outputs[1]))
+        out = io.StringIO()
+        again.export(out)
+        assert out.getvalue() == outputs[0]
+
+
+# -- AsyncMemory ----------------------------------------------------------------------------------------
+
+
+async def test_async_memory_feedback(db_url: str, embedder) -> None:
+    config = MemoryConfig(learner_params=MEMRL_EXPLORE)
+    mem = await AsyncMemory.open(db_url, embedder=embedder, scope="acme", config=config)
+    try:
+        ids = [r.id for r in await mem.add([{"text": t, "metadata": md} for t, md in FACTS])]
+        result = await mem.search("who has a dog?", k=3)
+        logged = await mem.retrieval(result.id)
+        assert logged.shown and [s.id for s in logged.shown] == result.ids
+        assert logged.query_vector is not None and len(logged.pool) == len(FACTS)
+        fb = await mem.feedback(result.id, 1.0, used=[result.ids[0]])
+        assert fb.credit == "used" and fb.count == 1
+        u = (await mem.get(result.ids[0])).utility
+        assert (u.q, u.n_shown, u.n_used) == (pytest.approx(_memrl_q(1.0)), 1, 1)
+        assert (await mem.get(result.ids[1])).utility == Utility(n_shown=1)
+        with pytest.raises(ConflictError):
+            await mem.feedback(result.id, 0.0)
+        assert (await mem.feedback(result.id, 0.0, accumulate=True)).count == 2
+        with pytest.raises(NotFoundError):
+            await mem.feedback(result.id, 1.0, scope="other")
+        with pytest.raises(InvalidInputError):
+            await mem.feedback(
+                result.id, 1.0, used=[next(i for i in ids if i not in result.ids)], accumulate=True
+            )
+        # the learner path
+        learned = await mem.search("who has pets?", k=2, policy="memrl")
+        log = await mem.retrieval(learned.id)
+        assert (log.policy, len(log.shown)) == ("memrl", 2)
+        assert all(0 < s.propensity < 1 for s in log.shown)
+        await mem.feedback(learned.id, 1.0)
+        assert (await mem.retrieval(learned.id)).feedback.count == 1
+        # two feedbacks at once on one loop: exactly one wins
+        race = await mem.search("travel", k=2)
+        outcomes = await asyncio.gather(
+            mem.feedback(race.id, 1.0), mem.feedback(race.id, 0.0), return_exceptions=True
+        )
+        assert sorted(type(o).__name__ for o in outcomes) == ["ConflictError", "FeedbackRecord"]
+        assert (await mem.get(race.ids[0])).utility.n_shown == 1
+        assert await mem.purge(result.ids[0]) == 1
+        with pytest.raises(NotFoundError):
+            await mem.retrieval(result.id)
+        assert await mem.store.list_retrievals("acme") == []  # every search here pooled that record
+        kept = await mem.search("travel", k=1)
+        assert [r.id for r in await mem.store.list_retrievals("acme")] == [kept.id]
+        assert await mem.store.prune_retrievals(datetime.now(UTC) + timedelta(seconds=1)) == 1
+        assert await mem.store.list_retrievals("acme") == []
+    finally:
+        await mem.close()
+
+
+async def test_async_memq_learner_loads_saved_state(db_url: str, embedder) -> None:
+    config = MemoryConfig(learner_params={"memq": {"fit_every": 1}})
+    with Memory(db_url, embedder=embedder, scope="acme", config=config) as mem:
+        _seed(mem)
+        for i, query in enumerate(["pets", "travel", "allergies", "sports", "offsite"]):
+            mem.feedback(mem.search(query, k=3, policy="memq").id, float(i % 2))
+        saved = mem.store.learner_state("acme", "memq")
+    amem = await AsyncMemory.open(db_url, embedder=embedder, scope="acme", config=config)
+    try:
+        assert (await amem._learner("acme", "memq")).state_dict() == saved
+        result = await amem.search("pets", k=3, policy="memq")
+        await amem.feedback(result.id, 1.0)
+        assert await amem.store.learner_state("acme", "memq") != saved
+    finally:
+        await amem.close()
+
+
+# -- concurrent feedback on one retrieval ---------------------------------------------------------------
+
+
+def test_two_threads_feedback_on_one_retrieval_exactly_one_wins(db_url: str, embedder) -> None:
+    with Memory(db_url, embedder=embedder, scope="acme") as mem:
+        _seed(mem)
+        results = [mem.search(q, k=2) for q in ("who has a dog?", "travel", "allergies")]
+    # two instances, two connections: the database's lock decides, not a Python lock
+    a = Memory(db_url, embedder=embedder, scope="acme")
+    b = Memory(db_url, embedder=embedder, scope="acme")
+    try:
+        for result in results:
+            shown_before = {rid: a.get(rid).utility.n_shown for rid in result.ids}
+            barrier = threading.Barrier(2)
+            outcomes: list[object] = []
+
+            def give(
+                m: Memory,
+                reward: float,
+                rid: str = result.id,
+                out: list[object] = outcomes,
+                barrier: threading.Barrier = barrier,
+            ) -> None:
+                barrier.wait()
+                try:
+                    out.append(m.feedback(rid, reward))
+                except ConflictError as exc:
+                    out.append(exc)
+
+            threads = [threading.Thread(target=give, args=(m, r)) for m, r in ((a, 1.0), (b, 0.0))]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(30)
+            assert sorted(type(o).__name__ for o in outcomes) == ["ConflictError", "FeedbackRecord"]
+            assert a.retrieval(result.id).feedback.count == 1
+            for rid in result.ids:  # counted once (records may recur across the searches)
+                assert a.get(rid).utility.n_shown == shown_before[rid] + 1
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_second_feedback_waits_for_the_first_and_sees_it(db_url: str, embedder) -> None:
+    """The first feedback's plan sleeps inside its transaction; the second must wait and then conflict."""
+    with Memory(db_url, embedder=embedder, scope="acme") as mem:
+        _seed(mem)
+        result = mem.search("who has a dog?", k=2)
+    stores = [Memory(db_url, embedder=embedder, scope="acme") for _ in range(2)]
+    planned: list[tuple[str, bool]] = []
+    errors: list[BaseException] = []
+    first_in = threading.Event()
+
+    def plan(name: str, delay: float):  # type: ignore[no-untyped-def]
+        def run(logged: LoggedRetrieval, current: dict[str, Utility]) -> FeedbackPlan:
+            planned.append((name, logged.feedback is not None))
+            first_in.set()
+            time.sleep(delay)
+            return plan_feedback(
+                logged,
+                current,
+                reward=1.0,
+                used=None,
+                strategy="shown",
+                accumulate=False,
+                now=datetime.now(UTC),
+                window_days=30,
+                learner=None,
+            )
+
+        return run
+
+    def give(i: int, delay: float) -> None:
+        try:
+            stores[i].store.apply_feedback("acme", result.id, plan(f"p{i}", delay))
+        except BaseException as exc:  # collected for the assertion below
+            errors.append(exc)
+
+    try:
+        slow = threading.Thread(target=give, args=(0, 0.5))
+        slow.start()
+        assert first_in.wait(10)
+        fast = threading.Thread(target=give, args=(1, 0.0))
+        fast.start()
+        slow.join(30)
+        fast.join(30)
+        assert planned == [("p0", False), ("p1", True)], "the second plan ran after the first committed"
+        assert [type(e) for e in errors] == [ConflictError]
+        assert stores[0].get(result.ids[0]).utility.n_shown == 1
+    finally:
+        for m in stores:
+            m.close()
