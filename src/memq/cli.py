@@ -262,6 +262,22 @@ def feedback(
     )
 
 
+@app.command(name="prune-log")
+def prune_log(
+    older_than_days: Annotated[
+        float, typer.Argument(help="Delete logged retrievals older than this many days.")
+    ],
+    all_tenants: Annotated[bool, typer.Option(help="Prune every tenant's log.")] = False,
+) -> None:
+    """Prune the retrieval log by age."""
+
+    def go() -> int:
+        with _memory() as mem:
+            return mem.prune_log(older_than_days, all_tenants=all_tenants)
+
+    console.print(f"pruned {_run(go)} logged retrievals")
+
+
 @app.command()
 def replay(
     policy: Annotated[str, typer.Argument(help="The learner to re-train: memrl, memento_q or memq.")],

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -76,6 +77,7 @@ class _Base:
         self.default_scope = None if scope is None else coerce_scope(scope)
         self._space_checked = False
         self._learners: dict[tuple[str, str], Learner] = {}
+        self._learner_lock = threading.RLock()  # learners are not thread-safe: one select/observe at a time
         self._rng = np.random.default_rng(self.config.seed)
 
     @property
@@ -194,7 +196,8 @@ class _Base:
             for c in candidates
             if c.id in records
         ]
-        sel = learner.select(vector, pool, k, self._rng)
+        with self._learner_lock:
+            sel = learner.select(vector, pool, k, self._rng)
         sims = {p.id: p.sim for p in pool}
         hits = [
             Hit(
@@ -218,18 +221,19 @@ class _Base:
         vectors: Mapping[str, np.ndarray] | None,
     ) -> PlanFn:
         def plan(logged: LoggedRetrieval, current: Mapping[str, Utility]) -> FeedbackPlan:
-            return plan_feedback(
-                logged,
-                current,
-                reward=reward,
-                used=None if used is None else list(used),
-                strategy=strategy,
-                accumulate=accumulate,
-                now=utcnow(),
-                window_days=self.config.feedback_window_days,
-                learner=learner,
-                vectors=vectors,
-            )
+            with self._learner_lock:
+                return plan_feedback(
+                    logged,
+                    current,
+                    reward=reward,
+                    used=None if used is None else list(used),
+                    strategy=strategy,
+                    accumulate=accumulate,
+                    now=utcnow(),
+                    window_days=self.config.feedback_window_days,
+                    learner=learner,
+                    vectors=vectors,
+                )
 
         return plan
 
@@ -578,6 +582,15 @@ class Memory(_Base):
             if len(batch) < 1000 or not fresh:
                 return logs
             since = batch[-1].created_at
+
+    def prune_log(
+        self, older_than_days: float, *, scope: ScopeLike | None = None, all_tenants: bool = False
+    ) -> int:
+        """Delete logged retrievals older than ``older_than_days``; feedback on them is then refused."""
+        if older_than_days < 0:
+            raise InvalidInputError("older_than_days must be >= 0")
+        before = utcnow() - timedelta(days=older_than_days)
+        return self.store.prune_retrievals(before, None if all_tenants else self._scope(scope).tenant)
 
     def replay(self, policy: str, *, scope: ScopeLike | None = None, since: datetime | None = None) -> int:
         """Re-train a learner from scratch on the logged feedback of this tenant, and save its state."""
