@@ -19,6 +19,7 @@ from memq.errors import (
     StoreError,
     TextTooLongError,
 )
+from memq.learn.forgetting import ForgettingPolicy
 from memq.memory import AsyncMemory, Memory
 from memq.retrieve.pipeline import SearchOptions
 from memq.types import (
@@ -48,6 +49,7 @@ __all__ = [
     "EmptyTextError",
     "ExpiredError",
     "FilterError",
+    "ForgettingPolicy",
     "HistoryEvent",
     "HistoryOp",
     "Hit",

@@ -453,6 +453,60 @@ def purge(
 
 
 @app.command()
+def forget(
+    capacity: Annotated[int, typer.Argument(help="Most records the scope keeps.")],
+) -> None:
+    """Archive the scope's lowest-keep records beyond CAPACITY (budgeted forgetting; restorable)."""
+
+    def go() -> list[str]:
+        with _memory() as mem:
+            return mem.forget(capacity)
+
+    ids = _run(go)
+    if state.as_json:
+        _print_json({"archived": ids})
+        return
+    console.print(f"archived {len(ids)} record(s)")
+    for rid in ids:
+        console.print(f"  [cyan]{rid}[/]")
+
+
+@app.command()
+def archived(
+    limit: Annotated[int, typer.Option(help="Records per page.")] = 20,
+    cursor: Annotated[str | None, typer.Option(help="Cursor printed by the previous page.")] = None,
+) -> None:
+    """List archived records (evicted by `memq forget` or a capacity), one page at a time."""
+
+    def go() -> Any:
+        with _memory() as mem:
+            return mem.archived(limit=limit, cursor=cursor)
+
+    page = _run(go)
+    if state.as_json:
+        _print_json(page.model_dump(mode="json", exclude={"records": {"__all__": {"embedding"}}}))
+        return
+    console.print(_records_table(page.records, title="archived"))
+    if page.next_cursor:
+        console.print(f"next page: [cyan]memq archived --cursor {page.next_cursor}[/]")
+
+
+@app.command()
+def restore(record_id: Annotated[str, typer.Argument(help="Id of an archived record.")]) -> None:
+    """Bring an archived record back (a new current version; same text, metadata and vector)."""
+
+    def go() -> MemoryRecord:
+        with _memory() as mem:
+            return mem.restore(record_id)
+
+    record = _run(go)
+    if state.as_json:
+        _print_json(_record_row(record))
+        return
+    console.print(f"restored [cyan]{record.id}[/] as version {record.version}")
+
+
+@app.command()
 def export(
     path: Annotated[Path, typer.Argument(help="Output JSONL file (- for stdout).")],
     all_tenants: Annotated[bool, typer.Option(help="Export every tenant, not just --tenant.")] = False,

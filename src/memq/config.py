@@ -23,5 +23,13 @@ class MemoryConfig(BaseModel):
     learner_params: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Constructor parameters per learner name, e.g. {'memrl': {'alpha': 0.2}}."
     )
+    capacity: int | None = Field(
+        default=None,
+        ge=0,
+        description=(
+            "Most records a scope keeps: after each add (a separate transaction, after the insert "
+            "committed), the scope written to is trimmed with forget(capacity)."
+        ),
+    )
     seed: int = Field(default=0, description="Seed of the policies' random choices (exploration).")
     search: SearchOptions = Field(default_factory=SearchOptions, description="Default search options.")

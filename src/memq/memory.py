@@ -29,6 +29,7 @@ from memq.ids import new_id
 from memq.learn import LEARNERS, Learner, PoolItem, make_learner
 from memq.learn.experience import TASK_KEY_SIMILARITY, experience_payload
 from memq.learn.feedback import check_feedback_args, plan_feedback
+from memq.learn.forgetting import ForgettingPolicy, select_evictions
 from memq.learn.replay import OffPolicyEstimate, ips_estimate, learner_policy, retrain
 from memq.retrieve.filters import parse_filter
 from memq.retrieve.pipeline import SearchOptions, rank
@@ -158,6 +159,17 @@ class _Base:
             valid_at=None if valid_at is None else as_utc(valid_at),
             include_invalidated=include_invalidated,
         )
+
+    def _forget_plan(
+        self, records: Sequence[MemoryRecord], capacity: int, policy: ForgettingPolicy | None
+    ) -> list[str]:
+        if not isinstance(capacity, int) or isinstance(capacity, bool) or capacity < 0:
+            raise InvalidInputError(f"capacity must be a non-negative integer, got {capacity!r}")
+        return select_evictions(records, capacity, policy=policy)
+
+    def _added_scopes(self, records: Sequence[MemoryRecord]) -> list[Scope]:
+        """The distinct scopes an add wrote to (capacity is enforced on each)."""
+        return list(dict.fromkeys(r.scope for r in records))
 
     def _limit(self, limit: int) -> int:
         if not isinstance(limit, int) or limit < 1:
@@ -358,6 +370,9 @@ class Memory(_Base):
         self._ensure_space()
         self._attach(records, self._embed_documents([r.text for r in records]))
         self.store.insert(records, op=HistoryOp.ADD, actor=actor)
+        if self.config.capacity is not None:  # a separate transaction, after the insert committed
+            for sc in self._added_scopes(records):
+                self.forget(self.config.capacity, scope=sc)
         return records[0] if single else records
 
     def update(
@@ -420,6 +435,46 @@ class Memory(_Base):
         row and history event of these records. Returns how many records were removed."""
         ids = [record_ids] if isinstance(record_ids, str) else list(record_ids)
         return self.store.purge(self._scope(scope).tenant, ids)
+
+    # -- budgeted forgetting -------------------------------------------------------------------------
+    def forget(
+        self, capacity: int, *, scope: ScopeLike | None = None, policy: ForgettingPolicy | None = None
+    ) -> list[str]:
+        """Archive the records of ``scope`` with the lowest keep score (see
+        :mod:`memq.learn.forgetting`) until at most ``capacity`` remain; returns the archived ids.
+
+        The scope's records are its current versions, valid or invalidated (an invalidated record
+        still takes space and can still be searched with ``include_invalidated``). Archived records
+        are hidden like deleted ones, listed by :meth:`archived` and brought back by :meth:`restore`.
+        """
+        sc = self._scope(scope)
+        query = CandidateQuery(scope=sc, include_invalidated=True)
+        records: list[MemoryRecord] = []
+        cursor = None
+        while True:
+            page = self.store.list(query, cursor=cursor, limit=self.config.max_page)
+            records += page.records
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        evict = self._forget_plan(records, capacity, policy)
+        if not evict:
+            return []
+        self.store.archive(sc.tenant, evict, reason=f"forget: capacity {capacity}", actor="memq.forget")
+        return evict
+
+    def archived(
+        self, *, scope: ScopeLike | None = None, cursor: str | None = None, limit: int = 100
+    ) -> Page:
+        """One page of archived records of ``scope`` (latest version each), in id order."""
+        query = CandidateQuery(scope=self._scope(scope), include_invalidated=True)
+        return self.store.list_archived(query, cursor=cursor, limit=self._limit(limit))
+
+    def restore(self, record_id: str, *, scope: ScopeLike | None = None) -> MemoryRecord:
+        """Bring an archived record back as a new current version (same text, metadata, vector).
+
+        NotFoundError for an unknown record, ConflictError for one that is not archived."""
+        return self.store.restore(self._scope(scope).tenant, record_id)
 
     # -- read path ---------------------------------------------------------------------------------
     def search(
@@ -804,6 +859,9 @@ class AsyncMemory(_Base):
         vectors = await asyncio.to_thread(self._embed_documents, [r.text for r in records])
         self._attach(records, vectors)
         await self.store.insert(records, op=HistoryOp.ADD, actor=actor)
+        if self.config.capacity is not None:  # a separate transaction, after the insert committed
+            for sc in self._added_scopes(records):
+                await self.forget(self.config.capacity, scope=sc)
         return records[0] if single else records
 
     async def update(
@@ -859,6 +917,46 @@ class AsyncMemory(_Base):
     async def purge(self, record_ids: str | Sequence[str], *, scope: ScopeLike | None = None) -> int:
         ids = [record_ids] if isinstance(record_ids, str) else list(record_ids)
         return await self.store.purge(self._scope(scope).tenant, ids)
+
+    # -- budgeted forgetting -------------------------------------------------------------------------
+    async def forget(
+        self, capacity: int, *, scope: ScopeLike | None = None, policy: ForgettingPolicy | None = None
+    ) -> list[str]:
+        """Archive the records of ``scope`` with the lowest keep score (see
+        :mod:`memq.learn.forgetting`) until at most ``capacity`` remain; returns the archived ids.
+
+        The scope's records are its current versions, valid or invalidated (an invalidated record
+        still takes space and can still be searched with ``include_invalidated``). Archived records
+        are hidden like deleted ones, listed by :meth:`archived` and brought back by :meth:`restore`.
+        """
+        sc = self._scope(scope)
+        query = CandidateQuery(scope=sc, include_invalidated=True)
+        records: list[MemoryRecord] = []
+        cursor = None
+        while True:
+            page = await self.store.list(query, cursor=cursor, limit=self.config.max_page)
+            records += page.records
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        evict = self._forget_plan(records, capacity, policy)
+        if not evict:
+            return []
+        await self.store.archive(sc.tenant, evict, reason=f"forget: capacity {capacity}", actor="memq.forget")
+        return evict
+
+    async def archived(
+        self, *, scope: ScopeLike | None = None, cursor: str | None = None, limit: int = 100
+    ) -> Page:
+        """One page of archived records of ``scope`` (latest version each), in id order."""
+        query = CandidateQuery(scope=self._scope(scope), include_invalidated=True)
+        return await self.store.list_archived(query, cursor=cursor, limit=self._limit(limit))
+
+    async def restore(self, record_id: str, *, scope: ScopeLike | None = None) -> MemoryRecord:
+        """Bring an archived record back as a new current version (same text, metadata, vector).
+
+        NotFoundError for an unknown record, ConflictError for one that is not archived."""
+        return await self.store.restore(self._scope(scope).tenant, record_id)
 
     async def search(
         self,

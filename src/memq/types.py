@@ -165,6 +165,8 @@ class HistoryOp(StrEnum):
     INVALIDATE = "invalidate"
     DELETE = "delete"
     IMPORT = "import"
+    ARCHIVE = "archive"  # evicted by budgeted forgetting (restorable)
+    RESTORE = "restore"  # brought back from the archive
 
 
 class HistoryEvent(BaseModel):

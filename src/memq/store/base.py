@@ -129,6 +129,25 @@ class Store(Protocol):
         """Soft delete: the current version is expired and flagged deleted; history is kept."""
         ...
 
+    def archive(
+        self, tenant: str, record_ids: Sequence[str], *, reason: str | None = None, actor: str | None = None
+    ) -> int:
+        """Archive records (budgeted forgetting), all in one transaction: like :meth:`delete`, the
+        current version is expired and flagged deleted, but the event is ``archive``, so the record
+        is listed by :meth:`list_archived` and can be restored. Ids with no current version are
+        skipped. Returns how many records were archived."""
+        ...
+
+    def restore(
+        self, tenant: str, record_id: str, *, actor: str | None = None, reason: str | None = None
+    ) -> MemoryRecord:
+        """Bring an archived record back, in one transaction: a new current version copied from the
+        archived one (version + 1, new ``recorded_at``, vector included) and a ``restore`` event.
+
+        NotFoundError for an unknown record; ConflictError when its latest event is not ``archive``.
+        """
+        ...
+
     def purge(self, tenant: str, record_ids: Sequence[str]) -> int:
         """Hard delete every version, vector, lexical entry, link, utility row and history event.
 
@@ -184,6 +203,11 @@ class Store(Protocol):
 
     def list(self, query: CandidateQuery, *, cursor: str | None, limit: int) -> Page:
         """Records visible to ``query`` in id order (creation order), ``limit`` per page."""
+        ...
+
+    def list_archived(self, query: CandidateQuery, *, cursor: str | None, limit: int) -> Page:
+        """The latest version of each record of ``query``'s scope (and filter) whose latest event
+        is ``archive``, in id order; ``as_of``/``valid_at`` are ignored."""
         ...
 
     def visible(
@@ -248,6 +272,13 @@ class AsyncStore(Protocol):
         self, tenant: str, record_id: str, *, actor: str | None = None, reason: str | None = None
     ) -> None: ...
     async def purge(self, tenant: str, record_ids: Sequence[str]) -> int: ...
+    async def archive(
+        self, tenant: str, record_ids: Sequence[str], *, reason: str | None = None, actor: str | None = None
+    ) -> int: ...
+    async def restore(
+        self, tenant: str, record_id: str, *, actor: str | None = None, reason: str | None = None
+    ) -> MemoryRecord: ...
+    async def list_archived(self, query: CandidateQuery, *, cursor: str | None, limit: int) -> Page: ...
     async def log_retrieval(
         self,
         retrieval: Retrieval,

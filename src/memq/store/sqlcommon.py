@@ -63,6 +63,37 @@ def visibility(
     return " AND ".join(parts), params
 
 
+def archived_clause(
+    query: CandidateQuery, dialect: Dialect, time_param: Callable[[datetime], Any]
+) -> tuple[str, list[Any]]:
+    """The WHERE clause (on alias ``r``) selecting the latest version of each archived record.
+
+    A record is archived when its latest history event is ``archive`` (a user's soft delete is not).
+    The scope (tenant, and user/agent/session when set) and the filter apply; ``as_of``/``valid_at``
+    are ignored: the archive lists what is archived now.
+    """
+    ph = "?" if dialect == "sqlite" else "%s"
+    parts: list[str] = [f"r.tenant = {ph}"]
+    params: list[Any] = [query.scope.tenant]
+    for field, column in (("user", "r.user_id"), ("agent", "r.agent_id"), ("session", "r.session_id")):
+        value = getattr(query.scope, field)
+        if value is not None:
+            parts.append(f"{column} = {ph}")
+            params.append(value)
+    deleted = "r.deleted = 1" if dialect == "sqlite" else "r.deleted"
+    parts.append(deleted)
+    parts.append("r.version = (SELECT max(x.version) FROM records x WHERE x.id = r.id)")
+    parts.append(
+        "(SELECT e.op FROM events e WHERE e.tenant = r.tenant AND e.record_id = r.id "
+        "ORDER BY e.seq DESC LIMIT 1) = 'archive'"
+    )
+    if query.filter is not None:
+        sql, fparams = compile_filter(query.filter, SqlTarget(dialect, FILTER_COLUMNS, time_param))
+        parts.append(sql)
+        params += fparams
+    return " AND ".join(parts), params
+
+
 _STOPWORDS = frozenset(
     "a an and are as at be been but by did do does for from had has have he her his how i if in into is it its "
     "me my of on or our she so than that the their them then there these they this to was we were what when "

@@ -69,6 +69,16 @@ class ThreadedAsyncStore:
     ) -> None:
         await self._run(self.sync.delete, tenant, record_id, actor=actor, reason=reason)
 
+    async def archive(
+        self, tenant: str, record_ids: Sequence[str], *, reason: str | None = None, actor: str | None = None
+    ) -> int:
+        return await self._run(self.sync.archive, tenant, record_ids, reason=reason, actor=actor)
+
+    async def restore(
+        self, tenant: str, record_id: str, *, actor: str | None = None, reason: str | None = None
+    ) -> MemoryRecord:
+        return await self._run(self.sync.restore, tenant, record_id, actor=actor, reason=reason)
+
     async def purge(self, tenant: str, record_ids: Sequence[str]) -> int:
         return await self._run(self.sync.purge, tenant, record_ids)
 
@@ -120,6 +130,9 @@ class ThreadedAsyncStore:
 
     async def list(self, query: CandidateQuery, *, cursor: str | None, limit: int) -> Page:
         return await self._run(self.sync.list, query, cursor=cursor, limit=limit)
+
+    async def list_archived(self, query: CandidateQuery, *, cursor: str | None, limit: int) -> Page:
+        return await self._run(self.sync.list_archived, query, cursor=cursor, limit=limit)
 
     async def visible(
         self, query: CandidateQuery, ids: Sequence[str], *, with_embedding: bool = False

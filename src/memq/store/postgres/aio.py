@@ -175,6 +175,16 @@ class AsyncPostgresStore:
     ) -> None:
         await self._write(lambda: sql.delete(tenant, record_id, actor, reason))
 
+    async def archive(
+        self, tenant: str, record_ids: Sequence[str], *, reason: str | None = None, actor: str | None = None
+    ) -> int:
+        return await self._write(lambda: sql.archive(tenant, record_ids, reason, actor))
+
+    async def restore(
+        self, tenant: str, record_id: str, *, actor: str | None = None, reason: str | None = None
+    ) -> MemoryRecord:
+        return await self._write(lambda: sql.restore(tenant, record_id, actor, reason))
+
     async def purge(self, tenant: str, record_ids: Sequence[str]) -> int:
         return await self._write(lambda: sql.purge(tenant, record_ids))
 
@@ -224,6 +234,9 @@ class AsyncPostgresStore:
 
     async def list(self, query: CandidateQuery, *, cursor: str | None, limit: int) -> Page:
         return await self._read(sql.list_page(query, cursor, limit))
+
+    async def list_archived(self, query: CandidateQuery, *, cursor: str | None, limit: int) -> Page:
+        return await self._read(sql.list_archived(query, cursor, limit))
 
     async def visible(
         self, query: CandidateQuery, ids: Sequence[str], *, with_embedding: bool = False

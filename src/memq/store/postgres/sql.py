@@ -22,7 +22,7 @@ from memq.errors import ConflictError, NotFoundError
 from memq.store.base import Candidate, CandidateQuery, FeedbackPlan, PlanFn, VersionChange
 from memq.store.postgres import schema
 from memq.store.postgres.steps import Emit, Op, Q
-from memq.store.sqlcommon import query_terms, visibility
+from memq.store.sqlcommon import archived_clause, query_terms, visibility
 from memq.types import (
     FeedbackRecord,
     HistoryEvent,
@@ -205,6 +205,80 @@ def delete(tenant: str, record_id: str, actor: str | None, reason: str | None) -
     yield Q(
         INSERT_EVENT, _event_params(tenant, record_id, HistoryOp.DELETE, cur[1], now, actor, reason), "none"
     )
+
+
+def archive(tenant: str, record_ids: Sequence[str], reason: str | None, actor: str | None) -> Op[int]:
+    ids = list(dict.fromkeys(record_ids))
+    if not ids:
+        return 0
+    now = utcnow()
+    # ids with no current version (unknown, deleted or archived meanwhile) are skipped
+    rows = yield Q(
+        "UPDATE records SET expired_at = %s, deleted = true "
+        "WHERE tenant = %s AND id = ANY(%s) AND expired_at IS NULL RETURNING id, version",
+        (now, tenant, ids),
+    )
+    version = {rid: v for rid, v in rows}
+    params = [
+        _event_params(tenant, rid, HistoryOp.ARCHIVE, version[rid], now, actor, reason)
+        for rid in ids
+        if rid in version
+    ]
+    if params:
+        yield Q(INSERT_EVENT, params, mode="many")
+    return len(params)
+
+
+def restore(tenant: str, record_id: str, actor: str | None, reason: str | None) -> Op[MemoryRecord]:
+    last = yield Q(
+        "SELECT op FROM events WHERE tenant = %s AND record_id = %s ORDER BY seq DESC LIMIT 1",
+        (tenant, record_id),
+        mode="one",
+    )
+    if last is None:
+        raise NotFoundError(f"no record {record_id} in tenant {tenant!r}")
+    if last[0] != HistoryOp.ARCHIVE.value:
+        raise ConflictError(f"record {record_id} is not archived (its latest event is {last[0]!r})")
+    row = yield Q(
+        "SELECT row_key, version FROM records WHERE tenant = %s AND id = %s ORDER BY version DESC LIMIT 1 "
+        "FOR UPDATE",
+        (tenant, record_id),
+        mode="one",
+    )
+    now = utcnow()
+    yield Q(
+        "INSERT INTO records (id, version, tenant, user_id, agent_id, session_id, kind, text, payload_json, "
+        "metadata_json, source, source_message_ids, parent_ids, valid_from, valid_to, recorded_at, expired_at, "
+        "deleted, embedding_model, embedding) SELECT id, version + 1, tenant, user_id, agent_id, session_id, "
+        "kind, text, payload_json, metadata_json, source, source_message_ids, parent_ids, valid_from, valid_to, "
+        "%s, NULL, false, embedding_model, embedding FROM records WHERE row_key = %s",
+        (now, row[0]),
+        mode="none",
+    )
+    yield Q(
+        INSERT_EVENT,
+        _event_params(tenant, record_id, HistoryOp.RESTORE, row[1] + 1, now, actor, reason),
+        mode="none",
+    )
+    rows = yield Q(
+        f"SELECT {COLUMNS} FROM records r WHERE r.tenant = %s AND r.id = %s AND r.version = %s",
+        (tenant, record_id, row[1] + 1),
+    )
+    records = yield from hydrate(rows, False)
+    return records[0]
+
+
+def list_archived(query: CandidateQuery, cursor: str | None, limit: int) -> Op[Page]:
+    where, params = archived_clause(query, "postgres", _identity)
+    if cursor is not None:
+        where += " AND r.id > %s"
+        params.append(cursor)
+    rows = yield Q(
+        f"SELECT {COLUMNS} FROM records r WHERE {where} ORDER BY r.id LIMIT %s", (*params, limit + 1)
+    )
+    records = yield from hydrate(rows[:limit], False)
+    next_cursor = records[-1].id if len(rows) > limit else None
+    return Page(records=records, next_cursor=next_cursor)
 
 
 def purge(tenant: str, record_ids: Sequence[str]) -> Op[int]:

@@ -152,6 +152,16 @@ class PostgresStore:
     ) -> None:
         self._write(lambda: sql.delete(tenant, record_id, actor, reason))
 
+    def archive(
+        self, tenant: str, record_ids: Sequence[str], *, reason: str | None = None, actor: str | None = None
+    ) -> int:
+        return self._write(lambda: sql.archive(tenant, record_ids, reason, actor))
+
+    def restore(
+        self, tenant: str, record_id: str, *, actor: str | None = None, reason: str | None = None
+    ) -> MemoryRecord:
+        return self._write(lambda: sql.restore(tenant, record_id, actor, reason))
+
     def purge(self, tenant: str, record_ids: Sequence[str]) -> int:
         return self._write(lambda: sql.purge(tenant, record_ids))
 
@@ -199,6 +209,9 @@ class PostgresStore:
 
     def list(self, query: CandidateQuery, *, cursor: str | None, limit: int) -> Page:
         return self._read(sql.list_page(query, cursor, limit))
+
+    def list_archived(self, query: CandidateQuery, *, cursor: str | None, limit: int) -> Page:
+        return self._read(sql.list_archived(query, cursor, limit))
 
     def visible(
         self, query: CandidateQuery, ids: Sequence[str], *, with_embedding: bool = False

@@ -23,7 +23,7 @@ import numpy as np
 
 from memq.errors import ConflictError, DimensionMismatchError, NotFoundError, StoreError
 from memq.store.base import Candidate, CandidateQuery, FeedbackPlan, PlanFn, VersionChange
-from memq.store.sqlcommon import RECORD_COLUMNS, query_terms, visibility
+from memq.store.sqlcommon import RECORD_COLUMNS, archived_clause, query_terms, visibility
 from memq.store.sqlite.schema import migrate
 from memq.store.sqlite.vectors import VectorIndex
 from memq.types import (
@@ -269,6 +269,76 @@ class SQLiteStore:
             _event(conn, tenant, record_id, HistoryOp.DELETE, cur[1], now, actor, reason)
 
         self._write(tx)
+
+    def archive(
+        self, tenant: str, record_ids: Sequence[str], *, reason: str | None = None, actor: str | None = None
+    ) -> int:
+        ids = list(dict.fromkeys(record_ids))
+        if not ids:
+            return 0
+
+        def tx(conn: sqlite3.Connection) -> int:
+            now = utcnow()
+            count = 0
+            for rid in ids:
+                cur = conn.execute(
+                    "SELECT rowid, version FROM records WHERE id = ? AND tenant = ? AND expired_at IS NULL",
+                    (rid, tenant),
+                ).fetchone()
+                if cur is None:
+                    continue  # unknown, deleted or archived meanwhile: nothing to archive
+                conn.execute(
+                    "UPDATE records SET expired_at = ?, deleted = 1 WHERE rowid = ?", (to_us(now), cur[0])
+                )
+                _event(conn, tenant, rid, HistoryOp.ARCHIVE, cur[1], now, actor, reason)
+                count += 1
+            return count
+
+        return self._write(tx)
+
+    def restore(
+        self, tenant: str, record_id: str, *, actor: str | None = None, reason: str | None = None
+    ) -> MemoryRecord:
+        def tx(conn: sqlite3.Connection) -> None:
+            last = conn.execute(
+                "SELECT op FROM events WHERE tenant = ? AND record_id = ? ORDER BY seq DESC LIMIT 1",
+                (tenant, record_id),
+            ).fetchone()
+            if last is None:
+                raise NotFoundError(f"no record {record_id} in tenant {tenant!r}")
+            if last[0] != HistoryOp.ARCHIVE.value:
+                raise ConflictError(f"record {record_id} is not archived (its latest event is {last[0]!r})")
+            row = conn.execute(
+                "SELECT rowid, version FROM records WHERE tenant = ? AND id = ? ORDER BY version DESC LIMIT 1",
+                (tenant, record_id),
+            ).fetchone()
+            now = utcnow()
+            conn.execute(
+                "INSERT INTO records (id, version, tenant, user_id, agent_id, session_id, kind, text, payload, "
+                "metadata, source, source_message_ids, parent_ids, valid_from, valid_to, recorded_at, expired_at, "
+                "deleted, embedding_model, embedding) SELECT id, version + 1, tenant, user_id, agent_id, "
+                "session_id, kind, text, payload, metadata, source, source_message_ids, parent_ids, valid_from, "
+                "valid_to, ?, NULL, 0, embedding_model, embedding FROM records WHERE rowid = ?",
+                (to_us(now), row[0]),
+            )
+            _event(conn, tenant, record_id, HistoryOp.RESTORE, row[1] + 1, now, actor, reason)
+
+        self._write(tx)
+        self._index_added(True)
+        return self.get(tenant, [record_id])[0]
+
+    def list_archived(self, query: CandidateQuery, *, cursor: str | None, limit: int) -> Page:
+        where, params = archived_clause(query, "sqlite", to_us)
+        if cursor is not None:
+            where += " AND r.id > ?"
+            params.append(cursor)
+        rows = self._read(
+            f"SELECT {RECORD_COLUMNS} FROM records r WHERE {where} ORDER BY r.id LIMIT ?",
+            (*params, limit + 1),
+        )
+        records = self._hydrate(rows[:limit], False)
+        next_cursor = records[-1].id if len(rows) > limit else None
+        return Page(records=records, next_cursor=next_cursor)
 
     def purge(self, tenant: str, record_ids: Sequence[str]) -> int:
         ids = list(dict.fromkeys(record_ids))
