@@ -10,7 +10,7 @@ Two implementations pass the same test suite: :mod:`memq.store.sqlite` (embedded
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
@@ -31,6 +31,18 @@ from memq.types import (
     StoreStats,
     Utility,
 )
+
+
+def merge_stats(stats: Mapping[str, float], delta: Mapping[str, float]) -> dict[str, float]:
+    """``stats`` plus ``delta`` name by name (a missing name counts as 0.0), keys sorted.
+
+    The stores' ``add_stats`` write this: sorted keys keep the stored JSON, and so an export, the
+    same whatever order the increments came in and on either backend.
+    """
+    out = {name: float(value) for name, value in stats.items()}
+    for name, value in delta.items():
+        out[name] = out.get(name, 0.0) + float(value)
+    return dict(sorted(out.items()))
 
 
 @dataclass(frozen=True)
@@ -185,6 +197,16 @@ class Store(Protocol):
         write the feedback, the utilities and the learner state it returns."""
         ...
 
+    def add_stats(self, tenant: str, deltas: Mapping[str, Mapping[str, float]]) -> None:
+        """One transaction: for each record id in ``deltas`` that exists in ``tenant``, add each
+        delta to the record's ``utility.stats[name]`` (a missing name counts as 0.0).
+
+        A record with no utility row yet gets one with the default counters; ids that do not exist
+        in the tenant (unknown, purged, another tenant's) are skipped. Concurrent calls lose no
+        increment. The stats are written with their keys sorted, so exports stay byte-stable.
+        """
+        ...
+
     def learner_state(self, tenant: str, name: str) -> dict | None: ...
 
     def save_learner_state(self, tenant: str, name: str, state: dict) -> None: ...
@@ -295,6 +317,10 @@ class AsyncStore(Protocol):
     async def apply_feedback(self, tenant: str, retrieval_id: str, plan: PlanFn) -> FeedbackPlan:
         """As :meth:`Store.apply_feedback`; ``plan`` is a plain (sync) callable, called inside the
         transaction (on the event loop for a native async store, on the worker thread otherwise)."""
+        ...
+
+    async def add_stats(self, tenant: str, deltas: Mapping[str, Mapping[str, float]]) -> None:
+        """As :meth:`Store.add_stats`: one transaction, skipped unknown ids, no lost increments."""
         ...
 
     async def learner_state(self, tenant: str, name: str) -> dict | None: ...

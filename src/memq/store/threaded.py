@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, TypeVar
@@ -110,6 +110,9 @@ class ThreadedAsyncStore:
 
     async def prune_retrievals(self, before: datetime, tenant: str | None = None) -> int:
         return await self._run(self.sync.prune_retrievals, before, tenant)
+
+    async def add_stats(self, tenant: str, deltas: Mapping[str, Mapping[str, float]]) -> None:
+        await self._run(self.sync.add_stats, tenant, deltas)
 
     async def apply_feedback(self, tenant: str, retrieval_id: str, plan: PlanFn) -> FeedbackPlan:
         """The sync store's transaction on the worker thread; ``plan`` runs there too."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -217,6 +217,10 @@ class AsyncPostgresStore:
         return await self._write(
             lambda: sql.apply_feedback(tenant, retrieval_id, once), retry=lambda: not planned
         )
+
+    async def add_stats(self, tenant: str, deltas: Mapping[str, Mapping[str, float]]) -> None:
+        """One transaction: create missing utility rows, lock them in id order, add the deltas."""
+        await self._write(lambda: sql.add_stats(tenant, deltas))
 
     async def save_learner_state(self, tenant: str, name: str, state: dict[str, Any]) -> None:
         await self._write(lambda: sql.save_learner_state(tenant, name, state))

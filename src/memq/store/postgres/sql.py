@@ -10,7 +10,7 @@ transaction: writes run in one READ COMMITTED transaction each, reads in one rea
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -19,7 +19,7 @@ import numpy as np
 from psycopg.types.json import Json, Jsonb
 
 from memq.errors import ConflictError, NotFoundError
-from memq.store.base import Candidate, CandidateQuery, FeedbackPlan, PlanFn, VersionChange
+from memq.store.base import Candidate, CandidateQuery, FeedbackPlan, PlanFn, VersionChange, merge_stats
 from memq.store.postgres import schema
 from memq.store.postgres.steps import Emit, Op, Q
 from memq.store.sqlcommon import archived_clause, query_terms, visibility
@@ -395,6 +395,37 @@ def apply_feedback(tenant: str, retrieval_id: str, plan: PlanFn) -> Op[FeedbackP
         name, state = result.learner_state
         yield from save_learner_state(tenant, name, state)
     return result
+
+
+def add_stats(tenant: str, deltas: Mapping[str, Mapping[str, float]]) -> Op[None]:
+    """Add ``deltas`` to the stats of the tenant's existing records, as one transaction (the runner's).
+
+    As in :func:`apply_feedback`, missing utility rows of existing records are inserted with the
+    defaults first, then the rows are locked in id order (``FOR UPDATE``): concurrent calls on one
+    record run one after the other, each adding to what the last committed. Ids with no record in
+    the tenant get no row (the insert selects from ``records``, the lock finds nothing).
+    """
+    ids = sorted(deltas)
+    if not ids:
+        return
+    yield Q(
+        "INSERT INTO utility (id, tenant) SELECT DISTINCT id, tenant FROM records "
+        "WHERE tenant = %s AND id = ANY(%s) ORDER BY id ON CONFLICT (id) DO NOTHING",
+        (tenant, ids),
+        mode="none",
+    )
+    rows = yield Q(
+        f"SELECT {UTILITY_COLUMNS} FROM utility WHERE tenant = %s AND id = ANY(%s) ORDER BY id FOR UPDATE",
+        (tenant, ids),
+    )
+    params = []
+    for r in rows:
+        u = _utility(r)
+        params.append(
+            _utility_row(tenant, r[0], u.model_copy(update={"stats": merge_stats(u.stats, deltas[r[0]])}))
+        )
+    if params:
+        yield Q(UPSERT_UTILITY, params, mode="many")
 
 
 def save_learner_state(tenant: str, name: str, state: dict[str, Any]) -> Op[None]:

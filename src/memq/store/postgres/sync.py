@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -192,6 +192,10 @@ class PostgresStore:
             return plan(logged, current)
 
         return self._write(lambda: sql.apply_feedback(tenant, retrieval_id, once), retry=lambda: not planned)
+
+    def add_stats(self, tenant: str, deltas: Mapping[str, Mapping[str, float]]) -> None:
+        """One transaction: create missing utility rows, lock them in id order, add the deltas."""
+        self._write(lambda: sql.add_stats(tenant, deltas))
 
     def save_learner_state(self, tenant: str, name: str, state: dict[str, Any]) -> None:
         self._write(lambda: sql.save_learner_state(tenant, name, state))

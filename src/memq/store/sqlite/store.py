@@ -14,7 +14,7 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from memq.errors import ConflictError, DimensionMismatchError, NotFoundError, StoreError
-from memq.store.base import Candidate, CandidateQuery, FeedbackPlan, PlanFn, VersionChange
+from memq.store.base import Candidate, CandidateQuery, FeedbackPlan, PlanFn, VersionChange, merge_stats
 from memq.store.sqlcommon import RECORD_COLUMNS, archived_clause, query_terms, visibility
 from memq.store.sqlite.schema import migrate
 from memq.store.sqlite.vectors import VectorIndex
@@ -498,6 +498,34 @@ class SQLiteStore:
             return result
 
         return self._write(tx)
+
+    def add_stats(self, tenant: str, deltas: Mapping[str, Mapping[str, float]]) -> None:
+        ids = sorted(deltas)
+        if not ids:
+            return
+
+        def tx(conn: sqlite3.Connection) -> None:
+            # the IMMEDIATE transaction holds the write lock from the read to the write: no lost update
+            current: dict[str, Utility] = {}
+            for chunk in _chunks(ids, 500):
+                marks = ",".join("?" * len(chunk))
+                for (rid,) in conn.execute(
+                    f"SELECT DISTINCT id FROM records WHERE tenant = ? AND id IN ({marks})", (tenant, *chunk)
+                ):
+                    current[rid] = Utility()
+                for row in conn.execute(
+                    f"SELECT {_UTILITY_COLS} FROM utility WHERE tenant = ? AND id IN ({marks})",
+                    (tenant, *chunk),
+                ):
+                    if row[0] in current:
+                        current[row[0]] = _utility(row)
+            for rid in sorted(current):
+                u = current[rid]
+                _write_utility(
+                    conn, tenant, rid, u.model_copy(update={"stats": merge_stats(u.stats, deltas[rid])})
+                )
+
+        self._write(tx)
 
     def learner_state(self, tenant: str, name: str) -> dict | None:
         rows = self._read("SELECT state FROM learner_state WHERE tenant = ? AND name = ?", (tenant, name))
