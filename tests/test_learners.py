@@ -237,3 +237,26 @@ def test_bench_ttl_command_on_a_small_csv(tmp_path) -> None:
     assert "gap closed" in doc.read_text()
     bad = CliRunner().invoke(app, ["bench", "ttl", "--data", str(data), "--learners", "nope"])
     assert bad.exit_code == 2
+
+
+def test_experiences_record_agreement_with_their_neighbours(tmp_path, embedder) -> None:
+    from memq import Memory
+
+    mem = Memory(tmp_path / "agree.db", scope="t", embedder=embedder)
+    tasks = [
+        "I lost my card, what should I do?",
+        "My card was stolen, help",
+        "Card missing, how to block it?",
+    ]
+    good = [mem.remember_experience(t, "lost_or_stolen_card", "success", 1.0) for t in tasks]
+    bad = mem.remember_experience("Someone stole my card yesterday", "exchange_rate", "failure", 0.0)
+
+    def agreement(rid: str) -> float:
+        stats = mem.get(rid).utility.stats
+        return stats["agree"] / stats["agree_total"]
+
+    assert agreement(bad.id) == 0.0  # its neighbours all answered differently
+    assert all(agreement(g.id) > 0.5 for g in good)
+    hits = mem.search("my card is gone", k=3, policy="memq", kinds=["experience"])
+    assert len(hits.hits) == 3 and all(h.propensity == 1.0 for h in hits.hits)
+    mem.close()

@@ -27,7 +27,7 @@ from memq.embed.base import Embedder
 from memq.errors import DimensionMismatchError, EmbeddingError, InvalidInputError, NotFoundError
 from memq.ids import new_id
 from memq.learn import LEARNERS, Learner, PoolItem, make_learner
-from memq.learn.experience import TASK_KEY_SIMILARITY, experience_payload
+from memq.learn.experience import NEIGHBOURS, TASK_KEY_SIMILARITY, agreement_deltas, experience_payload
 from memq.learn.feedback import check_feedback_args, plan_feedback
 from memq.learn.forgetting import ForgettingPolicy, select_evictions
 from memq.learn.replay import OffPolicyEstimate, ips_estimate, learner_policy, retrain
@@ -608,11 +608,11 @@ class Memory(_Base):
         self._ensure_space()
         vector = np.asarray(self.embedder.embed_query(task), dtype=np.float32)
         q = self._query(sc, None, [Kind.EXPERIENCE.value], None, None, True)
-        nearest = self.store.dense_candidates(q, vector, 1)
+        nearest = self.store.dense_candidates(q, vector, NEIGHBOURS)
+        neighbours = {r.id: r for r in self.store.get(sc.tenant, [c.id for c in nearest])}
         key_of = None
         if nearest and nearest[0].score >= TASK_KEY_SIMILARITY:
-            match = self.store.get(sc.tenant, [nearest[0].id])
-            key_of = match[0] if match else None
+            key_of = neighbours.get(nearest[0].id)
         record_id = new_id()
         task_key = record_id if key_of is None else key_of.payload.get("task_key", key_of.id)
         item = NewRecord(
@@ -623,7 +623,11 @@ class Memory(_Base):
             metadata=dict(metadata or {}),
             links=[] if key_of is None else [Link(target=key_of.id, type="same_task")],
         )
-        return self.add(item, scope=sc)
+        record = self.add(item, scope=sc)
+        deltas = agreement_deltas(self._learner(sc.tenant, "memq"), record, nearest, neighbours)
+        if deltas:
+            self.store.add_stats(sc.tenant, deltas)
+        return record
 
     def _logs(self, tenant: str, since: datetime | None) -> list[LoggedRetrieval]:
         """Every logged retrieval with feedback, oldest first (paged by creation time)."""

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from memq.errors import InvalidInputError
+from memq.learn.base import Learner, PoolItem
+from memq.store.base import Candidate
+from memq.types import MemoryRecord
 
 TASK_KEY_SIMILARITY = 0.9  # MemRL attaches a new memory to an existing task key at cosine ≥ 0.9
+NEIGHBOURS = 16  # nearest stored experiences whose answers a new experience is compared with
 
 
 def experience_payload(
@@ -24,3 +29,23 @@ def experience_payload(
     if task_key is not None:
         payload["task_key"] = task_key
     return payload
+
+
+def answer_of(record: MemoryRecord) -> str | None:
+    value = record.payload.get("answer")
+    return None if value is None else str(value)
+
+
+def agreement_deltas(
+    learner: Learner,
+    record: MemoryRecord,
+    nearest: Sequence[Candidate],
+    neighbours: Mapping[str, MemoryRecord],
+) -> dict[str, dict[str, float]]:
+    """Per-record stats increments when ``record`` joins its nearest stored experiences (``on_write``)."""
+    items = [
+        PoolItem(c.id, c.score, neighbours[c.id].utility, answer=answer_of(neighbours[c.id]))
+        for c in nearest
+        if c.id in neighbours and c.id != record.id
+    ]
+    return learner.on_write(PoolItem(record.id, 1.0, record.utility, answer=answer_of(record)), items)
