@@ -259,4 +259,6 @@ def test_experiences_record_agreement_with_their_neighbours(tmp_path, embedder) 
     assert all(agreement(g.id) > 0.5 for g in good)
     hits = mem.search("my card is gone", k=3, policy="memq", kinds=["experience"])
     assert len(hits.hits) == 3 and all(h.propensity == 1.0 for h in hits.hits)
+    with pytest.raises(InvalidInputError, match="mode"):
+        mem.search("my card is gone", policy="memq", mode="lexical")
     mem.close()

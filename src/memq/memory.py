@@ -249,6 +249,16 @@ class _Base:
 
         return plan
 
+    def _check_policy_options(self, options: Mapping[str, Any]) -> None:
+        """A learned policy ranks dense candidates by its own score: fusion options do not apply."""
+        ignored = sorted(
+            set(options) & {"mode", "fusion", "weights", "rrf_k", "recency_half_life_days", "mmr_lambda"}
+        )
+        if ignored:
+            raise InvalidInputError(
+                f"{', '.join(ignored)} do not apply to a learned policy, which ranks dense candidates itself"
+            )
+
     def _check_policy(self, name: str) -> None:
         if name not in LEARNERS:
             raise InvalidInputError(
@@ -505,6 +515,7 @@ class Memory(_Base):
         q = self._query(scope, filters, kinds, as_of, valid_at, include_invalidated)
         vector = None
         if policy is not None:
+            self._check_policy_options(options)
             learner = self._learner(q.scope.tenant, policy)
             self._ensure_space()
             vector = np.asarray(self.embedder.embed_query(text), dtype=np.float32)
@@ -982,6 +993,7 @@ class AsyncMemory(_Base):
         q = self._query(scope, filters, kinds, as_of, valid_at, include_invalidated)
         vector = None
         if policy is not None:
+            self._check_policy_options(options)
             learner = await self._learner(q.scope.tenant, policy)
             await self._ensure_space()
             vector = np.asarray(await asyncio.to_thread(self.embedder.embed_query, text), dtype=np.float32)
