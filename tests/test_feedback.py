@@ -30,7 +30,7 @@ from memq import (
 )
 from memq.errors import ExpiredError
 from memq.learn.feedback import plan_feedback
-from memq.store.base import FeedbackPlan
+from memq.store.base import FeedbackPlan, StoredLearnerState
 from memq.types import LoggedRetrieval, Utility
 
 pytestmark = pytest.mark.parametrize("db_url", ["sqlite", "postgres"], indirect=True)
@@ -311,6 +311,96 @@ def test_memq_learner_state_persists_across_instances(db_url: str, embedder) -> 
         assert [h.score for h in fresh.search("who has pets?", k=3, policy="memq").hits] == scores
 
 
+def test_two_instances_feedback_both_reach_the_learner_state(db_url: str, embedder) -> None:
+    """Each feedback learns on top of the stored state, not on the instance's stale copy."""
+    config = MemoryConfig(learner_params={"memq": {"fit_every": 1}})
+    with Memory(db_url, embedder=embedder, scope="acme", config=config) as mem:
+        _seed(mem)
+    a = Memory(db_url, embedder=embedder, scope="acme", config=config)
+    b = Memory(db_url, embedder=embedder, scope="acme", config=config)
+    try:
+        ra = a.search("who has pets?", k=3, policy="memq")
+        rb = b.search("travel plans", k=3, policy="memq")  # both instances load the (empty) state
+        a.feedback(ra.id, 1.0)
+        after_a = a.store.learner_state("acme", "memq")
+        assert len(after_a["x"]) == len(ra.ids) > 0  # one replay row per shown record
+        b.feedback(rb.id, 0.0)
+        state = a.store.learner_state("acme", "memq")
+        assert len(state["x"]) == len(ra.ids) + len(rb.ids), "B's feedback kept A's rows"
+        assert (state["x"][: len(ra.ids)], state["y"][: len(ra.ids)]) == (after_a["x"], after_a["y"])
+        assert b._learner("acme", "memq").state_dict() == state
+        # and back: A, whose copy is stale now, learns on top of B's write
+        rc = a.search("allergies", k=3, policy="memq")
+        a.feedback(rc.id, 1.0)
+        final = a.store.learner_state("acme", "memq")
+        assert len(final["x"]) == len(ra.ids) + len(rb.ids) + len(rc.ids)
+        assert (final["x"][: len(state["x"])], final["y"][: len(state["y"])]) == (state["x"], state["y"])
+        assert a._learner("acme", "memq").state_dict() == final
+    finally:
+        a.close()
+        b.close()
+
+
+async def test_async_and_sync_instances_feedback_both_reach_the_learner_state(db_url: str, embedder) -> None:
+    config = MemoryConfig(learner_params={"memq": {"fit_every": 1}})
+    with Memory(db_url, embedder=embedder, scope="acme", config=config) as mem:
+        _seed(mem)
+        ra = mem.search("who has pets?", k=3, policy="memq")
+        amem = await AsyncMemory.open(db_url, embedder=embedder, scope="acme", config=config)
+        try:
+            rb = await amem.search("travel plans", k=3, policy="memq")
+            mem.feedback(ra.id, 1.0)
+            await amem.feedback(rb.id, 0.0)
+            assert len(mem.store.learner_state("acme", "memq")["x"]) == len(ra.ids) + len(rb.ids)
+            rc = mem.search("allergies", k=3, policy="memq")
+            mem.feedback(rc.id, 1.0)
+            rd = await amem.search("sports", k=3, policy="memq")
+            await amem.feedback(rd.id, 0.0)
+            state = await amem.store.learner_state("acme", "memq")
+            assert len(state["x"]) == len(ra.ids) + len(rb.ids) + len(rc.ids) + len(rd.ids)
+            assert (await amem._learner("acme", "memq")).state_dict() == state
+        finally:
+            await amem.close()
+
+
+def test_feedback_reads_the_learner_state_only_when_another_instance_wrote_it(db_url: str, embedder) -> None:
+    config = MemoryConfig(learner_params={"memq": {"fit_every": 1}})
+    a = Memory(db_url, embedder=embedder, scope="acme", config=config)
+    b = Memory(db_url, embedder=embedder, scope="acme", config=config)
+    seen: list[tuple[str, bool | None]] = []  # (instance, whether plan got the state's JSON)
+
+    def spy(m: Memory, who: str) -> None:
+        make = m._plan
+
+        def wrapped(*args, **kwargs):  # type: ignore[no-untyped-def]
+            inner = make(*args, **kwargs)
+
+            def plan(logged, current, stored):  # type: ignore[no-untyped-def]
+                seen.append((who, None if stored is None else stored.state is not None))
+                return inner(logged, current, stored)
+
+            return plan
+
+        m._plan = wrapped  # type: ignore[method-assign]
+
+    spy(a, "a")
+    spy(b, "b")
+    try:
+        _seed(a)
+        a.feedback(a.search("who has pets?", k=3, policy="memq").id, 1.0)  # no stored state yet
+        a.feedback(a.search("travel plans", k=3, policy="memq").id, 0.0)  # a wrote it last: not read
+        b.feedback(b.search("allergies", k=3, policy="memq").id, 1.0)  # b loaded it at search: not read
+        a.feedback(a.search("sports", k=3, policy="memq").id, 0.0)  # b wrote it since: read
+        a.feedback(a.search("a dog", k=3, policy="memq").id, 1.0)  # a wrote it last: not read
+        assert seen == [("a", None), ("a", False), ("b", False), ("a", True), ("a", False)]
+        assert a._learner("acme", "memq").state_dict() == a.store.learner_state("acme", "memq")
+        a.feedback(a.search("offsite", k=3).id, 1.0)  # hybrid: no learner, no state row involved
+        assert seen[-1] == ("a", None)
+    finally:
+        a.close()
+        b.close()
+
+
 def test_save_learner_state_round_trips(mem: Memory) -> None:
     state = {"w": [0.1, -2.5e-07, 1e16, 3.0], "nested": {"b": [1, 2], "a": None}, "since_fit": 3}
     mem.store.save_learner_state("acme", "custom", state)
@@ -588,7 +678,10 @@ def test_a_second_feedback_waits_for_the_first_and_sees_it(db_url: str, embedder
     first_in = threading.Event()
 
     def plan(name: str, delay: float):  # type: ignore[no-untyped-def]
-        def run(logged: LoggedRetrieval, current: dict[str, Utility]) -> FeedbackPlan:
+        def run(
+            logged: LoggedRetrieval, current: dict[str, Utility], stored: StoredLearnerState | None
+        ) -> FeedbackPlan:
+            assert stored is None  # no learner named
             planned.append((name, logged.feedback is not None))
             first_in.set()
             time.sleep(delay)

@@ -34,7 +34,7 @@ from memq.learn.replay import OffPolicyEstimate, ips_estimate, learner_policy, r
 from memq.retrieve.filters import parse_filter
 from memq.retrieve.pipeline import SearchOptions, rank
 from memq.store import AsyncStore, CandidateQuery, Store, VersionChange, is_postgres_url, open_store
-from memq.store.base import Candidate, FeedbackPlan, PlanFn
+from memq.store.base import Candidate, FeedbackPlan, PlanFn, StoredLearnerState
 from memq.types import (
     FeedbackRecord,
     HistoryEvent,
@@ -78,6 +78,9 @@ class _Base:
         self.default_scope = None if scope is None else coerce_scope(scope)
         self._space_checked = False
         self._learners: dict[tuple[str, str], Learner] = {}
+        # the stored state's updated_at each cached learner matches (None: no stored state yet); a
+        # feedback re-reads the state when the store's differs (another instance learned since)
+        self._learner_stamps: dict[tuple[str, str], datetime | None] = {}
         self._learner_lock = threading.RLock()  # learners are not thread-safe: one select/observe at a time
         self._rng = np.random.default_rng(self.config.seed)
 
@@ -232,8 +235,12 @@ class _Base:
         learner: Learner | None,
         vectors: Mapping[str, np.ndarray] | None,
     ) -> PlanFn:
-        def plan(logged: LoggedRetrieval, current: Mapping[str, Utility]) -> FeedbackPlan:
+        def plan(
+            logged: LoggedRetrieval, current: Mapping[str, Utility], stored: StoredLearnerState | None
+        ) -> FeedbackPlan:
             with self._learner_lock:
+                if learner is not None and stored is not None and stored.state:
+                    learner.load_state_dict(stored.state)  # learn on top of what is stored now
                 return plan_feedback(
                     logged,
                     current,
@@ -248,6 +255,13 @@ class _Base:
                 )
 
         return plan
+
+    def _keep_stamp(self, key: tuple[str, str], learner: Learner, stamp: datetime | None) -> None:
+        """After a committed feedback: the cached ``learner`` now matches the stored state of ``stamp``."""
+        with self._learner_lock:
+            old = self._learner_stamps.get(key)
+            if self._learners.get(key) is learner and (old is None or (stamp is not None and stamp > old)):
+                self._learner_stamps[key] = stamp
 
     def _check_policy_options(self, options: Mapping[str, Any]) -> None:
         """A learned policy ranks dense candidates by its own score: fusion options do not apply."""
@@ -553,10 +567,11 @@ class Memory(_Base):
         key = (tenant, name)
         if key not in self._learners:
             learner = self._new_learner(name)
-            state = self.store.learner_state(tenant, name)
-            if state:
-                learner.load_state_dict(state)
+            stamped = self.store.learner_state_stamped(tenant, name)
+            if stamped and stamped[0]:
+                learner.load_state_dict(stamped[0])
             self._learners[key] = learner
+            self._learner_stamps[key] = None if stamped is None else stamped[1]
         return self._learners[key]
 
     def feedback(
@@ -584,13 +599,21 @@ class Memory(_Base):
         if learner is not None and learner.name == "memento_q":
             got = self.store.get(tenant, [s.id for s in logged.shown], with_embedding=True)
             vectors = {r.id: np.asarray(r.embedding, np.float32) for r in got if r.embedding is not None}
+        key = (tenant, logged.policy)
         try:
             plan = self.store.apply_feedback(
-                tenant, retrieval_id, self._plan(reward, used, strategy, accumulate, learner, vectors)
+                tenant,
+                retrieval_id,
+                self._plan(reward, used, strategy, accumulate, learner, vectors),
+                learner=None if learner is None else learner.name,
+                known_stamp=self._learner_stamps.get(key),
             )
         except BaseException:
-            self._learners.pop((tenant, logged.policy), None)  # reload the learner's committed state
+            self._learners.pop(key, None)  # reload the learner's committed state
+            self._learner_stamps.pop(key, None)
             raise
+        if learner is not None:
+            self._keep_stamp(key, learner, plan.learner_stamp)
         return plan.feedback
 
     def retrieval(self, retrieval_id: str, *, scope: ScopeLike | None = None) -> LoggedRetrieval:
@@ -668,8 +691,10 @@ class Memory(_Base):
         tenant = self._scope(scope).tenant
         learner = self._new_learner(policy)
         count = retrain(learner, self._logs(tenant, since))
-        self.store.save_learner_state(tenant, policy, learner.state_dict())
-        self._learners[(tenant, policy)] = learner
+        stamp = self.store.save_learner_state(tenant, policy, learner.state_dict())
+        with self._learner_lock:
+            self._learners[(tenant, policy)] = learner
+            self._learner_stamps[(tenant, policy)] = stamp
         return count
 
     def evaluate(
@@ -1033,11 +1058,13 @@ class AsyncMemory(_Base):
         key = (tenant, name)
         if key not in self._learners:
             learner = self._new_learner(name)
-            state = await self.store.learner_state(tenant, name)
-            if state:
-                learner.load_state_dict(state)
+            stamped = await self.store.learner_state_stamped(tenant, name)
+            if stamped and stamped[0]:
+                learner.load_state_dict(stamped[0])
             # two coroutines may have loaded it at once: the first one kept is the one everyone uses
-            self._learners.setdefault(key, learner)
+            if key not in self._learners:
+                self._learners[key] = learner
+                self._learner_stamps[key] = None if stamped is None else stamped[1]
         return self._learners[key]
 
     async def feedback(
@@ -1059,13 +1086,21 @@ class AsyncMemory(_Base):
         if learner is not None and learner.name == "memento_q":
             got = await self.store.get(tenant, [s.id for s in logged.shown], with_embedding=True)
             vectors = {r.id: np.asarray(r.embedding, np.float32) for r in got if r.embedding is not None}
+        key = (tenant, logged.policy)
         try:
             plan = await self.store.apply_feedback(
-                tenant, retrieval_id, self._plan(reward, used, strategy, accumulate, learner, vectors)
+                tenant,
+                retrieval_id,
+                self._plan(reward, used, strategy, accumulate, learner, vectors),
+                learner=None if learner is None else learner.name,
+                known_stamp=self._learner_stamps.get(key),
             )
         except BaseException:
-            self._learners.pop((tenant, logged.policy), None)  # reload the learner's committed state
+            self._learners.pop(key, None)  # reload the learner's committed state
+            self._learner_stamps.pop(key, None)
             raise
+        if learner is not None:
+            self._keep_stamp(key, learner, plan.learner_stamp)
         return plan.feedback
 
     async def retrieval(self, retrieval_id: str, *, scope: ScopeLike | None = None) -> LoggedRetrieval:

@@ -93,10 +93,26 @@ class FeedbackPlan:
     feedback: FeedbackRecord
     utilities: dict[str, Utility]  # the new utility of each shown record
     learner_state: tuple[str, dict] | None = None  # (learner name, state) to persist
+    # filled by the store when ``apply_feedback`` was given a learner: the ``updated_at`` of that
+    # learner's stored state after the transaction (the one it wrote, else the one it read; None: no row)
+    learner_stamp: datetime | None = None
 
 
-# (the logged retrieval, the current utility of each shown record) -> the plan
-PlanFn = Callable[[LoggedRetrieval, dict[str, Utility]], FeedbackPlan]
+@dataclass
+class StoredLearnerState:
+    """A learner's stored state as ``apply_feedback`` found it, under the row's lock.
+
+    ``state`` is None when ``updated_at`` equals the caller's ``known_stamp`` (the caller's copy is
+    current, so the JSON was not read).
+    """
+
+    state: dict | None
+    updated_at: datetime
+
+
+# (the logged retrieval, the current utility of each shown record, the stored learner state or None
+# when no learner was named or it has no stored state yet) -> the plan
+PlanFn = Callable[[LoggedRetrieval, dict[str, Utility], StoredLearnerState | None], FeedbackPlan]
 
 
 @runtime_checkable
@@ -192,9 +208,24 @@ class Store(Protocol):
         """Delete logged retrievals created before ``before``; returns how many."""
         ...
 
-    def apply_feedback(self, tenant: str, retrieval_id: str, plan: PlanFn) -> FeedbackPlan:
+    def apply_feedback(
+        self,
+        tenant: str,
+        retrieval_id: str,
+        plan: PlanFn,
+        *,
+        learner: str | None = None,
+        known_stamp: datetime | None = None,
+    ) -> FeedbackPlan:
         """One transaction: load the retrieval and its shown records' utility, call ``plan``,
-        write the feedback, the utilities and the learner state it returns."""
+        write the feedback, the utilities and the learner state it returns.
+
+        With ``learner``, that learner's stored state row is locked before ``plan`` runs, so
+        concurrent feedbacks (any instance, any process) update it one after the other, and
+        ``plan`` gets it as a :class:`StoredLearnerState` (its JSON only when ``updated_at``
+        differs from ``known_stamp``). The returned plan's ``learner_stamp`` is the row's
+        ``updated_at`` after the transaction.
+        """
         ...
 
     def add_stats(self, tenant: str, deltas: Mapping[str, Mapping[str, float]]) -> None:
@@ -209,7 +240,13 @@ class Store(Protocol):
 
     def learner_state(self, tenant: str, name: str) -> dict | None: ...
 
-    def save_learner_state(self, tenant: str, name: str, state: dict) -> None: ...
+    def learner_state_stamped(self, tenant: str, name: str) -> tuple[dict, datetime] | None:
+        """The learner's stored state and its ``updated_at`` (the stamp ``apply_feedback`` compares)."""
+        ...
+
+    def save_learner_state(self, tenant: str, name: str, state: dict) -> datetime:
+        """Write the learner's state; returns its new ``updated_at``."""
+        ...
 
     # -- reads ------------------------------------------------------------------------------
     def get(
@@ -314,7 +351,15 @@ class AsyncStore(Protocol):
         self, tenant: str, *, since: datetime | None = None, limit: int = 1000, with_feedback: bool = False
     ) -> list[LoggedRetrieval]: ...
     async def prune_retrievals(self, before: datetime, tenant: str | None = None) -> int: ...
-    async def apply_feedback(self, tenant: str, retrieval_id: str, plan: PlanFn) -> FeedbackPlan:
+    async def apply_feedback(
+        self,
+        tenant: str,
+        retrieval_id: str,
+        plan: PlanFn,
+        *,
+        learner: str | None = None,
+        known_stamp: datetime | None = None,
+    ) -> FeedbackPlan:
         """As :meth:`Store.apply_feedback`; ``plan`` is a plain (sync) callable, called inside the
         transaction (on the event loop for a native async store, on the worker thread otherwise)."""
         ...
@@ -324,7 +369,8 @@ class AsyncStore(Protocol):
         ...
 
     async def learner_state(self, tenant: str, name: str) -> dict | None: ...
-    async def save_learner_state(self, tenant: str, name: str, state: dict) -> None: ...
+    async def learner_state_stamped(self, tenant: str, name: str) -> tuple[dict, datetime] | None: ...
+    async def save_learner_state(self, tenant: str, name: str, state: dict) -> datetime: ...
     async def get(
         self,
         tenant: str,

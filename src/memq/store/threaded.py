@@ -114,15 +114,28 @@ class ThreadedAsyncStore:
     async def add_stats(self, tenant: str, deltas: Mapping[str, Mapping[str, float]]) -> None:
         await self._run(self.sync.add_stats, tenant, deltas)
 
-    async def apply_feedback(self, tenant: str, retrieval_id: str, plan: PlanFn) -> FeedbackPlan:
+    async def apply_feedback(
+        self,
+        tenant: str,
+        retrieval_id: str,
+        plan: PlanFn,
+        *,
+        learner: str | None = None,
+        known_stamp: datetime | None = None,
+    ) -> FeedbackPlan:
         """The sync store's transaction on the worker thread; ``plan`` runs there too."""
-        return await self._run(self.sync.apply_feedback, tenant, retrieval_id, plan)
+        return await self._run(
+            self.sync.apply_feedback, tenant, retrieval_id, plan, learner=learner, known_stamp=known_stamp
+        )
 
     async def learner_state(self, tenant: str, name: str) -> dict | None:
         return await self._run(self.sync.learner_state, tenant, name)
 
-    async def save_learner_state(self, tenant: str, name: str, state: dict) -> None:
-        await self._run(self.sync.save_learner_state, tenant, name, state)
+    async def learner_state_stamped(self, tenant: str, name: str) -> tuple[dict, datetime] | None:
+        return await self._run(self.sync.learner_state_stamped, tenant, name)
+
+    async def save_learner_state(self, tenant: str, name: str, state: dict) -> datetime:
+        return await self._run(self.sync.save_learner_state, tenant, name, state)
 
     async def get(
         self, tenant: str, ids: Sequence[str], *, include_deleted: bool = False, with_embedding: bool = False

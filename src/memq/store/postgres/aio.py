@@ -12,7 +12,7 @@ import psycopg
 from pgvector.psycopg import register_vector_async
 from psycopg_pool import AsyncConnectionPool
 
-from memq.store.base import Candidate, CandidateQuery, FeedbackPlan, PlanFn, VersionChange
+from memq.store.base import Candidate, CandidateQuery, FeedbackPlan, PlanFn, StoredLearnerState, VersionChange
 from memq.store.postgres import schema, sql
 from memq.store.postgres.steps import (
     READ_SNAPSHOT,
@@ -201,7 +201,15 @@ class AsyncPostgresStore:
     async def prune_retrievals(self, before: datetime, tenant: str | None = None) -> int:
         return await self._write(lambda: sql.prune_retrievals(before, tenant))
 
-    async def apply_feedback(self, tenant: str, retrieval_id: str, plan: PlanFn) -> FeedbackPlan:
+    async def apply_feedback(
+        self,
+        tenant: str,
+        retrieval_id: str,
+        plan: PlanFn,
+        *,
+        learner: str | None = None,
+        known_stamp: datetime | None = None,
+    ) -> FeedbackPlan:
         """One transaction: lock the retrieval and its shown records' utility, call ``plan``, write.
 
         A deadlock before ``plan`` ran is retried as any write; after it ran it is not (the plan may
@@ -209,21 +217,24 @@ class AsyncPostgresStore:
         """
         planned = False
 
-        def once(logged: LoggedRetrieval, current: dict[str, Utility]) -> FeedbackPlan:
+        def once(
+            logged: LoggedRetrieval, current: dict[str, Utility], stored: StoredLearnerState | None
+        ) -> FeedbackPlan:
             nonlocal planned
             planned = True
-            return plan(logged, current)
+            return plan(logged, current, stored)
 
         return await self._write(
-            lambda: sql.apply_feedback(tenant, retrieval_id, once), retry=lambda: not planned
+            lambda: sql.apply_feedback(tenant, retrieval_id, once, learner, known_stamp),
+            retry=lambda: not planned,
         )
 
     async def add_stats(self, tenant: str, deltas: Mapping[str, Mapping[str, float]]) -> None:
         """One transaction: create missing utility rows, lock them in id order, add the deltas."""
         await self._write(lambda: sql.add_stats(tenant, deltas))
 
-    async def save_learner_state(self, tenant: str, name: str, state: dict[str, Any]) -> None:
-        await self._write(lambda: sql.save_learner_state(tenant, name, state))
+    async def save_learner_state(self, tenant: str, name: str, state: dict[str, Any]) -> datetime:
+        return await self._write(lambda: sql.save_learner_state(tenant, name, state))
 
     # -- reads -----------------------------------------------------------------------------------------
     async def get(
@@ -257,6 +268,9 @@ class AsyncPostgresStore:
 
     async def learner_state(self, tenant: str, name: str) -> dict[str, Any] | None:
         return await self._read(sql.learner_state(tenant, name))
+
+    async def learner_state_stamped(self, tenant: str, name: str) -> tuple[dict[str, Any], datetime] | None:
+        return await self._read(sql.learner_state_stamped(tenant, name))
 
     async def history(self, tenant: str, record_id: str) -> list[HistoryEvent]:
         return await self._read(sql.history(tenant, record_id))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -19,7 +19,15 @@ import numpy as np
 from psycopg.types.json import Json, Jsonb
 
 from memq.errors import ConflictError, NotFoundError
-from memq.store.base import Candidate, CandidateQuery, FeedbackPlan, PlanFn, VersionChange, merge_stats
+from memq.store.base import (
+    Candidate,
+    CandidateQuery,
+    FeedbackPlan,
+    PlanFn,
+    StoredLearnerState,
+    VersionChange,
+    merge_stats,
+)
 from memq.store.postgres import schema
 from memq.store.postgres.steps import Emit, Op, Q
 from memq.store.sqlcommon import archived_clause, query_terms, visibility
@@ -344,7 +352,13 @@ def prune_retrievals(before: datetime, tenant: str | None) -> Op[int]:
     )
 
 
-def apply_feedback(tenant: str, retrieval_id: str, plan: PlanFn) -> Op[FeedbackPlan]:
+def apply_feedback(
+    tenant: str,
+    retrieval_id: str,
+    plan: PlanFn,
+    learner: str | None = None,
+    known_stamp: datetime | None = None,
+) -> Op[FeedbackPlan]:
     """Feedback on one logged retrieval, as one transaction (the runner's).
 
     The retrieval row is locked first (``FOR UPDATE``), so concurrent feedbacks on one retrieval
@@ -352,7 +366,10 @@ def apply_feedback(tenant: str, retrieval_id: str, plan: PlanFn) -> Op[FeedbackP
     unless accumulating). The shown records' utility rows are locked next, in id order; missing
     rows of records that still exist are first inserted with the defaults, so two feedbacks on
     different retrievals that showed one record never both start from "no row" and lose an update.
-    ``plan`` runs between the reads and the writes; anything it raises rolls everything back.
+    With ``learner``, that learner's state row is locked last (``FOR UPDATE``), so feedbacks from
+    any instance update it one after the other; its JSON is read only when ``updated_at`` is not
+    ``known_stamp``. ``plan`` runs between the reads and the writes; anything it raises rolls
+    everything back.
     """
     row = yield Q(
         f"SELECT {RETRIEVAL_COLUMNS} FROM retrievals WHERE tenant = %s AND id = %s FOR UPDATE",
@@ -378,7 +395,17 @@ def apply_feedback(tenant: str, retrieval_id: str, plan: PlanFn) -> Op[FeedbackP
         )
         for r in rows:
             current[r[0]] = _utility(r)
-    result = plan(logged, current)
+    stored = None
+    if learner is not None:
+        got = yield Q(
+            "SELECT updated_at, CASE WHEN updated_at IS DISTINCT FROM %s::timestamptz THEN state END "
+            "FROM learner_state WHERE tenant = %s AND name = %s FOR UPDATE",
+            (known_stamp, tenant, learner),
+            mode="one",
+        )
+        if got is not None:
+            stored = StoredLearnerState(state=got[1], updated_at=got[0])
+    result = plan(logged, current, stored)
     if ids:
         found = yield Q("SELECT DISTINCT id FROM records WHERE tenant = %s AND id = ANY(%s)", (tenant, ids))
         present = {r[0] for r in found}
@@ -393,7 +420,12 @@ def apply_feedback(tenant: str, retrieval_id: str, plan: PlanFn) -> Op[FeedbackP
     )
     if result.learner_state is not None:
         name, state = result.learner_state
-        yield from save_learner_state(tenant, name, state)
+        after = stored.updated_at if stored is not None and name == learner else None
+        stamp = yield from save_learner_state(tenant, name, state, after=after)
+        if name == learner:
+            result.learner_stamp = stamp
+    elif learner is not None:
+        result.learner_stamp = None if stored is None else stored.updated_at
     return result
 
 
@@ -428,8 +460,15 @@ def add_stats(tenant: str, deltas: Mapping[str, Mapping[str, float]]) -> Op[None
         yield Q(UPSERT_UTILITY, params, mode="many")
 
 
-def save_learner_state(tenant: str, name: str, state: dict[str, Any]) -> Op[None]:
-    yield Q(UPSERT_LEARNER_STATE, (tenant, name, Jsonb(state), utcnow()), mode="none")
+def save_learner_state(
+    tenant: str, name: str, state: dict[str, Any], after: datetime | None = None
+) -> Op[datetime]:
+    """Upsert the learner's state; returns its new ``updated_at`` (now, but later than ``after``)."""
+    stamp = utcnow()
+    if after is not None and stamp <= after:
+        stamp = after + timedelta(microseconds=1)  # a new state never keeps the stamp of the old one
+    yield Q(UPSERT_LEARNER_STATE, (tenant, name, Jsonb(state), stamp), mode="none")
+    return stamp
 
 
 def import_rows(rows: Sequence[MemoryRecord | HistoryEvent]) -> Op[int]:
@@ -578,6 +617,15 @@ def learner_state(tenant: str, name: str) -> Op[dict[str, Any] | None]:
         "SELECT state FROM learner_state WHERE tenant = %s AND name = %s", (tenant, name), mode="one"
     )
     return None if row is None else row[0]  # type: ignore[no-any-return]
+
+
+def learner_state_stamped(tenant: str, name: str) -> Op[tuple[dict[str, Any], datetime] | None]:
+    row = yield Q(
+        "SELECT state, updated_at FROM learner_state WHERE tenant = %s AND name = %s",
+        (tenant, name),
+        mode="one",
+    )
+    return None if row is None else (row[0], row[1])
 
 
 def history(tenant: str, record_id: str) -> Op[list[HistoryEvent]]:

@@ -12,7 +12,7 @@ import psycopg
 from pgvector.psycopg import register_vector
 from psycopg_pool import ConnectionPool
 
-from memq.store.base import Candidate, CandidateQuery, FeedbackPlan, PlanFn, VersionChange
+from memq.store.base import Candidate, CandidateQuery, FeedbackPlan, PlanFn, StoredLearnerState, VersionChange
 from memq.store.postgres import schema, sql
 from memq.store.postgres.steps import (
     READ_SNAPSHOT,
@@ -178,7 +178,15 @@ class PostgresStore:
     def prune_retrievals(self, before: datetime, tenant: str | None = None) -> int:
         return self._write(lambda: sql.prune_retrievals(before, tenant))
 
-    def apply_feedback(self, tenant: str, retrieval_id: str, plan: PlanFn) -> FeedbackPlan:
+    def apply_feedback(
+        self,
+        tenant: str,
+        retrieval_id: str,
+        plan: PlanFn,
+        *,
+        learner: str | None = None,
+        known_stamp: datetime | None = None,
+    ) -> FeedbackPlan:
         """One transaction: lock the retrieval and its shown records' utility, call ``plan``, write.
 
         A deadlock before ``plan`` ran is retried as any write; after it ran it is not (the plan may
@@ -186,19 +194,24 @@ class PostgresStore:
         """
         planned = False
 
-        def once(logged: LoggedRetrieval, current: dict[str, Utility]) -> FeedbackPlan:
+        def once(
+            logged: LoggedRetrieval, current: dict[str, Utility], stored: StoredLearnerState | None
+        ) -> FeedbackPlan:
             nonlocal planned
             planned = True
-            return plan(logged, current)
+            return plan(logged, current, stored)
 
-        return self._write(lambda: sql.apply_feedback(tenant, retrieval_id, once), retry=lambda: not planned)
+        return self._write(
+            lambda: sql.apply_feedback(tenant, retrieval_id, once, learner, known_stamp),
+            retry=lambda: not planned,
+        )
 
     def add_stats(self, tenant: str, deltas: Mapping[str, Mapping[str, float]]) -> None:
         """One transaction: create missing utility rows, lock them in id order, add the deltas."""
         self._write(lambda: sql.add_stats(tenant, deltas))
 
-    def save_learner_state(self, tenant: str, name: str, state: dict[str, Any]) -> None:
-        self._write(lambda: sql.save_learner_state(tenant, name, state))
+    def save_learner_state(self, tenant: str, name: str, state: dict[str, Any]) -> datetime:
+        return self._write(lambda: sql.save_learner_state(tenant, name, state))
 
     # -- reads -----------------------------------------------------------------------------------------
     def get(
@@ -232,6 +245,9 @@ class PostgresStore:
 
     def learner_state(self, tenant: str, name: str) -> dict[str, Any] | None:
         return self._read(sql.learner_state(tenant, name))
+
+    def learner_state_stamped(self, tenant: str, name: str) -> tuple[dict[str, Any], datetime] | None:
+        return self._read(sql.learner_state_stamped(tenant, name))
 
     def history(self, tenant: str, record_id: str) -> list[HistoryEvent]:
         return self._read(sql.history(tenant, record_id))

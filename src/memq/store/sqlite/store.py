@@ -15,14 +15,22 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 
 from memq.errors import ConflictError, DimensionMismatchError, NotFoundError, StoreError
-from memq.store.base import Candidate, CandidateQuery, FeedbackPlan, PlanFn, VersionChange, merge_stats
+from memq.store.base import (
+    Candidate,
+    CandidateQuery,
+    FeedbackPlan,
+    PlanFn,
+    StoredLearnerState,
+    VersionChange,
+    merge_stats,
+)
 from memq.store.sqlcommon import RECORD_COLUMNS, archived_clause, query_terms, visibility
 from memq.store.sqlite.schema import migrate
 from memq.store.sqlite.vectors import VectorIndex
@@ -453,7 +461,15 @@ class SQLiteStore:
 
         return self._write(tx)
 
-    def apply_feedback(self, tenant: str, retrieval_id: str, plan: PlanFn) -> FeedbackPlan:
+    def apply_feedback(
+        self,
+        tenant: str,
+        retrieval_id: str,
+        plan: PlanFn,
+        *,
+        learner: str | None = None,
+        known_stamp: datetime | None = None,
+    ) -> FeedbackPlan:
         def tx(conn: sqlite3.Connection) -> FeedbackPlan:
             row = conn.execute(
                 f"SELECT {self._RETRIEVAL_COLS} FROM retrievals WHERE tenant = ? AND id = ?",
@@ -473,7 +489,21 @@ class SQLiteStore:
                     (tenant, *ids),
                 ):
                     current[row[0]] = _utility(row)
-            result = plan(logged, current)
+            # the IMMEDIATE transaction already holds the write lock: the learner row cannot change
+            stored = None
+            if learner is not None:
+                got = conn.execute(
+                    "SELECT updated_at FROM learner_state WHERE tenant = ? AND name = ?", (tenant, learner)
+                ).fetchone()
+                if got is not None:
+                    state = None
+                    if got[0] != to_us(known_stamp):
+                        (raw,) = conn.execute(
+                            "SELECT state FROM learner_state WHERE tenant = ? AND name = ?", (tenant, learner)
+                        ).fetchone()
+                        state = json.loads(raw)
+                    stored = StoredLearnerState(state=state, updated_at=from_us(got[0]))
+            result = plan(logged, current, stored)
             present = (
                 {
                     r[0]
@@ -494,7 +524,12 @@ class SQLiteStore:
             )
             if result.learner_state is not None:
                 name, state = result.learner_state
-                _save_state(conn, tenant, name, state)
+                after = stored.updated_at if stored is not None and name == learner else None
+                stamp = _save_state(conn, tenant, name, state, after=after)
+                if name == learner:
+                    result.learner_stamp = stamp
+            elif learner is not None:
+                result.learner_stamp = None if stored is None else stored.updated_at
             return result
 
         return self._write(tx)
@@ -528,11 +563,21 @@ class SQLiteStore:
         self._write(tx)
 
     def learner_state(self, tenant: str, name: str) -> dict | None:
-        rows = self._read("SELECT state FROM learner_state WHERE tenant = ? AND name = ?", (tenant, name))
-        return json.loads(rows[0][0]) if rows else None
+        got = self.learner_state_stamped(tenant, name)
+        return None if got is None else got[0]
 
-    def save_learner_state(self, tenant: str, name: str, state: dict) -> None:
-        self._write(lambda conn: _save_state(conn, tenant, name, state))
+    def learner_state_stamped(self, tenant: str, name: str) -> tuple[dict, datetime] | None:
+        rows = self._read(
+            "SELECT state, updated_at FROM learner_state WHERE tenant = ? AND name = ?", (tenant, name)
+        )
+        if not rows:
+            return None
+        stamp = from_us(rows[0][1])
+        assert stamp is not None
+        return json.loads(rows[0][0]), stamp
+
+    def save_learner_state(self, tenant: str, name: str, state: dict) -> datetime:
+        return self._write(lambda conn: _save_state(conn, tenant, name, state))
 
     # -- reads ---------------------------------------------------------------------------------
     def get(
@@ -1048,12 +1093,19 @@ def _write_utility(conn: sqlite3.Connection, tenant: str, rid: str, u: Utility) 
     )
 
 
-def _save_state(conn: sqlite3.Connection, tenant: str, name: str, state: dict) -> None:
+def _save_state(
+    conn: sqlite3.Connection, tenant: str, name: str, state: dict, *, after: datetime | None = None
+) -> datetime:
+    """Upsert the learner's state; returns its new ``updated_at`` (now, but later than ``after``)."""
+    stamp = utcnow()
+    if after is not None and stamp <= after:
+        stamp = after + timedelta(microseconds=1)  # a new state never keeps the stamp of the old one
     conn.execute(
         "INSERT INTO learner_state (tenant, name, state, updated_at) VALUES (?,?,?,?) "
         "ON CONFLICT (tenant, name) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
-        (tenant, name, json.dumps(state), to_us(utcnow())),
+        (tenant, name, json.dumps(state), to_us(stamp)),
     )
+    return stamp
 
 
 def _logged(row: Sequence[Any]) -> LoggedRetrieval:
