@@ -45,3 +45,17 @@ async def test_concurrent_adds_and_searches_on_one_loop(db_url: str, embedder) -
         results = await asyncio.gather(*(mem.search("note", k=20, scope=s) for s in scopes))
         for i, r in enumerate(results):
             assert len(r.hits) == 10 and all(h.record.scope.user == f"u{i}" for h in r.hits)
+
+
+async def test_async_experiences_replay_evaluate_and_prune(db_url: str, embedder) -> None:
+    async with await AsyncMemory.open(db_url, embedder=embedder, scope="acme") as mem:
+        first = await mem.remember_experience("Block my stolen card", "lost_or_stolen_card", "success", 1.0)
+        same = await mem.remember_experience("Block my stolen card.", "lost_or_stolen_card", "success", 1.0)
+        assert same.payload["task_key"] == first.id
+        assert (await mem.get(first.id)).utility.stats["agree_total"] > 0
+        result = await mem.search("card stolen", k=2, policy="memrl")
+        await mem.feedback(result.id, 1.0)
+        assert await mem.replay("memq") == 1
+        estimate = await mem.evaluate("memrl")
+        assert estimate.retrievals == 1 and estimate.items == 2
+        assert await mem.prune_log(0) >= 1

@@ -1107,6 +1107,90 @@ class AsyncMemory(_Base):
         """A search as the retrieval log keeps it (pool, shown, propensities, feedback)."""
         return await self.store.get_retrieval(self._scope(scope).tenant, retrieval_id)
 
+    async def remember_experience(
+        self,
+        task: str,
+        answer_or_plan: str,
+        outcome: str,
+        reward: float,
+        trajectory: Any = None,
+        *,
+        scope: ScopeLike | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> MemoryRecord:
+        """See :meth:`Memory.remember_experience`."""
+        sc = self._scope(scope)
+        check_text(task, self.config)
+        await self._ensure_space()
+        vector = np.asarray(await asyncio.to_thread(self.embedder.embed_query, task), dtype=np.float32)
+        q = self._query(sc, None, [Kind.EXPERIENCE.value], None, None, True)
+        nearest = await self.store.dense_candidates(q, vector, NEIGHBOURS)
+        neighbours = {r.id: r for r in await self.store.get(sc.tenant, [c.id for c in nearest])}
+        key_of = None
+        if nearest and nearest[0].score >= TASK_KEY_SIMILARITY:
+            key_of = neighbours.get(nearest[0].id)
+        record_id = new_id()
+        task_key = record_id if key_of is None else key_of.payload.get("task_key", key_of.id)
+        item = NewRecord(
+            id=record_id,
+            text=task,
+            kind=Kind.EXPERIENCE.value,
+            payload=experience_payload(task, answer_or_plan, outcome, reward, trajectory, task_key),
+            metadata=dict(metadata or {}),
+            links=[] if key_of is None else [Link(target=key_of.id, type="same_task")],
+        )
+        record = await self.add(item, scope=sc)
+        deltas = agreement_deltas(await self._learner(sc.tenant, "memq"), record, nearest, neighbours)
+        if deltas:
+            await self.store.add_stats(sc.tenant, deltas)
+        return record
+
+    async def _logs(self, tenant: str, since: datetime | None) -> list[LoggedRetrieval]:
+        logs: list[LoggedRetrieval] = []
+        seen: set[str] = set()
+        while True:
+            batch = await self.store.list_retrievals(tenant, since=since, limit=1000, with_feedback=True)
+            fresh = [b for b in batch if b.id not in seen]
+            logs.extend(fresh)
+            seen.update(b.id for b in fresh)
+            if len(batch) < 1000 or not fresh:
+                return logs
+            since = batch[-1].created_at
+
+    async def prune_log(
+        self, older_than_days: float, *, scope: ScopeLike | None = None, all_tenants: bool = False
+    ) -> int:
+        """See :meth:`Memory.prune_log`."""
+        if older_than_days < 0:
+            raise InvalidInputError("older_than_days must be >= 0")
+        before = utcnow() - timedelta(days=older_than_days)
+        return await self.store.prune_retrievals(before, None if all_tenants else self._scope(scope).tenant)
+
+    async def replay(
+        self, policy: str, *, scope: ScopeLike | None = None, since: datetime | None = None
+    ) -> int:
+        """See :meth:`Memory.replay`."""
+        self._check_policy(policy)
+        tenant = self._scope(scope).tenant
+        learner = self._new_learner(policy)
+        count = retrain(learner, await self._logs(tenant, since))
+        stamp = await self.store.save_learner_state(tenant, policy, learner.state_dict())
+        self._learners[(tenant, policy)] = learner
+        self._learner_stamps[(tenant, policy)] = stamp
+        return count
+
+    async def evaluate(
+        self, policy: str, *, scope: ScopeLike | None = None, since: datetime | None = None
+    ) -> OffPolicyEstimate:
+        """See :meth:`Memory.evaluate`."""
+        tenant = self._scope(scope).tenant
+        logs = await self._logs(tenant, since)
+        ids = list({s.id for log in logs for s in log.shown} | {p.id for log in logs for p in log.pool})
+        records = {r.id: r for r in await self.store.get(tenant, ids, include_deleted=True)}
+        utilities = {rid: r.utility for rid, r in records.items()}
+        learner = await self._learner(tenant, policy)
+        return ips_estimate(logs, learner_policy(learner, utilities, seed=self.config.seed))
+
     async def get(
         self, record_id: str, *, scope: ScopeLike | None = None, include_deleted: bool = False
     ) -> MemoryRecord:
