@@ -707,7 +707,7 @@ class SQLiteStore:
         for chunk in _chunks([int(k) for k in keys], 900):
             marks = ",".join("?" * len(chunk))
             for rowid, rid in self._conn.execute(
-                f"SELECT r.rowid, r.id FROM records r WHERE r.rowid IN ({marks}) AND {where}",
+                f"SELECT r.rowid, r.id FROM records r NOT INDEXED WHERE r.rowid IN ({marks}) AND {where}",
                 (*chunk, *params),
             ):
                 out[rowid] = rid
