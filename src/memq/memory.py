@@ -263,6 +263,32 @@ class _Base:
             if self._learners.get(key) is learner and (old is None or (stamp is not None and stamp > old)):
                 self._learner_stamps[key] = stamp
 
+    def _experience_item(
+        self,
+        task: str,
+        answer: str,
+        outcome: str,
+        reward: float,
+        trajectory: Any,
+        metadata: Mapping[str, Any] | None,
+        nearest: Sequence[Candidate],
+        neighbours: Mapping[str, MemoryRecord],
+    ) -> NewRecord:
+        """The experience to write: it joins the nearest experience's task key at cosine ≥ 0.9."""
+        key_of = None
+        if nearest and nearest[0].score >= TASK_KEY_SIMILARITY:
+            key_of = neighbours.get(nearest[0].id)
+        record_id = new_id()
+        task_key = record_id if key_of is None else key_of.payload.get("task_key", key_of.id)
+        return NewRecord(
+            id=record_id,
+            text=task,
+            kind=Kind.EXPERIENCE.value,
+            payload=experience_payload(task, answer, outcome, reward, trajectory, task_key),
+            metadata=dict(metadata or {}),
+            links=[] if key_of is None else [Link(target=key_of.id, type="same_task")],
+        )
+
     def _check_policy_options(self, options: Mapping[str, Any]) -> None:
         """A learned policy ranks dense candidates by its own score: fusion options do not apply."""
         ignored = sorted(
@@ -644,18 +670,8 @@ class Memory(_Base):
         q = self._query(sc, None, [Kind.EXPERIENCE.value], None, None, True)
         nearest = self.store.dense_candidates(q, vector, NEIGHBOURS)
         neighbours = {r.id: r for r in self.store.get(sc.tenant, [c.id for c in nearest])}
-        key_of = None
-        if nearest and nearest[0].score >= TASK_KEY_SIMILARITY:
-            key_of = neighbours.get(nearest[0].id)
-        record_id = new_id()
-        task_key = record_id if key_of is None else key_of.payload.get("task_key", key_of.id)
-        item = NewRecord(
-            id=record_id,
-            text=task,
-            kind=Kind.EXPERIENCE.value,
-            payload=experience_payload(task, answer_or_plan, outcome, reward, trajectory, task_key),
-            metadata=dict(metadata or {}),
-            links=[] if key_of is None else [Link(target=key_of.id, type="same_task")],
+        item = self._experience_item(
+            task, answer_or_plan, outcome, reward, trajectory, metadata, nearest, neighbours
         )
         record = self.add(item, scope=sc)
         deltas = agreement_deltas(self._learner(sc.tenant, "memq"), record, nearest, neighbours)
@@ -1126,18 +1142,8 @@ class AsyncMemory(_Base):
         q = self._query(sc, None, [Kind.EXPERIENCE.value], None, None, True)
         nearest = await self.store.dense_candidates(q, vector, NEIGHBOURS)
         neighbours = {r.id: r for r in await self.store.get(sc.tenant, [c.id for c in nearest])}
-        key_of = None
-        if nearest and nearest[0].score >= TASK_KEY_SIMILARITY:
-            key_of = neighbours.get(nearest[0].id)
-        record_id = new_id()
-        task_key = record_id if key_of is None else key_of.payload.get("task_key", key_of.id)
-        item = NewRecord(
-            id=record_id,
-            text=task,
-            kind=Kind.EXPERIENCE.value,
-            payload=experience_payload(task, answer_or_plan, outcome, reward, trajectory, task_key),
-            metadata=dict(metadata or {}),
-            links=[] if key_of is None else [Link(target=key_of.id, type="same_task")],
+        item = self._experience_item(
+            task, answer_or_plan, outcome, reward, trajectory, metadata, nearest, neighbours
         )
         record = await self.add(item, scope=sc)
         deltas = agreement_deltas(await self._learner(sc.tenant, "memq"), record, nearest, neighbours)

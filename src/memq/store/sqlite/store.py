@@ -337,16 +337,7 @@ class SQLiteStore:
 
     def list_archived(self, query: CandidateQuery, *, cursor: str | None, limit: int) -> Page:
         where, params = archived_clause(query, "sqlite", to_us)
-        if cursor is not None:
-            where += " AND r.id > ?"
-            params.append(cursor)
-        rows = self._read(
-            f"SELECT {RECORD_COLUMNS} FROM records r WHERE {where} ORDER BY r.id LIMIT ?",
-            (*params, limit + 1),
-        )
-        records = self._hydrate(rows[:limit], False)
-        next_cursor = records[-1].id if len(rows) > limit else None
-        return Page(records=records, next_cursor=next_cursor)
+        return self._page(where, params, cursor, limit)
 
     def purge(self, tenant: str, record_ids: Sequence[str]) -> int:
         ids = list(dict.fromkeys(record_ids))
@@ -608,6 +599,10 @@ class SQLiteStore:
 
     def list(self, query: CandidateQuery, *, cursor: str | None, limit: int) -> Page:
         where, params = visibility(query, "sqlite", to_us)
+        return self._page(where, params, cursor, limit)
+
+    def _page(self, where: str, params: list[Any], cursor: str | None, limit: int) -> Page:
+        """Records matching ``where`` in id order after ``cursor``: one page and the next cursor."""
         if cursor is not None:
             where += " AND r.id > ?"
             params.append(cursor)
