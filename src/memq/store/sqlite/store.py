@@ -624,7 +624,10 @@ class SQLiteStore:
         for chunk in _chunks(ids, 500):
             marks = ",".join("?" * len(chunk))
             rows = self._read(
-                f"SELECT {cols} FROM records r WHERE r.id IN ({marks}) AND {where}", (*chunk, *params)
+                # look the candidates up by id (their rowids), never by walking the tenant's visibility index
+                f"SELECT {cols} FROM records r NOT INDEXED WHERE r.rowid IN "
+                f"(SELECT rowid FROM records WHERE id IN ({marks})) AND {where}",
+                (*chunk, *params),
             )
             out.update((r.id, r) for r in self._hydrate(rows, with_embedding))
         return out
