@@ -498,15 +498,7 @@ class Memory(_Base):
         are hidden like deleted ones, listed by :meth:`archived` and brought back by :meth:`restore`.
         """
         sc = self._scope(scope)
-        query = CandidateQuery(scope=sc, include_invalidated=True)
-        records: list[MemoryRecord] = []
-        cursor = None
-        while True:
-            page = self.store.list(query, cursor=cursor, limit=self.config.max_page)
-            records += page.records
-            if page.next_cursor is None:
-                break
-            cursor = page.next_cursor
+        records = list(self.iter(scope=sc, include_invalidated=True, limit=self.config.max_page))
         evict = self._forget_plan(records, capacity, policy)
         if not evict:
             return []

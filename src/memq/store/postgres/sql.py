@@ -278,15 +278,7 @@ def restore(tenant: str, record_id: str, actor: str | None, reason: str | None) 
 
 def list_archived(query: CandidateQuery, cursor: str | None, limit: int) -> Op[Page]:
     where, params = archived_clause(query, "postgres", _identity)
-    if cursor is not None:
-        where += " AND r.id > %s"
-        params.append(cursor)
-    rows = yield Q(
-        f"SELECT {COLUMNS} FROM records r WHERE {where} ORDER BY r.id LIMIT %s", (*params, limit + 1)
-    )
-    records = yield from hydrate(rows[:limit], False)
-    next_cursor = records[-1].id if len(rows) > limit else None
-    return Page(records=records, next_cursor=next_cursor)
+    return (yield from _page(where, params, cursor, limit))
 
 
 def purge(tenant: str, record_ids: Sequence[str]) -> Op[int]:
@@ -559,6 +551,11 @@ def get(
 
 def list_page(query: CandidateQuery, cursor: str | None, limit: int) -> Op[Page]:
     where, params = _where(query)
+    return (yield from _page(where, params, cursor, limit))
+
+
+def _page(where: str, params: list[Any], cursor: str | None, limit: int) -> Op[Page]:
+    """Records matching ``where`` in id order after ``cursor``: one page and the next cursor."""
     if cursor is not None:
         where += " AND r.id > %s"
         params.append(cursor)
