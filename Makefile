@@ -6,6 +6,8 @@ STAMP_RUN := $(VENV)/.installed-run
 STAMP_TEST := $(VENV)/.installed-test
 # torch 2.13.0 is the CPU wheel on disk; install it first so nothing pulls a CUDA build.
 TORCH := torch==2.13.0
+# llama-cpp-python builds from source; a native build crashes on generation on these CPUs.
+export CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF
 
 .PHONY: run test lint bench clean
 
@@ -18,7 +20,8 @@ $(STAMP_RUN): $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q -e .
 	touch $@
 
-$(STAMP_TEST): $(BIN)/python pyproject.toml
+$(STAMP_TEST): $(BIN)/python pyproject.toml scripts/apt-deps.sh
+	bash scripts/apt-deps.sh
 	$(BIN)/pip install -q $(TORCH)
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@ $(STAMP_RUN)

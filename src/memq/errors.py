@@ -70,3 +70,23 @@ class EmbeddingError(MemqError):
     """The embedder failed or returned something unusable."""
 
     code = "embedding_error"
+
+
+class LLMError(MemqError):
+    """The LLM call failed: transport, timeout, or an answer that never validated.
+
+    memq never turns a failed LLM call into an empty result: the operation that needed it raises
+    this (or a subclass) and writes nothing.
+    """
+
+    code = "llm_error"
+
+
+class LLMTimeoutError(LLMError):
+    code = "llm_timeout"
+
+
+class LLMOutputError(LLMError):
+    """The model's answer did not validate against the schema after the bounded retries."""
+
+    code = "llm_invalid_output"

@@ -1,0 +1,1 @@
+"""Peer systems run side by side with memq (the ``bench-peers`` extra)."""

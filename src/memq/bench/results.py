@@ -1,0 +1,111 @@
+"""The results file every ``memq bench <name> --out results.json`` writes (schema in docs/results.md).
+
+One :class:`BenchResult` per (system, dataset, variant). ``metrics`` is flat: names like ``recall@5``,
+``recall@5/cat1``, ``session_recall_all@5``, ``em@1/262k``, ``add_ms_p50``, ``llm_calls``. Other tools
+script against these names, so keep them stable.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+_TRACKED = (
+    "memq",
+    "torch",
+    "sentence-transformers",
+    "usearch",
+    "mem0ai",
+    "chromadb",
+    "qdrant-client",
+    "openai",
+    "llama-cpp-python",
+)
+
+
+class BenchResult(BaseModel):
+    """One system on one dataset variant."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    system: str
+    dataset: str
+    variant: str = "default"
+    config: dict[str, Any] = Field(default_factory=dict)
+    seed: int | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+    timings: dict[str, float] = Field(default_factory=dict)
+    seconds: float
+    versions: dict[str, str] = Field(default_factory=dict)
+    notes: list[str] = Field(default_factory=list)
+
+
+class ResultsFile(BaseModel):
+    """What ``--out`` holds: the benchmark, where and when it ran, and its results."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: int = SCHEMA_VERSION
+    benchmark: str
+    created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    machine: dict[str, Any] = Field(default_factory=lambda: machine_info())
+    args: dict[str, Any] = Field(default_factory=dict)
+    results: list[BenchResult] = Field(default_factory=list)
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+
+def package_versions(names: Iterable[str] = _TRACKED) -> dict[str, str]:
+    """Installed versions of the packages that shape a result (absent ones are left out)."""
+    out: dict[str, str] = {}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def machine_info() -> dict[str, Any]:
+    import os
+
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+    }
+
+
+def percentiles(samples_ms: Sequence[float], prefix: str) -> dict[str, float]:
+    """``{prefix}_p50``, ``_p95``, ``_p99`` and ``_mean`` of a latency sample in milliseconds."""
+    if not samples_ms:
+        return {}
+    arr = np.asarray(samples_ms, dtype=float)
+    return {
+        f"{prefix}_p50": float(np.percentile(arr, 50)),
+        f"{prefix}_p95": float(np.percentile(arr, 95)),
+        f"{prefix}_p99": float(np.percentile(arr, 99)),
+        f"{prefix}_mean": float(arr.mean()),
+    }
+
+
+def write_results(path: str | Path, results: ResultsFile) -> Path:
+    """Write atomically (temp file + rename) so a crashed run never leaves half a JSON."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(results.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def read_results(path: str | Path) -> ResultsFile:
+    return ResultsFile.model_validate(json.loads(Path(path).read_text(encoding="utf-8")))

@@ -1,0 +1,153 @@
+"""Systems under benchmark behind one small protocol: memq presets here, peers in ``memq.bench.peers``.
+
+A benchmark talks to every system the same way: put documents into an isolated *space* (one LoCoMo
+conversation, one LongMemEval haystack), then ask for the keys of the k best documents. The harness
+times each call, so latency figures are comparable across systems in the same run.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from memq.embed.base import Embedder
+
+
+@dataclass(frozen=True)
+class BenchDoc:
+    """One unit a benchmark stores: ``key`` is what the gold evidence names (a dia_id, a session id)."""
+
+    key: str
+    text: str
+    when: datetime | None = None
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class BenchSystem(Protocol):
+    name: str
+
+    def add(self, space: str, docs: Sequence[BenchDoc]) -> None:
+        """Store ``docs`` in ``space`` (one call = one write the system sees, e.g. one turn)."""
+        ...
+
+    def search(self, space: str, query: str, k: int) -> list[str]:
+        """Keys of the k best documents in ``space``, best first."""
+        ...
+
+    def footprint(self) -> dict[str, float]:
+        """``records`` and ``bytes`` stored (whatever the system can report)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class LearningSystem(BenchSystem, Protocol):
+    """A system that learns from reward on its last search in a space."""
+
+    def feedback(self, space: str, reward: float, used: Sequence[str] | None = None) -> None: ...
+
+
+# preset name → (SearchOptions overrides, learner policy or None)
+MEMQ_PRESETS: dict[str, tuple[dict[str, Any], str | None]] = {
+    "memq": ({}, None),  # the default recipe
+    "memq-hybrid": ({"mode": "hybrid"}, None),
+    "memq-dense": ({"mode": "dense"}, None),
+    "memq-lexical": ({"mode": "lexical"}, None),
+    "memq-similarity": ({}, "similarity"),
+    "memq-memrl": ({}, "memrl"),
+    "memq-memento_q": ({}, "memento_q"),
+    "memq-memq": ({}, "memq"),
+}
+
+
+def _dir_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+class MemqSystem:
+    """memq on a fresh SQLite file in a temporary directory; one tenant, one session per space."""
+
+    def __init__(
+        self,
+        preset: str,
+        embedder: Embedder,
+        *,
+        workdir: str | Path | None = None,
+        search_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        from memq.config import MemoryConfig
+        from memq.memory import Memory
+
+        if preset not in MEMQ_PRESETS:
+            raise ValueError(f"unknown memq preset {preset!r}; choose from {', '.join(MEMQ_PRESETS)}")
+        self.name = preset
+        self._options, self._policy = MEMQ_PRESETS[preset]
+        self._options = {**self._options, **(search_options or {})}
+        self._own_dir = workdir is None
+        self._dir = Path(workdir or tempfile.mkdtemp(prefix=f"memq-bench-{preset}-"))
+        self._dir.mkdir(parents=True, exist_ok=True)
+        # Only learner presets need the retrieval log (feedback reads it).
+        config = MemoryConfig(log_retrievals=self._policy is not None)
+        self.memory = Memory(self._dir / "memq.db", embedder=embedder, config=config, scope="bench")
+        self._last: dict[str, str] = {}  # space → last retrieval id
+        self._records = 0
+
+    def _scope(self, space: str) -> dict[str, str]:
+        return {"tenant": "bench", "session": space}
+
+    def add(self, space: str, docs: Sequence[BenchDoc]) -> None:
+        from memq.types import NewRecord
+
+        self.memory.add(
+            [NewRecord(text=d.text, metadata={"key": d.key, **d.meta}, valid_from=d.when) for d in docs],
+            scope=self._scope(space),
+        )
+        self._records += len(docs)
+
+    def search(self, space: str, query: str, k: int) -> list[str]:
+        got = self.memory.search(query, k=k, scope=self._scope(space), policy=self._policy, **self._options)
+        self._last[space] = got.id
+        return [str(h.record.metadata.get("key")) for h in got.hits]
+
+    def feedback(self, space: str, reward: float, used: Sequence[str] | None = None) -> None:
+        if self._policy is None:
+            return  # fixed recipes do not learn
+        self.memory.feedback(self._last[space], reward, scope=self._scope(space))
+
+    def footprint(self) -> dict[str, float]:
+        return {"records": float(self._records), "bytes": float(_dir_bytes(self._dir))}
+
+    def close(self) -> None:
+        self.memory.close()
+        if self._own_dir:
+            shutil.rmtree(self._dir, ignore_errors=True)
+
+
+SystemFactory = Callable[[Embedder], BenchSystem]
+
+
+def system_names() -> list[str]:
+    """Every system ``--systems`` accepts."""
+    return [*MEMQ_PRESETS, "mem0", "chroma"]
+
+
+def make_system(name: str, embedder: Embedder, **kwargs: Any) -> BenchSystem:
+    """Build a system by name; peers import lazily (they are the ``bench-peers`` extra)."""
+    if name in MEMQ_PRESETS:
+        return MemqSystem(name, embedder, **kwargs)
+    if name == "mem0":
+        from memq.bench.peers.mem0 import Mem0System
+
+        return Mem0System(embedder, **kwargs)
+    if name == "chroma":
+        from memq.bench.peers.chroma import ChromaSystem
+
+        return ChromaSystem(embedder, **kwargs)
+    raise ValueError(f"unknown system {name!r}; choose from {', '.join(system_names())}")

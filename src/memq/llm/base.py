@@ -1,0 +1,91 @@
+"""The LLM protocol memq's managers call: structured output into a pydantic model, with accounting.
+
+Implementations: :mod:`memq.llm.client` (any OpenAI-compatible endpoint) and :mod:`memq.llm.local`
+(embedded Gemma 3 270M via llama.cpp, grammar-constrained JSON). A structured call either returns a
+validated model instance or raises :class:`memq.errors.LLMError` — never an empty stand-in.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Protocol, TypedDict, TypeVar, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict
+
+T = TypeVar("T", bound=BaseModel)
+
+
+class Message(TypedDict):
+    role: str  # "system" | "user" | "assistant"
+    content: str
+
+
+class CallStats(BaseModel):
+    """Accounting for LLM calls, per operation (``extract``, ``reconcile``, ...) or in total."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    calls: int = 0
+    failures: int = 0
+    retries: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_ms: float = 0.0
+
+    def add(self, other: CallStats) -> None:
+        for name in CallStats.model_fields:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+class Usage(BaseModel):
+    """What ``Memory.usage()`` returns: totals and a breakdown by operation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    total: CallStats
+    by_operation: dict[str, CallStats]
+
+
+class UsageMeter:
+    """Thread-safe accumulator of :class:`CallStats` keyed by operation name."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ops: dict[str, CallStats] = {}
+
+    def record(self, operation: str, stats: CallStats) -> None:
+        with self._lock:
+            self._ops.setdefault(operation, CallStats()).add(stats)
+
+    def snapshot(self) -> Usage:
+        with self._lock:
+            total = CallStats()
+            ops = {}
+            for name, st in self._ops.items():
+                total.add(st)
+                ops[name] = st.model_copy()
+            return Usage(total=total, by_operation=ops)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._ops.clear()
+
+
+@runtime_checkable
+class LLM(Protocol):
+    """A chat model that answers in a given pydantic schema."""
+
+    model_id: str
+    usage: UsageMeter
+
+    def structured(
+        self,
+        messages: Sequence[Message],
+        schema: type[T],
+        *,
+        operation: str,
+        max_tokens: int | None = None,
+    ) -> T:
+        """Ask for an answer validating as ``schema``; raise LLMError when none does."""
+        ...
