@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -151,3 +152,41 @@ def make_system(name: str, embedder: Embedder, **kwargs: Any) -> BenchSystem:
 
         return ChromaSystem(embedder, **kwargs)
     raise ValueError(f"unknown system {name!r}; choose from {', '.join(system_names())}")
+
+
+class Timed:
+    """Wraps a system and records the wall time of every add and search call, in milliseconds."""
+
+    def __init__(self, system: BenchSystem) -> None:
+        self.system = system
+        self.name = system.name
+        self.add_ms: list[float] = []
+        self.search_ms: list[float] = []
+
+    def add(self, space: str, docs: Sequence[BenchDoc]) -> None:
+        started = time.perf_counter()
+        self.system.add(space, docs)
+        self.add_ms.append((time.perf_counter() - started) * 1000)
+
+    def search(self, space: str, query: str, k: int) -> list[str]:
+        started = time.perf_counter()
+        keys = self.system.search(space, query, k)
+        self.search_ms.append((time.perf_counter() - started) * 1000)
+        return keys
+
+    def feedback(self, space: str, reward: float, used: Sequence[str] | None = None) -> None:
+        if isinstance(self.system, LearningSystem):
+            self.system.feedback(space, reward, used)
+
+    def latency_metrics(self) -> dict[str, float]:
+        """``add_ms_p50/p95/p99/mean`` and ``search_ms_...`` plus ``records`` and ``bytes``."""
+        from memq.bench.results import percentiles
+
+        return {
+            **percentiles(self.add_ms, "add_ms"),
+            **percentiles(self.search_ms, "search_ms"),
+            **self.system.footprint(),
+        }
+
+    def close(self) -> None:
+        self.system.close()
