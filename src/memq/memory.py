@@ -31,6 +31,9 @@ from memq.learn.experience import NEIGHBOURS, TASK_KEY_SIMILARITY, agreement_del
 from memq.learn.feedback import check_feedback_args, plan_feedback
 from memq.learn.forgetting import ForgettingPolicy, select_evictions
 from memq.learn.replay import OffPolicyEstimate, ips_estimate, learner_policy, retrain
+from memq.llm.base import LLM, CallStats, Usage
+from memq.manage import ManageContext, Manager, ManageResult, make_manager
+from memq.manage.apply import LoopReader, SyncReader, Writes, build_writes, changed_ids, without_vectors
 from memq.retrieve.filters import parse_filter
 from memq.retrieve.pipeline import SearchOptions, rank
 from memq.store import AsyncStore, CandidateQuery, Store, VersionChange, is_postgres_url, open_store
@@ -71,10 +74,15 @@ class _Base:
     """Configuration and the pure steps shared by the sync and async facades."""
 
     def __init__(
-        self, embedder: Embedder | None, config: MemoryConfig | None, scope: ScopeLike | None
+        self,
+        embedder: Embedder | None,
+        config: MemoryConfig | None,
+        scope: ScopeLike | None,
+        llm: LLM | str | None = None,
     ) -> None:
         self.config = config or MemoryConfig()
         self._embedder = embedder
+        self.llm: LLM | None = _resolve_llm(llm)
         self.default_scope = None if scope is None else coerce_scope(scope)
         self._space_checked = False
         self._learners: dict[tuple[str, str], Learner] = {}
@@ -289,6 +297,43 @@ class _Base:
             links=[] if key_of is None else [Link(target=key_of.id, type="same_task")],
         )
 
+    # -- managers ----------------------------------------------------------------------------------
+    def usage(self) -> Usage:
+        """LLM calls, failures, retries, prompt/completion tokens and latency of this memory's LLM,
+        in total and by operation (``extract``, ``reconcile``, ...); all zero without an LLM."""
+        if self.llm is None:
+            return Usage(total=CallStats(), by_operation={})
+        return self.llm.usage.snapshot()
+
+    def _resolve_manager(self, manager: str | Manager, params: Mapping[str, Any] | None) -> Manager:
+        if isinstance(manager, str):
+            return make_manager(manager, **dict(params or {}))
+        if params:
+            raise InvalidInputError("manager_params apply to a manager given by name, not to an instance")
+        if not isinstance(manager, Manager):
+            raise InvalidInputError(f"manager must be a name or a Manager, not {type(manager).__name__}")
+        return manager
+
+    def _manage_context(self, mgr: Manager, scope: Scope, reader: Any) -> ManageContext:
+        ctx = ManageContext(scope=scope, config=self.config, reader=reader, llm=self.llm, now=utcnow())
+        if mgr.uses_llm and getattr(mgr, "requires_llm", True):
+            ctx.require_llm(mgr.name)
+        return ctx
+
+    def _writes(self, mgr: Manager, plan: Any, current: list[MemoryRecord], tenant: str) -> Writes:
+        return build_writes(
+            plan,
+            {r.id: r for r in current},
+            tenant=tenant,
+            actor=f"manager:{mgr.name}",
+            config=self.config,
+            embed=self._embed_documents,
+            model_id=self.embedder.model_id,
+        )
+
+    def _total_usage(self) -> CallStats:
+        return self.usage().total
+
     def _check_policy_options(self, options: Mapping[str, Any]) -> None:
         """A learned policy ranks dense candidates by its own score: fusion options do not apply."""
         ignored = sorted(
@@ -304,6 +349,23 @@ class _Base:
             raise InvalidInputError(
                 f"unknown policy {name!r}; use one of {', '.join(LEARNERS)} (or none: hybrid)"
             )
+
+
+def _resolve_llm(llm: LLM | str | None) -> LLM | None:
+    """An LLM instance as given, or one built from a spec string (see :func:`memq.llm.llm_from_spec`)."""
+    if llm is None or not isinstance(llm, str):
+        if llm is not None and not isinstance(llm, LLM):
+            raise InvalidInputError(f"llm must be an LLM or a spec string, not {type(llm).__name__}")
+        return llm
+    try:
+        from memq.llm import llm_from_spec  # type: ignore[attr-defined]
+    except ImportError as exc:
+        raise InvalidInputError("LLM spec strings need memq's LLM layer: pip install 'memq[llm]'") from exc
+    return llm_from_spec(llm)  # type: ignore[no-any-return]
+
+
+def _usage_delta(after: CallStats, before: CallStats) -> CallStats:
+    return CallStats(**{n: getattr(after, n) - getattr(before, n) for n in CallStats.model_fields})
 
 
 def _export_header(space: tuple[str, int] | None) -> str:
@@ -376,8 +438,9 @@ class Memory(_Base):
         embedder: Embedder | None = None,
         config: MemoryConfig | None = None,
         scope: ScopeLike | None = None,
+        llm: LLM | str | None = None,
     ) -> None:
-        super().__init__(embedder, config, scope)
+        super().__init__(embedder, config, scope, llm)
         self.store: Store = open_store(store) if isinstance(store, str | Path) else store
 
     def close(self) -> None:
@@ -406,17 +469,28 @@ class Memory(_Base):
         valid_from: datetime | None = None,
         valid_to: datetime | None = None,
         actor: str | None = None,
+        manager: str | Manager | None = None,
+        manager_params: Mapping[str, Any] | None = None,
     ) -> Any:
         """Store one memory (text, dict or NewRecord) or a batch (a list). A batch is one transaction.
 
         Returns the stored record, or a list of them for a batch. Keyword fields apply to every item
         that does not set them itself.
+
+        ``manager`` (a name from :data:`memq.manage.MANAGERS` or a :class:`memq.manage.Manager`)
+        hands the items to a write policy instead: ``dedupe``, ``reconcile``, ``experience``,
+        ``insights``, ``notes``, ``episodes`` (or ``append``). It returns a
+        :class:`memq.manage.ManageResult` with every decision and the versions written; every write
+        is in the history with ``actor="manager:<name>"`` and the decision's reason. All LLM calls and
+        embeddings happen before the first write, so an LLMError writes nothing.
+        ``manager_params`` configures a manager given by name (e.g. ``{"threshold": 0.9}``).
         """
-        records, single = self._prepare_add(
-            items,
-            scope,
-            dict(kind=kind, metadata=metadata, payload=payload, valid_from=valid_from, valid_to=valid_to),
+        defaults = dict(
+            kind=kind, metadata=metadata, payload=payload, valid_from=valid_from, valid_to=valid_to
         )
+        if manager is not None:
+            return self._add_managed(items, scope, defaults, self._resolve_manager(manager, manager_params))
+        records, single = self._prepare_add(items, scope, defaults)
         self._ensure_space()
         self._attach(records, self._embed_documents([r.text for r in records]))
         self.store.insert(records, op=HistoryOp.ADD, actor=actor)
@@ -424,6 +498,36 @@ class Memory(_Base):
             for sc in self._added_scopes(records):
                 self.forget(self.config.capacity, scope=sc)
         return records[0] if single else records
+
+    def _add_managed(
+        self, items: Any, scope: ScopeLike | None, defaults: Mapping[str, Any], mgr: Manager
+    ) -> ManageResult:
+        inputs, _ = self._prepare_add(items, scope, defaults)
+        sc = self._scope(scope)
+        self._ensure_space()
+        ctx = self._manage_context(mgr, sc, SyncReader(self.store, sc, self._embed_documents))
+        before = self._total_usage()
+        plan = mgr.plan(inputs, ctx)  # every LLM call happens here: an LLMError leaves the store as it was
+        used = _usage_delta(self._total_usage(), before)
+        current = self.store.get(sc.tenant, changed_ids(plan), with_embedding=True)
+        writes = self._writes(mgr, plan, current, sc.tenant)
+        actor = f"manager:{mgr.name}"
+        for reason, group in writes.inserts:
+            self.store.insert(group, op=HistoryOp.ADD, actor=actor, reason=reason)
+        for change in writes.versions:
+            self.store.write_version(change)
+        for ins in writes.experiences:
+            deltas = agreement_deltas(
+                self._learner(sc.tenant, "memq"), ins.record, ins.nearest or [], ins.neighbours or {}
+            )
+            if deltas:
+                self.store.add_stats(sc.tenant, deltas)
+        if self.config.capacity is not None and writes.inserts:
+            for written_scope in self._added_scopes([r for _, g in writes.inserts for r in g]):
+                self.forget(self.config.capacity, scope=written_scope)
+        return ManageResult(
+            manager=mgr.name, decisions=plan.decisions, written=without_vectors(writes.records), usage=used
+        )
 
     def update(
         self,
@@ -854,8 +958,9 @@ class AsyncMemory(_Base):
         embedder: Embedder | None = None,
         config: MemoryConfig | None = None,
         scope: ScopeLike | None = None,
+        llm: LLM | str | None = None,
     ) -> None:
-        super().__init__(embedder, config, scope)
+        super().__init__(embedder, config, scope, llm)
         self.store = store
 
     @classmethod
@@ -897,12 +1002,18 @@ class AsyncMemory(_Base):
         valid_from: datetime | None = None,
         valid_to: datetime | None = None,
         actor: str | None = None,
+        manager: str | Manager | None = None,
+        manager_params: Mapping[str, Any] | None = None,
     ) -> Any:
-        records, single = self._prepare_add(
-            items,
-            scope,
-            dict(kind=kind, metadata=metadata, payload=payload, valid_from=valid_from, valid_to=valid_to),
+        """See :meth:`Memory.add` (with ``manager``, the manager runs on a worker thread)."""
+        defaults = dict(
+            kind=kind, metadata=metadata, payload=payload, valid_from=valid_from, valid_to=valid_to
         )
+        if manager is not None:
+            return await self._add_managed(
+                items, scope, defaults, self._resolve_manager(manager, manager_params)
+            )
+        records, single = self._prepare_add(items, scope, defaults)
         await self._ensure_space()
         vectors = await asyncio.to_thread(self._embed_documents, [r.text for r in records])
         self._attach(records, vectors)
@@ -911,6 +1022,36 @@ class AsyncMemory(_Base):
             for sc in self._added_scopes(records):
                 await self.forget(self.config.capacity, scope=sc)
         return records[0] if single else records
+
+    async def _add_managed(
+        self, items: Any, scope: ScopeLike | None, defaults: Mapping[str, Any], mgr: Manager
+    ) -> ManageResult:
+        inputs, _ = self._prepare_add(items, scope, defaults)
+        sc = self._scope(scope)
+        await self._ensure_space()
+        reader = LoopReader(self.store, sc, self._embed_documents, asyncio.get_running_loop())
+        ctx = self._manage_context(mgr, sc, reader)
+        before = self._total_usage()
+        plan = await asyncio.to_thread(mgr.plan, inputs, ctx)  # LLM calls: nothing written yet
+        used = _usage_delta(self._total_usage(), before)
+        current = await self.store.get(sc.tenant, changed_ids(plan), with_embedding=True)
+        writes = await asyncio.to_thread(self._writes, mgr, plan, current, sc.tenant)
+        actor = f"manager:{mgr.name}"
+        for reason, group in writes.inserts:
+            await self.store.insert(group, op=HistoryOp.ADD, actor=actor, reason=reason)
+        for change in writes.versions:
+            await self.store.write_version(change)
+        for ins in writes.experiences:
+            learner = await self._learner(sc.tenant, "memq")
+            deltas = agreement_deltas(learner, ins.record, ins.nearest or [], ins.neighbours or {})
+            if deltas:
+                await self.store.add_stats(sc.tenant, deltas)
+        if self.config.capacity is not None and writes.inserts:
+            for written_scope in self._added_scopes([r for _, g in writes.inserts for r in g]):
+                await self.forget(self.config.capacity, scope=written_scope)
+        return ManageResult(
+            manager=mgr.name, decisions=plan.decisions, written=without_vectors(writes.records), usage=used
+        )
 
     async def update(
         self,
