@@ -21,6 +21,7 @@ from rich.table import Table
 from memq.bench.cli import bench_app
 from memq.errors import MemqError
 from memq.memory import Memory
+from memq.server.cli import keys_app, serve
 from memq.types import MemoryRecord, Retrieval, Scope
 
 app = typer.Typer(
@@ -33,6 +34,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(bench_app, name="bench")
+app.add_typer(keys_app, name="keys")
+app.command()(serve)
 console = Console()
 err_console = Console(stderr=True)
 
