@@ -19,6 +19,9 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+# the `llm_server` fixture: an OpenAI-compatible replay server on loopback (tests/llm_replay.py)
+pytest_plugins = ["llm_replay"]
+
 BACKENDS = ["sqlite", "postgres"]
 _db_counter = itertools.count()
 

