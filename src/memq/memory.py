@@ -25,15 +25,16 @@ from pydantic import ValidationError
 from memq.config import MemoryConfig
 from memq.embed.base import Embedder
 from memq.errors import DimensionMismatchError, EmbeddingError, InvalidInputError, NotFoundError
-from memq.ids import new_id
 from memq.learn import LEARNERS, Learner, PoolItem, make_learner
-from memq.learn.experience import NEIGHBOURS, TASK_KEY_SIMILARITY, agreement_deltas, experience_payload
+from memq.learn.experience import NEIGHBOURS, agreement_deltas
 from memq.learn.feedback import check_feedback_args, plan_feedback
 from memq.learn.forgetting import ForgettingPolicy, select_evictions
 from memq.learn.replay import OffPolicyEstimate, ips_estimate, learner_policy, retrain
 from memq.llm.base import LLM, CallStats, Usage
+from memq.llm.safety import FLAGS_KEY, injection_flags
 from memq.manage import ManageContext, Manager, ManageResult, make_manager
 from memq.manage.apply import LoopReader, SyncReader, Writes, build_writes, changed_ids, without_vectors
+from memq.manage.experience import experience_item
 from memq.retrieve.filters import parse_filter
 from memq.retrieve.pipeline import SearchOptions, rank
 from memq.store import AsyncStore, CandidateQuery, Store, VersionChange, is_postgres_url, open_store
@@ -44,7 +45,6 @@ from memq.types import (
     HistoryOp,
     Hit,
     Kind,
-    Link,
     LoggedRetrieval,
     MemoryRecord,
     NewRecord,
@@ -130,6 +130,10 @@ class _Base:
             config=self.config,
             defaults={k: v for k, v in defaults.items() if v is not None},
         )
+        for record in records:  # prompt-injection heuristics; memq owns the key (filterable)
+            flags = injection_flags(record.text)
+            meta = {k: v for k, v in record.metadata.items() if k != FLAGS_KEY}
+            record.metadata = {**meta, FLAGS_KEY: flags} if flags else meta
         return records, single
 
     def _attach(self, records: list[MemoryRecord], vectors: np.ndarray) -> None:
@@ -282,20 +286,8 @@ class _Base:
         nearest: Sequence[Candidate],
         neighbours: Mapping[str, MemoryRecord],
     ) -> NewRecord:
-        """The experience to write: it joins the nearest experience's task key at cosine ≥ 0.9."""
-        key_of = None
-        if nearest and nearest[0].score >= TASK_KEY_SIMILARITY:
-            key_of = neighbours.get(nearest[0].id)
-        record_id = new_id()
-        task_key = record_id if key_of is None else key_of.payload.get("task_key", key_of.id)
-        return NewRecord(
-            id=record_id,
-            text=task,
-            kind=Kind.EXPERIENCE.value,
-            payload=experience_payload(task, answer, outcome, reward, trajectory, task_key),
-            metadata=dict(metadata or {}),
-            links=[] if key_of is None else [Link(target=key_of.id, type="same_task")],
-        )
+        """The experience to write (see :func:`memq.manage.experience.experience_item`)."""
+        return experience_item(task, answer, outcome, reward, trajectory, metadata, nearest, neighbours)
 
     # -- managers ----------------------------------------------------------------------------------
     def usage(self) -> Usage:

@@ -20,6 +20,7 @@ import numpy as np
 
 from memq.config import MemoryConfig
 from memq.errors import NotFoundError
+from memq.llm.safety import FLAGS_KEY, injection_flags
 from memq.manage.base import REASON_CHARS, Insert, Plan
 from memq.retrieve.filters import parse_filter
 from memq.store.base import AsyncStore, CandidateQuery, Store, VersionChange
@@ -133,6 +134,8 @@ def build_writes(
             new.embedding = None  # re-embedded below
         latest[change.record_id] = new
         versions.append((new, change.reason, change.op))
+    for record in [i.record for i in plan.inserts] + [v for v, _, _ in versions if v.embedding is None]:
+        _flag(record)
     to_embed = [i.record for i in plan.inserts if i.record.embedding is None]
     to_embed += [v for v, _, _ in versions if v.embedding is None]
     if to_embed:
@@ -154,6 +157,15 @@ def build_writes(
             VersionChange(tenant, new.id, new, op, actor=actor, reason=reason[:REASON_CHARS])  # type: ignore[arg-type]
         )
     return writes
+
+
+def _flag(record: MemoryRecord) -> None:
+    """Injection flags of a manager-written text (as ``add`` sets them on what callers write)."""
+    flags = injection_flags(record.text)
+    if flags:
+        record.metadata = {**record.metadata, FLAGS_KEY: flags}
+    elif FLAGS_KEY in record.metadata:
+        record.metadata = {k: v for k, v in record.metadata.items() if k != FLAGS_KEY}
 
 
 def without_vectors(records: Sequence[MemoryRecord]) -> list[MemoryRecord]:

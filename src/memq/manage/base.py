@@ -170,6 +170,10 @@ class ManageContext:
             provenance=provenance or Provenance(),
             valid_from=valid_from,
         )
+        return self.build(item)
+
+    def build(self, item: NewRecord) -> MemoryRecord:
+        """``item`` validated into a version-1 record of the add's scope (InvalidInputError if bad)."""
         return build_records([item], scope=self.scope, config=self.config, defaults={}, now=self.now)[0]
 
     def similar(
