@@ -34,7 +34,6 @@ from memq.llm.base import LLM, CallStats, Usage
 from memq.llm.safety import FLAGS_KEY, injection_flags
 from memq.manage import ManageContext, Manager, ManageResult, make_manager
 from memq.manage.apply import LoopReader, SyncReader, Writes, build_writes, changed_ids, without_vectors
-from memq.manage.experience import experience_item
 from memq.retrieve.filters import parse_filter
 from memq.retrieve.pipeline import SearchOptions, rank
 from memq.store import AsyncStore, CandidateQuery, Store, VersionChange, is_postgres_url, open_store
@@ -287,6 +286,8 @@ class _Base:
         neighbours: Mapping[str, MemoryRecord],
     ) -> NewRecord:
         """The experience to write (see :func:`memq.manage.experience.experience_item`)."""
+        from memq.manage.experience import experience_item
+
         return experience_item(task, answer, outcome, reward, trajectory, metadata, nearest, neighbours)
 
     # -- managers ----------------------------------------------------------------------------------

@@ -20,7 +20,6 @@ import numpy as np
 
 from memq.config import MemoryConfig
 from memq.errors import NotFoundError
-from memq.llm.safety import FLAGS_KEY, injection_flags
 from memq.manage.base import REASON_CHARS, Insert, Plan
 from memq.retrieve.filters import parse_filter
 from memq.store.base import AsyncStore, CandidateQuery, Store, VersionChange
@@ -161,6 +160,8 @@ def build_writes(
 
 def _flag(record: MemoryRecord) -> None:
     """Injection flags of a manager-written text (as ``add`` sets them on what callers write)."""
+    from memq.llm.safety import FLAGS_KEY, injection_flags
+
     flags = injection_flags(record.text)
     if flags:
         record.metadata = {**record.metadata, FLAGS_KEY: flags}
