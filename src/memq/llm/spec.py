@@ -21,6 +21,7 @@ spec does not set.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl
@@ -59,7 +60,7 @@ def _options(query: str, allowed: Mapping[str, tuple[str, type]], spec: str) -> 
             out[name] = cast(raw)
         except ValueError as exc:
             raise InvalidInputError(
-                f"option {key}={raw!r} in LLM spec {spec!r} is not a {cast.__name__}"
+                f"option {key}={raw!r} in LLM spec {spec!r} is not a valid {cast.__name__}"
             ) from exc
     return out
 
@@ -72,8 +73,8 @@ def llm_from_spec(spec: str, *, env: Mapping[str, str] | None = None, **override
             "an LLM spec must be a non-empty string such as 'openai:gpt-4o-mini' or 'local'"
         )
     spec = spec.strip()
-    provider, _, rest = spec.partition(":")
-    provider = provider.lower()
+    match = re.match(r"([A-Za-z]+)(?::|(?=\?)|$)(.*)", spec, re.DOTALL)
+    provider, rest = (match.group(1).lower(), match.group(2)) if match else (spec, "")
     if provider == "local":
         from memq.llm.local import DEFAULT_MODEL, LocalLLM
 
