@@ -218,22 +218,19 @@ def test_bench_ttl_command_on_a_small_csv(tmp_path) -> None:
     )
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
-    keys = {(r["learner"], r["noise"]) for r in report["results"]}
+    assert report["benchmark"] == "ttl" and report["schema_version"] == 1
+    keys = {(r["system"], r["config"]["noise"]) for r in report["results"]}
     assert keys == {(n, p) for n in ("similarity", "memrl", "memq", "oracle") for p in (0.0, 0.3)}
     for r in report["results"]:
-        assert {
-            "learner",
-            "noise",
-            "k",
-            "seeds",
-            "last2000_mean",
-            "last2000_std",
-            "overall_mean",
-            "test_mean",
-            "steps",
-            "seconds",
-        } <= set(r)
-        assert r["steps"] == 30 and r["seeds"] == 2 and 0 <= r["last2000_mean"] <= 1
+        assert {"acc_last2000", "acc_last2000_std", "acc_overall", "acc_test"} <= set(r["metrics"])
+        assert r["variant"] == f"p={r['config']['noise']:g}" and r["seconds"] > 0
+        assert r["config"]["steps"] == 30 and r["config"]["seeds"] == 2
+        assert 0 <= r["metrics"]["acc_last2000"] <= 1
+    curves = report["extra"]["curves"]
+    assert {(c["system"], c["variant"]) for c in curves} == {
+        (r["system"], r["variant"]) for r in report["results"]
+    }
+    assert all(len(c["step"]) == len(c["accuracy"]) >= 1 for c in curves)
     assert "gap closed" in doc.read_text()
     bad = CliRunner().invoke(app, ["bench", "ttl", "--data", str(data), "--learners", "nope"])
     assert bad.exit_code == 2

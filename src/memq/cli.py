@@ -578,18 +578,56 @@ def reembed(
 
 @app.command()
 def demo(
-    db: Annotated[Path, typer.Option(help="Where to create the demo store (replaced if present).")] = Path(
+    dataset: Annotated[
+        str,
+        typer.Option(
+            help="banking77: learning from reward on a poisoned-experience stream (default); "
+            "locomo: one LoCoMo conversation into a store, then questions."
+        ),
+    ] = "banking77",
+    data: Annotated[
+        str | None,
+        typer.Option(
+            help="Dataset file (default: banking77/train.csv or locomo/locomo10.json under ../shared/data)."
+        ),
+    ] = None,
+    noise: Annotated[
+        float, typer.Option(min=0, max=0.99, help="banking77: share p of poisoned experiences.")
+    ] = 0.3,
+    seeds: Annotated[int, typer.Option(min=1, help="banking77: seeds per learner.")] = 1,
+    max_steps: Annotated[
+        int | None, typer.Option(min=20, help="banking77: cut the stream to a random subset of this size.")
+    ] = None,
+    jobs: Annotated[int, typer.Option(min=1, help="banking77: worker processes.")] = 2,
+    out_dir: Annotated[
+        Path, typer.Option(help="banking77: where the results JSON and the HTML report go.")
+    ] = Path(".memq/demo"),
+    db: Annotated[Path, typer.Option(help="locomo: the demo store (replaced if present).")] = Path(
         "memq-demo.db"
     ),
-    data: Annotated[
-        str | None, typer.Option(help="Path of locomo10.json (default: ../shared/data/locomo).")
-    ] = None,
-    conversation: Annotated[int, typer.Option(help="Which LoCoMo conversation (0-9).")] = 0,
+    conversation: Annotated[int, typer.Option(help="locomo: which conversation (0-9).")] = 0,
 ) -> None:
-    """Add a real LoCoMo conversation to a fresh store and answer a few questions."""
-    from memq.demo import run_demo
+    """Watch memq learn from reward on BANKING77 (a few minutes on 2 cores), or a LoCoMo walk-through."""
+    from memq import demo as demos
 
-    _run(lambda: run_demo(db, data=data, conversation=conversation, console=console))
+    if dataset == "locomo":
+        _run(lambda: demos.run_locomo_demo(db, data=data, conversation=conversation, console=console))
+    elif dataset == "banking77":
+        _run(
+            lambda: demos.run_ttl_demo(
+                data=data,
+                noise=noise,
+                seeds=seeds,
+                max_steps=max_steps,
+                jobs=jobs,
+                out_dir=out_dir,
+                console=console,
+            )
+        )
+    else:
+        from memq.errors import InvalidInputError
+
+        _fail(InvalidInputError(f"--dataset must be banking77 or locomo, got {dataset!r}"))
 
 
 def run() -> None:  # pragma: no cover - console entry point alias

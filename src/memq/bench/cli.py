@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from memq.errors import MemqError
@@ -19,9 +17,19 @@ console = Console()
 DEFAULT_CACHE = Path(".memq/cache/embeddings.sqlite")
 
 
+BANKING77_TRAIN, BANKING77_TEST = "banking77/train.csv", "banking77/test.csv"
+
+
 @bench_app.command()
 def ttl(
-    data: Annotated[Path, typer.Option("--data", help="Training stream: a CSV with text and label columns.")],
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data",
+            help="Training stream: a CSV with text and label columns (default: BANKING77 train.csv "
+            "under ../shared/data, with its test.csv as --test).",
+        ),
+    ] = None,
     test: Annotated[Path | None, typer.Option(help="Held-out CSV, evaluated with memory frozen.")] = None,
     noise: Annotated[str, typer.Option(help="Poisoning rate(s) p, comma-separated, e.g. 0,0.3,0.5.")] = "0.3",
     seeds: Annotated[int, typer.Option(min=1, help="Seeds per (learner, noise); report mean ± std.")] = 3,
@@ -32,14 +40,18 @@ def ttl(
     ] = "similarity,memrl,memento_q,memq",
     max_steps: Annotated[int | None, typer.Option(min=1, help="Cut the stream for a quick run.")] = None,
     jobs: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 2,
-    out: Annotated[Path, typer.Option(help="Where to write the results JSON.")] = Path("results-ttl.json"),
-    doc: Annotated[Path | None, typer.Option(help="Also write the markdown table to this file.")] = None,
+    out: Annotated[
+        Path, typer.Option(help="Where to write the results JSON (schema: docs/results.md).")
+    ] = Path("results-ttl.json"),
+    doc: Annotated[Path | None, typer.Option(help="Also write the markdown page to this file.")] = None,
     cache: Annotated[
         Path, typer.Option(help="Embedding cache (each text is embedded once).")
     ] = DEFAULT_CACHE,
 ) -> None:
-    """Test-time learning on a poisoned-experience stream (any text,label CSV; BANKING77 by default in docs)."""
-    from memq.bench.ttl import load_labelled_csv, run_benchmark
+    """Test-time learning on a poisoned-experience stream (any text,label CSV; BANKING77 by default)."""
+    from memq.bench.data import dataset_file
+    from memq.bench.results import write_results
+    from memq.bench.ttl import load_labelled_csv, run_with_progress, to_results_file
     from memq.learn import LEARNERS
 
     try:
@@ -49,75 +61,76 @@ def ttl(
         raise typer.Exit(2) from None
     names = [x.strip() for x in learners.split(",") if x.strip()]
     bad = [n for n in names if n not in LEARNERS]
-    if bad or not names or any(not 0 <= p < 1 for p in noises):
+    if bad or not names or not noises or any(not 0 <= p < 1 for p in noises):
         console.print(f"[red]error[/]: learners must be among {', '.join(LEARNERS)} and 0 <= noise < 1")
         raise typer.Exit(2)
     try:
+        if data is None:
+            data = dataset_file(BANKING77_TRAIN)
+            test = test or dataset_file(BANKING77_TEST)
         train_ds = load_labelled_csv(data)
         test_ds = load_labelled_csv(test) if test else None
-        total_runs = len(noises) * (len(names) + 1) * seeds
-        n_texts = len(train_ds.texts) + (len(test_ds.texts) if test_ds else 0)
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
+        report = run_with_progress(
+            train_ds,
+            test_ds,
             console=console,
-        ) as bar:
-            emb = bar.add_task("embedding (cached)", total=n_texts)
-            runs = bar.add_task("stream runs", total=total_runs)
-            report = run_benchmark(
-                train_ds,
-                test_ds,
-                learners=names,
-                noises=noises,
-                seeds=seeds,
-                k=k,
-                max_steps=max_steps,
-                jobs=jobs,
-                cache_path=cache,
-                on_embed=lambda n: bar.advance(emb, n),
-                on_run=lambda r: bar.advance(runs, 1),
-            )
+            learners=names,
+            noises=noises,
+            seeds=seeds,
+            k=k,
+            max_steps=max_steps,
+            jobs=jobs,
+            cache_path=cache,
+        )
     except MemqError as exc:
         console.print(f"[red]error[/] ({exc.code}): {exc}")
         raise typer.Exit(2) from None
-    import shlex
-    import sys
-
-    report["command"] = "memq " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    table = Table(title=f"test-time learning on {data.name}: k={k}, {seeds} seed(s), last 2,000 steps")
-    for col in ("noise", "learner", "last 2,000", "overall", "gap closed", "test (frozen)"):
-        table.add_column(col)
-    for r in report["results"]:
-        gap = r.get("gap_closed")
-        table.add_row(
-            f"{r['noise']:.1f}",
-            r["learner"],
-            f"{r['last2000_mean']:.3f} ± {r['last2000_std']:.3f}",
-            f"{r['overall_mean']:.3f}",
-            "" if gap is None else f"{gap:.2f}",
-            f"{r['test_mean']:.3f}" if "test_mean" in r else "",
-        )
-    console.print(table)
+    report["command"] = _command()
+    rf = to_results_file(report)
+    write_results(out, rf)
+    _ttl_table(rf, f"test-time learning on {data.name}: k={k}, {seeds} seed(s), last 2,000 steps")
     console.print(f"results: {out} ({report['seconds']:.0f}s)")
     if doc:
-        _write_doc(report, doc)
+        _write_doc(rf, doc)
 
 
-def _write_doc(report: dict, doc: Path) -> None:
+def _command() -> str:
     import shlex
     import sys
 
+    return "memq " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def _ttl_table(rf, title: str) -> None:
+    table = Table(title=title)
+    for col in ("noise", "learner", "last 2,000", "overall", "gap closed", "test (frozen)"):
+        table.add_column(col)
+    for r in rf.results:
+        m = r.metrics
+        gap = m.get("gap_closed")
+        table.add_row(
+            f"{r.config['noise']:.1f}",
+            r.system,
+            f"{m['acc_last2000']:.3f} ± {m['acc_last2000_std']:.3f}",
+            f"{m['acc_overall']:.3f}",
+            "" if gap is None else f"{gap:.2f}",
+            f"{m['acc_test']:.3f}" if "acc_test" in m else "",
+        )
+    console.print(table)
+
+
+def _write_doc(rf, doc: Path) -> None:
     from memq.bench.ttl import markdown_page
 
-    command = report.get("command") or "memq " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    report["command"] = command
+    command = rf.args.get("command") or _command()
     doc.parent.mkdir(parents=True, exist_ok=True)
-    doc.write_text(markdown_page(report, command))
+    doc.write_text(markdown_page(rf, command))
     console.print(f"page: {doc}")
+
+
+def _fail(exc: MemqError) -> None:
+    console.print(f"[red]error[/] ({exc.code}): {exc}")
+    raise typer.Exit(2) from None
 
 
 @bench_app.command(name="ttl-report")
@@ -125,8 +138,124 @@ def ttl_report(
     results: Annotated[Path, typer.Argument(help="A results JSON written by `memq bench ttl`.")],
     doc: Annotated[Path, typer.Option(help="The markdown page to (re)write.")] = Path("docs/results-ttl.md"),
 ) -> None:
-    """Regenerate the results page from a committed JSON without re-running the benchmark."""
-    _write_doc(json.loads(results.read_text()), doc)
+    """Regenerate the TTL results page from a committed JSON without re-running the benchmark."""
+    from memq.bench.view import load_results
+
+    try:
+        rf = load_results(results)
+    except MemqError as exc:
+        _fail(exc)
+    _write_doc(rf, doc)
+
+
+@bench_app.command()
+def report(
+    results: Annotated[list[Path], typer.Argument(help="Results JSON files (any mix of benchmarks).")],
+    out: Annotated[Path, typer.Option(help="The HTML file to write.")] = Path("report.html"),
+    title: Annotated[str, typer.Option(help="Page title.")] = "memq benchmark report",
+) -> None:
+    """One self-contained HTML report (inline SVG charts, no scripts, opens offline) from results files."""
+    from memq.bench.report import write_report
+
+    try:
+        path = write_report(results, out, title=title)
+    except MemqError as exc:
+        _fail(exc)
+    console.print(f"report: {path.resolve()}")
+
+
+@bench_app.command(name="results-md")
+def results_md(
+    results_dir: Annotated[Path, typer.Option("--results-dir", help="Folder of results JSON files.")] = Path(
+        "benchmarks/results"
+    ),
+    out: Annotated[Path, typer.Option(help="The markdown page to (re)write.")] = Path("docs/results.md"),
+) -> None:
+    """Regenerate docs/results.md (every benchmark's table) from the results JSON files."""
+    from memq.bench.results_md import write_results_md
+
+    if not results_dir.is_dir():
+        console.print(f"[red]error[/]: {results_dir} is not a folder")
+        raise typer.Exit(2)
+    console.print(f"page: {write_results_md(results_dir, out)}")
+
+
+@bench_app.command()
+def show(
+    results: Annotated[Path, typer.Argument(help="A results JSON file.")],
+    metrics: Annotated[
+        str | None, typer.Option(help="Comma-separated metric names (default: the headline ones).")
+    ] = None,
+) -> None:
+    """Print a results file as a table in the terminal."""
+    from memq.bench.tables import print_results
+    from memq.bench.view import load_results
+
+    try:
+        rf = load_results(results)
+    except MemqError as exc:
+        _fail(exc)
+    cols = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
+    print_results(rf, console, metrics=cols, title=f"{rf.benchmark} ({results})")
+
+
+def _command_names() -> list[str]:
+    return [
+        c.name or (c.callback.__name__.replace("_", "-") if c.callback else "")
+        for c in bench_app.registered_commands
+    ]
+
+
+@bench_app.command(name="all")
+def all_(
+    only: Annotated[
+        str | None, typer.Option(help="Comma-separated benchmarks to run (default: all).")
+    ] = None,
+    skip: Annotated[str | None, typer.Option(help="Comma-separated benchmarks to leave out.")] = None,
+    quick: Annotated[
+        bool,
+        typer.Option(help="Smoke run on small slices, written to .memq/bench-quick/ (docs untouched)."),
+    ] = False,
+    results_dir: Annotated[
+        Path | None,
+        typer.Option(help="Where the results JSON go (default benchmarks/results, or .memq/bench-quick)."),
+    ] = None,
+    doc: Annotated[
+        Path | None, typer.Option(help="The results page (default docs/results.md, or in the quick folder).")
+    ] = None,
+    html: Annotated[
+        Path | None, typer.Option("--report", help="The HTML report (default <results-dir>/report.html).")
+    ] = None,
+    no_run: Annotated[
+        bool, typer.Option("--no-run", help="Run nothing; only regenerate the page and the report.")
+    ] = False,
+    timeout: Annotated[
+        float | None, typer.Option(min=1, help="Seconds allowed per benchmark (default: no limit).")
+    ] = None,
+) -> None:
+    """Run every benchmark with its documented defaults, then rewrite docs/results.md and the HTML report.
+
+    Each runs as its own process: ``memq bench <name> --out <results-dir>/<name>.json``. A failed
+    benchmark keeps its previous results file; the command exits 1 if any failed.
+    """
+    from memq.bench.all import plan, run_all
+
+    try:
+        selected = plan(only, skip)
+    except MemqError as exc:
+        _fail(exc)
+    ok = run_all(
+        selected,
+        quick=quick,
+        results_dir=results_dir,
+        doc=doc,
+        report=html,
+        run=not no_run,
+        timeout=timeout,
+        available=_command_names(),
+        console=console,
+    )
+    raise typer.Exit(0 if ok else 1)
 
 
 # LongMemEval and FactConsolidation retrieval benchmarks (memq.bench.retrieval_cmds).
@@ -135,3 +264,7 @@ from memq.bench.retrieval_cmds import longmemeval as _longmemeval  # noqa: E402
 
 bench_app.command(name="longmemeval")(_longmemeval)
 bench_app.command(name="conflict")(_conflict)
+
+from memq.bench.embedders import embedders_command as _embedders  # noqa: E402
+
+bench_app.command(name="embedders")(_embedders)

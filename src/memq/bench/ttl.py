@@ -23,11 +23,13 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from memq.bench.results import BenchResult, ResultsFile
 from memq.errors import InvalidInputError
 from memq.learn import make_learner
 from memq.learn.base import Outcome, PoolItem, top_k
@@ -37,6 +39,7 @@ from memq.types import Utility
 POOL = 20  # candidates per query handed to the learner (top by similarity)
 NEIGHBOURS = 16  # nearest stored records passed to on_write
 CURVE_WINDOW = 250
+LEARNER_ORDER = ("similarity", "memrl", "memento_q", "memq", "oracle")  # baseline first, ceiling last
 LABEL_COLUMNS = ("label", "category", "intent", "class", "labels")
 
 
@@ -103,6 +106,7 @@ class RunResult:
     curve: list[float]
     seconds: float
     poisoned: int
+    quarters: list[float] = field(default_factory=list)  # accuracy per quarter of the stream
 
 
 def _vote(labels: np.ndarray, sims: np.ndarray, n_labels: int) -> int:
@@ -212,6 +216,7 @@ def run_stream(
         curve=curve,
         seconds=time.perf_counter() - started,
         poisoned=int((~clean).sum()),
+        quarters=[float(part.mean()) for part in np.array_split(correct, 4) if len(part)],
     )
 
 
@@ -354,6 +359,8 @@ def _summarise(
             "curve": [float(v) for v in np.mean([r.curve for r in group], axis=0)],
             "per_seed": {"last2000": last.tolist(), "overall": overall.tolist()},
         }
+        if all(len(r.quarters) == 4 for r in group):
+            entry["quarters"] = [float(v) for v in np.mean([r.quarters for r in group], axis=0)]
         if group[0].test is not None:
             tests = np.array([r.test for r in group])
             entry.update(test_mean=float(tests.mean()), test_std=float(tests.std()))
@@ -390,38 +397,148 @@ def _gap_closed(results: list[dict[str, Any]]) -> None:
             r["gap_closed"] = None if top - base <= 1e-9 else (r["last2000_mean"] - base) / (top - base)
 
 
-def markdown_table(report: dict[str, Any]) -> str:
-    """The docs table for one report (regenerated from the JSON, never typed by hand)."""
-    has_test = any("test_mean" in r for r in report["results"])
+def dataset_name(path: str | Path) -> str:
+    """``banking77`` for ``.../banking77/train.csv``; the file stem for any other CSV."""
+    p = Path(path)
+    return p.parent.name if p.stem.lower() in ("train", "test", "dev", "valid") and p.parent.name else p.stem
+
+
+def variant_name(noise: float) -> str:
+    return f"p={noise:g}"
+
+
+def to_results_file(report: dict[str, Any], created_at: datetime | None = None) -> ResultsFile:
+    """The shared results schema: one entry per (learner, noise); curves and per-seed values in ``extra``.
+
+    Metrics: ``acc_last2000`` (accuracy on the final 2,000 steps, mean over seeds), ``acc_overall``,
+    ``acc_test`` (held-out, memory frozen) with ``_std`` companions, and ``gap_closed`` =
+    (learner − similarity) / (oracle − similarity) on the final window where the gap is non-zero.
+    """
+    dataset = dataset_name(report["data"])
+    results, curves, per_seed = [], [], []
+    order = {name: i for i, name in enumerate(LEARNER_ORDER)}
+    for r in sorted(report["results"], key=lambda r: (r["noise"], order.get(r["learner"], 99), r["learner"])):
+        metrics = {
+            "acc_last2000": r["last2000_mean"],
+            "acc_last2000_std": r["last2000_std"],
+            "acc_overall": r["overall_mean"],
+            "acc_overall_std": r["overall_std"],
+        }
+        if "test_mean" in r:
+            metrics.update(acc_test=r["test_mean"], acc_test_std=r["test_std"])
+        for i, q in enumerate(r.get("quarters", []), start=1):
+            metrics[f"acc_q{i}"] = q
+        if r.get("gap_closed") is not None:
+            metrics["gap_closed"] = r["gap_closed"]
+        variant = variant_name(r["noise"])
+        config = {
+            "noise": r["noise"],
+            "k": r["k"],
+            "seeds": r["seeds"],
+            "steps": r["steps"],
+            "credit": report.get("credit", "used"),
+        }
+        params = report.get("learner_params", {}).get(r["learner"])
+        if params:
+            config["params"] = params
+        results.append(
+            BenchResult(
+                system=r["learner"],
+                dataset=dataset,
+                variant=variant,
+                config=config,
+                metrics=metrics,
+                seconds=r["seconds"],
+                versions=report.get("versions", {}),
+            )
+        )
+        window = report.get("curve_window", CURVE_WINDOW)
+        curves.append(
+            {
+                "system": r["learner"],
+                "variant": variant,
+                "noise": r["noise"],
+                "step": [window * (i + 1) for i in range(len(r["curve"]))],
+                "accuracy": r["curve"],
+            }
+        )
+        per_seed.append({"system": r["learner"], "variant": variant, **r.get("per_seed", {})})
+    args = {key: report.get(key) for key in ("data", "test", "k", "seeds", "max_steps", "credit", "command")}
+    args["noise"] = sorted({r["noise"] for r in report["results"]})
+    args["learners"] = sorted({r["learner"] for r in report["results"]})
+    extra = {
+        "rows": report.get("rows"),
+        "labels": report.get("labels"),
+        "seconds": report.get("seconds"),
+        "curve_window": report.get("curve_window", CURVE_WINDOW),
+        "learner_params": report.get("learner_params", {}),
+        "curves": curves,
+        "per_seed": per_seed,
+    }
+    kwargs: dict[str, Any] = {"created_at": created_at} if created_at else {}
+    if report.get("machine"):
+        kwargs["machine"] = {"python": report.get("versions", {}).get("python"), **report["machine"]}
+    return ResultsFile(benchmark="ttl", args=args, results=results, extra=extra, **kwargs)
+
+
+def results_file_from_legacy(raw: dict[str, Any]) -> ResultsFile:
+    """Read a file written by the first ``memq bench ttl`` (its own JSON shape) as a results file."""
+    return to_results_file(raw)
+
+
+def markdown_table(rf: ResultsFile) -> str:
+    """The docs table for one results file (regenerated from the JSON, never typed by hand)."""
+    has_test = any("acc_test" in r.metrics for r in rf.results)
     head = "| noise | learner | last 2,000 | overall | gap closed |" + (
         " test (frozen) |" if has_test else ""
     )
     sep = "|---|---|---|---|---|" + ("---|" if has_test else "")
     lines = [head, sep]
-    for r in report["results"]:
-        gap = r.get("gap_closed")
+    for r in sorted(rf.results, key=lambda r: r.config.get("noise", 0.0)):  # stable: file order within
+        m = r.metrics
+        gap = m.get("gap_closed")
         row = (
-            f"| {r['noise']:.1f} | {r['learner']} | {r['last2000_mean']:.3f} ± {r['last2000_std']:.3f} "
-            f"| {r['overall_mean']:.3f} ± {r['overall_std']:.3f} | {'' if gap is None else f'{gap:.2f}'} |"
+            f"| {r.config.get('noise', 0.0):.1f} | {r.system} "
+            f"| {m['acc_last2000']:.3f} ± {m['acc_last2000_std']:.3f} "
+            f"| {m['acc_overall']:.3f} ± {m['acc_overall_std']:.3f} | {'' if gap is None else f'{gap:.2f}'} |"
         )
         if has_test:
-            row += f" {r['test_mean']:.3f} ± {r['test_std']:.3f} |" if "test_mean" in r else " |"
+            row += f" {m['acc_test']:.3f} ± {m['acc_test_std']:.3f} |" if "acc_test" in m else " |"
         lines.append(row)
     return "\n".join(lines)
 
 
-def markdown_page(report: dict[str, Any], command: str) -> str:
+def baseline_deltas(rf: ResultsFile) -> list[tuple[float, str, float, float | None]]:
+    """(noise, learner, points of accuracy over similarity on the final window, gap closed)."""
+    by = {(r.system, r.config.get("noise", 0.0)): r for r in rf.results}
+    out = []
+    for noise in sorted({r.config.get("noise", 0.0) for r in rf.results}):
+        sim = by.get(("similarity", noise))
+        if sim is None:
+            continue
+        for name in ("memrl", "memento_q", "memq"):
+            r = by.get((name, noise))
+            if r is not None:
+                delta = 100 * (r.metrics["acc_last2000"] - sim.metrics["acc_last2000"])
+                out.append((noise, name, delta, r.metrics.get("gap_closed")))
+    return out
+
+
+def markdown_page(rf: ResultsFile, command: str) -> str:
     """The results page: how it was made, the table, and the checks the learning issue asks for."""
-    by = {(r["learner"], r["noise"]): r for r in report["results"]}
+    a, x = rf.args, rf.extra
+    first = rf.results[0] if rf.results else None
+    seeds = first.config.get("seeds", a.get("seeds")) if first else a.get("seeds")
     lines = [
         "# Test-time learning on a poisoned-experience stream",
         "",
-        "Generated from the results JSON by `memq bench ttl ... --doc` — do not edit by hand.",
+        "Generated from the results JSON by `memq bench ttl ... --doc` (or `memq bench ttl-report`) — "
+        "do not edit by hand.",
         "",
-        f"Data: `{Path(report['data']).name}` ({report['rows']:,} rows, {report['labels']} labels)"
-        + (f", held-out `{Path(report['test']).name}` with memory frozen" if report.get("test") else "")
-        + f"; k = {report['k']}, {report['seeds']} seeds, credit = `{report['credit']}`, "
-        f"{report['seconds']:.0f} s on {report['machine']['cpus']} cores.",
+        f"Data: `{Path(a.get('data') or '?').name}` ({x.get('rows') or 0:,} rows, {x.get('labels')} labels)"
+        + (f", held-out `{Path(a['test']).name}` with memory frozen" if a.get("test") else "")
+        + f"; k = {a.get('k')}, {seeds} seeds, credit = `{a.get('credit', 'used')}`, "
+        f"{x.get('seconds') or 0:.0f} s on {rf.machine.get('cpus')} cores.",
         "",
         "```",
         command,
@@ -430,21 +547,13 @@ def markdown_page(report: dict[str, Any], command: str) -> str:
         "Accuracy, mean ± std over seeds; *last 2,000* = the final 2,000 steps of the stream; "
         "*gap closed* = (learner − similarity) / (oracle − similarity) on that window.",
         "",
-        markdown_table(report),
+        markdown_table(rf),
         "",
     ]
-    checks = []
-    for noise in sorted({r["noise"] for r in report["results"]}):
-        sim = by.get(("similarity", noise))
-        if sim is None:
-            continue
-        for name in ("memrl", "memento_q", "memq"):
-            r = by.get((name, noise))
-            if r is None:
-                continue
-            delta = 100 * (r["last2000_mean"] - sim["last2000_mean"])
-            gap = r.get("gap_closed")
-            checks.append(f"| {noise:.1f} | {name} | {delta:+.2f} | {'' if gap is None else f'{gap:.2f}'} |")
+    checks = [
+        f"| {noise:.1f} | {name} | {delta:+.2f} | {'' if gap is None else f'{gap:.2f}'} |"
+        for noise, name, delta, gap in baseline_deltas(rf)
+    ]
     if checks:
         lines += [
             "Against the similarity baseline (points of accuracy on the last 2,000 steps):",
@@ -455,3 +564,24 @@ def markdown_page(report: dict[str, Any], command: str) -> str:
             "",
         ]
     return "\n".join(lines)
+
+
+def run_with_progress(
+    train: Dataset, test: Dataset | None, *, console: Any = None, **kwargs: Any
+) -> dict[str, Any]:
+    """:func:`run_benchmark` with two progress bars (embedding, stream runs) on ``console``."""
+    from memq.bench.tables import bench_progress
+
+    learners, noises, seeds = kwargs["learners"], kwargs["noises"], kwargs["seeds"]
+    total_runs = len(noises) * (len(learners) + 1) * seeds
+    n_texts = len(train.texts) + (len(test.texts) if test else 0)
+    with bench_progress(console) as bar:
+        emb = bar.add_task("embedding (cached)", total=n_texts)
+        runs = bar.add_task("stream runs", total=total_runs)
+        return run_benchmark(
+            train,
+            test,
+            on_embed=lambda n: bar.advance(emb, n),
+            on_run=lambda r: bar.advance(runs, 1),
+            **kwargs,
+        )

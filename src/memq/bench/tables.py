@@ -1,0 +1,90 @@
+"""Terminal output every benchmark can share: a rich table of a results file and a standard progress bar.
+
+```python
+from memq.bench.tables import bench_progress, print_results
+
+with bench_progress(console) as bar:
+    task = bar.add_task("questions", total=len(questions))
+    ...; bar.advance(task)
+print_results(results_file, console)          # or metrics=["recall@5", "ndcg@10", "search_ms_p50"]
+```
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from memq.bench.results import ResultsFile
+from memq.bench.view import fmt_value, higher_is_better, is_cost, labels, metric_names, split_metric
+
+
+def bench_progress(console: Console | None = None, *, transient: bool = False) -> Progress:
+    """Description, bar, done/total, elapsed and remaining time — the same look on every long run."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=transient,
+    )
+
+
+def default_metrics(rf: ResultsFile, max_columns: int = 9) -> list[str]:
+    """Unsliced quality metrics (no ``_std``), then add/search p50 latency, up to ``max_columns``."""
+    names = metric_names(rf.results)
+    quality = [n for n in names if split_metric(n)[1] is None and not is_cost(n) and not n.endswith("_std")]
+    cost = [n for n in ("add_ms_p50", "search_ms_p50") if n in names]
+    keep = max(1, max_columns - len(cost))
+    return quality[:keep] + cost
+
+
+def results_table(
+    rf: ResultsFile, *, metrics: Sequence[str] | None = None, title: str | None = None
+) -> Table:
+    """One row per result (system, plus dataset/variant where they vary), one column per metric.
+
+    The best value of each quality or latency column is bold.
+    """
+    cols = list(metrics) if metrics is not None else default_metrics(rf)
+    table = Table(title=title or f"{rf.benchmark}: {len(rf.results)} result(s)")
+    table.add_column("system")
+    for name in cols:
+        table.add_column(name, justify="right")
+    best: dict[str, float] = {}
+    for name in cols:
+        vals = [r.metrics[name] for r in rf.results if name in r.metrics and r.system != "oracle"]
+        direction = higher_is_better(name)
+        if vals and direction is not None and len(rf.results) > 1:
+            best[name] = max(vals) if direction else min(vals)
+    for label, r in zip(labels(rf.results), rf.results, strict=True):
+        cells = []
+        for name in cols:
+            v = r.metrics.get(name)
+            text = fmt_value(name, v)
+            cells.append(f"[bold]{text}[/]" if v is not None and best.get(name) == v else text)
+        table.add_row(label, *cells)
+    return table
+
+
+def print_results(
+    rf: ResultsFile,
+    console: Console | None = None,
+    *,
+    metrics: Sequence[str] | None = None,
+    title: str | None = None,
+) -> None:
+    (console or Console()).print(results_table(rf, metrics=metrics, title=title))
