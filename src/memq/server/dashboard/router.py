@@ -1,0 +1,136 @@
+"""The dashboard's routes: the page and its assets (no auth), and the JSON it needs beyond /v1.
+
+Everything else the page shows comes from the REST API (``/v1``) with the key the user pasted.
+The JSON routes here take the tenant from the key, like /v1, through the same ``require``.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from collections import deque
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
+from pydantic import BaseModel
+
+from memq.learn import make_learner
+from memq.memory import Memory
+from memq.server.auth import Principal, require
+from memq.server.dashboard.reports import Report, list_reports, report_path, reports_dir
+from memq.server.dashboard.utility import UtilitySeries, q_series
+from memq.server.deps import get_memory
+from memq.types import FeedbackRecord, LoggedRetrieval, ShownEntry
+
+STATIC = pathlib.Path(__file__).parent / "static"
+PAGE = 1000
+MAX_ROWS = 500
+
+Read = Annotated[Principal, Depends(require("read"))]
+Mem = Annotated[Memory, Depends(get_memory)]
+
+page_router = APIRouter(prefix="/ui", include_in_schema=False)
+api_router = APIRouter(prefix="/ui/api", tags=["dashboard"])
+
+
+class RetrievalRow(BaseModel):
+    """One logged search as the dashboard lists it (without the query vector and candidate pool)."""
+
+    id: str
+    created_at: datetime
+    query: str
+    policy: str
+    k: int
+    pool_size: int
+    shown: list[ShownEntry]
+    feedback: FeedbackRecord | None
+
+
+class RetrievalLog(BaseModel):
+    rows: list[RetrievalRow]  # newest first
+    scanned: int  # logged retrievals read to find them
+
+
+def _logs(mem: Memory, tenant: str, *, with_feedback: bool) -> Iterator[LoggedRetrieval]:
+    """Every logged retrieval of ``tenant``, oldest first (pages by creation time, like Memory's replay)."""
+    since: datetime | None = None
+    seen: set[str] = set()
+    while True:
+        batch = mem.store.list_retrievals(tenant, since=since, limit=PAGE, with_feedback=with_feedback)
+        fresh = [b for b in batch if b.id not in seen]
+        yield from fresh
+        seen.update(b.id for b in fresh)
+        if len(batch) < PAGE or not fresh:
+            return
+        since = batch[-1].created_at
+
+
+@page_router.get("")
+def page_root() -> RedirectResponse:
+    return RedirectResponse("/ui/", status_code=307)
+
+
+@page_router.get("/", response_class=HTMLResponse)
+def page() -> FileResponse:
+    return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8", headers=_NO_STORE)
+
+
+_NO_STORE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY"}
+
+
+@api_router.get("/retrievals", summary="The retrieval log, newest first, with feedback")
+def retrievals(
+    p: Read,
+    mem: Mem,
+    limit: Annotated[int, Query(ge=1, le=MAX_ROWS)] = 50,
+    feedback_only: bool = False,
+) -> RetrievalLog:
+    rows: deque[LoggedRetrieval] = deque(maxlen=limit)
+    scanned = 0
+    for log in _logs(mem, p.tenant, with_feedback=feedback_only):
+        rows.append(log)
+        scanned += 1
+    return RetrievalLog(
+        rows=[
+            RetrievalRow(
+                id=r.id,
+                created_at=r.created_at,
+                query=r.query,
+                policy=r.policy,
+                k=r.k,
+                pool_size=len(r.pool),
+                shown=r.shown,
+                feedback=r.feedback,
+            )
+            for r in reversed(rows)
+        ],
+        scanned=scanned,
+    )
+
+
+@api_router.get(
+    "/memories/{record_id}/utility", summary="A record's q after each feedback, rebuilt from the log"
+)
+def utility(
+    record_id: Annotated[str, Path(min_length=1, max_length=100)], p: Read, mem: Mem
+) -> UtilitySeries:
+    record = mem.get(record_id, scope=p.scope(), include_deleted=True)
+    params = mem.config.learner_params
+    return q_series(
+        record,
+        _logs(mem, p.tenant, with_feedback=True),
+        lambda name: make_learner(name, **params.get(name, {})),
+    )
+
+
+@api_router.get("/reports", summary="Benchmark reports in the server's reports directory")
+def reports(request: Request, p: Read) -> list[Report]:
+    return list_reports(reports_dir(request.app.state.settings))
+
+
+@api_router.get("/reports/{name}", summary="One benchmark report file")
+def report(name: str, request: Request, p: Read) -> FileResponse:
+    path, media = report_path(reports_dir(request.app.state.settings), name)
+    return FileResponse(path, media_type=media, headers={"X-Content-Type-Options": "nosniff"})

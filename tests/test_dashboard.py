@@ -1,0 +1,224 @@
+"""The dashboard (/ui): its JSON routes, and the page end to end in headless Chromium (Selenium).
+
+A real uvicorn server on 127.0.0.1 serves the memq app; memories, an update and feedback are
+seeded through the REST API with an API key, then the browser pastes the key, searches, opens a
+record and the test checks what renders (versions, the q plot's points, the retrieval log, a
+benchmark report). The screenshot lands in ``test-artifacts/dashboard.png``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from memq.server.app import create_app
+from memq.server.settings import ServerSettings
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+REPORT_HTML = "<!doctype html><html><body><h1 id='report-title'>TTL benchmark</h1></body></html>"
+
+
+@contextmanager
+def live_server(app: Any) -> Iterator[str]:
+    """The app on a real uvicorn server on a free loopback port, in a background thread."""
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(15)
+        sock.close()
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """A served app with two tenants' keys, seeded data and a reports directory."""
+    tmp = tmp_path_factory.mktemp("dashboard")
+    reports = tmp / "reports"
+    reports.mkdir()
+    (reports / "ttl-report.html").write_text(REPORT_HTML)
+    (reports / "ttl.json").write_text('{"benchmark": "ttl", "results": []}')
+    (reports / "notes.txt").write_text("not a report")  # unknown suffix: never listed or served
+    (tmp / "secret.json").write_text('{"secret": true}')  # outside the directory
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MEMQ_SERVER_REPORTS_DIR", str(reports))
+    app = create_app(ServerSettings(db=str(tmp / "ui.db"), embedder="hashing", rate_per_s=0))
+    _, key = app.state.keys.create("acme", ["read", "write"], name="ui")
+    _, other = app.state.keys.create("globex", ["read", "write"], name="other")
+    with live_server(app) as base:
+        api = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"})
+        made = [
+            api.post("/v1/memories", json={"text": t}).json()
+            for t in ("Alice moved to Berlin in 2021", "Bob is allergic to peanuts", "Carol adopted a dog")
+        ]
+        alice = made[0]["id"]
+        api.patch(f"/v1/memories/{alice}", json={"text": "Alice moved to Munich in 2024", "reason": "moved"})
+        rewards = [1.0, 0.0, 1.0]
+        retrievals = []
+        for reward in rewards:
+            got = api.post("/v1/search", json={"query": "Alice moved to Munich", "k": 2}).json()
+            assert got["hits"][0]["record"]["id"] == alice
+            fb = api.post(f"/v1/retrievals/{got['id']}/feedback", json={"reward": reward})
+            assert fb.status_code == 200, fb.text
+            retrievals.append(got["id"])
+        yield {"base": base, "key": key, "other": other, "alice": alice, "api": api, "retrievals": retrievals}
+        api.close()
+    app.state.memory.close()
+    mp.undo()
+
+
+def test_utility_series_replays_the_feedback(site: dict[str, Any]) -> None:
+    api, alice = site["api"], site["alice"]
+    series = api.get(f"/ui/api/memories/{alice}/utility").json()
+    record = api.get(f"/v1/memories/{alice}").json()
+    assert [p["retrieval_id"] for p in series["points"]] == site["retrievals"]
+    assert [p["reward"] for p in series["points"]] == [1.0, 0.0, 1.0]
+    qs = [p["q"] for p in series["points"]]
+    assert qs[1] < qs[0] and qs[2] > qs[1]  # down after reward 0, up again after reward 1
+    assert series["matches_current"] is True
+    assert qs[-1] == pytest.approx(record["utility"]["q"])
+    assert series["points"][-1]["n_shown"] == record["utility"]["n_shown"] == 3
+
+
+def test_retrieval_log_is_newest_first_with_feedback(site: dict[str, Any]) -> None:
+    log = site["api"].get("/ui/api/retrievals", params={"feedback_only": "true"}).json()
+    assert [r["id"] for r in log["rows"]] == site["retrievals"][::-1]
+    assert [r["feedback"]["reward"] for r in log["rows"]] == [1.0, 0.0, 1.0]
+    assert all(r["shown"] and r["shown"][0]["id"] == site["alice"] for r in log["rows"])
+
+
+def test_dashboard_json_is_tenant_scoped_and_needs_a_key(site: dict[str, Any]) -> None:
+    base, alice = site["base"], site["alice"]
+    other = {"Authorization": f"Bearer {site['other']}"}
+    assert httpx.get(base + "/ui/api/retrievals", headers=other).json()["rows"] == []
+    r = httpx.get(f"{base}/ui/api/memories/{alice}/utility", headers=other)
+    assert r.status_code == 404 and r.json()["code"] == "not_found"
+    for path in ("/ui/api/retrievals", f"/ui/api/memories/{alice}/utility", "/ui/api/reports"):
+        r = httpx.get(base + path)
+        assert r.status_code == 401 and r.headers["content-type"].startswith("application/problem+json")
+    assert httpx.get(base + "/ui/").status_code == 200  # the page itself is static and public
+
+
+def test_reports_listing_and_serving_stay_in_the_directory(site: dict[str, Any]) -> None:
+    api = site["api"]
+    names = {r["name"]: r["kind"] for r in api.get("/ui/api/reports").json()}
+    assert names == {"ttl-report.html": "html", "ttl.json": "json"}
+    r = api.get("/ui/api/reports/ttl-report.html")
+    assert (
+        r.status_code == 200 and r.text == REPORT_HTML and r.headers["content-type"].startswith("text/html")
+    )
+    for bad in ("notes.txt", "..%2Fsecret.json", "%2E%2E%2Fsecret.json", "missing.json"):
+        assert api.get("/ui/api/reports/" + bad).status_code == 404, bad
+
+
+# -- the browser -----------------------------------------------------------------------------------
+def _chromium() -> tuple[str, str] | None:
+    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    driver = shutil.which("chromedriver")
+    return (browser, driver) if browser and driver else None
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    found = _chromium()
+    if found is None:
+        pytest.skip("chromium and chromedriver are not installed (scripts/apt-deps.sh installs them)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = found[0]
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--window-size=1400,1000",
+    ):
+        opts.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(executable_path=found[1]), options=opts)
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def test_dashboard_in_headless_chromium(site: dict[str, Any], browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, 20)
+
+    def rows(css: str) -> list[Any]:
+        return browser.find_elements(By.CSS_SELECTOR, css)
+
+    browser.get(site["base"] + "/ui/")
+    wait.until(ec.text_to_be_present_in_element((By.ID, "whoami"), "not signed in"))
+    browser.find_element(By.ID, "api-key").send_keys(site["key"])
+    browser.find_element(By.ID, "save-key").click()
+    wait.until(ec.text_to_be_present_in_element((By.ID, "whoami"), "tenant acme"))
+    wait.until(lambda _: len(rows("#records tbody tr")) == 3)  # browse: the tenant's records
+
+    browser.find_element(By.ID, "search-input").send_keys("Alice moved to Munich")
+    browser.find_element(By.ID, "search-btn").click()
+    wait.until(ec.text_to_be_present_in_element((By.ID, "list-caption"), "hit(s)"))
+    first = rows("#records tbody tr")[0]
+    assert first.get_attribute("data-id") == site["alice"]
+    assert "Munich" in first.text
+    first.click()
+
+    wait.until(lambda _: len(rows("#versions tbody tr")) == 2)
+    versions = [r.text for r in rows("#versions tbody tr")]
+    assert "Berlin" in versions[0] and "add" in versions[0]
+    assert "Munich" in versions[1] and "update" in versions[1] and "moved" in versions[1]
+    points = wait.until(lambda _: rows("#q-plot svg circle"))
+    series = site["api"].get(f"/ui/api/memories/{site['alice']}/utility").json()
+    assert [float(p.get_attribute("data-q")) for p in points] == pytest.approx(
+        [p["q"] for p in series["points"]]
+    )
+    assert browser.find_element(By.CSS_SELECTOR, "#q-plot svg path.line").get_attribute("d").startswith("M")
+    ARTIFACTS.mkdir(exist_ok=True)
+    assert browser.save_screenshot(str(ARTIFACTS / "dashboard.png"))
+
+    browser.find_element(By.ID, "tab-retrievals").click()
+    wait.until(lambda _: len(rows("#retrievals tbody tr")) >= 4)  # 3 seeded searches + the browser's
+    browser.find_element(By.ID, "feedback-only").click()
+    wait.until(lambda _: len(rows("#retrievals tbody tr")) == 3)
+    assert [r.get_attribute("data-id") for r in rows("#retrievals tbody tr")] == site["retrievals"][::-1]
+    assert rows("#retrievals tbody tr")[0].find_element(By.CSS_SELECTOR, ".pill").text == "1"
+    browser.save_screenshot(str(ARTIFACTS / "dashboard-log.png"))
+
+    browser.find_element(By.ID, "tab-reports").click()
+    wait.until(lambda _: len(rows("#reports tbody tr")) == 2)
+    browser.find_element(By.CSS_SELECTOR, "#reports tr[data-name='ttl-report.html']").click()
+    frame = wait.until(lambda _: browser.find_element(By.CSS_SELECTOR, "#report-view iframe"))
+    browser.switch_to.frame(frame)
+    assert wait.until(lambda _: browser.find_element(By.ID, "report-title")).text == "TTL benchmark"
+    browser.switch_to.default_content()
+    browser.save_screenshot(str(ARTIFACTS / "dashboard-reports.png"))
+    assert not browser.find_element(By.ID, "error").is_displayed()
