@@ -20,7 +20,7 @@ from rich.table import Table
 
 from memq.bench.cli import bench_app
 from memq.errors import MemqError
-from memq.memory import Memory
+from memq.memory import Memory, _resolve_llm
 from memq.server.cli import keys_app, serve
 from memq.types import MemoryRecord, Retrieval, Scope
 
@@ -147,19 +147,50 @@ def add(
     metadata: Annotated[
         str | None, typer.Option("--metadata", "-m", help="JSON object of filterable fields.")
     ] = None,
+    payload: Annotated[
+        str | None,
+        typer.Option(
+            help='JSON object stored with the memory (experience: \'{"outcome": "success", ...}\').'
+        ),
+    ] = None,
     valid_from: Annotated[str | None, typer.Option(help="World time the fact starts (ISO 8601).")] = None,
     file: Annotated[
         Path | None,
         typer.Option("--file", "-f", help="Add every non-empty line of a text file (- for stdin)."),
     ] = None,
+    manager: Annotated[
+        str | None,
+        typer.Option(
+            help="A write policy: append, dedupe, reconcile, experience, insights, notes, episodes "
+            "(see docs/managers.md). Prints its decisions."
+        ),
+    ] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param", "-p", help="A manager parameter KEY=VALUE (VALUE as JSON, else text); repeatable."
+        ),
+    ] = None,
+    llm: Annotated[
+        str | None,
+        typer.Option(
+            envvar="MEMQ_LLM",
+            help="The LLM the manager uses: local (embedded Gemma) or openai:MODEL[@BASE_URL].",
+        ),
+    ] = None,
+    usage: Annotated[bool, typer.Option(help="Print the LLM calls and tokens the add used.")] = False,
 ) -> None:
-    """Store a memory (or every line of a file, in one transaction)."""
+    """Store a memory (or every line of a file, in one transaction), or hand it to a --manager."""
     if (text is None) == (file is None):
         _fail(ValueError("give the text as an argument, or --file PATH (not both)"))
     md = _parse_json(metadata, "--metadata")
+    pl = _parse_json(payload, "--payload")
     when = _parse_time(valid_from, "--valid-from")
+    params = _parse_params(param or [])
+    if params and manager is None:
+        _fail(ValueError("--param configures a --manager; give --manager NAME"))
 
-    def go() -> list[MemoryRecord]:
+    def go() -> Any:
         if file is not None:
             lines = (
                 sys.stdin.read().splitlines() if str(file) == "-" else file.read_text("utf-8").splitlines()
@@ -168,14 +199,68 @@ def add(
         else:
             items = [text]
         with _memory() as mem:
-            return mem.add(items, kind=kind, metadata=md, valid_from=when)
+            if llm is not None:
+                mem.llm = _resolve_llm(llm)
+            out = mem.add(
+                items,
+                kind=kind,
+                metadata=md,
+                payload=pl,
+                valid_from=when,
+                manager=manager,
+                manager_params=params,
+            )
+            return out, mem.usage()
 
-    records = _run(go)
+    result, used = _run(go)
+    if manager is not None:
+        _print_managed(result, used if usage else None)
+        return
     if state.as_json:
-        _print_json([_record_row(r) for r in records])
+        _print_json([_record_row(r) for r in result])
     else:
-        for r in records:
+        for r in result:
             console.print(f"added [cyan]{r.id}[/]")
+
+
+def _parse_params(items: list[str]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            _fail(ValueError(f"--param takes KEY=VALUE, got {item!r}"))
+        try:
+            params[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key.strip()] = value
+    return params
+
+
+def _print_managed(result: Any, used: Any) -> None:
+    if state.as_json:
+        out = result.model_dump(mode="json", exclude={"written": {"__all__": {"embedding"}}})
+        if used is not None:
+            out["llm_usage"] = used.model_dump(mode="json")
+        _print_json(out)
+        return
+    table = Table(
+        title=f"manager {result.manager}: {len(result.decisions)} decision(s)", title_justify="left"
+    )
+    table.add_column("op", style="bold")
+    table.add_column("record", style="cyan", no_wrap=True)
+    table.add_column("text")
+    table.add_column("reason")
+    for d in result.decisions:
+        table.add_row(d.op, d.record_id or "-", (d.text or "")[:60], d.reason)
+    console.print(table)
+    if used is not None:
+        t = used.total
+        console.print(
+            f"LLM: {t.calls} call(s), {t.retries} retr(y/ies), {t.failures} failure(s), "
+            f"{t.prompt_tokens} prompt + {t.completion_tokens} completion tokens, {t.latency_ms:.0f} ms"
+        )
+        for op, st in sorted(used.by_operation.items()):
+            console.print(f"  {op}: {st.calls} call(s), {st.prompt_tokens} + {st.completion_tokens} tokens")
 
 
 @app.command()
