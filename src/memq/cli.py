@@ -594,6 +594,38 @@ def restore(record_id: Annotated[str, typer.Argument(help="Id of an archived rec
     console.print(f"restored [cyan]{record.id}[/] as version {record.version}")
 
 
+@app.command(name="mcp")
+def mcp_(
+    db: Annotated[
+        str | None, typer.Option(help="SQLite file or postgresql:// URL (default: the global --db).")
+    ] = None,
+    tenant: Annotated[
+        str | None, typer.Option(help="Tenant of every tool call (default: the global --tenant).")
+    ] = None,
+    read_only: Annotated[
+        bool, typer.Option("--read-only", help="Only recall and list; refuse remember, feedback and forget.")
+    ] = False,
+) -> None:
+    """Serve memq to an MCP client (Claude Desktop, Cursor, IDEs) over stdio.
+
+    Tools: remember, recall, feedback, forget, list - all in one tenant. Example client command:
+    memq mcp --db ~/memq.db --tenant me. For MCP over HTTP run `memq serve` (endpoint /mcp, API key).
+    """
+    try:
+        from memq.server.mcp import run_stdio
+    except ImportError as exc:
+        _fail(ImportError(f"memq mcp needs the server extra: pip install 'memq[server]' ({exc})"))
+    if db is not None:
+        state.db = db
+    if tenant is not None:
+        state.scope = Scope(tenant=tenant)
+    mem = _run(_memory)
+    try:
+        run_stdio(mem, state.scope.tenant, read_only=read_only)
+    finally:
+        mem.close()
+
+
 @app.command()
 def export(
     path: Annotated[Path, typer.Argument(help="Output JSONL file (- for stdout).")],
@@ -687,6 +719,9 @@ def demo(
     out_dir: Annotated[
         Path, typer.Option(help="banking77: where the results JSON and the HTML report go.")
     ] = Path(".memq/demo"),
+    cache: Annotated[
+        Path, typer.Option(help="banking77: embedding cache (each text is embedded once).")
+    ] = Path(".memq/cache/embeddings.sqlite"),
     db: Annotated[Path, typer.Option(help="locomo: the demo store (replaced if present).")] = Path(
         "memq-demo.db"
     ),
@@ -706,6 +741,7 @@ def demo(
                 max_steps=max_steps,
                 jobs=jobs,
                 out_dir=out_dir,
+                cache=cache,
                 console=console,
             )
         )
