@@ -77,7 +77,7 @@ def test_log_keeps_query_pool_shown_policy_and_propensities(mem: Memory, embedde
         "Alice moved to Berlin",
         3,
     )
-    assert (logged.policy, logged.policy_version) == ("hybrid-rrf", "1")
+    assert (logged.policy, logged.policy_version) == ("hybrid-weighted", "1")  # the default fusion
     assert before - timedelta(seconds=1) <= logged.created_at <= datetime.now(UTC)
     assert logged.created_at == result.created_at
     assert [(s.id, s.rank, s.score) for s in logged.shown] == [

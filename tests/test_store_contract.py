@@ -73,7 +73,7 @@ def test_add_get_and_ids_sort_by_creation(mem: Memory) -> None:
 def test_hybrid_search_ranks_relevant_first_and_explains(mem: Memory) -> None:
     _seed(mem)
     result = mem.search("who has a dog?", k=3, explain=True)
-    assert result.id and result.policy == "hybrid-rrf"
+    assert result.id and result.policy == "hybrid-weighted"  # the default fusion
     assert result.hits[0].record.text.startswith("Carol")
     signals = result.hits[0].signals
     assert signals is not None and signals.dense is not None and signals.dense_rank == 1

@@ -268,3 +268,7 @@ bench_app.command(name="conflict")(_conflict)
 from memq.bench.embedders import embedders_command as _embedders  # noqa: E402
 
 bench_app.command(name="embedders")(_embedders)
+
+from memq.bench.locomo_cli import locomo as _locomo  # noqa: E402
+
+bench_app.command(name="locomo")(_locomo)

@@ -98,18 +98,27 @@ class MemqSystem:
         config = MemoryConfig(log_retrievals=self._policy is not None)
         self.memory = Memory(self._dir / "memq.db", embedder=embedder, config=config, scope="bench")
         self._last: dict[str, str] = {}  # space → last retrieval id
+        self._ids: dict[str, dict[str, str]] = {}  # space → doc key → record id
         self._records = 0
 
     def _scope(self, space: str) -> dict[str, str]:
         return {"tenant": "bench", "session": space}
 
     def add(self, space: str, docs: Sequence[BenchDoc]) -> None:
-        from memq.types import NewRecord
+        """``meta["follows"]`` (the key of an earlier doc in the space) becomes a ``follows`` link."""
+        from memq.types import Link, NewRecord
 
-        self.memory.add(
-            [NewRecord(text=d.text, metadata={"key": d.key, **d.meta}, valid_from=d.when) for d in docs],
-            scope=self._scope(space),
-        )
+        ids = self._ids.setdefault(space, {})
+        new = []
+        for d in docs:
+            meta = {k: v for k, v in d.meta.items() if k != "follows"}
+            prev = ids.get(str(d.meta.get("follows")))
+            links = [Link(target=prev, type="follows")] if prev else []
+            new.append(
+                NewRecord(text=d.text, metadata={"key": d.key, **meta}, valid_from=d.when, links=links)
+            )
+        stored = self.memory.add(new, scope=self._scope(space))
+        ids.update((d.key, r.id) for d, r in zip(docs, stored, strict=True))
         self._records += len(docs)
 
     def search(self, space: str, query: str, k: int) -> list[str]:

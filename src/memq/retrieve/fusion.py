@@ -41,6 +41,28 @@ def weighted(signals: Mapping[str, Sequence[Candidate]], weights: Mapping[str, f
     return fused
 
 
+def spread_links(
+    scores: Mapping[str, float], links: Mapping[str, Sequence[str]], weight: float
+) -> dict[str, float]:
+    """One hop of score spreading along links, inside the candidate pool.
+
+    score'(d) = score(d) + w · max_{n ∈ N(d)} score(n), where N(d) are the candidates d links to or
+    that link to d (links are read both ways). Candidates without linked candidates keep their
+    score; records outside the pool neither give nor get anything. Spreading reads the scores
+    before spreading, so the order in which candidates are visited does not matter.
+    """
+    neighbours: dict[str, set[str]] = {}
+    for src, targets in links.items():
+        for dst in targets:
+            if dst != src and dst in scores and src in scores:
+                neighbours.setdefault(src, set()).add(dst)
+                neighbours.setdefault(dst, set()).add(src)
+    return {
+        rid: s + weight * max((scores[n] for n in neighbours.get(rid, ())), default=0.0)
+        for rid, s in scores.items()
+    }
+
+
 def recency_factor(when: datetime, now: datetime, half_life_days: float, weight: float) -> float:
     """Multiplier (1 − w) + w · 0.5^(age / half-life): 1 for brand-new records, 1 − w for very old ones."""
     age_days = max((now - when).total_seconds(), 0.0) / 86_400

@@ -1,4 +1,4 @@
-"""The search recipe: candidates from each signal → fusion → recency → MMR → top k.
+"""The search recipe: candidates from each signal → fusion → link spreading → recency → MMR → top k.
 
 Backends produce candidates (:meth:`Store.dense_candidates`, :meth:`Store.lexical_candidates`);
 everything after that is here, identical for every backend and for sync and async callers.
@@ -13,22 +13,28 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from memq.retrieve.fusion import RRF_K, mmr, recency_factor, rrf, weighted
+from memq.retrieve.fusion import RRF_K, mmr, recency_factor, rrf, spread_links, weighted
 from memq.store.base import Candidate
 from memq.types import Hit, MemoryRecord, SignalScores
 
 MAX_K = 1000
+DEFAULT_WEIGHTS = {"dense": 0.4, "lexical": 0.6}
+DEFAULT_LINK_WEIGHT = 0.5
 
 
 class SearchOptions(BaseModel):
-    """How ``search`` ranks. The defaults are memq's hybrid recipe (dense + BM25, RRF)."""
+    """How ``search`` ranks. The defaults are memq's hybrid recipe: dense + BM25 candidates, weighted
+    fusion of min-max normalised scores (0.4 dense, 0.6 lexical), then one hop of score spreading
+    along the records' links (``link_weight``). Chosen by LoCoMo turn-level recall (docs/benchmarks-locomo.md).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     k: int = Field(default=10, ge=1, le=MAX_K)
     mode: Literal["hybrid", "dense", "lexical"] = "hybrid"
-    fusion: Literal["rrf", "weighted"] = "rrf"
-    weights: dict[str, float] = Field(default_factory=lambda: {"dense": 1.0, "lexical": 1.0})
+    fusion: Literal["rrf", "weighted"] = "weighted"
+    weights: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
+    link_weight: float = Field(default=DEFAULT_LINK_WEIGHT, ge=0, le=1)
     rrf_k: int = Field(default=RRF_K, ge=1)
     candidates: int | None = Field(default=None, ge=1, le=10 * MAX_K)
     recency_half_life_days: float | None = Field(default=None, gt=0)
@@ -82,6 +88,9 @@ def rank(
         name: {c.id: (i, c.score) for i, c in enumerate(cands, start=1)} for name, cands in live.items()
     }
     scores = dict(fused)
+    if options.link_weight > 0:
+        links = {rid: [ln.target for ln in records[rid].links] for rid in fused}
+        scores = spread_links(fused, links, options.link_weight)
     recency: dict[str, float] = {}
     if options.recency_half_life_days:
         for rid in scores:
