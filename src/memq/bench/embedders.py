@@ -136,28 +136,37 @@ def speed_metrics(
 
     The embedders take turns in ``rounds`` (each round: a slice of the queries, then a slice of
     the documents, for every embedder in turn), so a neighbour's load on a shared machine falls on
-    all of them alike instead of on whichever ran during the busy minute.
+    all of them alike instead of on whichever ran during the busy minute. Besides wall time, the
+    process's CPU time is recorded (``query_cpu_ms_*``, ``docs_per_cpu_s``): nothing else runs in
+    the process meanwhile, so with one torch/OpenMP thread CPU time is close to what the encoding
+    takes on an idle core, whatever the neighbours do.
     """
     for emb in embedders.values():  # warm-up: weights loaded, first-call overheads paid
         emb.embed_query("warm up")
         emb.embed_documents(list(docs[:4]) or ["warm up"])
     samples: dict[str, list[float]] = {name: [] for name in embedders}
+    cpu_samples: dict[str, list[float]] = {name: [] for name in embedders}
     doc_seconds = dict.fromkeys(embedders, 0.0)
+    doc_cpu_seconds = dict.fromkeys(embedders, 0.0)
     for r in range(rounds):
         q_slice, d_slice = queries[r::rounds], docs[r::rounds]
         for name, emb in embedders.items():
             for q in q_slice:
-                started = time.perf_counter()
+                started, cpu = time.perf_counter(), time.process_time()
                 emb.embed_query(q)
                 samples[name].append((time.perf_counter() - started) * 1000)
-            started = time.perf_counter()
+                cpu_samples[name].append((time.process_time() - cpu) * 1000)
+            started, cpu = time.perf_counter(), time.process_time()
             for i in range(0, len(d_slice), batch_size):
                 emb.embed_documents(list(d_slice[i : i + batch_size]))
             doc_seconds[name] += time.perf_counter() - started
+            doc_cpu_seconds[name] += time.process_time() - cpu
     return {
         name: {
             **percentiles(samples[name], "query_ms"),
+            **percentiles(cpu_samples[name], "query_cpu_ms"),
             "docs_per_s": len(docs) / doc_seconds[name] if doc_seconds[name] else 0.0,
+            "docs_per_cpu_s": len(docs) / doc_cpu_seconds[name] if doc_cpu_seconds[name] else 0.0,
         }
         for name in embedders
     }
@@ -302,8 +311,8 @@ def markdown_table(results: ResultsFile) -> str:
         rows.setdefault(r.config["embedder"], {})[r.config["mode"]] = r.metrics
     lines = [
         "| embedder | dim | dense R@5 | hybrid R@5 | dense R@10 | hybrid R@10 | query p50 ms | query p95 ms "
-        "| docs/s | model MB | load s |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| query CPU p50 ms | docs/s | docs per CPU-s | model MB | load s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for spec, modes in rows.items():
         d, h = modes.get("dense", {}), modes.get("hybrid", {})
@@ -311,7 +320,8 @@ def markdown_table(results: ResultsFile) -> str:
         lines.append(
             f"| {spec} | {m['dim']:.0f} | {d.get('recall@5', float('nan')):.3f} | {h.get('recall@5', float('nan')):.3f} "
             f"| {d.get('recall@10', float('nan')):.3f} | {h.get('recall@10', float('nan')):.3f} "
-            f"| {m['query_ms_p50']:.1f} | {m['query_ms_p95']:.1f} | {m['docs_per_s']:.0f} "
+            f"| {m['query_ms_p50']:.1f} | {m['query_ms_p95']:.1f} | {m['query_cpu_ms_p50']:.1f} "
+            f"| {m['docs_per_s']:.0f} | {m['docs_per_cpu_s']:.0f} "
             f"| {m['model_bytes'] / 1e6:.0f} | {m['load_s']:.1f} |"
         )
     return "\n".join(lines) + "\n"
@@ -394,7 +404,17 @@ def embedders_command(
         raise typer.Exit(2) from None
     write_results(out, rf)
     table = Table(title=f"embedders on LoCoMo ({rf.args['conversations']} conversations, categories 1-4)")
-    for col in ("embedder", "mode", "dim", "recall@5", "recall@10", "query p50 ms", "docs/s", "model MB"):
+    for col in (
+        "embedder",
+        "mode",
+        "dim",
+        "recall@5",
+        "recall@10",
+        "query p50 ms",
+        "query CPU ms",
+        "docs/s",
+        "MB",
+    ):
         table.add_column(col)
     for r in rf.results:
         m = r.metrics
@@ -405,6 +425,7 @@ def embedders_command(
             f"{m['recall@5']:.3f}",
             f"{m['recall@10']:.3f}",
             f"{m['query_ms_p50']:.1f}",
+            f"{m['query_cpu_ms_p50']:.1f}",
             f"{m['docs_per_s']:.0f}",
             f"{m['model_bytes'] / 1e6:.0f}",
         )
