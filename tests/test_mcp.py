@@ -200,3 +200,22 @@ async def test_http_refuses_missing_wrong_or_revoked_key(
     assert r.status_code == 401
     assert r.headers["content-type"].startswith("application/problem+json")
     assert r.json()["code"] == "unauthorized"
+
+
+async def test_http_dev_mode_needs_no_key_but_a_loopback_host(tmp_path: Path) -> None:
+    app = create_app(
+        ServerSettings(db=str(tmp_path / "dev.db"), embedder="hashing", auth=False, dev_tenant="me")
+    )
+    with live_server(app) as base:
+        async with http_client(base, None) as client:
+            rec = await call(client, "remember", text="dev mode works without a key")
+            assert (await call(client, "list"))["records"][0]["id"] == rec["id"]
+        body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
+        headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+        # a web page reaching 127.0.0.1 through DNS rebinding sends its own host name: refused
+        rebound = httpx.post(base + "/mcp", json=body, headers={**headers, "Host": "evil.example"})
+        assert rebound.status_code == 421
+        cross = httpx.post(base + "/mcp", json=body, headers={**headers, "Origin": "http://evil.example"})
+        assert cross.status_code == 403
+    with Memory(tmp_path / "dev.db", embedder=HashingEmbedder()) as mem:
+        assert [r.id for r in mem.list(scope="me").records] == [rec["id"]]

@@ -22,6 +22,7 @@ from memq.server.auth import Principal, require
 from memq.server.dashboard.reports import Report, list_reports, report_path, reports_dir
 from memq.server.dashboard.utility import UtilitySeries, q_series
 from memq.server.deps import get_memory
+from memq.server.routes import RecordIdPath
 from memq.types import FeedbackRecord, LoggedRetrieval, ShownEntry
 
 STATIC = pathlib.Path(__file__).parent / "static"
@@ -113,9 +114,7 @@ def retrievals(
 @api_router.get(
     "/memories/{record_id}/utility", summary="A record's q after each feedback, rebuilt from the log"
 )
-def utility(
-    record_id: Annotated[str, Path(min_length=1, max_length=100)], p: Read, mem: Mem
-) -> UtilitySeries:
+def utility(record_id: RecordIdPath, p: Read, mem: Mem) -> UtilitySeries:
     record = mem.get(record_id, scope=p.scope(), include_deleted=True)
     params = mem.config.learner_params
     return q_series(
@@ -131,6 +130,8 @@ def reports(request: Request, p: Read) -> list[Report]:
 
 
 @api_router.get("/reports/{name}", summary="One benchmark report file")
-def report(name: str, request: Request, p: Read) -> FileResponse:
+def report(
+    name: Annotated[str, Path(min_length=1, max_length=200)], request: Request, p: Read
+) -> FileResponse:
     path, media = report_path(reports_dir(request.app.state.settings), name)
     return FileResponse(path, media_type=media, headers={"X-Content-Type-Options": "nosniff"})

@@ -11,9 +11,10 @@
     return node;
   }
 
-  function shortTime(ms) {
-    const d = new Date(ms);
-    return d.toISOString().replace("T", " ").slice(5, 19);
+  // MM-DD hh:mm:ss, with milliseconds when the whole plot spans under a minute
+  function shortTime(ms, fine) {
+    const iso = new Date(ms).toISOString().replace("T", " ");
+    return fine ? iso.slice(5, 23) : iso.slice(5, 19);
   }
 
   // points: [{at: ISO string, q: number|null, credit: number|null, reward, retrieval_id}]
@@ -30,6 +31,7 @@
     const ts = data.map((p) => p.t);
     let t0 = ts.length ? Math.min(...ts) : Date.now(), t1 = ts.length ? Math.max(...ts) : t0 + 1;
     if (t1 - t0 < 1) { t0 -= 500; t1 += 500; }
+    const fine = t1 - t0 < 60000;
     const x = (t) => L + ((t - t0) / (t1 - t0)) * (W - L - R);
     const y = (q) => T + (1 - (q - lo) / (hi - lo)) * (H - T - B);
 
@@ -40,8 +42,8 @@
     }
     svg.appendChild(el("line", { class: "axis", x1: L, x2: L, y1: T, y2: H - B }));
     svg.appendChild(el("line", { class: "axis", x1: L, x2: W - R, y1: H - B, y2: H - B }));
-    svg.appendChild(el("text", { x: L, y: H - B + 14 }, shortTime(t0)));
-    svg.appendChild(el("text", { x: W - R, y: H - B + 14, "text-anchor": "end" }, shortTime(t1)));
+    svg.appendChild(el("text", { x: L, y: H - B + 14 }, shortTime(t0, fine)));
+    svg.appendChild(el("text", { x: W - R, y: H - B + 14, "text-anchor": "end" }, shortTime(t1, fine)));
     svg.appendChild(el("text", { x: (L + W - R) / 2, y: H - 4, "text-anchor": "middle" }, "feedback time (UTC)"));
 
     if (current !== null && current !== undefined) {
@@ -60,7 +62,7 @@
         "data-q": p.q, "data-retrieval": p.retrieval_id,
       });
       const credit = p.credit === null ? "not credited" : `credit ${p.credit}`;
-      c.appendChild(el("title", {}, `${shortTime(p.t)}  q = ${p.q.toFixed(4)}  (reward ${p.reward}, ${credit})`));
+      c.appendChild(el("title", {}, `${shortTime(p.t, true)}  q = ${p.q.toFixed(4)}  (reward ${p.reward}, ${credit})`));
       svg.appendChild(c);
     }
     return svg;
