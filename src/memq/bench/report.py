@@ -133,13 +133,18 @@ def _learning_curves(rf: ResultsFile) -> list[str]:
     return out
 
 
+def _slice_order(results: list[BenchResult]) -> list[str]:
+    bases = sliced_bases(results)
+    return sorted(
+        bases, key=lambda b: (_PREFERRED.index(b) if b in _PREFERRED else len(_PREFERRED), natural_key(b))
+    )
+
+
 def _slice_charts(rf: ResultsFile, results: list[BenchResult], names: list[str]) -> list[str]:
     bases = sliced_bases(results)
     if not bases:
         return []
-    order = sorted(
-        bases, key=lambda b: (_PREFERRED.index(b) if b in _PREFERRED else len(_PREFERRED), natural_key(b))
-    )
+    order = _slice_order(results)
     out = ["<h3>By slice</h3>"]
     for base in order[:MAX_SLICE_CHARTS]:
         slices = bases[base]
@@ -173,6 +178,8 @@ def _quality_chart(rf: ResultsFile, results: list[BenchResult], names: list[str]
         for n in metric_names(results)
         if split_metric(n)[1] is None and not is_cost(n) and not n.endswith("_std") and n != "gap_closed"
     ]
+    charted = set(_slice_order(results)[:MAX_SLICE_CHARTS])  # already shown as "all" by slice
+    metrics = [m for m in metrics if m not in charted]
     values = [r.metrics[m] for r in results for m in metrics if m in r.metrics]
     if not metrics or _unit_range(values) is None:
         metrics = [m for m in metrics if all(0 <= r.metrics.get(m, 0) <= 1 for r in results)]

@@ -309,11 +309,19 @@ def run_benchmark(
     ]
     runs: list[RunResult] = []
     if jobs <= 1:
-        _worker_init()
-        for spec in specs:
-            runs.append(_run_job(spec))
-            if on_run:
-                on_run(runs[-1])
+        import torch
+        from threadpoolctl import threadpool_limits
+
+        threads = torch.get_num_threads()
+        try:  # one thread while running in this process, restored after (tests share the process)
+            with threadpool_limits(1):
+                torch.set_num_threads(1)
+                for spec in specs:
+                    runs.append(_run_job(spec))
+                    if on_run:
+                        on_run(runs[-1])
+        finally:
+            torch.set_num_threads(threads)
     else:
         import multiprocessing as mp
 
