@@ -19,14 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import httpx2  # the HTTP client of the mcp SDK
 import pytest
-
-pytest.importorskip("mcp")
-
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
 
 from memq import Memory
@@ -63,7 +60,9 @@ def live_server(app: Any) -> Iterator[str]:
 
 def http_client(base: str, key: str | None) -> Client:
     headers = {"Authorization": f"Bearer {key}"} if key else None
-    return Client(streamable_http_client(base + "/mcp", http_client=create_mcp_http_client(headers=headers)))
+    return Client(
+        streamable_http_client(base + "/mcp", http_client=httpx2.AsyncClient(headers=headers, timeout=60))
+    )
 
 
 async def call(client: Client, tool: str, **args: Any) -> dict[str, Any]:
