@@ -35,7 +35,7 @@ def retrieval_file(systems=("memq", "mem0", "chroma")) -> ResultsFile:
         metrics.update(
             add_ms_p50=2.0 + 10 * i, add_ms_p95=4.0 + 12 * i, search_ms_p50=8.0 + i, search_ms_p95=15.0 + i
         )
-        metrics.update(records=100.0, bytes=123_456.0)
+        metrics.update(records=100.0, bytes=123_456.0, questions=150.0, malformed_evidence=1.0)
         results.append(BenchResult(system=name, dataset="locomo10", metrics=metrics, seconds=1.5))
     return ResultsFile(benchmark="locomo", results=results, args={"command": "memq bench locomo"})
 
@@ -114,6 +114,12 @@ def test_report_is_one_offline_file_with_a_chart_per_section() -> None:
     assert legend(charts["locomo: add latency per call"]) == ["p50", "p95"]
     slice_labels = [t.text for t in charts["locomo: recall@5 by slice"].iter(f"{SVG_NS}text")]
     assert {"cat1", "cat4", "all"} <= set(slice_labels)
+    overall = {t.text for t in charts["locomo: overall metrics"].iter(f"{SVG_NS}text")}
+    assert {"recall@10", "ndcg@10"} <= overall and not {
+        "recall@5",
+        "questions",
+        "malformed_evidence",
+    } & overall
     # each curve has one point per window, with its value in a tooltip
     curve = next(
         g
@@ -198,6 +204,7 @@ def test_results_md_renders_tables_missing_sections_and_keeps_notes(tmp_path: Pa
     assert "| memq | **0.600** | **0.700** | **0.500** |" in text
     assert "| system | cat1 | cat2 | cat3 | cat4 | all |" in text  # recall@5 by category
     assert "add_ms_p50" in text and "add_ms_p99" not in text
+    assert "Counts (the same for every row): questions 150, malformed_evidence 1." in text
     assert "| 0.3 | memq | 0.740 ± 0.000 |" in text  # the TTL table
     assert "memq bench longmemeval --out" in text and "_No results yet._" in text
     assert "ann.json" in text  # other JSON are named, not rendered

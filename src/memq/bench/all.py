@@ -97,7 +97,8 @@ def run_all(
             status = f"timeout ({timeout:.0f} s)"
         outcomes.append(Outcome(bench.name, status, time.perf_counter() - started, out))
     files = []
-    for path in sorted(results_dir.glob("*.json")):
+    rank = {b.name: i for i, b in enumerate(BENCHMARKS)}  # catalog order first, then the rest by name
+    for path in sorted(results_dir.glob("*.json"), key=lambda p: (rank.get(p.stem, len(rank)), p.name)):
         try:
             load_results(path)
         except MemqError:

@@ -17,6 +17,7 @@ class Benchmark:
     args: tuple[str, ...] = ()
     quick: tuple[str, ...] = ()
     doc_args: tuple[str, ...] = field(default=())  # extra args only for the full (documented) run
+    page: str | None = None  # the benchmark's own docs page (method, discussion), relative to the repo
 
 
 BENCHMARKS: tuple[Benchmark, ...] = (
@@ -26,24 +27,41 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         "Each LoCoMo conversation ingested turn by turn into its own scope; evidence recall@k and NDCG@10 "
         "per question category (1–4; 5 apart), the audit-corrected sensitivity line, and the online-learning "
         "variant (feedback on conversations 1–5, evaluated on 6–10).",
+        quick=("--conversations", "1", "--variants", "default", "--systems", "memq,chroma"),
+        page="docs/benchmarks-locomo.md",
     ),
     Benchmark(
         "longmemeval",
         "LongMemEval (S sample): session and turn recall",
         "60 questions, each with its own haystack of sessions: session-level recall_all@k and ndcg_any@k "
         "(abstention questions skipped), turn-level recall_any@k, ingestion throughput on the oracle split.",
+        quick=("--limit", "3", "--oracle-limit", "10", "--systems", "memq,chroma"),
+        page="docs/benchmarks-longmemeval.md",
     ),
     Benchmark(
         "conflict",
         "MemoryAgentBench FactConsolidation: conflicting facts",
         "Facts ingested in order, later ones overriding earlier ones; whether the gold answer is in the top-k "
         "retrieved records, with supersession off and on, per context length.",
+        quick=("--lengths", "6k", "--systems", "memq,chroma"),
+        page="docs/benchmarks-conflict.md",
     ),
     Benchmark(
         "embedders",
         "Embedders: recall and speed",
         "The offline embedding models memq can use, measured on the same retrieval task; memq's default is "
         "chosen by these numbers.",
+        quick=(
+            "--embedders",
+            "minilm",
+            "--conversations",
+            "1",
+            "--latency-queries",
+            "10",
+            "--throughput-docs",
+            "64",
+        ),
+        page="docs/benchmarks-embedders.md",
     ),
     Benchmark(
         "ttl",
@@ -63,17 +81,23 @@ BENCHMARKS: tuple[Benchmark, ...] = (
             "similarity,memrl,memq",
         ),
         doc_args=("--doc", "docs/results-ttl.md"),
+        page="docs/results-ttl.md",
     ),
 )
 
 BY_NAME = {b.name: b for b in BENCHMARKS}
 
-# Benchmarks with their own JSON shape and page, listed on docs/results.md by link.
-OTHER_PAGES: tuple[tuple[str, str, str], ...] = (
-    ("Vector index (usearch HNSW vs exact)", "docs/benchmarks-ann.md", "python benchmarks/ann_bench.py"),
-    (
+# Benchmarks run by their own scripts (not by `memq bench all`): benchmark name → title, page, command.
+OTHER_PAGES: dict[str, tuple[str, str, str]] = {
+    "ann": (
+        "Vector index (usearch HNSW vs exact)",
+        "docs/benchmarks-ann.md",
+        "python benchmarks/ann_bench.py",
+    ),
+    "store": (
         "Store throughput and latency (SQLite, PostgreSQL)",
         "docs/benchmarks-store.md",
         "python benchmarks/store_bench.py",
     ),
-)
+    "load": ("Load test of memq serve", "docs/benchmarks-load.md", "python benchmarks/load_test.py"),
+}

@@ -16,9 +16,10 @@ from pathlib import Path
 from memq.bench import svg
 from memq.bench.results import BenchResult, ResultsFile
 from memq.bench.view import (
+    best_values,
     fmt_value,
-    higher_is_better,
     is_cost,
+    is_count,
     labels,
     latency_metrics,
     load_results,
@@ -134,14 +135,14 @@ def _learning_curves(rf: ResultsFile) -> list[str]:
 
 
 def _slice_order(results: list[BenchResult]) -> list[str]:
-    bases = sliced_bases(results)
+    bases = {b: v for b, v in sliced_bases(results).items() if not is_count(b)}
     return sorted(
         bases, key=lambda b: (_PREFERRED.index(b) if b in _PREFERRED else len(_PREFERRED), natural_key(b))
     )
 
 
 def _slice_charts(rf: ResultsFile, results: list[BenchResult], names: list[str]) -> list[str]:
-    bases = sliced_bases(results)
+    bases = {b: v for b, v in sliced_bases(results).items() if not is_count(b)}
     if not bases:
         return []
     order = _slice_order(results)
@@ -176,7 +177,11 @@ def _quality_chart(rf: ResultsFile, results: list[BenchResult], names: list[str]
     metrics = [
         n
         for n in metric_names(results)
-        if split_metric(n)[1] is None and not is_cost(n) and not n.endswith("_std") and n != "gap_closed"
+        if split_metric(n)[1] is None
+        and not is_cost(n)
+        and not is_count(n, results)
+        and not n.endswith("_std")
+        and n != "gap_closed"
     ]
     charted = set(_slice_order(results)[:MAX_SLICE_CHARTS])  # already shown as "all" by slice
     metrics = [m for m in metrics if m not in charted]
@@ -225,12 +230,7 @@ def _table(results: list[BenchResult], names: list[str]) -> str:
     metrics = metric_names(results)
     if not metrics:
         return ""
-    best: dict[str, float] = {}
-    for m in metrics:
-        vals = [r.metrics[m] for r in results if m in r.metrics and r.system not in CEILINGS]
-        direction = higher_is_better(m)
-        if len(vals) > 1 and direction is not None:
-            best[m] = max(vals) if direction else min(vals)
+    best = best_values(results, metrics, skip=CEILINGS)
 
     def cell(m: str, r: BenchResult) -> str:
         v = r.metrics.get(m)

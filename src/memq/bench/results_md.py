@@ -7,6 +7,7 @@ section whose file is missing says how to produce it. Hand-written notes survive
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,9 +15,10 @@ from pathlib import Path
 from memq.bench.catalog import BENCHMARKS, OTHER_PAGES, Benchmark
 from memq.bench.results import SCHEMA_VERSION, BenchResult, ResultsFile
 from memq.bench.view import (
+    best_values,
     fmt_value,
-    higher_is_better,
     is_cost,
+    is_count,
     labels,
     load_results,
     metric_names,
@@ -89,16 +91,6 @@ def _cell(name: str, r: BenchResult, best: dict[str, float]) -> str:
     return f"**{text}**" if v is not None and best.get(name) == v else text
 
 
-def _best(results: Sequence[BenchResult], names: Sequence[str]) -> dict[str, float]:
-    out = {}
-    for name in names:
-        vals = [r.metrics[name] for r in results if name in r.metrics and r.system != "oracle"]
-        direction = higher_is_better(name)
-        if len(vals) > 1 and direction is not None:
-            out[name] = max(vals) if direction else min(vals)
-    return out
-
-
 def markdown_table(
     results: Sequence[BenchResult],
     columns: Sequence[str],
@@ -109,7 +101,7 @@ def markdown_table(
     """Rows = results (labelled), columns = metrics; best value per column in bold."""
     names = list(names or labels(results))
     headers = list(headers or columns)
-    best = _best(results, columns)
+    best = best_values(results, columns, skip=("oracle",))
     lines = [
         "| system | " + " | ".join(headers) + " |",
         "|---|" + "---:|" * len(columns),
@@ -125,7 +117,8 @@ def generic_tables(rf: ResultsFile) -> list[str]:
     names = labels(results)
     all_names = metric_names(results)
     plain = [n for n in all_names if split_metric(n)[1] is None and not n.endswith("_std")]
-    quality = [n for n in plain if not is_cost(n)]
+    counts = [n for n in plain if is_count(n, results)]
+    quality = [n for n in plain if not is_cost(n) and n not in counts]
     cost = [n for n in plain if is_cost(n) and not n.endswith(("_p99", "_mean"))]
     out: list[str] = []
     if quality:
@@ -136,7 +129,7 @@ def generic_tables(rf: ResultsFile) -> list[str]:
     if cost:
         out += ["Cost (latency per call in ms, footprint, LLM usage):", ""]
         out += [markdown_table(results, cost, names=names), ""]
-    bases = sliced_bases(results)
+    bases = {b: v for b, v in sliced_bases(results).items() if not is_count(b)}
     order = sorted(
         bases, key=lambda b: (_PREFERRED.index(b) if b in _PREFERRED else len(_PREFERRED), natural_key(b))
     )
@@ -149,6 +142,13 @@ def generic_tables(rf: ResultsFile) -> list[str]:
         out += [f"`{base}` by slice:", "", markdown_table(results, cols, headers=heads, names=names), ""]
     if len(order) > MAX_SLICE_TABLES:
         out += [f"Also per slice in the JSON: {', '.join(f'`{b}`' for b in order[MAX_SLICE_TABLES:])}.", ""]
+    if counts:
+        same = all(len({r.metrics.get(c) for r in results}) == 1 for c in counts)
+        if same:
+            listed = ", ".join(f"{c} {fmt_value(c, results[0].metrics.get(c))}" for c in counts)
+            out += [f"Counts (the same for every row): {listed}.", ""]
+        else:
+            out += ["Counts:", "", markdown_table(results, counts, names=names), ""]
     notes = [f"- {lab}: {n}" for lab, r in zip(names, results, strict=True) for n in r.notes]
     if notes:
         out += ["Notes:", "", *notes, ""]
@@ -192,11 +192,24 @@ def _meta(rf: ResultsFile, path: Path) -> str:
     return line
 
 
-def _section(bench: Benchmark | None, name: str, rf: ResultsFile | None, path: Path, notes: str) -> list[str]:
-    title = bench.title if bench else name
+def _link(page: str | None, doc_dir: Path) -> str | None:
+    """A markdown link to ``page`` (repo-relative) from the page being written, if the file exists."""
+    if not page or not Path(page).exists():
+        return None
+    return f"[{Path(page).name}]({Path(os.path.relpath(page, doc_dir)).as_posix()})"
+
+
+def _section(
+    bench: Benchmark | None, name: str, rf: ResultsFile | None, path: Path, notes: str, doc_dir: Path
+) -> list[str]:
+    other = OTHER_PAGES.get(name)
+    title = bench.title if bench else (other[0] if other else name)
     out = [f"## {title}", ""]
     if bench:
         out += [bench.about, ""]
+    link = _link(bench.page if bench else (other[1] if other else None), doc_dir)
+    if link:
+        out += [f"Method, settings and discussion: {link}.", ""]
     out += [f"<!-- notes:{name} -->\n{notes}<!-- /notes:{name} -->", ""]
     if rf is None:
         cmd = f"memq bench {name} --out {path.as_posix()}"
@@ -219,8 +232,11 @@ def _existing_notes(doc: Path) -> dict[str, str]:
     return {m["name"]: m["body"] for m in _NOTES.finditer(doc.read_text(encoding="utf-8"))}
 
 
-def render(results_dir: Path, *, keep_notes_from: Path | None = None) -> str:
-    """The page for every results file in ``results_dir`` (catalog benchmarks first, missing ones noted)."""
+def render(results_dir: Path, *, keep_notes_from: Path | None = None, doc_dir: Path = Path("docs")) -> str:
+    """The page for every results file in ``results_dir`` (catalog benchmarks first, missing ones noted).
+
+    ``doc_dir``: the folder the page will live in (links to other pages are made relative to it).
+    """
     notes = _existing_notes(keep_notes_from) if keep_notes_from else {}
     lines = [HEADER]
     parsed: dict[Path, ResultsFile] = {}
@@ -240,15 +256,19 @@ def render(results_dir: Path, *, keep_notes_from: Path | None = None) -> str:
     for bench in BENCHMARKS:
         path, rf = by_bench.get(bench.name, (results_dir / f"{bench.name}.json", None))
         used.add(path)
-        sections.append(_section(bench, bench.name, rf, path, notes.get(bench.name, "")))
+        sections.append(_section(bench, bench.name, rf, path, notes.get(bench.name, ""), doc_dir))
+    rendered = set()
     for path, rf in parsed.items():
         if path not in used:
-            sections.append(_section(None, path.stem, rf, path, notes.get(path.stem, "")))
+            rendered.add(rf.benchmark)
+            sections.append(_section(None, rf.benchmark, rf, path, notes.get(rf.benchmark, ""), doc_dir))
     toc = [f"- [{s[0][3:]}](#{_slug(s[0][3:])})" for s in sections]
     lines += ["## Contents", "", *toc, "- [Other benchmarks](#other-benchmarks)", ""]
     lines += [x for s in sections for x in s]
-    lines += ["## Other benchmarks", "", "These keep their own JSON shape and page:", ""]
-    lines += [f"- {title}: [{Path(doc).name}]({Path(doc).name}) — `{cmd}`" for title, doc, cmd in OTHER_PAGES]
+    lines += ["## Other benchmarks", "", "Run by their own scripts, with their own pages:", ""]
+    for name, (title, page, cmd) in OTHER_PAGES.items():
+        link = _link(page, doc_dir) or f"`{page}`"
+        lines.append(f"- {title}: {link} — `{cmd}`" + (" (table above)" if name in rendered else ""))
     if skipped:
         lines += ["", f"Not results files of this schema (left out above): {', '.join(skipped)}."]
     lines += ["", SCHEMA]
@@ -263,7 +283,7 @@ def _slug(title: str) -> str:
 
 def write_results_md(results_dir: str | Path, doc: str | Path) -> Path:
     results_dir, doc = Path(results_dir), Path(doc)
-    text = render(results_dir, keep_notes_from=doc)
+    text = render(results_dir, keep_notes_from=doc, doc_dir=doc.parent)
     doc.parent.mkdir(parents=True, exist_ok=True)
     tmp = doc.with_suffix(doc.suffix + ".tmp")
     tmp.write_text(text, encoding="utf-8")

@@ -26,7 +26,7 @@ from rich.progress import (
 from rich.table import Table
 
 from memq.bench.results import ResultsFile
-from memq.bench.view import fmt_value, higher_is_better, is_cost, labels, metric_names, split_metric
+from memq.bench.view import best_values, fmt_value, is_cost, is_count, labels, metric_names, split_metric
 
 
 def bench_progress(console: Console | None = None, *, transient: bool = False) -> Progress:
@@ -46,7 +46,14 @@ def bench_progress(console: Console | None = None, *, transient: bool = False) -
 def default_metrics(rf: ResultsFile, max_columns: int = 9) -> list[str]:
     """Unsliced quality metrics (no ``_std``), then add/search p50 latency, up to ``max_columns``."""
     names = metric_names(rf.results)
-    quality = [n for n in names if split_metric(n)[1] is None and not is_cost(n) and not n.endswith("_std")]
+    quality = [
+        n
+        for n in names
+        if split_metric(n)[1] is None
+        and not is_cost(n)
+        and not is_count(n, rf.results)
+        and not n.endswith("_std")
+    ]
     cost = [n for n in ("add_ms_p50", "search_ms_p50") if n in names]
     keep = max(1, max_columns - len(cost))
     return quality[:keep] + cost
@@ -64,12 +71,7 @@ def results_table(
     table.add_column("system")
     for name in cols:
         table.add_column(name, justify="right")
-    best: dict[str, float] = {}
-    for name in cols:
-        vals = [r.metrics[name] for r in rf.results if name in r.metrics and r.system != "oracle"]
-        direction = higher_is_better(name)
-        if vals and direction is not None and len(rf.results) > 1:
-            best[name] = max(vals) if direction else min(vals)
+    best = best_values(rf.results, cols, skip=("oracle",))
     for label, r in zip(labels(rf.results), rf.results, strict=True):
         cells = []
         for name in cols:

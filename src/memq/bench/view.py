@@ -16,7 +16,14 @@ from pydantic import ValidationError
 from memq.bench.results import BenchResult, ResultsFile
 from memq.errors import InvalidInputError
 
-_COST = re.compile(r"(_ms(_|$)|^records$|^bytes$|^llm_|_per_s$|throughput|seconds|_mb$|_bytes$)")
+_COST = re.compile(
+    r"(_ms(_|$)|^records$|^bytes$|^llm_|_per_s$|throughput|seconds|_mb$|_bytes$|_s$|^(load|build|ingest)_)"
+)
+_COUNT = re.compile(
+    r"^(questions|facts|turns|sessions|conversations|dim|rows|labels|steps|n|count|requests)$|^(n|num)_"
+    r"|(^|_)(count|n|errors)$"
+    r"|^(skipped|malformed|dangling|unparsed|superseded|invalid|missing)(_|$)"
+)
 LATENCY_KINDS = ("add", "search")
 
 
@@ -48,6 +55,17 @@ def split_metric(name: str) -> tuple[str, str | None]:
 
 def is_cost(name: str) -> bool:
     return bool(_COST.search(split_metric(name)[0]))
+
+
+def is_count(name: str, results: Sequence[BenchResult] = ()) -> bool:
+    """A count (questions, facts, malformed ids, dimensions): by its name, or whole values above 1."""
+    base = split_metric(name)[0]
+    if is_cost(name):
+        return False
+    if _COUNT.search(base):
+        return True
+    values = [r.metrics[name] for r in results if name in r.metrics]
+    return bool(values) and all(v == int(v) for v in values) and max(values) > 1
 
 
 def natural_key(name: str) -> list[object]:
@@ -117,10 +135,11 @@ def fmt_value(name: str, v: float | None) -> str:
     if v is None:
         return ""
     base = split_metric(name)[0]
-    if base in ("records", "bytes") or base.startswith("llm_") or (v == int(v) and abs(v) >= 1000):
-        return f"{v:,.0f}"
     if "_ms" in base:
         return f"{v:.2f}" if v < 10 else f"{v:.1f}" if v < 100 else f"{v:,.0f}"
+    whole = v == int(v) and (abs(v) >= 2 or _COUNT.search(base) is not None)
+    if base in ("records", "bytes") or base.startswith("llm_") or whole or abs(v) >= 1000:
+        return f"{v:,.0f}"
     if abs(v) < 10:
         return f"{v:.3f}"
     return f"{v:,.1f}"
@@ -133,4 +152,17 @@ def higher_is_better(name: str) -> bool | None:
         return False if "_ms" in base else None
     if base.endswith(("_per_s", "throughput")):
         return True
-    return None if is_cost(name) else True
+    return None if is_cost(name) or _COUNT.search(base) else True
+
+
+def best_values(
+    results: Sequence[BenchResult], names: Sequence[str], skip: Sequence[str] = ()
+) -> dict[str, float]:
+    """The best value of each metric with a direction, where the results differ (ties all count)."""
+    out = {}
+    for name in names:
+        vals = [r.metrics[name] for r in results if name in r.metrics and r.system not in skip]
+        direction = higher_is_better(name)
+        if len(set(vals)) > 1 and direction is not None and not is_count(name, results):
+            out[name] = max(vals) if direction else min(vals)
+    return out
