@@ -124,7 +124,8 @@ def _tool_error(exc: MemqError) -> ToolError:
 
 def build_server(resolve: Resolver) -> MCPServer:
     """The MCP server with memq's five tools; ``resolve`` says which memory and principal a call uses."""
-    server = MCPServer("memq", instructions=INSTRUCTIONS, version=_version())
+    # the SDK configures root logging at this level (when nothing else has); keep it to warnings
+    server = MCPServer("memq", instructions=INSTRUCTIONS, version=_version(), log_level="WARNING")
 
     def call(ctx: Context, required: str, fn: Callable[[Memory, Principal], Any]) -> Any:
         mem, principal = resolve(ctx, required)
