@@ -14,6 +14,7 @@ from html import escape
 from pathlib import Path
 
 from memq.bench import svg
+from memq.bench.catalog import BY_NAME, OTHER_PAGES
 from memq.bench.results import BenchResult, ResultsFile
 from memq.bench.view import (
     best_values,
@@ -257,9 +258,17 @@ def _table(results: list[BenchResult], names: list[str]) -> str:
     )
 
 
+def _title(benchmark: str) -> str:
+    if benchmark in BY_NAME:
+        return BY_NAME[benchmark].title
+    return OTHER_PAGES[benchmark][0] if benchmark in OTHER_PAGES else benchmark
+
+
 def _section(rf: ResultsFile, source: str, anchor: str) -> str:
     results = list(rf.results)
-    parts = [f'<h2 id="{anchor}">{escape(rf.benchmark)}</h2>', _meta(rf)]
+    parts = [f'<h2 id="{anchor}">{escape(_title(rf.benchmark))}</h2>', _meta(rf)]
+    if rf.benchmark in BY_NAME:
+        parts.append(f'<p class="note">{escape(BY_NAME[rf.benchmark].about)}</p>')
     if source:
         parts.append(f'<p class="meta">file: <code>{escape(source)}</code></p>')
     if not results:

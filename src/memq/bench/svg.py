@@ -29,8 +29,19 @@ DASHES = ("", "6 3", "2 3", "8 3 2 3")
 FONT = "font-family:system-ui,-apple-system,'Segoe UI',Helvetica,Arial,sans-serif"
 
 
+# Reference series (a ceiling such as the oracle) are drawn grey and dashed in every chart.
+REFERENCE = {"oracle": ("#6b6b6b", "5 4")}
+
+
 def colour(i: int) -> str:
     return PALETTE[i % len(PALETTE)]
+
+
+def _style(i: int, name: str) -> tuple[str, str]:
+    """(colour, dash pattern) of the i-th series."""
+    if name in REFERENCE:
+        return REFERENCE[name]
+    return colour(i), DASHES[(i // len(PALETTE)) % len(DASHES)]
 
 
 def nice_ticks(lo: float, hi: float, target: int = 5) -> list[float]:
@@ -78,14 +89,14 @@ def _legend(names: Sequence[str], x: float, y: float, *, line: bool) -> tuple[li
     parts = ['<g class="legend">']
     for i, name in enumerate(names):
         yy = y + i * 18
+        stroke, dash = _style(i, name)
         if line:
-            dash = DASHES[(i // len(PALETTE)) % len(DASHES)]
             parts.append(
-                f'<line x1="{x}" y1="{yy + 6}" x2="{x + 22}" y2="{yy + 6}" stroke="{colour(i)}" '
+                f'<line x1="{x}" y1="{yy + 6}" x2="{x + 22}" y2="{yy + 6}" stroke="{stroke}" '
                 f'stroke-width="2.5" stroke-dasharray="{dash}"/>'
             )
         else:
-            parts.append(f'<rect x="{x + 5}" y="{yy}" width="12" height="12" fill="{colour(i)}"/>')
+            parts.append(f'<rect x="{x + 5}" y="{yy}" width="12" height="12" fill="{stroke}"/>')
         parts.append(_text(x + 28, yy + 10.5, name, size=12, anchor="start"))
     parts.append("</g>")
     return parts, len(names) * 18
@@ -136,6 +147,7 @@ def line_chart(
     ys = [y for n in names for _, y in series[n]]
     legend_w = 30 + 7.2 * max((len(n) for n in names), default=0)
     left, right, top, bottom = 62, 24 + legend_w, 40, 52
+    height = max(height, top + 18 * len(names) + bottom)
     plot_w, plot_h = width - left - right, height - top - bottom
     parts = _frame(width, height, title)
     if not names:
@@ -161,16 +173,16 @@ def line_chart(
     parts.append(_text(left + plot_w / 2, height - 12, x_label, size=12))
     for i, name in enumerate(names):
         pts = series[name]
-        dash = DASHES[(i // len(PALETTE)) % len(DASHES)]
+        stroke, dash = _style(i, name)
         path = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in pts)
         parts.append(f'<g class="series" data-name="{escape(name)}">')
         parts.append(
-            f'<polyline points="{path}" fill="none" stroke="{colour(i)}" stroke-width="2" '
+            f'<polyline points="{path}" fill="none" stroke="{stroke}" stroke-width="2" '
             f'stroke-dasharray="{dash}" stroke-linejoin="round"/>'
         )
         for x, y in pts:
             parts.append(
-                f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="2.2" fill="{colour(i)}">'
+                f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="2.2" fill="{stroke}">'
                 f"<title>{escape(name)}: {fmt(y)} at {fmt(x)}</title></circle>"
             )
         parts.append("</g>")
@@ -202,6 +214,7 @@ def bar_chart(
     bottom = 40 + (min(longest, 28) * 5.5 if rotate else 14) + (16 if x_label else 0)
     left, right, top = 62, 24 + legend_w, 40
     width = width or int(max(560, left + right + group_w * len(groups) + 20))
+    height = max(height, int(top + 18 * len(names) + bottom))
     plot_w, plot_h = width - left - right, height - top - bottom
     if plot_h < 120:
         height += int(120 - plot_h)
@@ -248,7 +261,7 @@ def bar_chart(
             y_top, y_bot = sorted((py(v), base))
             parts.append(
                 f'<rect x="{x:.1f}" y="{y_top:.1f}" width="{bar_w - 1:.1f}" height="{max(0.5, y_bot - y_top):.1f}" '
-                f'fill="{colour(si)}"><title>{escape(name)} · {escape(group)}: {fmt(v)}</title></rect>'
+                f'fill="{_style(si, name)[0]}"><title>{escape(name)} · {escape(group)}: {fmt(v)}</title></rect>'
             )
         parts.append("</g>")
     if x_label:
