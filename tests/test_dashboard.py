@@ -222,3 +222,49 @@ def test_dashboard_in_headless_chromium(site: dict[str, Any], browser: Any) -> N
     browser.switch_to.default_content()
     browser.save_screenshot(str(ARTIFACTS / "dashboard-reports.png"))
     assert not browser.find_element(By.ID, "error").is_displayed()
+
+
+# -- q over time, rebuilt from the log (no server) ---------------------------------------------------
+def _series(mem: Any, record_id: str) -> Any:
+    from memq.learn import make_learner
+    from memq.server.dashboard.router import _logs
+    from memq.server.dashboard.utility import q_series
+
+    record = mem.get(record_id, include_deleted=True)
+    return q_series(record, _logs(mem, "acme", with_feedback=True), make_learner)
+
+
+def test_q_series_follows_credit_and_policy(tmp_path: Path) -> None:
+    from memq import Memory
+    from memq.embed import HashingEmbedder
+
+    with Memory(tmp_path / "q.db", embedder=HashingEmbedder(), scope="acme") as mem:
+        a, b = mem.add(["the blue door is locked", "the blue door has a key under the mat"])
+        first = mem.search("blue door", k=2)
+        mem.feedback(first.id, 1.0, used=[b.id])  # credit "used": only b is credited
+        second = mem.search("blue door key", k=2, policy="memq")
+        mem.feedback(second.id, 0.0)
+        sa, sb = _series(mem, a.id), _series(mem, b.id)
+        assert [p.credit for p in sa.points] == [None, 0.0]
+        assert sa.points[0].q is None  # shown without credit: q not learned yet
+        assert [p.credit for p in sb.points] == [1.0, 0.0]
+        assert [p.policy for p in sb.points] == [first.policy, "memq"]
+        for s, rid in ((sa, a.id), (sb, b.id)):
+            stored = mem.get(rid).utility
+            assert s.matches_current and s.points[-1].q == pytest.approx(stored.q)
+            assert s.points[-1].n_shown == stored.n_shown == 2
+
+
+def test_q_series_flags_what_the_log_cannot_explain(tmp_path: Path) -> None:
+    from memq import Memory
+    from memq.embed import HashingEmbedder
+
+    with Memory(tmp_path / "acc.db", embedder=HashingEmbedder(), scope="acme") as mem:
+        rec = mem.add("the red car is fast")
+        got = mem.search("red car", k=1)
+        mem.feedback(got.id, 1.0)
+        mem.feedback(got.id, 1.0, accumulate=True)  # the log keeps one entry with the sum
+        series = _series(mem, rec.id)
+        assert len(series.points) == 1 and series.points[0].count == 2
+        assert series.matches_current is False
+        assert mem.get(rec.id).utility.n_shown == 2
