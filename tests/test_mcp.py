@@ -58,8 +58,9 @@ def live_server(app: Any) -> Iterator[str]:
         sock.close()
 
 
-def http_client(base: str, key: str | None) -> Client:
-    headers = {"Authorization": f"Bearer {key}"} if key else None
+def http_client(base: str, key: str | None, *, header: str = "Authorization") -> Client:
+    """The SDK's client over streamable HTTP, presenting ``key`` as a bearer token or in X-API-Key."""
+    headers = None if not key else {header: f"Bearer {key}" if header == "Authorization" else key}
     return Client(
         streamable_http_client(base + "/mcp", http_client=httpx2.AsyncClient(headers=headers, timeout=60))
     )
@@ -162,7 +163,7 @@ async def test_http_tools_use_the_keys_tenant(served: tuple[str, dict[str, str]]
         fb = await call(acme, "feedback", retrieval_id=found["retrieval_id"], reward=1.0)
         assert fb["credit"] == "shown" and fb["credits"] == {rec["id"]: 1.0}
 
-    async with http_client(base, keys["globex"]) as globex:
+    async with http_client(base, keys["globex"], header="X-API-Key") as globex:
         # another tenant sees nothing of acme's, and cannot touch its records or retrievals
         assert (await call(globex, "recall", query="deploy key rotation", k=3))["hits"] == []
         assert (await call(globex, "list"))["records"] == []
@@ -218,3 +219,22 @@ async def test_http_dev_mode_needs_no_key_but_a_loopback_host(tmp_path: Path) ->
         assert cross.status_code == 403
     with Memory(tmp_path / "dev.db", embedder=HashingEmbedder()) as mem:
         assert [r.id for r in mem.list(scope="me").records] == [rec["id"]]
+
+
+async def test_http_applies_the_keys_rate_limit(tmp_path: Path) -> None:
+    app = create_app(
+        ServerSettings(db=str(tmp_path / "rate.db"), embedder="hashing", rate_per_s=0.01, rate_burst=3)
+    )
+    _, key = app.state.keys.create("acme", ["read", "write"])
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
+    headers = {
+        "Accept": "application/json, text/event-stream",
+        "Content-Type": "application/json",
+        "Authorization": f"Bearer {key}",
+    }
+    with live_server(app) as base:
+        got = [httpx.post(base + "/mcp", json=body, headers=headers) for _ in range(4)]
+    assert [r.status_code for r in got[:3]] == [200, 200, 200]  # the burst
+    assert {t["name"] for t in got[0].json()["result"]["tools"]} == TOOLS
+    assert got[3].status_code == 429 and got[3].json()["code"] == "rate_limited"
+    assert int(got[3].headers["Retry-After"]) >= 1
