@@ -19,6 +19,7 @@ from memq.bench.results import BenchResult, ResultsFile
 from memq.bench.view import (
     best_values,
     fmt_value,
+    grouped_notes,
     is_cost,
     is_count,
     labels,
@@ -281,7 +282,7 @@ def _section(rf: ResultsFile, source: str, anchor: str) -> str:
         parts += _quality_chart(rf, results, names)
     parts += _latency_charts(rf, results, names)
     parts.append(_table(results, names))
-    notes = [f"{lab}: {n}" for lab, r in zip(names, results, strict=True) for n in r.notes]
+    notes = grouped_notes(results, names)
     if notes:
         parts.append("<h3>Notes</h3><ul>" + "".join(f"<li>{escape(n)}</li>" for n in notes) + "</ul>")
     return "\n".join(parts)

@@ -17,6 +17,7 @@ from memq.bench.results import SCHEMA_VERSION, BenchResult, ResultsFile
 from memq.bench.view import (
     best_values,
     fmt_value,
+    grouped_notes,
     is_cost,
     is_count,
     labels,
@@ -28,7 +29,7 @@ from memq.bench.view import (
 )
 from memq.errors import MemqError
 
-MAX_QUALITY_COLUMNS = 10
+MAX_QUALITY_COLUMNS = 12
 MAX_SLICE_TABLES = 4
 _PREFERRED = ("recall@5", "recall@10", "ndcg@10", "em@1", "em@5")
 _NOTES = re.compile(r"<!-- notes:(?P<name>[\w.-]+) -->\n(?P<body>.*?)<!-- /notes:(?P=name) -->", re.S)
@@ -51,7 +52,11 @@ memq bench report benchmarks/results/*.json --out report.html   # the HTML repor
 ```
 
 Each benchmark also runs alone: `memq bench <name> --out benchmarks/results/<name>.json`
-(`--systems a,b,c` picks systems, `--data PATH` points at another copy of the dataset).
+(`--systems a,b,c` picks systems, `--data PATH` points at another copy of the dataset), and
+`memq bench show FILE.json` prints any results file as a table. The HTML report
+(`benchmarks/results/report.html`) draws the learning curves, recall by category and latency bars.
+`make run` (`memq demo`) is the short version of the test-time-learning benchmark: one noise level,
+one seed, three learners; it writes its own report to `.memq/demo/report.html`.
 """
 
 SCHEMA = f"""## Results file schema (version {SCHEMA_VERSION})
@@ -149,7 +154,7 @@ def generic_tables(rf: ResultsFile) -> list[str]:
             out += [f"Counts (the same for every row): {listed}.", ""]
         else:
             out += ["Counts:", "", markdown_table(results, counts, names=names), ""]
-    notes = [f"- {lab}: {n}" for lab, r in zip(names, results, strict=True) for n in r.notes]
+    notes = [f"- {n}" for n in grouped_notes(results, names)]
     if notes:
         out += ["Notes:", "", *notes, ""]
     return out

@@ -83,8 +83,12 @@ def metric_names(results: Sequence[BenchResult]) -> list[str]:
             order.setdefault(base, set())
             if part is not None:
                 order[base].add(part)
+    # bases of one family (recall@1, recall@5, recall@10) in natural order, families in first-seen order
+    family = {b.split("@")[0]: i for i, b in reversed(list(enumerate(order)))}
+    bases = sorted(order, key=lambda b: (family[b.split("@")[0]], natural_key(b)))
     out: list[str] = []
-    for base, parts in order.items():
+    for base in bases:
+        parts = order[base]
         if base in bare:
             out.append(base)
         out += [f"{base}/{p}" for p in sorted(parts, key=natural_key)]
@@ -128,6 +132,17 @@ def latency_metrics(results: Sequence[BenchResult]) -> list[str]:
     """Which of ``add_ms_p50``, ``add_ms_p95``, ``search_ms_p50``, ``search_ms_p95`` are present."""
     names = [f"{kind}_ms_{p}" for kind in LATENCY_KINDS for p in ("p50", "p95")]
     return [n for n in names if any(n in r.metrics for r in results)]
+
+
+def grouped_notes(results: Sequence[BenchResult], names: Sequence[str]) -> list[str]:
+    """Each distinct note once, prefixed by the rows it concerns unless it concerns them all."""
+    by_note: dict[str, list[str]] = {}
+    for lab, r in zip(names, results, strict=True):
+        for note in r.notes:
+            by_note.setdefault(note, []).append(lab)
+    return [
+        note if len(labs) == len(results) else f"{', '.join(labs)}: {note}" for note, labs in by_note.items()
+    ]
 
 
 def fmt_value(name: str, v: float | None) -> str:
