@@ -238,3 +238,27 @@ async def test_http_applies_the_keys_rate_limit(tmp_path: Path) -> None:
     assert {t["name"] for t in got[0].json()["result"]["tools"]} == TOOLS
     assert got[3].status_code == 429 and got[3].json()["code"] == "rate_limited"
     assert int(got[3].headers["Retry-After"]) >= 1
+
+
+def test_http_endpoint_follows_the_apps_lifespan(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from memq.server.keys import open_key_store
+
+    db = str(tmp_path / "life.db")
+    mem, keys = (
+        Memory(db, embedder=HashingEmbedder()),
+        open_key_store(db),
+    )  # owned here: open across lifespans
+    app = create_app(ServerSettings(db=db, embedder="hashing", rate_per_s=0), memory=mem, key_store=keys)
+    _, key = keys.create("acme", ["read"])
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
+    headers = {"Accept": "application/json, text/event-stream", "Authorization": f"Bearer {key}"}
+    outside = TestClient(app).post("/mcp", json=body, headers=headers)  # no lifespan: no session manager
+    assert outside.status_code == 503 and outside.json()["code"] == "service_unavailable"
+    for _ in range(2):  # each lifespan runs its own session manager (one can run only once)
+        with TestClient(app, client=("127.0.0.1", 5000)) as client:
+            got = client.post("/mcp", json=body, headers=headers)
+            assert got.status_code == 200 and {t["name"] for t in got.json()["result"]["tools"]} == TOOLS
+    mem.close()
+    keys.close()

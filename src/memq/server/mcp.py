@@ -281,14 +281,18 @@ def run_stdio(memory: Memory, tenant: str, *, read_only: bool = False) -> None:
 
 # -- streamable HTTP inside memq serve -----------------------------------------------------------------
 class _KeyGate:
-    """ASGI: authenticate the request like REST does; refuse with a problem, or pass the principal on."""
+    """ASGI: authenticate the request like REST does; refuse with a problem, or pass the principal on
+    to the SDK's transport (``inner``: set while the app's lifespan runs the session manager)."""
 
-    def __init__(self, inner: StreamableHTTPASGIApp, state: Any) -> None:
-        self.inner, self.state = inner, state
+    def __init__(self, state: Any) -> None:
+        self.state = state
+        self.inner: StreamableHTTPASGIApp | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.inner(scope, receive, send)
+        path = scope.get("path")
+        if self.inner is None:
+            detail = "the MCP endpoint runs inside the app's lifespan, which has not started"
+            await problem(503, "service_unavailable", detail, instance=path)(scope, receive, send)
             return
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
         client = scope.get("client")
@@ -298,10 +302,9 @@ class _KeyGate:
                 lambda: authenticate(self.state, headers, client_host=host)
             )
         except AuthError as err:
-            response = problem(
-                err.status, err.code, err.detail, instance=scope.get("path"), headers=err.headers
+            await problem(err.status, err.code, err.detail, instance=path, headers=err.headers)(
+                scope, receive, send
             )
-            await response(scope, receive, send)
             return
         scope[PRINCIPAL_KEY] = principal
         await self.inner(scope, receive, send)
@@ -331,16 +334,21 @@ def mount(app: FastAPI) -> None:
         allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*", "127.0.0.1", "localhost", "[::1]"],
         allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"],
     )
-    server.streamable_http_app(stateless_http=True, json_response=True, transport_security=security)
-    manager = server.session_manager
-    gate = _KeyGate(StreamableHTTPASGIApp(manager), state)
+    gate = _KeyGate(state)
     for path in (PATH, PATH + "/"):
         app.router.add_route(path, gate, include_in_schema=False)  # type: ignore[arg-type]
 
     @asynccontextmanager
     async def run_manager(_: FastAPI) -> AsyncIterator[None]:
+        # a session manager runs once, so each lifespan (a test client may enter several) gets its own
+        server.streamable_http_app(stateless_http=True, json_response=True, transport_security=security)
+        manager = server.session_manager
         async with manager.run():
-            yield
+            gate.inner = StreamableHTTPASGIApp(manager)
+            try:
+                yield
+            finally:
+                gate.inner = None
 
     state.lifespan_hooks.append(run_manager)
 

@@ -10,7 +10,7 @@ import pathlib
 from collections import deque
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
@@ -19,9 +19,10 @@ from pydantic import BaseModel
 from memq.learn import make_learner
 from memq.memory import Memory
 from memq.server.auth import Principal, require
-from memq.server.dashboard.reports import Report, list_reports, report_path, reports_dir
+from memq.server.dashboard.reports import MEDIA_TYPES, Report, list_reports, report_path, reports_dir
 from memq.server.dashboard.utility import UtilitySeries, q_series
 from memq.server.deps import get_memory
+from memq.server.problems import Problem
 from memq.server.routes import RecordIdPath
 from memq.types import FeedbackRecord, LoggedRetrieval, ShownEntry
 
@@ -33,7 +34,18 @@ Read = Annotated[Principal, Depends(require("read"))]
 Mem = Annotated[Memory, Depends(get_memory)]
 
 page_router = APIRouter(prefix="/ui", include_in_schema=False)
-api_router = APIRouter(prefix="/ui/api", tags=["dashboard"])
+_PROBLEMS: dict[int | str, dict[str, Any]] = {
+    code: {"model": Problem, "content": {"application/problem+json": {}}, "description": desc}
+    for code, desc in {
+        401: "Missing, unknown or revoked API key",
+        403: "The key lacks the read scope",
+        404: "Not found in this tenant (or not a listed report)",
+        422: "Request does not match the schema",
+        429: "Rate limited (see Retry-After)",
+        503: "Store unavailable",
+    }.items()
+}
+api_router = APIRouter(prefix="/ui/api", tags=["dashboard"], responses=_PROBLEMS)
 
 
 class RetrievalRow(BaseModel):
@@ -129,7 +141,12 @@ def reports(request: Request, p: Read) -> list[Report]:
     return list_reports(reports_dir(request.app.state.settings))
 
 
-@api_router.get("/reports/{name}", summary="One benchmark report file")
+@api_router.get(
+    "/reports/{name}",
+    summary="One benchmark report file",
+    response_class=FileResponse,
+    responses={200: {"content": {m.split(";")[0]: {} for m in MEDIA_TYPES.values()}}},
+)
 def report(
     name: Annotated[str, Path(min_length=1, max_length=200)], request: Request, p: Read
 ) -> FileResponse:
