@@ -9,14 +9,16 @@ from memq.server.keys import KeyStore
 from memq.server.settings import ServerSettings
 
 
-def get_memory(request: Request) -> Memory:
-    """The process's one sync :class:`Memory`. It has no default scope: always pass ``scope=``."""
+async def get_memory(request: Request) -> Memory:
+    """The process's one sync :class:`Memory`. It has no default scope: always pass ``scope=``.
+
+    (``async`` only so FastAPI does not hop to a worker thread to read an attribute.)"""
     return request.app.state.memory
 
 
-def get_settings(request: Request) -> ServerSettings:
+async def get_settings(request: Request) -> ServerSettings:
     return request.app.state.settings
 
 
-def get_key_store(request: Request) -> KeyStore:
+async def get_key_store(request: Request) -> KeyStore:
     return request.app.state.keys

@@ -21,10 +21,17 @@ MAX_IDS = 1000  # ids per purge
 
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 RecordId = Annotated[str, Field(min_length=1, max_length=100)]
+MAX_TEXT = 32_000  # MemoryConfig.max_text_chars (the server's Memory uses the default config)
+# memq also refuses blank text and NUL characters (400 empty_text / invalid_input). A JSON Schema
+# pattern could say so, but it makes schema-driven clients and fuzzers (schemathesis) crawl.
+Text = Annotated[
+    str, Field(min_length=1, max_length=MAX_TEXT, description="Non-blank text, no NUL characters.")
+]
 
 
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: no coercion of JSON types (false is not 0.0, 0 is not a datetime); times are ISO 8601 strings
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class ScopeIn(_Request):
@@ -38,7 +45,7 @@ class ScopeIn(_Request):
 class ItemIn(_Request):
     """One memory to add. memq assigns the id, version and times."""
 
-    text: str = Field(description="The memory's text (what gets embedded and searched).")
+    text: Text = Field(description="The memory's text (what gets embedded and searched).")
     kind: str = Field(default="fact", min_length=1, max_length=64)
     payload: dict[str, Any] = Field(default_factory=dict)
     metadata: dict[str, Any] = Field(
@@ -65,7 +72,7 @@ class BatchAddOut(BaseModel):
 
 
 class SearchIn(_Request):
-    query: str = Field(description="What to look for.")
+    query: Text = Field(description="What to look for.")
     k: int = Field(default=10, ge=1, le=MAX_K)
     scope: ScopeIn | None = None
     filters: dict[str, Any] | None = Field(default=None, description="memq's JSON filter language.")
@@ -109,7 +116,7 @@ class SearchIn(_Request):
 class UpdateIn(_Request):
     """Fields to change (at least one); the others are kept. Writes version + 1."""
 
-    text: str | None = None
+    text: Text | None = None
     kind: str | None = Field(default=None, min_length=1, max_length=64)
     payload: dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
@@ -141,6 +148,19 @@ class FeedbackIn(_Request):
     used: list[RecordId] | None = Field(default=None, max_length=MAX_K, description="Ids the agent used.")
     credit: Literal["shown", "used", "rank"] | None = None
     accumulate: bool = Field(default=False, description="Allow a second feedback on the same retrieval.")
+
+
+class TenantStats(BaseModel):
+    """Counts of the caller's tenant."""
+
+    backend: str
+    records: int
+    versions: int
+    deleted: int
+    invalidated: int
+    embedding_model: str | None
+    embedding_dim: int | None
+    kinds: dict[str, int]
 
 
 class WhoAmI(BaseModel):

@@ -111,6 +111,16 @@ def _summary(errors: list[dict[str, Any]]) -> str:
     return "; ".join(parts) + more
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path (Starlette names only the first route's)."""
+    methods: set[str] = set()
+    for route in request.app.routes:
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(request.url.path) and getattr(route, "methods", None):
+            methods |= set(route.methods)
+    return sorted(methods)
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     """Route every error through :func:`problem`: memq errors, validation, HTTP errors, crashes."""
 
@@ -136,13 +146,16 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
         detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:
+            allowed = _allowed_methods(request)
+            headers["Allow"] = ", ".join(allowed)
+            detail = f"{request.method} is not allowed on {request.url.path}; use {', '.join(allowed)}"
         if exc.status_code == 400 and detail == "There was an error parsing the body":
             detail = "the request body could not be parsed: send UTF-8 encoded JSON"
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"no route {request.method} {request.url.path}; see /docs or /openapi.json"
-        return problem(
-            exc.status_code, code, detail, instance=request.url.path, headers=getattr(exc, "headers", None)
-        )
+        return problem(exc.status_code, code, detail, instance=request.url.path, headers=headers)
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> JSONResponse:

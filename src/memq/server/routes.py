@@ -7,12 +7,14 @@ on SQLite/PostgreSQL and the embedder (which serialises MiniLM calls on one torc
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Response, status
 from fastapi.responses import StreamingResponse
+from pydantic import BeforeValidator
 
 from memq.errors import FilterError
 from memq.memory import Memory, _export_header, _export_line
@@ -30,6 +32,7 @@ from memq.server.models import (
     PurgeOut,
     ScopeIn,
     SearchIn,
+    TenantStats,
     UpdateIn,
     WhoAmI,
 )
@@ -42,9 +45,9 @@ from memq.types import (
     Page,
     Retrieval,
     Scope,
-    StoreStats,
 )
 
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 _PROBLEMS: dict[int | str, dict[str, Any]] = {
     code: {"model": Problem, "content": {"application/problem+json": {}}, "description": desc}
     for code, desc in {
@@ -59,12 +62,21 @@ _PROBLEMS: dict[int | str, dict[str, Any]] = {
     }.items()
 }
 
+
+def _iso_only(value: object) -> object:
+    """Times in query strings are ISO 8601, not numbers (pydantic would read "0.5" as a Unix time)."""
+    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        raise ValueError("expected an ISO 8601 date-time such as 2024-05-01T12:00:00Z")
+    return value
+
+
 router = APIRouter(prefix="/v1", responses=_PROBLEMS)
 
 Read = Annotated[Principal, Depends(require("read"))]
 Write = Annotated[Principal, Depends(require("write"))]
 Admin = Annotated[Principal, Depends(require("admin"))]
 Mem = Annotated[Memory, Depends(get_memory)]
+IsoTime = Annotated[datetime, BeforeValidator(_iso_only)]
 RecordIdPath = Annotated[str, Path(min_length=1, max_length=100, description="Record id.")]
 
 
@@ -159,8 +171,8 @@ def list_(
     user: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
     agent: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
     session: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
-    as_of: datetime | None = None,
-    valid_at: datetime | None = None,
+    as_of: Annotated[IsoTime | None, Query(description="System time (ISO 8601)")] = None,
+    valid_at: Annotated[IsoTime | None, Query(description="World time (ISO 8601)")] = None,
     include_invalidated: bool = False,
     filters: Annotated[str | None, Query(max_length=10_000, description="JSON filter, as in search")] = None,
 ) -> Page:
@@ -246,11 +258,10 @@ def export(p: Read, mem: Mem) -> StreamingResponse:
     )
 
 
-@router.get(
-    "/stats", tags=["admin"], summary="Counts of this tenant", response_model_exclude={"location", "bytes"}
-)
-def stats(p: Read, mem: Mem) -> StoreStats:
-    return mem.stats(scope=p.scope())
+@router.get("/stats", tags=["admin"], summary="Counts of this tenant")
+def stats(p: Read, mem: Mem) -> TenantStats:
+    # not the store's location (a path or DSN) nor its size (it counts every tenant)
+    return TenantStats.model_validate(mem.stats(scope=p.scope()).model_dump())
 
 
 @router.get("/whoami", tags=["admin"], summary="The tenant and scopes of this key")
