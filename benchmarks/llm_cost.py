@@ -493,6 +493,45 @@ def meta(
     }
 
 
+# -- the embedded model's speed, n_threads 1 vs 2 ----------------------------------------------------------
+def gemma_speed(reps: int = 3) -> dict[str, Any]:
+    """Greedy grammar-constrained generations of the embedded Gemma at n_threads 1 and 2."""
+    from pydantic import BaseModel, Field
+
+    from memq.llm.local import LocalLLM
+
+    class Facts(BaseModel):
+        facts: list[str] = Field(min_length=1, max_length=3)
+
+    messages = [
+        {"role": "system", "content": "Extract facts about the people. Answer in JSON."},
+        {
+            "role": "user",
+            "content": "Caroline: I went to a LGBTQ support group yesterday and it was so powerful.",
+        },
+    ]
+    out: dict[str, Any] = {"load_avg_before": os.getloadavg()[0], "max_tokens": 48, "reps": reps}
+    for n_threads in (1, 2):
+        llm = LocalLLM(n_threads=n_threads, retries=0)
+        llm.llama  # load outside the timing  # noqa: B018
+        llm.structured(messages, Facts, operation="warmup", max_tokens=48)
+        llm.usage.reset()
+        runs = []
+        for _ in range(reps):
+            start = time.perf_counter()
+            llm.structured(messages, Facts, operation="gen", max_tokens=48)
+            runs.append(time.perf_counter() - start)
+        st = llm.usage.snapshot().by_operation["gen"]
+        out[f"n_threads_{n_threads}"] = {
+            "seconds_per_call_median": statistics.median(runs),
+            "prompt_tokens_per_call": st.prompt_tokens / reps,
+            "completion_tokens_per_call": st.completion_tokens / reps,
+            "completion_tokens_per_s": st.completion_tokens / sum(runs),
+        }
+    out["load_avg_after"] = os.getloadavg()[0]
+    return out
+
+
 # -- the docs page -------------------------------------------------------------------------------------
 def write_doc(result: dict[str, Any], path: Path) -> None:
     s = result["systems"]
@@ -560,11 +599,37 @@ def write_doc(result: dict[str, Any], path: Path) -> None:
         "- One perspective per conversation (speaker A = `user`); mem0's evaluation adds each batch twice,",
         "  once per speaker, which doubles its cost and is not counted here.",
         "",
+        *gemma_lines(result),
         "Reproduce: `.venv/bin/python benchmarks/llm_cost.py` (about "
         f"{result.get('wall_s', 0) / 60:.0f} min on 2 shared cores).",
         "",
     ]
     path.write_text("\n".join(lines), encoding="utf-8")
+
+
+def gemma_lines(result: dict[str, Any]) -> list[str]:
+    g = result.get("gemma_speed")
+    if not g:
+        return []
+    rows = [
+        "## The embedded model: n_threads",
+        "",
+        "`--gemma-speed`: the same short greedy, grammar-constrained extraction, "
+        f"{g['reps']} times per setting (load average {g['load_avg_before']:.1f} before, "
+        f"{g['load_avg_after']:.1f} after, on 2 cores shared with other work — absolute figures are "
+        "pessimistic, the comparison is what counts). The repeated prompt is served from llama.cpp's "
+        "prefix cache after the warm-up call, so the time is generation: one grammar-checked token at a time.",
+        "",
+        "| n_threads | s / call (median) | prompt tokens | completion tokens | completion tokens / s |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for n in (1, 2):
+        r = g[f"n_threads_{n}"]
+        rows.append(
+            f"| {n} | {r['seconds_per_call_median']:.2f} | {r['prompt_tokens_per_call']:.0f} | "
+            f"{r['completion_tokens_per_call']:.0f} | {r['completion_tokens_per_s']:.1f} |"
+        )
+    return [*rows, ""]
 
 
 def print_table(result: dict[str, Any]) -> None:
@@ -596,9 +661,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--out", type=Path, default=None, help=f"results JSON (default: {RESULTS.relative_to(ROOT)})"
     )
     ap.add_argument("--doc-only", action="store_true", help="rewrite the docs page from the results JSON")
+    ap.add_argument(
+        "--gemma-speed",
+        action="store_true",
+        help="only time the embedded Gemma at n_threads 1 and 2 and add it to the results JSON",
+    )
     args = ap.parse_args(argv)
     out = args.out or (CACHE / "llm_cost.quick.json" if args.quick else RESULTS)
     doc = CACHE / "benchmarks-llm-cost.quick.md" if args.quick else DOC
+    if args.gemma_speed:
+        result = json.loads(out.read_text(encoding="utf-8"))
+        result["gemma_speed"] = gemma_speed()
+        out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        write_doc(result, doc)
+        console.print_json(data=result["gemma_speed"])
+        return 0
     if args.doc_only:
         write_doc(json.loads(out.read_text(encoding="utf-8")), doc)
         console.print(f"wrote {doc}")
