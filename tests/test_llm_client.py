@@ -271,3 +271,16 @@ def test_bad_arguments_are_refused() -> None:
         llm.structured(MSGS, dict, operation="x")  # type: ignore[type-var]
     with pytest.raises(ValueError, match="operation"):
         llm.structured(MSGS, Facts, operation="")
+
+
+def test_replies_recorded_as_jsonl_are_replayed(llm_server: ReplayServer, tmp_path) -> None:
+    path = tmp_path / "answers.jsonl"
+    path.write_text(
+        '{"status": 503}\n\n{"content": "{\\"facts\\": [\\"from the file\\"]}", "completion_tokens": 11}\n',
+        encoding="utf-8",
+    )
+    llm_server.load(path)
+    llm = llm_server.llm()
+    assert llm.structured(MSGS, Facts, operation="extract").facts == ["from the file"]
+    stats = llm.usage.snapshot().total
+    assert (stats.calls, stats.retries, stats.completion_tokens) == (2, 1, 11)
