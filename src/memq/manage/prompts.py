@@ -1,7 +1,9 @@
 """Every prompt memq's managers send, in one place, with the schemas their answers must validate as.
 
 Prompts are short on purpose (memq's ``reconcile`` must cost fewer prompt tokens per add than mem0's
-pipelines; the embedded Gemma model runs at ~40 tokens/s). Stored memory is always pasted through
+pipelines; the embedded Gemma model runs at ~40 tokens/s). String and list limits in the schemas are
+tight on purpose too: a grammar-constrained model (the embedded Gemma) must close a string at its
+``maxLength``, so a rambling answer ends instead of running into the token limit. Stored memory is always pasted through
 :func:`memq.llm.safety.quote_memories` — a delimited JSON-quoted block under a note that it is data,
 not instructions — and so are incoming messages. Record ids never appear: memories are numbered
 0, 1, ... and the managers map the numbers back (an unknown number fails validation and is re-asked).
@@ -20,8 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_mod
 from memq.llm.base import Message
 from memq.llm.safety import quote_memories
 
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=600)]
-Reason = Annotated[str, StringConstraints(strip_whitespace=True, max_length=300)]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=240)]
+Reason = Annotated[str, StringConstraints(strip_whitespace=True, max_length=100)]
 
 _JSON_ONLY = "Answer with JSON only."
 
@@ -44,7 +46,7 @@ class Facts(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     status: Literal["facts", "none"]
-    facts: list[Text] = Field(default_factory=list, max_length=30)
+    facts: list[Text] = Field(default_factory=list, max_length=20)
 
     @model_validator(mode="after")
     def _explicit(self) -> Facts:
@@ -168,7 +170,7 @@ class Script(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    steps: list[Text] = Field(min_length=1, max_length=7)
+    steps: list[Text] = Field(min_length=1, max_length=6)
 
 
 class Reflection(BaseModel):
@@ -287,7 +289,7 @@ def insights_prompt(rules: Sequence[Any], attempts: Sequence[tuple[str, str, Any
 
 # -- notes (A-MEM) ---------------------------------------------------------------------------------
 
-Word = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=60)]
+Word = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
 
 
 class NoteAnalysis(BaseModel):
@@ -361,9 +363,9 @@ class EpisodeDigest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    title: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=120)]
+    title: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=80)]
     summary: Text
-    notes: list[Text] = Field(default_factory=list, max_length=10)
+    notes: list[Text] = Field(default_factory=list, max_length=6)
 
 
 class _SegmentsBase(BaseModel):
