@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 
 from memq import InvalidInputError, Memory, Scope
-from memq.manage import MANAGERS, ManageResult, Manager, make_manager
+from memq.manage import MANAGERS, Manager, ManageResult, make_manager
 from memq.manage.dedupe import normalise, text_hash
 
 
 @pytest.fixture
-def mem(tmp_path: Path, embedder) -> Memory:  # noqa: ANN001
+def mem(tmp_path: Path, embedder) -> Memory:
     m = Memory(tmp_path / "m.db", embedder=embedder, scope="acme")
     yield m
     m.close()
@@ -52,7 +52,9 @@ def test_append_manager_logs_each_write(mem: Memory) -> None:
 
 def test_dedupe_exact_duplicate_merges_into_existing(mem: Memory) -> None:
     first = mem.add("Alice moved to Berlin in 2021", metadata={"topic": "travel"})
-    result = mem.add("alice moved to berlin in 2021!", manager="dedupe", metadata={"source": "chat", "topic": "x"})
+    result = mem.add(
+        "alice moved to berlin in 2021!", manager="dedupe", metadata={"source": "chat", "topic": "x"}
+    )
     assert [d.op for d in result.decisions] == ["MERGE"]
     assert result.decisions[0].record_id == first.id
     assert "exact duplicate" in result.decisions[0].reason
