@@ -113,11 +113,16 @@ def create_app(
         "/readyz",
         tags=["health"],
         summary="The store is reachable",
+        response_model=Ready,
         responses={503: {"model": Problem, "content": {"application/problem+json": {}}}},
     )
-    def readyz(request: Request) -> Ready:
+    def readyz(request: Request) -> Ready | JSONResponse:
         mem: Memory = request.app.state.memory
-        mem.store.embedding_space()  # a StoreError becomes a 503 problem
+        try:
+            mem.store.embedding_space()  # one small query
+        except Exception as exc:
+            log.warning("readiness check failed: %s", exc)
+            return problem(503, "store_error", f"the store is not reachable: {exc}", instance="/readyz")
         return Ready(status="ready", backend=mem.store.backend)
 
     app.include_router(router)

@@ -9,13 +9,21 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from memq.server.problems import PROBLEM_JSON
 
 
-class BodyTooLarge(Exception):
-    pass
+class BodyTooLarge(HTTPException):
+    """Raised from ``receive`` once the body passes the limit. An HTTPException, so that FastAPI's
+    body parsing re-raises it (other errors become "error parsing the body", 400) and the problem
+    handler answers 413."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(
+            413, f"the request body is over the limit of {max_bytes:,} bytes; split it (e.g. smaller batches)"
+        )
 
 
 class BodyLimitMiddleware:
@@ -73,7 +81,7 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise BodyTooLarge
+                    raise BodyTooLarge(self.max_bytes)
             return message
 
         async def tracking_send(message: Message) -> None:

@@ -7,10 +7,11 @@ models forbid unknown fields and have **no tenant field**: the tenant is the API
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from memq.retrieve.pipeline import MAX_K
 from memq.types import Link, MemoryRecord, Provenance
@@ -27,6 +28,20 @@ MAX_TEXT = 32_000  # MemoryConfig.max_text_chars (the server's Memory uses the d
 Text = Annotated[
     str, Field(min_length=1, max_length=MAX_TEXT, description="Non-blank text, no NUL characters.")
 ]
+
+
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def iso_only(value: object) -> object:
+    """Times are ISO 8601 strings, never numbers (pydantic would read 0 or "0.5" as a Unix time)."""
+    if isinstance(value, int | float) or (isinstance(value, str) and _NUMBER.fullmatch(value.strip())):
+        raise ValueError("expected an ISO 8601 date-time such as 2024-05-01T12:00:00Z")
+    return value
+
+
+# strict=False: FastAPI validates parsed JSON in Python mode, where a strict datetime refuses strings
+IsoTime = Annotated[datetime, Field(strict=False), BeforeValidator(iso_only)]
 
 
 class _Request(BaseModel):
@@ -53,8 +68,8 @@ class ItemIn(_Request):
     )
     provenance: Provenance = Field(default_factory=Provenance)
     links: list[Link] = Field(default_factory=list, max_length=100)
-    valid_from: datetime | None = None
-    valid_to: datetime | None = None
+    valid_from: IsoTime | None = None
+    valid_to: IsoTime | None = None
     scope: ScopeIn | None = Field(default=None, description="user / agent / session of this memory.")
 
     def as_new(self) -> dict[str, Any]:
@@ -79,8 +94,8 @@ class SearchIn(_Request):
     kinds: list[Annotated[str, Field(min_length=1, max_length=64)]] | None = Field(
         default=None, max_length=50
     )
-    as_of: datetime | None = Field(default=None, description="System time: what memq knew then.")
-    valid_at: datetime | None = Field(default=None, description="World time: what held then.")
+    as_of: IsoTime | None = Field(default=None, description="System time: what memq knew then.")
+    valid_at: IsoTime | None = Field(default=None, description="World time: what held then.")
     include_invalidated: bool = False
     explain: bool = Field(default=False, description="Per-signal scores on each hit.")
     policy: Literal["similarity", "memrl", "memento_q", "memq"] | None = Field(
@@ -122,8 +137,8 @@ class UpdateIn(_Request):
     metadata: dict[str, Any] | None = None
     provenance: Provenance | None = None
     links: list[Link] | None = Field(default=None, max_length=100)
-    valid_from: datetime | None = None
-    valid_to: datetime | None = None
+    valid_from: IsoTime | None = None
+    valid_to: IsoTime | None = None
     reason: str | None = Field(default=None, max_length=1000, description="Kept in the history.")
 
     def changes(self) -> dict[str, Any]:
@@ -131,7 +146,7 @@ class UpdateIn(_Request):
 
 
 class InvalidateIn(_Request):
-    at: datetime | None = Field(default=None, description="End of validity (default now).")
+    at: IsoTime | None = Field(default=None, description="End of validity (default now).")
     reason: str | None = Field(default=None, max_length=1000)
 
 

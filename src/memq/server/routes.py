@@ -7,14 +7,11 @@ on SQLite/PostgreSQL and the embedder (which serialises MiniLM calls on one torc
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Response, status
 from fastapi.responses import StreamingResponse
-from pydantic import BeforeValidator
 
 from memq.errors import FilterError
 from memq.memory import Memory, _export_header, _export_line
@@ -27,6 +24,7 @@ from memq.server.models import (
     BatchAddOut,
     FeedbackIn,
     InvalidateIn,
+    IsoTime,
     ItemIn,
     PurgeIn,
     PurgeOut,
@@ -47,7 +45,6 @@ from memq.types import (
     Scope,
 )
 
-_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 _PROBLEMS: dict[int | str, dict[str, Any]] = {
     code: {"model": Problem, "content": {"application/problem+json": {}}, "description": desc}
     for code, desc in {
@@ -63,20 +60,12 @@ _PROBLEMS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _iso_only(value: object) -> object:
-    """Times in query strings are ISO 8601, not numbers (pydantic would read "0.5" as a Unix time)."""
-    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
-        raise ValueError("expected an ISO 8601 date-time such as 2024-05-01T12:00:00Z")
-    return value
-
-
 router = APIRouter(prefix="/v1", responses=_PROBLEMS)
 
 Read = Annotated[Principal, Depends(require("read"))]
 Write = Annotated[Principal, Depends(require("write"))]
 Admin = Annotated[Principal, Depends(require("admin"))]
 Mem = Annotated[Memory, Depends(get_memory)]
-IsoTime = Annotated[datetime, BeforeValidator(_iso_only)]
 RecordIdPath = Annotated[str, Path(min_length=1, max_length=100, description="Record id.")]
 
 
