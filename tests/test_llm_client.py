@@ -22,6 +22,7 @@ from llm_replay import (
 from memq.errors import LLMError, LLMOutputError, LLMTimeoutError
 from memq.llm.base import LLM
 from memq.llm.client import OpenAICompatLLM
+from memq.llm.structured import json_schema_of
 
 
 class Facts(BaseModel):
@@ -49,7 +50,8 @@ def test_success_returns_validated_instance_and_sends_json_schema(llm_server: Re
     fmt = req.response_format
     assert fmt is not None and fmt["type"] == "json_schema"
     assert fmt["json_schema"]["name"] == "Facts"
-    assert fmt["json_schema"]["schema"] == Facts.model_json_schema()
+    assert fmt["json_schema"]["schema"] == json_schema_of(Facts)
+    assert fmt["json_schema"]["schema"]["properties"]["facts"]["minItems"] == 1
     assert req.max_tokens == 64
     assert req.messages == MSGS  # the schema is not repeated in the prompt in json_schema mode
     assert req.headers["authorization"] == "Bearer test-key"
@@ -71,7 +73,7 @@ def test_schema_goes_into_the_prompt_without_json_schema_mode(llm_server: Replay
         assert req.response_format is None
     system = req.messages[0]
     assert system["role"] == "system" and system["content"].startswith("Extract facts.")
-    assert json.dumps(Facts.model_json_schema(), separators=(",", ":")) in system["content"]
+    assert json.dumps(json_schema_of(Facts), separators=(",", ":")) in system["content"]
     assert len(req.messages) == len(MSGS)
 
 
@@ -284,3 +286,20 @@ def test_replies_recorded_as_jsonl_are_replayed(llm_server: ReplayServer, tmp_pa
     assert llm.structured(MSGS, Facts, operation="extract").facts == ["from the file"]
     stats = llm.usage.snapshot().total
     assert (stats.calls, stats.retries, stats.completion_tokens) == (2, 1, 11)
+
+
+def test_sent_schema_drops_titles_but_keeps_a_field_named_title() -> None:
+    class Inner(BaseModel):
+        title: str = Field(default="t", min_length=1)
+
+    class Outer(BaseModel):
+        items: list[Inner]
+        title: str
+
+    full = Outer.model_json_schema()
+    sent = json_schema_of(Outer)
+    assert "title" in full and "title" not in sent
+    assert set(sent["properties"]) == {"items", "title"}
+    assert sent["properties"]["title"] == {"type": "string"}
+    assert sent["$defs"]["Inner"]["properties"]["title"] == {"default": "t", "minLength": 1, "type": "string"}
+    assert sent["required"] == ["items", "title"]

@@ -43,9 +43,25 @@ class RawAnswer:
 Complete = Callable[[list[Message], int | None, CallStats], RawAnswer]
 
 
+_LITERAL_KEYS = {"default", "examples", "const", "enum"}
+
+
+def _untitled(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {
+            k: (v if k in _LITERAL_KEYS else _untitled(v))
+            for k, v in node.items()
+            if not (k == "title" and isinstance(v, str))
+        }
+    if isinstance(node, list):
+        return [_untitled(v) for v in node]
+    return node
+
+
 def json_schema_of(schema: type[BaseModel]) -> dict[str, Any]:
-    """The JSON schema memq sends for a pydantic model (pydantic's own, validation mode)."""
-    return schema.model_json_schema()
+    """The JSON schema memq sends for a pydantic model: pydantic's own (validation mode) without the
+    ``title`` annotations it adds to every model and field (tokens a model does not need)."""
+    return _untitled(schema.model_json_schema())  # type: ignore[no-any-return]
 
 
 def schema_instruction(schema: type[BaseModel]) -> str:
