@@ -8,6 +8,7 @@ A problem has ``type`` (``urn:memq:problem:<code>``), ``title``, ``status``, ``d
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
@@ -17,7 +18,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
 
 from memq.errors import InvalidInputError, MemqError
 
@@ -47,6 +47,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "rate_limited": 429,
     "internal_error": 500,
 }
+_HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 _HTTP_CODES = {
     400: "invalid_body",
     404: "route_not_found",
@@ -112,14 +113,21 @@ def _summary(errors: list[dict[str, Any]]) -> str:
     return "; ".join(parts) + more
 
 
-def _allowed_methods(request: Request) -> list[str]:
-    """Every method some route serves at this path (Starlette's 405 names only the first route's)."""
-    allowed = []
-    for method in ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT"):
-        scope = {**request.scope, "method": method}
-        if any(route.matches(scope)[0] == Match.FULL for route in request.app.router.routes):
-            allowed.append(method)
-    return allowed
+def _allowed_methods(request: Request, fallback: str | None) -> list[str]:
+    """The methods the OpenAPI spec documents for this path (Starlette's 405 names only the first
+    matching route's). A literal path wins over a template: ``/v1/memories/batch`` allows POST,
+    although GET would reach ``/v1/memories/{record_id}`` with the id "batch"."""
+    literal: set[str] = set()
+    templated: set[str] = set()
+    for template, operations in request.app.openapi().get("paths", {}).items():
+        regex = "^" + re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(template)) + "$"
+        if re.match(regex, request.url.path):
+            methods = {m.upper() for m in operations if m in _HTTP_METHODS}
+            (templated if "{" in template else literal).update(methods)
+    allowed = literal or templated
+    if not allowed and fallback:
+        return [m.strip() for m in fallback.split(",") if m.strip()]
+    return sorted(allowed)
 
 
 def install_problem_handlers(app: FastAPI) -> None:
@@ -149,7 +157,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
         headers = dict(getattr(exc, "headers", None) or {})
         if exc.status_code == 405:
-            allowed = _allowed_methods(request)
+            allowed = _allowed_methods(request, headers.get("Allow"))
             headers["Allow"] = ", ".join(allowed)
             detail = f"{request.method} is not allowed on {request.url.path}; use {', '.join(allowed)}"
         if exc.status_code == 400 and detail == "There was an error parsing the body":
