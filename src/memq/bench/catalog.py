@@ -100,4 +100,9 @@ OTHER_PAGES: dict[str, tuple[str, str, str]] = {
         "python benchmarks/store_bench.py",
     ),
     "load": ("Load test of memq serve", "docs/benchmarks-load.md", "python benchmarks/load_test.py"),
+    "llm_cost": (
+        "LLM cost per add: memq reconcile vs mem0",
+        "docs/benchmarks-llm-cost.md",
+        "python benchmarks/llm_cost.py",
+    ),
 }
