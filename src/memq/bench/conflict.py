@@ -260,6 +260,7 @@ def run_benchmark(
     chunk: int = 100,
     args: dict[str, Any] | None = None,
     progress: Any = None,
+    checkpoint: Callable[[ResultsFile], None] | None = None,
 ) -> ResultsFile:
     """Run every (system, variant) on every context; one :class:`BenchResult` each."""
     bad = [v for v in variants if v not in VARIANTS]
@@ -316,6 +317,8 @@ def run_benchmark(
                 notes=notes,
             )
         )
+        if checkpoint is not None:
+            checkpoint(results)  # a crash in a later system keeps the finished ones
     return results
 
 

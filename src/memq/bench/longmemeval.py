@@ -267,6 +267,7 @@ def run_benchmark(
     search_k: int = 50,
     args: dict[str, Any] | None = None,
     progress: Any = None,
+    checkpoint: Callable[[ResultsFile], None] | None = None,
 ) -> ResultsFile:
     """Warm the embedding cache once, then run every system on the same questions."""
     if search_k < max(ks):
@@ -338,6 +339,8 @@ def run_benchmark(
                 ],
             )
         )
+        if checkpoint is not None:
+            checkpoint(results)  # a crash in a later system keeps the finished ones
     return results
 
 

@@ -88,7 +88,7 @@ def _table(results: ResultsFile, title: str, columns: list[str]) -> Table:
             cells.append(
                 "" if v is None else (f"{v:.1f}" if "_ms_" in c or c.endswith("_per_s") else f"{v:.3f}")
             )
-        table.add_row(r.system, r.variant, *cells)
+        table.add_row(r.system, r.variant.removeprefix("supersession-"), *cells)
     return table
 
 
@@ -162,7 +162,8 @@ def longmemeval(
                 roles=roles,
                 search_k=search_k,
                 args=args,
-                progress=bar,  # type: ignore[arg-type]
+                progress=bar,
+                checkpoint=lambda rf: write_results(out, rf),
             )
     except MemqError as exc:
         console.print(f"[red]error[/] ({exc.code}): {exc}")
@@ -228,7 +229,16 @@ def conflict(
         }
         with _progress() as bar:
             results = run_benchmark(
-                rows, names, emb, ks=ks, lengths=wanted, variants=chosen, chunk=chunk, args=args, progress=bar
+                rows,
+                names,
+                emb,
+                ks=ks,
+                lengths=wanted,
+                variants=chosen,
+                chunk=chunk,
+                args=args,
+                progress=bar,
+                checkpoint=lambda rf: write_results(out, rf),
             )
     except MemqError as exc:
         console.print(f"[red]error[/] ({exc.code}): {exc}")
