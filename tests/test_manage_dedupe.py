@@ -104,4 +104,6 @@ def test_manager_params_need_a_name(mem: Memory) -> None:
         mem.add("x", manager=make_manager("append"), manager_params={"a": 1})
     with pytest.raises(InvalidInputError):
         mem.add("x", manager=42)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="actor"):
+        mem.add("x", manager="append", actor="me")
     assert mem.stats().records == 0

@@ -298,6 +298,10 @@ class _Base:
             return Usage(total=CallStats(), by_operation={})
         return self.llm.usage.snapshot()
 
+    def _check_managed_actor(self, actor: str | None) -> None:
+        if actor is not None:
+            raise InvalidInputError("a managed add records actor='manager:<name>' itself; do not pass actor")
+
     def _resolve_manager(self, manager: str | Manager, params: Mapping[str, Any] | None) -> Manager:
         if isinstance(manager, str):
             return make_manager(manager, **dict(params or {}))
@@ -482,6 +486,7 @@ class Memory(_Base):
             kind=kind, metadata=metadata, payload=payload, valid_from=valid_from, valid_to=valid_to
         )
         if manager is not None:
+            self._check_managed_actor(actor)
             return self._add_managed(items, scope, defaults, self._resolve_manager(manager, manager_params))
         records, single = self._prepare_add(items, scope, defaults)
         self._ensure_space()
@@ -1003,6 +1008,7 @@ class AsyncMemory(_Base):
             kind=kind, metadata=metadata, payload=payload, valid_from=valid_from, valid_to=valid_to
         )
         if manager is not None:
+            self._check_managed_actor(actor)
             return await self._add_managed(
                 items, scope, defaults, self._resolve_manager(manager, manager_params)
             )

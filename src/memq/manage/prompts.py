@@ -394,7 +394,11 @@ def segments_schema(n_messages: int) -> type[BaseModel]:
     seg = create_model(
         "Episode", __config__=ConfigDict(extra="forbid"), start=(idx, ...), end=(idx, ...), **fields
     )  # start and end first: a grammar-constrained model writes fields in schema order
-    model = create_model("Episodes", __base__=_SegmentsBase, episodes=(list[seg], Field(min_length=1)))  # type: ignore[valid-type]
+    model = create_model(
+        "Episodes",
+        __base__=_SegmentsBase,
+        episodes=(list[seg], Field(min_length=1, max_length=n_messages)),  # type: ignore[valid-type]
+    )
     model.n_messages = n_messages
     return model
 
