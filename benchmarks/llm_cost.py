@@ -510,7 +510,12 @@ def gemma_speed(reps: int = 3) -> dict[str, Any]:
             "content": "Caroline: I went to a LGBTQ support group yesterday and it was so powerful.",
         },
     ]
-    out: dict[str, Any] = {"load_avg_before": os.getloadavg()[0], "max_tokens": 48, "reps": reps}
+    out: dict[str, Any] = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "load_avg_before": os.getloadavg()[0],
+        "max_tokens": 48,
+        "reps": reps,
+    }
     for n_threads in (1, 2):
         llm = LocalLLM(n_threads=n_threads, retries=0)
         llm.llama  # load outside the timing  # noqa: B018
@@ -685,6 +690,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.perf_counter()
     result = run(conversations, n_adds)
     result["wall_s"] = round(time.perf_counter() - start, 1)
+    if out.exists():  # keep an earlier --gemma-speed measurement (it is run separately)
+        previous = json.loads(out.read_text(encoding="utf-8"))
+        if "gemma_speed" in previous:
+            result["gemma_speed"] = previous["gemma_speed"]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     write_doc(result, doc)
