@@ -8,44 +8,42 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from memq.bench.locomo import CATEGORIES
 from memq.bench.results import ResultsFile, write_results
 from memq.errors import MemqError
 
 console = Console()
 DEFAULT_CACHE = Path(".memq/cache/embeddings.sqlite")
 DEFAULT_SYSTEMS = "memq,memq-dense,memq-lexical,memq-memrl,memq-memq,chroma,mem0"
-TABLE_COLUMNS = (
-    "recall@1",
-    "recall@5",
-    "recall@10",
-    "recall@50",
-    "ndcg@10",
-    "recall@5/cat1",
-    "recall@5/cat2",
-    "recall@5/cat3",
-    "recall@5/cat4",
-    "recall@5/cat5",
-    "add_ms_p50",
-    "search_ms_p50",
-    "search_ms_p95",
-)
+OVERALL_COLUMNS = {
+    "recall@1": "R@1",
+    "recall@5": "R@5",
+    "recall@10": "R@10",
+    "recall@50": "R@50",
+    "ndcg@10": "nDCG@10",
+    "search_ms_p50": "search ms",
+}
+CATEGORY_COLUMNS = {f"recall@5/cat{c}": f"cat{c}" for c in sorted(CATEGORIES)}
+CATEGORY_LEGEND = ", ".join(f"{c} {name}" for c, name in sorted(CATEGORIES.items()))
 
 
-def _table(results: ResultsFile, title: str) -> Table:
-    table = Table(title=title)
-    table.add_column("system")
-    table.add_column("variant")
-    for c in TABLE_COLUMNS:
-        table.add_column(c.replace("recall", "R").replace("search_ms_", "search ").replace("add_ms_", "add "))
+def _table(results: ResultsFile, title: str, columns: dict[str, str]) -> Table:
+    """Rows = (system, variant); ``columns`` maps metric keys to short headers."""
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("system", no_wrap=True)
+    table.add_column("variant", no_wrap=True)
+    for header in columns.values():
+        table.add_column(header, justify="right", no_wrap=True, min_width=5)
     for r in results.results:
         cells = []
-        for c in TABLE_COLUMNS:
-            v = r.metrics.get(c)
-            cells.append("" if v is None else (f"{v:.1f}" if "_ms_" in c else f"{v:.3f}"))
+        for key in columns:
+            v = r.metrics.get(key)
+            cells.append("" if v is None else (f"{v:.1f}" if "_ms_" in key else f"{v:.3f}"))
         table.add_row(r.system, r.variant, *cells)
     return table
 
@@ -146,10 +144,15 @@ def locomo(
         console.print(f"[red]error[/] ({exc.code}): {exc}")
         raise typer.Exit(2) from None
     write_results(out, results)
+    n = len(results.extra["conversations"])
     console.print(
         _table(
-            results,
-            f"LoCoMo turn-level evidence retrieval ({len(results.extra['conversations'])} conversations)",
+            results, f"LoCoMo turn-level evidence recall, categories 1-4 ({n} conversations)", OVERALL_COLUMNS
+        )
+    )
+    console.print(
+        _table(
+            results, f"recall@5 by category ({CATEGORY_LEGEND}; 5 is not in the overall)", CATEGORY_COLUMNS
         )
     )
     console.print(f"results: {out}")

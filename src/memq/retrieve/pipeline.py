@@ -78,10 +78,10 @@ def rank(
     is missing from ``records`` (deleted meanwhile) are dropped.
     """
     live = {name: [c for c in cands if c.id in records] for name, cands in signals.items()}
-    if options.mode != "hybrid" or options.fusion == "rrf":
+    if options.fusion == "rrf":
         fused = rrf(live, options.rrf_k, options.weights if options.mode == "hybrid" else None)
-    else:
-        fused = weighted(live, options.weights)
+    else:  # one signal: its min-max normalised score (same order, a scale that link spreading can use)
+        fused = weighted(live, options.weights if options.mode == "hybrid" else dict.fromkeys(live, 1.0))
     if not fused:
         return []
     ranks: dict[str, dict[str, tuple[int, float]]] = {
