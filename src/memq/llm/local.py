@@ -168,8 +168,8 @@ class LocalLLM:
 
     Args:
         model: ``"gemma3-270m"`` (the packaged weights) or a path to another GGUF chat model.
-        n_threads: CPU threads for llama.cpp. 1 by default: on 2 shared, busy cores 2 threads were 7x
-            slower (llama.cpp's threads wait on each other); see docs/benchmarks-llm-cost.md.
+        n_threads: CPU threads for llama.cpp. 1 by default: on 2 shared, busy cores 2 threads were
+            5-7x slower (llama.cpp's threads wait on each other); see docs/benchmarks-llm-cost.md.
         n_ctx: context window in tokens.
         retries: re-asks after an answer that fails validation.
         default_max_tokens: completion cap when the caller passes none (keep it small: ~40 tokens/s).
