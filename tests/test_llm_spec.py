@@ -68,3 +68,15 @@ def test_local_spec_builds_without_loading_the_model() -> None:
 def test_bad_specs_raise_invalid_input(spec: str, message: str) -> None:
     with pytest.raises(InvalidInputError, match=message):
         llm_from_spec(spec, env={})
+
+
+def test_importing_memq_llm_loads_no_backend() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, memq.llm as m; "
+        "assert 'openai' not in sys.modules and 'llama_cpp' not in sys.modules, 'backend imported'; "
+        "assert m.OpenAICompatLLM.__name__ == 'OpenAICompatLLM' and m.LocalLLM.__name__ == 'LocalLLM'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

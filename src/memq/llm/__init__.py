@@ -8,6 +8,8 @@
 The backends import their heavy dependencies lazily, so importing this package is cheap.
 """
 
+from typing import Any
+
 from memq.llm.base import LLM, CallStats, Message, Usage, UsageMeter
 from memq.llm.safety import FLAGS_KEY, injection_flags, quote_memories
 from memq.llm.spec import llm_from_env, llm_from_spec
@@ -16,7 +18,9 @@ __all__ = [
     "FLAGS_KEY",
     "LLM",
     "CallStats",
+    "LocalLLM",
     "Message",
+    "OpenAICompatLLM",
     "Usage",
     "UsageMeter",
     "injection_flags",
@@ -24,3 +28,15 @@ __all__ = [
     "llm_from_spec",
     "quote_memories",
 ]
+
+
+def __getattr__(name: str) -> Any:  # the backends load their dependencies only when asked for
+    if name == "OpenAICompatLLM":
+        from memq.llm.client import OpenAICompatLLM
+
+        return OpenAICompatLLM
+    if name == "LocalLLM":
+        from memq.llm.local import LocalLLM
+
+        return LocalLLM
+    raise AttributeError(f"module 'memq.llm' has no attribute {name!r}")
