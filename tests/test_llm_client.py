@@ -193,7 +193,7 @@ def test_connection_refused_is_an_llm_error() -> None:
 
 
 def test_concurrency_limit_is_respected(llm_server: ReplayServer) -> None:
-    llm_server.script(*(slow(0.15, answer({"facts": [str(i)]})) for i in range(6)))
+    llm_server.script(*(slow(0.25, answer({"facts": [str(i)]})) for i in range(6)))
     llm = llm_server.llm(max_concurrency=2)
     results: list[str] = []
     errors: list[BaseException] = []
