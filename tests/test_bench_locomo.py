@@ -83,6 +83,30 @@ def test_spread_links_gives_a_share_of_the_best_linked_neighbour_both_ways() -> 
     assert got["d"] == 0.1  # a link leaving the pool gives nothing
 
 
+@pytest.mark.parametrize("db_url", ["sqlite", "postgres"], indirect=True)
+def test_search_spreads_scores_along_links_on_both_stores(db_url: str, embedder) -> None:
+    from memq import Memory
+    from memq.types import Link, NewRecord
+
+    with Memory(db_url, embedder=embedder, scope="t") as mem:
+        asked = mem.add("Caroline: How long have you been into pottery?")
+        reply = mem.add(
+            NewRecord(
+                text="Melanie: Seven years now, it calms me.", links=[Link(target=asked.id, type="follows")]
+            )
+        )
+        mem.add(["Melanie: We went camping by the lake.", "Caroline: The parade was fun."])
+        query = "How long has Melanie been into pottery?"
+        plain = {h.record.id: h.score for h in mem.search(query, k=10, link_weight=0).hits}
+        spread = {h.record.id: h.score for h in mem.search(query, k=10).hits}
+        ranked = [h.record.id for h in mem.search(query, k=10).hits]
+    assert spread[reply.id] == pytest.approx(plain[reply.id] + 0.5 * plain[asked.id])
+    assert spread[asked.id] == pytest.approx(plain[asked.id] + 0.5 * plain[reply.id])
+    others = set(plain) - {asked.id, reply.id}
+    assert all(spread[o] == pytest.approx(plain[o]) for o in others)  # no links, no change
+    assert ranked[:2] == [asked.id, reply.id]
+
+
 def test_default_search_options_are_the_measured_recipe() -> None:
     opts = SearchOptions()
     assert (opts.fusion, opts.weights, opts.link_weight) == ("weighted", {"dense": 0.4, "lexical": 0.6}, 0.5)
