@@ -245,13 +245,11 @@ def rule_ops_schema(n_rules: int) -> type[BaseModel]:
     """ExpeL's rule edits, with ``rule`` restricted to the numbers of the rules shown."""
     rule_t: Any = (Literal[tuple(range(n_rules))] | None) if n_rules else None  # type: ignore[valid-type]
     op_t: Any = RuleOpName if n_rules else Literal["ADD"]
+    # with no rules yet every op is an ADD, whose text is then required (a grammar-constrained model
+    # cannot answer null for it)
+    text_t: Any = (Text | None, None) if n_rules else (Text, ...)
     item = create_model(
-        "RuleOp",
-        __base__=_RuleOpBase,
-        op=(op_t, ...),
-        rule=(rule_t, None),
-        text=(Text | None, None),
-        reason=(Reason, ""),
+        "RuleOp", __base__=_RuleOpBase, op=(op_t, ...), rule=(rule_t, None), text=text_t, reason=(Reason, "")
     )
     return create_model(  # type: ignore[call-overload, no-any-return]
         "RuleOps",
