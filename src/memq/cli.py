@@ -175,7 +175,7 @@ def add(
         str | None,
         typer.Option(
             envvar="MEMQ_LLM",
-            help="The LLM the manager uses: local (embedded Gemma) or openai:MODEL[@BASE_URL].",
+            help="The LLM the manager uses: local (the embedded Gemma), openai:MODEL or openai:MODEL@BASE_URL.",
         ),
     ] = None,
     usage: Annotated[bool, typer.Option(help="Print the LLM calls and tokens the add used.")] = False,
