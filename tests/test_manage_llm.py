@@ -298,3 +298,24 @@ def test_episodes_gap_boundaries_with_llm_digests(mem: Memory, llm_server) -> No
     with pytest.raises(LLMOutputError):  # the second episode's digest never validates: nothing written
         mem.add(STREAM, manager="episodes", manager_params={"boundary": "gap"})
     assert snapshot(mem) == before
+
+
+async def _async_experiences(path: Path, embedder, llm) -> list:
+    from memq import AsyncMemory
+
+    async with await AsyncMemory.open(str(path), embedder=embedder, scope="acme", llm=llm) as m:
+        first = (await m.add(WIN, manager="experience")).written[0]
+        second = (await m.add(WIN, manager="experience")).written[0]
+        return [first, second, (await m.history(second.id))[0], m.usage()]
+
+
+def test_experience_through_async_memory(tmp_path: Path, embedder, llm_server) -> None:
+    import asyncio
+
+    llm_server.script(answer({"steps": ["Open the app", "Use SEPA"]}), answer({"steps": ["Use SEPA"]}))
+    first, second, event, usage = asyncio.run(
+        _async_experiences(tmp_path / "a.db", embedder, llm_server.llm())
+    )
+    assert second.payload["task_key"] == first.payload["task_key"] == first.id
+    assert second.links[0].target == first.id and event.actor == "manager:experience"
+    assert usage.by_operation["experience_script"].calls == 2
