@@ -431,7 +431,8 @@ def _hooks(
     if progress is None:
         return None, None
     turns = progress.add_task(f"{label}: turns", total=sum(len(convs[i].turns) for i in indices))
-    questions = progress.add_task(f"{label}: questions", total=sum(len(convs[i].questions) for i in indices))
+    asked = sum(len(questions_of(convs[i], i, {}, EvidenceCounts())) for i in indices)
+    questions = progress.add_task(f"{label}: questions", total=asked)
     return (lambda n: progress.advance(turns, n)), (lambda n: progress.advance(questions, n))
 
 
