@@ -142,6 +142,9 @@ def line_chart(
     height: int = 360,
 ) -> str:
     """One line per series; points are (x, y). ``y_range`` fixes the y axis (e.g. 0–1 for accuracy)."""
+    series = {
+        n: [(x, y) for x, y in pts if math.isfinite(x) and math.isfinite(y)] for n, pts in series.items()
+    }
     names = [n for n, pts in series.items() if pts]
     xs = [x for n in names for x, _ in series[n]]
     ys = [y for n in names for _, y in series[n]]
@@ -204,6 +207,9 @@ def bar_chart(
     height: int = 360,
 ) -> str:
     """Grouped bars: one group per entry of ``groups``, one bar per series in each (None = no bar)."""
+    series = {
+        n: [v if v is not None and math.isfinite(v) else None for v in vals] for n, vals in series.items()
+    }
     names = [n for n, vals in series.items() if any(v is not None for v in vals)]
     values = [v for n in names for v in series[n] if v is not None]
     legend_w = 30 + 7.2 * max((len(n) for n in names), default=0)
