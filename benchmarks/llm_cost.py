@@ -119,7 +119,7 @@ def oracle_facts(turns: Sequence[Turn]) -> list[str]:
         for sent in _SENT.split(t.text.strip()):
             sent = sent.strip()
             if len(sent.split()) >= 6 and not sent.endswith("?"):
-                facts.append(f"{t.speaker}: {sent}"[:580])
+                facts.append(f"{t.speaker}: {sent}"[:240])  # memq's Facts allows 240 characters
     return facts[:MAX_FACTS]
 
 
