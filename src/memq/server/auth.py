@@ -9,11 +9,12 @@ to anything else that receives HTTP headers (the MCP endpoint).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
+from starlette.concurrency import run_in_threadpool
 
 from memq.server.settings import is_loopback
 from memq.types import Scope
@@ -97,19 +98,20 @@ def authenticate(
     return principal
 
 
-def get_principal(request: Request) -> Principal:
+async def get_principal(request: Request) -> Principal:
     """Dependency: the authenticated principal, no particular scope required."""
-    return _principal(request, None)
+    return await _principal(request, None)
 
 
-def _principal(request: Request, required: str | None) -> Principal:
+async def _principal(request: Request, required: str | None) -> Principal:
     cached = getattr(request.state, "principal", None)
     if cached is None:
-        cached = authenticate(
-            request.app.state,
-            request.headers,
-            client_host=request.client.host if request.client else None,
-        )
+        host = request.client.host if request.client else None
+        state = request.app.state
+        if getattr(state.keys, "local", False):  # a SQLite lookup takes microseconds: no thread hop
+            cached = authenticate(state, request.headers, client_host=host)
+        else:  # a database round trip: off the event loop
+            cached = await run_in_threadpool(authenticate, state, request.headers, client_host=host)
         request.state.principal = cached
     if required is not None and not cached.has(required):
         raise AuthError(
@@ -118,13 +120,13 @@ def _principal(request: Request, required: str | None) -> Principal:
     return cached
 
 
-def require(scope: str) -> Callable[[Request], Principal]:
+def require(scope: str) -> Callable[[Request], Awaitable[Principal]]:
     """Dependency factory: the principal, which must hold ``scope`` (read, write or admin)."""
     if scope not in ("read", "write", "admin"):
         raise ValueError(f"unknown scope {scope!r}")
 
-    def dependency(request: Request) -> Principal:
-        return _principal(request, scope)
+    async def dependency(request: Request) -> Principal:
+        return await _principal(request, scope)
 
     dependency.__name__ = f"require_{scope}"
     return dependency

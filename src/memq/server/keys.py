@@ -77,11 +77,15 @@ def check_scopes(scopes: Sequence[str]) -> list[str]:
 
 
 class _Backend(Protocol):
+    local: bool
+
     def run(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
     def close(self) -> None: ...
 
 
 class _SQLiteBackend:
+    local = True  # an embedded file: a lookup takes microseconds
+
     def __init__(self, path: str) -> None:
         self._lock = threading.Lock()
         try:
@@ -104,6 +108,8 @@ class _SQLiteBackend:
 
 
 class _PostgresBackend:
+    local = False
+
     def __init__(self, dsn: str) -> None:
         import psycopg
         from psycopg_pool import ConnectionPool
@@ -147,6 +153,8 @@ class KeyStore:
 
     def __init__(self, backend: _Backend) -> None:
         self._db = backend
+        # True when verify() is cheap enough to call on the event loop (SQLite); False: a network round trip
+        self.local = backend.local
 
     def create(self, tenant: str, scopes: Sequence[str], name: str | None = None) -> tuple[ApiKey, str]:
         """A new key. Returns the stored key and the secret, which is shown this once and never again."""
