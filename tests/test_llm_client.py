@@ -62,6 +62,13 @@ def test_code_fence_around_json_is_accepted(llm_server: ReplayServer) -> None:
     assert llm_server.llm().structured(MSGS, Facts, operation="extract").facts == ["a fact"]
 
 
+def test_raw_control_characters_inside_strings_are_accepted(llm_server: ReplayServer) -> None:
+    # llama.cpp's JSON grammar lets a model put a raw newline/tab inside a string; strict json.loads refuses it
+    llm_server.script(answer('{"facts": ["line one\nline two\tend"]}'))
+    assert llm_server.llm().structured(MSGS, Facts, operation="extract").facts == ["line one\nline two\tend"]
+    assert len(llm_server.requests) == 1  # accepted first time, no retry
+
+
 @pytest.mark.parametrize("fmt", ["json_object", "none"])
 def test_schema_goes_into_the_prompt_without_json_schema_mode(llm_server: ReplayServer, fmt: str) -> None:
     llm_server.script(answer({"facts": ["x"]}))

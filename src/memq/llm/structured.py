@@ -103,7 +103,9 @@ def check_answer(answer: RawAnswer, schema: type[T]) -> tuple[T | None, str | No
         return None, "the answer was empty; answer with one JSON object"
     text = strip_fence(text).strip()
     try:
-        data = json.loads(text)
+        # strict=False: a raw newline or tab inside a string is still the answer the model meant
+        # (llama.cpp's JSON grammar admits them; OpenAI-compatible servers sometimes emit them too).
+        data = json.loads(text, strict=False)
     except json.JSONDecodeError as exc:
         return None, f"the answer is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
     if not isinstance(data, dict):
