@@ -110,6 +110,73 @@ def test_contextual_on_write_counts_agreement_both_ways() -> None:
     assert learner.on_write(PoolItem("z", 1.0, Utility()), []) == {}
 
 
+def _confounded_stream(learner: ContextualLearner, steps: int = 300) -> None:
+    """``shown`` credit where the queries with more similar pools earn less: every shown record of a
+    query gets that query's reward, so similarity only predicts reward *between* queries (negatively)."""
+    rng = np.random.default_rng(1)
+    for step in range(steps):
+        high = step % 2 == 0
+        base = 0.75 if high else 0.3
+        items = [PoolItem(f"{step}-{j}", base + 0.05 * rng.random(), Utility()) for j in range(4)]
+        sel = learner.select(np.zeros(2), items, 2, rng)
+        reward = 0.0 if high else 1.0
+        credits = assign_credit(sel.ids, reward, strategy="shown")
+        learner.observe(Outcome(np.zeros(2), items, sel.ids, set(), reward, credits))
+
+
+def _objective(w: np.ndarray, x: np.ndarray, y: np.ndarray, l2: float) -> float:
+    p = np.clip(1.0 / (1.0 + np.exp(-(x @ w))), 1e-12, 1 - 1e-12)
+    return float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).sum() + 0.5 * l2 * (w @ w))
+
+
+def test_contextual_never_inverts_similarity_on_records_without_evidence() -> None:
+    free = ContextualLearner(k1=6, fit_every=20, min_sim_weight=None)
+    _confounded_stream(free)
+    assert free.w[1] < -1.0, "the stream pushes an unconstrained similarity weight negative"
+    sims = [0.9, 0.7, 0.5, 0.4, 0.35, 0.2]
+    fresh = [PoolItem(f"f{i}", s, Utility()) for i, s in enumerate(sims)]
+    rng = np.random.default_rng(0)
+    assert free.select(np.zeros(2), fresh, 6, rng).ids == [f"f{i}" for i in reversed(range(6))]
+
+    learner = ContextualLearner(k1=6, fit_every=20)
+    _confounded_stream(learner)
+    assert learner.w[1] >= 0.0
+    for k in range(1, 7):
+        assert learner.select(np.zeros(2), fresh, k, rng).ids == [f"f{i}" for i in range(k)]
+    shuffled = [fresh[i] for i in (3, 0, 5, 1, 4, 2)]  # the pool's order does not matter either
+    assert learner.select(np.zeros(2), shuffled, 6, rng).ids == [f"f{i}" for i in range(6)]
+    # the projected fit is the constrained optimum: no feasible step improves it, the free weights
+    # are stationary, and the bound is active because the objective wants w_sim below it
+    state = learner.state_dict()
+    x, y, w = np.asarray(state["x"]), np.asarray(state["y"]), learner.w
+    p = 1.0 / (1.0 + np.exp(-(x @ w)))
+    grad = x.T @ (p - y) + learner.l2 * w
+    assert w[1] == 0.0 and grad[1] > 0
+    assert np.abs(grad[[0, 2, 3]]).max() < 1e-3
+    best = _objective(w, x, y, learner.l2)
+    for d in np.random.default_rng(2).normal(size=(200, 4)) * 0.3:
+        trial = w + d
+        trial[1] = max(trial[1], 0.0)
+        assert _objective(trial, x, y, learner.l2) >= best - 1e-9
+
+
+def test_contextual_constraint_leaves_evidence_free_to_reorder() -> None:
+    """The bound is on similarity alone: a record's own evidence still lifts it past a closer one."""
+    learner = ContextualLearner(k1=4, fit_every=20)
+    _confounded_stream(learner)
+    rng = np.random.default_rng(3)
+    good, bad = Utility(stats={"n": 6.0, "s": 6.0}), Utility(stats={"n": 6.0, "s": 0.0})
+    for _ in range(200):
+        items = [PoolItem("g", 0.5, good), PoolItem("b", 0.6, bad)]
+        sel = learner.select(np.zeros(2), items, 2, rng)
+        learner.observe(Outcome(np.zeros(2), items, sel.ids, {"g"}, 1.0, {"g": 1.0, "b": 0.0}))
+    assert learner.w[1] >= 0.0 and learner.w[3] > 0.5
+    pool = [PoolItem("far", 0.5, good), PoolItem("near", 0.6, Utility()), PoolItem("nearer", 0.65, Utility())]
+    assert learner.select(np.zeros(2), pool, 3, rng).ids == ["far", "nearer", "near"]
+    with pytest.raises(ValueError, match="min_sim_weight"):
+        ContextualLearner(min_sim_weight=float("nan"))
+
+
 def test_unknown_learner_is_a_clear_error() -> None:
     with pytest.raises(InvalidInputError, match="memrl"):
         make_learner("nope")
@@ -258,4 +325,9 @@ def test_experiences_record_agreement_with_their_neighbours(tmp_path, embedder) 
     assert len(hits.hits) == 3 and all(h.propensity == 1.0 for h in hits.hits)
     with pytest.raises(InvalidInputError, match="mode"):
         mem.search("my card is gone", policy="memq", mode="lexical")
+    # link spreading and recency weighting belong to the hybrid recipe: refused, not silently dropped
+    for option in ("link_weight", "recency_weight"):
+        with pytest.raises(InvalidInputError, match=option):
+            mem.search("my card is gone", policy="memq", **{option: 0.2})
+    assert mem.search("my card is gone", k=3, link_weight=0.2).hits  # the hybrid recipe takes it
     mem.close()

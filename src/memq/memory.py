@@ -333,9 +333,17 @@ class _Base:
 
     def _check_policy_options(self, options: Mapping[str, Any]) -> None:
         """A learned policy ranks dense candidates by its own score: fusion options do not apply."""
-        ignored = sorted(
-            set(options) & {"mode", "fusion", "weights", "rrf_k", "recency_half_life_days", "mmr_lambda"}
-        )
+        fusion_only = {
+            "mode",
+            "fusion",
+            "weights",
+            "link_weight",
+            "rrf_k",
+            "recency_half_life_days",
+            "recency_weight",
+            "mmr_lambda",
+        }
+        ignored = sorted(set(options) & fusion_only)
         if ignored:
             raise InvalidInputError(
                 f"{', '.join(ignored)} do not apply to a learned policy, which ranks dense candidates itself"

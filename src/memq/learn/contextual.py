@@ -17,6 +17,15 @@ evidence move it away from that prediction:
   (φ at decision time, credited reward) rows every ``fit_every`` feedbacks. Because the weights are
   learned, a feature that does not predict reward (agreement on clean data) gets a small weight and
   the policy falls back to similarity.
+* The similarity weight is constrained: w_sim ≥ ``min_sim_weight`` (0 by default), solved exactly
+  (a convex problem with one bound: if the free optimum breaks it, the optimum lies on the bound, so
+  w_sim is fixed there and the other weights refit). Why: with ``shown`` credit every record shown
+  for a query gets the same reward, so the rows carry no within-query signal about similarity and
+  w_sim is fit on *between-query* variation alone (which queries earn more), which can be negative
+  (LoCoMo: questions whose shown records are more similar were not the ones whose evidence was shown).
+  Applied within a query, a negative w_sim reverses the similarity order of every record the model has
+  no evidence about. With w_sim ≥ 0, two records that differ only in similarity are never inverted;
+  at w_sim = 0 they tie and keep the candidates' similarity order (``top_k`` is stable).
 * Selection: top-k by p + κ·σ_p, where σ_p is the Laplace (Gaussian) posterior's standard deviation of
   wᵀφ mapped through σ — an upper confidence bound, so it explores only records whose uncertainty
   could lift them above the greedy choice. Deterministic: propensity 1.
@@ -35,10 +44,46 @@ from memq.learn.base import Outcome, PoolItem, Selection, top_k
 from memq.types import Utility
 
 N_FEATURES = 4
+SIM = 1  # index of sim(q, m) in φ
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(x, -30, 30)))
+
+
+def _loss(x: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float) -> float:
+    """Σ logloss(σ(xw), y) + l2/2·‖w‖², computed stably."""
+    z = x @ w
+    return float((np.logaddexp(0.0, z) - y * z).sum() + 0.5 * l2 * (w @ w))
+
+
+def _newton(
+    x: np.ndarray, y: np.ndarray, w: np.ndarray, free: np.ndarray, l2: float, iterations: int
+) -> np.ndarray:
+    """Minimise :func:`_loss` over the ``free`` coordinates (the others stay put).
+
+    Newton steps with backtracking (halve the step until the loss does not rise): plain Newton
+    overshoots when the rows are nearly separable and σ saturates."""
+    w = w.copy()
+    loss = _loss(x, y, w, l2)
+    for _ in range(iterations):
+        p = _sigmoid(x @ w)
+        grad = (x.T @ (p - y) + l2 * w)[free]
+        hess = (x[:, free] * (p * (1 - p))[:, None]).T @ x[:, free] + l2 * np.eye(int(free.sum()))
+        step = np.linalg.solve(hess, grad)
+        for _ in range(30):
+            trial = w.copy()
+            trial[free] -= step
+            trial_loss = _loss(x, y, trial, l2)
+            if trial_loss <= loss + 1e-12:
+                break
+            step = step / 2
+        else:
+            break
+        w, loss = trial, trial_loss
+        if np.abs(step).max() < 1e-6:
+            break
+    return w
 
 
 class ContextualLearner:
@@ -55,12 +100,16 @@ class ContextualLearner:
         fit_every: int = 50,
         buffer: int = 20_000,
         reward_range: tuple[float, float] = (0.0, 1.0),
+        min_sim_weight: float | None = 0.0,
     ) -> None:
         if k1 < 1 or neighbours < 1 or fit_every < 1 or buffer < 10 or reward_range[1] <= reward_range[0]:
             raise ValueError(
                 "memq learner: k1, neighbours, fit_every >= 1, buffer >= 10, reward_range lo < hi"
             )
+        if min_sim_weight is not None and not np.isfinite(min_sim_weight):
+            raise ValueError("memq learner: min_sim_weight must be a finite number or None (unconstrained)")
         self.k1, self.neighbours, self.kappa, self.l2 = k1, neighbours, kappa, l2
+        self.min_sim_weight = None if min_sim_weight is None else float(min_sim_weight)
         self.fit_every, self.buffer, self.reward_range = fit_every, buffer, reward_range
         # before any fit: increasing in similarity only, so the cold policy is the similarity baseline
         self.w = np.array([-2.5, 5.0, 0.0, 0.0])
@@ -129,22 +178,27 @@ class ContextualLearner:
             self.fit()
 
     def fit(self, iterations: int = 6) -> None:
-        """L2-regularised logistic regression by Newton's method on the replay buffer."""
+        """L2-regularised logistic regression by Newton's method on the replay buffer, w_sim ≥ floor.
+
+        The objective is strictly convex and the constraint a single bound, so the constrained optimum
+        is the free one when that satisfies the bound, and otherwise lies on the bound: w_sim is then
+        fixed at the floor and the other weights are refit with sim·floor as an offset.
+        """
         self._since_fit = 0
         if len(self._x) < 10:
             return
-        x, y, w = np.asarray(self._x), np.asarray(self._y), self.w.copy()
-        eye = self.l2 * np.eye(N_FEATURES)
-        for _ in range(iterations):
-            p = _sigmoid(x @ w)
-            grad = x.T @ (p - y) + eye @ w
-            hess = (x * (p * (1 - p))[:, None]).T @ x + eye
-            step = np.linalg.solve(hess, grad)
-            w -= step
-            if np.abs(step).max() < 1e-6:
-                break
+        x, y = np.asarray(self._x), np.asarray(self._y)
+        free = np.ones(N_FEATURES, dtype=bool)
+        w = _newton(x, y, self.w.copy(), free, self.l2, iterations)
+        floor = self.min_sim_weight
+        if floor is not None and w[SIM] < floor:
+            start = self.w.copy()
+            start[SIM] = floor
+            free[SIM] = False
+            w = _newton(x, y, start, free, self.l2, iterations)
         self.w = w
-        self.cov = np.linalg.inv(hess)
+        p = _sigmoid(x @ w)
+        self.cov = np.linalg.inv((x * (p * (1 - p))[:, None]).T @ x + self.l2 * np.eye(N_FEATURES))
 
     # -- write time: agreement with neighbours ---------------------------------------------------------
     def on_write(self, new: PoolItem, neighbours: Sequence[PoolItem]) -> dict[str, dict[str, float]]:
