@@ -284,3 +284,30 @@ def test_bench_all_plans_and_regenerates_without_running(tmp_path: Path) -> None
     ok = run_all([BY_NAME["locomo"]], results_dir=tmp_path, doc=doc, report=html, available=[])
     assert ok is False
     assert runner.invoke(app, ["bench", "all", "--only", "nope"]).exit_code == 2
+
+
+def test_charts_draw_the_main_variant_and_compare_variants_apart() -> None:
+    results = [
+        BenchResult(
+            system=s,
+            dataset="d",
+            variant=v,
+            metrics={"recall@5": x, "recall@5/cat1": x / 2, "recall@5/gain": 0.1}
+            if v == "online"
+            else {"recall@5": x, "recall@5/cat1": x / 2},
+            seconds=1,
+        )
+        for s, v, x in (
+            ("memq", "default", 0.6),
+            ("chroma", "default", 0.4),
+            ("mem0", "default", 0.41),
+            ("memq", "audit", 0.62),
+            ("memq-memq", "online", 0.3),
+        )
+    ]
+    charts = {title(c): c for c in svgs(build_report([ResultsFile(benchmark="locomo", results=results)]))}
+    assert set(charts) == {"locomo (default): recall@5 by slice", "locomo: recall@5 by variant"}
+    by_slice = charts["locomo (default): recall@5 by slice"]
+    assert legend(by_slice) == ["memq", "chroma", "mem0"]
+    assert "gain" not in {t.text for t in by_slice.iter(f"{SVG_NS}text")}  # online-only slice left out
+    assert legend(charts["locomo: recall@5 by variant"]) == ["default", "audit", "online"]

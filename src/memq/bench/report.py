@@ -143,7 +143,7 @@ def _slice_order(results: list[BenchResult]) -> list[str]:
     )
 
 
-def _slice_charts(rf: ResultsFile, results: list[BenchResult], names: list[str]) -> list[str]:
+def _slice_charts(bench: str, results: list[BenchResult], names: list[str]) -> list[str]:
     bases = {b: v for b, v in sliced_bases(results).items() if not is_count(b)}
     if not bases:
         return []
@@ -162,7 +162,7 @@ def _slice_charts(rf: ResultsFile, results: list[BenchResult], names: list[str])
                 svg.bar_chart(
                     groups,
                     series,
-                    title=f"{rf.benchmark}: {base} by slice",
+                    title=f"{bench}: {base} by slice",
                     y_label=base,
                     y_range=_unit_range(values),
                     x_label="slice (category, context length, …)",
@@ -175,7 +175,7 @@ def _slice_charts(rf: ResultsFile, results: list[BenchResult], names: list[str])
     return out
 
 
-def _quality_chart(rf: ResultsFile, results: list[BenchResult], names: list[str]) -> list[str]:
+def _quality_chart(bench: str, results: list[BenchResult], names: list[str]) -> list[str]:
     metrics = [
         n
         for n in metric_names(results)
@@ -197,14 +197,12 @@ def _quality_chart(rf: ResultsFile, results: list[BenchResult], names: list[str]
     return [
         "<h3>Overall</h3>",
         _chart(
-            svg.bar_chart(
-                metrics, series, title=f"{rf.benchmark}: overall metrics", y_label="value", y_range=(0, 1)
-            )
+            svg.bar_chart(metrics, series, title=f"{bench}: overall metrics", y_label="value", y_range=(0, 1))
         ),
     ]
 
 
-def _latency_charts(rf: ResultsFile, results: list[BenchResult], names: list[str]) -> list[str]:
+def _latency_charts(bench: str, results: list[BenchResult], names: list[str]) -> list[str]:
     present = latency_metrics(results)
     if not present:
         return []
@@ -219,7 +217,7 @@ def _latency_charts(rf: ResultsFile, results: list[BenchResult], names: list[str
                 svg.bar_chart(
                     names,
                     series,
-                    title=f"{rf.benchmark}: {kind} latency per call",
+                    title=f"{bench}: {kind} latency per call",
                     y_label="milliseconds",
                     x_label="system",
                 )
@@ -259,6 +257,54 @@ def _table(results: list[BenchResult], names: list[str]) -> str:
     )
 
 
+def _main_variant(results: list[BenchResult]) -> tuple[str | None, list[BenchResult]]:
+    """(the variant with most results, its results); (None, all) when there is one variant."""
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r.variant] = counts.get(r.variant, 0) + 1
+    if len(counts) <= 1:
+        return None, results
+    variant = max(counts, key=lambda v: counts[v])  # first seen wins a tie
+    return variant, [r for r in results if r.variant == variant]
+
+
+def _headline(results: list[BenchResult]) -> str | None:
+    plain = [
+        n
+        for n in metric_names(results)
+        if split_metric(n)[1] is None
+        and not is_cost(n)
+        and not is_count(n, results)
+        and not n.endswith("_std")
+    ]
+    return next((m for m in _PREFERRED if m in plain), plain[0] if plain else None)
+
+
+def _variant_chart(bench: str, results: list[BenchResult]) -> list[str]:
+    """The headline metric per system, one bar per variant (e.g. default vs audit, online vs baseline)."""
+    variants = list(dict.fromkeys(r.variant for r in results))
+    metric = _headline(results)
+    if len(variants) < 2 or metric is None:
+        return []
+    systems = list(dict.fromkeys(r.system for r in results))
+    by = {(r.system, r.variant): r.metrics.get(metric) for r in results}
+    series = {v: [by.get((s, v)) for s in systems] for v in variants}
+    values = [x for vals in series.values() for x in vals if x is not None]
+    return [
+        "<h3>Variants</h3>",
+        _chart(
+            svg.bar_chart(
+                systems,
+                series,
+                title=f"{bench}: {metric} by variant",
+                y_label=metric,
+                y_range=_unit_range(values),
+                x_label="system",
+            )
+        ),
+    ]
+
+
 def _title(benchmark: str) -> str:
     if benchmark in BY_NAME:
         return BY_NAME[benchmark].title
@@ -277,10 +323,16 @@ def _section(rf: ResultsFile, source: str, anchor: str) -> str:
         return "\n".join(parts)
     names = labels(results)
     parts += _learning_curves(rf)
-    parts += _slice_charts(rf, results, names)
+    # Charts draw the main variant (the one with most results), so each bar group stays legible;
+    # a separate chart compares the variants on the headline metric, and the table has everything.
+    variant, main = _main_variant(results)
+    bench = f"{rf.benchmark} ({variant})" if variant else rf.benchmark
+    main_names = labels(main)
+    parts += _slice_charts(bench, main, main_names)
     if not rf.extra.get("curves"):
-        parts += _quality_chart(rf, results, names)
-    parts += _latency_charts(rf, results, names)
+        parts += _quality_chart(bench, main, main_names)
+        parts += _variant_chart(rf.benchmark, results)
+    parts += _latency_charts(bench, main, main_names)
     parts.append(_table(results, names))
     notes = grouped_notes(results, names)
     if notes:
