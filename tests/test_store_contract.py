@@ -377,3 +377,169 @@ def test_links_provenance_and_retrieval_log(mem: Memory) -> None:
     assert [(link.target, link.type) for link in updated.links] == [(a.id, "follows")]
     r = mem.search("company founders", k=2)
     assert len(r.ids) == 2 and len(r) == 2
+
+
+# -- apply_writes: a whole write plan in one transaction ------------------------------------------------
+
+
+def _fresh(mem: Memory, texts: list[str]) -> list:
+    """Version-1 records with vectors, not yet written (as a manager's plan makes them)."""
+    from memq.validate import build_records
+
+    records = build_records(
+        [NewRecord(text=t) for t in texts], scope=Scope(tenant="acme"), config=mem.config, defaults={}
+    )
+    for record, vector in zip(records, mem.embedder.embed_documents(texts), strict=True):
+        record.embedding = [float(x) for x in vector]
+        record.embedding_model = mem.embedder.model_id
+    return records
+
+
+def _next(mem: Memory, record_id: str, op: HistoryOp, reason: str, **changes):
+    """The next version of a stored record as a VersionChange (built from what is current now)."""
+    from memq.store import VersionChange
+    from memq.validate import next_version
+
+    current = mem.store.get("acme", [record_id], with_embedding=True)[0]
+    new = next_version(current, changes, mem.config)
+    if new.text != current.text:
+        new.embedding = [float(x) for x in mem.embedder.embed_documents([new.text])[0]]
+    return VersionChange("acme", record_id, new, op, actor="manager:test", reason=reason)
+
+
+def _state(mem: Memory, ids: list[str]) -> tuple:
+    out = io.StringIO()
+    mem.export(out, all_tenants=True)
+    # ``bytes`` is the file/relation size: rolled-back rows may leave it changed (pages, dead tuples)
+    stats = mem.stats().model_dump(exclude={"bytes"})
+    return out.getvalue(), stats, [_history(mem, i) for i in ids]
+
+
+def _history(mem: Memory, record_id: str) -> list | None:
+    try:
+        return mem.history(record_id)
+    except NotFoundError:
+        return None  # never written
+
+
+def test_apply_writes_is_one_transaction_that_writes_every_part(mem: Memory) -> None:
+    from memq.store import InsertGroup, WriteBatch
+
+    recs = _seed(mem)
+    new = _fresh(mem, ["Erin keeps bees on her roof", "Frank learns the cello", "Gina sails to Crete"])
+    first = _next(mem, recs[0].id, HistoryOp.UPDATE, "more detail", text="Alice moved to Munich in 2024")
+    second = first.new.model_copy(update={"version": first.new.version + 1})  # then the same text again
+    batch = WriteBatch(
+        "acme",
+        inserts=[
+            InsertGroup(new[:2], HistoryOp.ADD, "manager:test", "fact A"),
+            InsertGroup(new[2:], HistoryOp.ADD, "manager:test", "fact B"),
+        ],
+        versions=[
+            first,
+            type(first)("acme", recs[0].id, second, HistoryOp.UPDATE, "manager:test", "decision: NOOP"),
+            _next(mem, recs[1].id, HistoryOp.INVALIDATE, "cured", valid_to=datetime.now(UTC)),
+        ],
+        stats={new[0].id: {"agree": 1.0}, recs[2].id: {"agree": 0.5, "agree_total": 1.0}},
+    )
+    written = mem.store.apply_writes(batch)
+    assert [(w.id, w.version) for w in written] == [(recs[0].id, 2), (recs[0].id, 3), (recs[1].id, 2)]
+    assert mem.stats().records == 8 and mem.stats().versions == 11
+    assert [(e.op, e.reason) for e in mem.history(new[2].id)] == [(HistoryOp.ADD, "fact B")]
+    assert [(e.version, e.reason) for e in mem.history(recs[0].id)][1:] == [
+        (2, "more detail"),
+        (3, "decision: NOOP"),
+    ]
+    assert mem.get(recs[0].id).text == "Alice moved to Munich in 2024"
+    assert mem.get(recs[1].id).valid_to is not None
+    assert mem.get(new[0].id).utility.stats == {"agree": 1.0}
+    assert mem.get(recs[2].id).utility.stats == {"agree": 0.5, "agree_total": 1.0}
+    assert mem.search("who keeps bees?", k=1).records[0].id == new[0].id  # vectors and lexical index
+    assert mem.store.verify_index()
+    assert mem.store.apply_writes(WriteBatch("acme")) == []
+
+
+@pytest.mark.parametrize("failure", ["stale version", "deleted record", "id clash"])
+def test_apply_writes_whose_last_part_fails_writes_nothing(mem: Memory, failure: str) -> None:
+    from memq.store import InsertGroup, WriteBatch
+
+    recs = _seed(mem)
+    new = _fresh(mem, ["Erin keeps bees on her roof", "Frank learns the cello"])
+    versions = [_next(mem, recs[0].id, HistoryOp.UPDATE, "detail", text="Alice moved to Munich in 2024")]
+    if failure == "stale version":
+        last = _next(mem, recs[3].id, HistoryOp.UPDATE, "decision", metadata={"x": 1})
+        mem.update(recs[3].id, text="Dave runs two marathons every spring")  # a concurrent writer wins
+        versions.append(last)
+        expected: type[Exception] = ConflictError
+    elif failure == "deleted record":
+        last = _next(mem, recs[3].id, HistoryOp.INVALIDATE, "contradicted", valid_to=datetime.now(UTC))
+        mem.delete(recs[3].id)
+        versions.append(last)
+        expected = NotFoundError
+    else:
+        new.append(recs[4].model_copy())  # an id that exists: the last insert group clashes
+        expected = ConflictError
+    inserts = [
+        InsertGroup(new[:1], HistoryOp.ADD, "manager:test", "a"),
+        InsertGroup(new[1:], HistoryOp.ADD, "manager:test", "b"),
+    ]
+    if failure == "id clash":
+        versions, inserts = [], [*inserts, InsertGroup([recs[0].model_copy()], HistoryOp.ADD, None, "c")]
+    batch = WriteBatch("acme", inserts=inserts, versions=versions, stats={recs[2].id: {"agree": 1.0}})
+    ids = [r.id for r in recs] + [r.id for r in new]
+    before = _state(mem, ids)
+    with pytest.raises(expected):
+        mem.store.apply_writes(batch)
+    assert _state(mem, ids) == before  # export, stats and every history: not one part was written
+    assert mem.get(recs[2].id).utility.stats == {}
+    assert mem.store.verify_index()
+    # the store goes on: a later write lands whole, and search finds it (the index caught up)
+    later = mem.add("Hugo collects vintage maps")
+    assert mem.search("who collects maps?", k=1).records[0].id == later.id
+    assert mem.store.verify_index()
+
+
+def test_apply_writes_rejects_a_batch_naming_another_tenant(mem: Memory) -> None:
+    from memq.store import InsertGroup, WriteBatch
+
+    record = _fresh(mem, ["Erin keeps bees"])[0]
+    with pytest.raises(InvalidInputError):
+        WriteBatch("other", inserts=[InsertGroup([record])])
+
+
+def test_async_apply_writes_is_one_transaction(db_url: str, embedder) -> None:
+    """The async stores (native PostgreSQL, SQLite on its worker thread) keep the same contract."""
+    import asyncio
+
+    from memq import AsyncMemory
+    from memq.store import InsertGroup, WriteBatch
+
+    sync = Memory(db_url, embedder=embedder, scope="acme")
+    try:
+        recs = _seed(sync)
+        new = _fresh(sync, ["Erin keeps bees on her roof"])
+        stale = _next(sync, recs[0].id, HistoryOp.UPDATE, "decision", metadata={"x": 1})
+        good = _next(sync, recs[1].id, HistoryOp.UPDATE, "decision", metadata={"y": 2})
+        sync.update(recs[0].id, text="Alice moved to Munich in 2024")
+    finally:
+        sync.close()
+
+    async def run() -> None:
+        mem = await AsyncMemory.open(db_url, embedder=embedder, scope="acme")
+        try:
+            before = await mem.export(out := io.StringIO(), all_tenants=True), out.getvalue()
+            bad = WriteBatch("acme", inserts=[InsertGroup(new)], versions=[good, stale])
+            with pytest.raises(ConflictError):
+                await mem.store.apply_writes(bad)
+            after = await mem.export(out := io.StringIO(), all_tenants=True), out.getvalue()
+            assert after == before
+            written = await mem.store.apply_writes(
+                WriteBatch("acme", inserts=[InsertGroup(new)], versions=[good])
+            )
+            assert [(w.id, w.version) for w in written] == [(recs[1].id, 2)]
+            assert (await mem.get(new[0].id)).text == new[0].text
+            assert (await mem.stats()).versions == 5 + 1 + 1 + 1
+        finally:
+            await mem.close()
+
+    asyncio.run(run())

@@ -33,7 +33,15 @@ from memq.learn.replay import OffPolicyEstimate, ips_estimate, learner_policy, r
 from memq.llm.base import LLM, CallStats, Usage
 from memq.llm.safety import FLAGS_KEY, injection_flags
 from memq.manage import ManageContext, Manager, ManageResult, make_manager
-from memq.manage.apply import LoopReader, SyncReader, Writes, build_writes, changed_ids, without_vectors
+from memq.manage.apply import (
+    LoopReader,
+    SyncReader,
+    Writes,
+    build_writes,
+    changed_ids,
+    without_vectors,
+    write_batch,
+)
 from memq.retrieve.filters import parse_filter
 from memq.retrieve.pipeline import SearchOptions, rank
 from memq.store import AsyncStore, CandidateQuery, Store, VersionChange, is_postgres_url, open_store
@@ -317,7 +325,9 @@ class _Base:
             ctx.require_llm(mgr.name)
         return ctx
 
-    def _writes(self, mgr: Manager, plan: Any, current: list[MemoryRecord], tenant: str) -> Writes:
+    def _writes(
+        self, mgr: Manager, plan: Any, current: list[MemoryRecord], tenant: str, seen: Mapping[str, int]
+    ) -> Writes:
         return build_writes(
             plan,
             {r.id: r for r in current},
@@ -326,6 +336,7 @@ class _Base:
             config=self.config,
             embed=self._embed_documents,
             model_id=self.embedder.model_id,
+            seen=seen,
         )
 
     def _total_usage(self) -> CallStats:
@@ -511,23 +522,17 @@ class Memory(_Base):
         inputs, _ = self._prepare_add(items, scope, defaults)
         sc = self._scope(scope)
         self._ensure_space()
-        ctx = self._manage_context(mgr, sc, SyncReader(self.store, sc, self._embed_documents))
+        reader = SyncReader(self.store, sc, self._embed_documents)
+        ctx = self._manage_context(mgr, sc, reader)
         before = self._total_usage()
         plan = mgr.plan(inputs, ctx)  # every LLM call happens here: an LLMError leaves the store as it was
         used = _usage_delta(self._total_usage(), before)
-        current = self.store.get(sc.tenant, changed_ids(plan), with_embedding=True)
-        writes = self._writes(mgr, plan, current, sc.tenant)
-        actor = f"manager:{mgr.name}"
-        for reason, group in writes.inserts:
-            self.store.insert(group, op=HistoryOp.ADD, actor=actor, reason=reason)
-        for change in writes.versions:
-            self.store.write_version(change)
-        for ins in writes.experiences:
-            deltas = agreement_deltas(
-                self._learner(sc.tenant, "memq"), ins.record, ins.nearest or [], ins.neighbours or {}
-            )
-            if deltas:
-                self.store.add_stats(sc.tenant, deltas)
+        # deleted ones too: the store refuses a version of a record deleted since the plan read it
+        current = self.store.get(sc.tenant, changed_ids(plan), include_deleted=True, with_embedding=True)
+        writes = self._writes(mgr, plan, current, sc.tenant, reader.seen)
+        learner = self._learner(sc.tenant, "memq") if writes.experiences else None
+        # the whole plan in ONE transaction: any failure (a conflict, a lost connection) writes nothing
+        self.store.apply_writes(write_batch(writes, sc.tenant, f"manager:{mgr.name}", learner))
         if self.config.capacity is not None and writes.inserts:
             for written_scope in self._added_scopes([r for _, g in writes.inserts for r in g]):
                 self.forget(self.config.capacity, scope=written_scope)
@@ -1041,18 +1046,14 @@ class AsyncMemory(_Base):
         before = self._total_usage()
         plan = await asyncio.to_thread(mgr.plan, inputs, ctx)  # LLM calls: nothing written yet
         used = _usage_delta(self._total_usage(), before)
-        current = await self.store.get(sc.tenant, changed_ids(plan), with_embedding=True)
-        writes = await asyncio.to_thread(self._writes, mgr, plan, current, sc.tenant)
-        actor = f"manager:{mgr.name}"
-        for reason, group in writes.inserts:
-            await self.store.insert(group, op=HistoryOp.ADD, actor=actor, reason=reason)
-        for change in writes.versions:
-            await self.store.write_version(change)
-        for ins in writes.experiences:
-            learner = await self._learner(sc.tenant, "memq")
-            deltas = agreement_deltas(learner, ins.record, ins.nearest or [], ins.neighbours or {})
-            if deltas:
-                await self.store.add_stats(sc.tenant, deltas)
+        # deleted ones too: the store refuses a version of a record deleted since the plan read it
+        current = await self.store.get(
+            sc.tenant, changed_ids(plan), include_deleted=True, with_embedding=True
+        )
+        writes = await asyncio.to_thread(self._writes, mgr, plan, current, sc.tenant, reader.seen)
+        learner = await self._learner(sc.tenant, "memq") if writes.experiences else None
+        # the whole plan in ONE transaction: any failure (a conflict, a lost connection) writes nothing
+        await self.store.apply_writes(write_batch(writes, sc.tenant, f"manager:{mgr.name}", learner))
         if self.config.capacity is not None and writes.inserts:
             for written_scope in self._added_scopes([r for _, g in writes.inserts for r in g]):
                 await self.forget(self.config.capacity, scope=written_scope)

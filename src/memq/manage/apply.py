@@ -4,26 +4,41 @@ Order of one managed add (sync and async alike):
 
 1. validate the items (as ``add`` does) → input records;
 2. ``manager.plan(inputs, ctx)`` — every LLM call happens here; an LLMError leaves the store untouched;
-3. :func:`build_writes` — load the current version of each changed record, build the next versions,
-   embed every new text in one batch; a missing record or bad change raises before any write;
-4. write: the new records (one transaction per distinct reason, so each history entry keeps its own
-   reason), then each new version, all with ``actor="manager:<name>"``.
+3. :func:`build_writes` — load the latest version of each changed record, build the next versions,
+   embed every new text in one batch; an unknown record or bad change raises before any write. A
+   record the manager read is changed on top of the version it read: if another writer changed it
+   since, the store refuses that version (ConflictError) rather than silently overwriting the change;
+4. :func:`write_batch` — the whole plan as one :class:`~memq.store.base.WriteBatch`: the new records
+   (one insert group per distinct reason, so each history entry keeps its own reason), each new
+   version, the learner's agreement statistics of new experiences, all with
+   ``actor="manager:<name>"``; the store applies it in ONE transaction (``Store.apply_writes``), so a
+   failure of any part (a conflict, a record deleted meanwhile, a lost connection) writes nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from memq.config import MemoryConfig
 from memq.errors import NotFoundError
+from memq.learn.base import Learner
+from memq.learn.experience import agreement_deltas
 from memq.manage.base import REASON_CHARS, Insert, Plan
 from memq.retrieve.filters import parse_filter
-from memq.store.base import AsyncStore, CandidateQuery, Store, VersionChange
-from memq.types import MemoryRecord, Scope
+from memq.store.base import (
+    AsyncStore,
+    CandidateQuery,
+    InsertGroup,
+    Store,
+    VersionChange,
+    WriteBatch,
+    merge_stats,
+)
+from memq.types import HistoryOp, MemoryRecord, Scope
 from memq.validate import next_version
 
 EmbedFn = Callable[[Sequence[str]], np.ndarray]
@@ -34,11 +49,22 @@ def _query(scope: Scope, kinds: Sequence[str] | None, include_invalidated: bool 
     return CandidateQuery(scope=scope, filter=parse_filter(spec), include_invalidated=include_invalidated)
 
 
-class SyncReader:
+class _Seen:
+    """Remembers the version of each record a manager was shown: its decisions are about that version."""
+
+    seen: dict[str, int]
+
+    def _saw(self, records: Sequence[MemoryRecord]) -> None:
+        for r in records:
+            self.seen.setdefault(r.id, r.version)
+
+
+class SyncReader(_Seen):
     """Reads of a sync store for a manager."""
 
     def __init__(self, store: Store, scope: Scope, embed: EmbedFn) -> None:
         self.store, self.scope, self._embed = store, scope, embed
+        self.seen = {}
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         return self._embed(texts)
@@ -49,17 +75,22 @@ class SyncReader:
         q = _query(self.scope, kinds, include_invalidated)
         cands = self.store.dense_candidates(q, np.asarray(vector, np.float32), k)
         found = self.store.visible(q, [c.id for c in cands])
+        self._saw(list(found.values()))
         return [(found[c.id], float(c.score)) for c in cands if c.id in found]
 
     def get(self, ids: Sequence[str], *, with_embedding: bool = False) -> list[MemoryRecord]:
-        return self.store.get(self.scope.tenant, list(ids), with_embedding=with_embedding)
+        found = self.store.get(self.scope.tenant, list(ids), with_embedding=with_embedding)
+        self._saw(found)
+        return found
 
     def of_kind(self, kind: str, limit: int) -> list[MemoryRecord]:
         page = self.store.list(_query(self.scope, [kind]), cursor=None, limit=limit)
-        return [r for r in page.records if r.scope == self.scope]
+        found = [r for r in page.records if r.scope == self.scope]
+        self._saw(found)
+        return found
 
 
-class LoopReader:
+class LoopReader(_Seen):
     """Reads of an async store for a manager running on a worker thread: each read is a coroutine
     scheduled on the facade's event loop (which is free: it awaits the worker thread)."""
 
@@ -67,6 +98,7 @@ class LoopReader:
         self, store: AsyncStore, scope: Scope, embed: EmbedFn, loop: asyncio.AbstractEventLoop
     ) -> None:
         self.store, self.scope, self._embed, self.loop = store, scope, embed, loop
+        self.seen = {}
 
     def _run(self, coro):
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
@@ -80,14 +112,19 @@ class LoopReader:
         q = _query(self.scope, kinds, include_invalidated)
         cands = self._run(self.store.dense_candidates(q, np.asarray(vector, np.float32), k))
         found = self._run(self.store.visible(q, [c.id for c in cands]))
+        self._saw(list(found.values()))
         return [(found[c.id], float(c.score)) for c in cands if c.id in found]
 
     def get(self, ids: Sequence[str], *, with_embedding: bool = False) -> list[MemoryRecord]:
-        return self._run(self.store.get(self.scope.tenant, list(ids), with_embedding=with_embedding))
+        found = self._run(self.store.get(self.scope.tenant, list(ids), with_embedding=with_embedding))
+        self._saw(found)
+        return found
 
     def of_kind(self, kind: str, limit: int) -> list[MemoryRecord]:
         page = self._run(self.store.list(_query(self.scope, [kind]), cursor=None, limit=limit))
-        return [r for r in page.records if r.scope == self.scope]
+        found = [r for r in page.records if r.scope == self.scope]
+        self._saw(found)
+        return found
 
 
 @dataclass
@@ -116,11 +153,19 @@ def build_writes(
     config: MemoryConfig,
     embed: EmbedFn,
     model_id: str,
+    seen: Mapping[str, int] | None = None,
 ) -> Writes:
-    """Turn ``plan`` into store writes. ``current``: the current version (with its vector) of every
-    record the plan changes; several changes of one record become consecutive versions."""
+    """Turn ``plan`` into store writes. ``current``: the latest version (with its vector) of every
+    record the plan changes; several changes of one record become consecutive versions.
+
+    ``seen``: the version of each record the manager read (:attr:`SyncReader.seen`). A change of such a
+    record is written as the version after the one the manager read, so the store's version check
+    refuses it (ConflictError, the whole plan unwritten) when another writer changed the record since.
+    A record deleted since is left to the store too (NotFoundError there, inside the transaction).
+    """
     writes = Writes()
     latest = dict(current)
+    seen = seen or {}
     versions: list[tuple[MemoryRecord, str, object]] = []
     for change in plan.changes:
         if change.record_id not in latest:
@@ -129,6 +174,10 @@ def build_writes(
             )
         old = latest[change.record_id]
         new = next_version(old, change.changes, config)
+        read = seen.get(change.record_id)
+        if old is current.get(change.record_id) and read is not None and read != old.version:
+            # the manager decided on version ``read``: ask the store for read + 1, which it refuses
+            new = new.model_copy(update={"version": read + 1})
         if new.text != old.text:
             new.embedding = None  # re-embedded below
         latest[change.record_id] = new
@@ -156,6 +205,24 @@ def build_writes(
             VersionChange(tenant, new.id, new, op, actor=actor, reason=reason[:REASON_CHARS])  # type: ignore[arg-type]
         )
     return writes
+
+
+def write_batch(writes: Writes, tenant: str, actor: str, learner: Learner | None = None) -> WriteBatch:
+    """The plan's writes as one batch for ``Store.apply_writes``: insert groups (one per reason), the
+    new versions, and (given the tenant's ``memq`` learner) the agreement statistics each new
+    experience adds to itself and its nearest stored experiences, summed per record."""
+    stats: dict[str, dict[str, float]] = {}
+    if learner is not None:
+        for ins in writes.experiences:
+            deltas = agreement_deltas(learner, ins.record, ins.nearest or [], ins.neighbours or {})
+            for rid, delta in deltas.items():
+                stats[rid] = merge_stats(stats.get(rid, {}), delta)
+    return WriteBatch(
+        tenant,
+        inserts=[InsertGroup(group, HistoryOp.ADD, actor, reason) for reason, group in writes.inserts],
+        versions=list(writes.versions),
+        stats=stats,
+    )
 
 
 def _flag(record: MemoryRecord) -> None:

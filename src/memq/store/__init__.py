@@ -4,14 +4,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from memq.store.base import AsyncStore, Candidate, CandidateQuery, Store, VersionChange
+from memq.store.base import (
+    AsyncStore,
+    Candidate,
+    CandidateQuery,
+    InsertGroup,
+    Store,
+    VersionChange,
+    WriteBatch,
+)
 
 __all__ = [
     "AsyncStore",
     "Candidate",
     "CandidateQuery",
+    "InsertGroup",
     "Store",
     "VersionChange",
+    "WriteBatch",
     "is_postgres_url",
     "open_store",
 ]

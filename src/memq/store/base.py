@@ -11,12 +11,13 @@ Two implementations pass the same test suite: :mod:`memq.store.sqlite` (embedded
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from memq.errors import InvalidInputError
 from memq.retrieve.filters import Node
 from memq.types import (
     FeedbackRecord,
@@ -86,6 +87,48 @@ class VersionChange:
     reason: str | None = None
 
 
+@dataclass(frozen=True)
+class InsertGroup:
+    """New records written as :meth:`Store.insert` writes them, with one history op/actor/reason."""
+
+    records: Sequence[MemoryRecord]
+    op: HistoryOp = HistoryOp.ADD
+    actor: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class WriteBatch:
+    """A whole write plan of one tenant, applied by :meth:`Store.apply_writes` in ONE transaction.
+
+    In this order: each insert group (as :meth:`Store.insert`), each version change (as
+    :meth:`Store.write_version`, with its checks: several changes of one record are consecutive
+    versions), then ``stats`` (as :meth:`Store.add_stats`, so they may name records inserted here).
+    """
+
+    tenant: str
+    inserts: Sequence[InsertGroup] = ()
+    versions: Sequence[VersionChange] = ()
+    stats: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        others = {r.scope.tenant for g in self.inserts for r in g.records} | {v.tenant for v in self.versions}
+        others.discard(self.tenant)
+        if others:
+            raise InvalidInputError(
+                f"a write batch is one tenant's ({self.tenant!r}); it also names {sorted(others)}"
+            )
+
+    @property
+    def records(self) -> list[MemoryRecord]:
+        """Every row the batch writes: the inserted records, then the new versions."""
+        return [r for g in self.inserts for r in g.records] + [v.new for v in self.versions]
+
+    @property
+    def empty(self) -> bool:
+        return not (self.records or self.stats)
+
+
 @dataclass
 class FeedbackPlan:
     """What one feedback writes, computed inside the store's transaction by a ``PlanFn``."""
@@ -148,6 +191,17 @@ class Store(Protocol):
 
         Raises NotFoundError if the record has no current version (unknown or deleted) and
         ConflictError if ``change.new.version`` is not current version + 1 (a concurrent write).
+        """
+        ...
+
+    def apply_writes(self, batch: WriteBatch) -> list[MemoryRecord]:
+        """Apply a whole write plan in ONE transaction: ``batch.inserts`` (each group as :meth:`insert`),
+        ``batch.versions`` (each as :meth:`write_version`) and ``batch.stats`` (as :meth:`add_stats`).
+
+        Any failure (ConflictError for an id that exists or a version that is no longer current,
+        NotFoundError for a record with no current version, DimensionMismatchError, a lost connection)
+        rolls back the whole batch: nothing of it is written, and the vector index keeps matching the
+        rows. Returns the new versions written, in ``batch.versions`` order.
         """
         ...
 
@@ -327,6 +381,10 @@ class AsyncStore(Protocol):
         reason: str | None = None,
     ) -> None: ...
     async def write_version(self, change: VersionChange) -> MemoryRecord: ...
+    async def apply_writes(self, batch: WriteBatch) -> list[MemoryRecord]:
+        """As :meth:`Store.apply_writes`: the whole batch in one transaction, or nothing."""
+        ...
+
     async def delete(
         self, tenant: str, record_id: str, *, actor: str | None = None, reason: str | None = None
     ) -> None: ...

@@ -15,7 +15,15 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from memq.store.base import Candidate, CandidateQuery, FeedbackPlan, PlanFn, Store, VersionChange
+from memq.store.base import (
+    Candidate,
+    CandidateQuery,
+    FeedbackPlan,
+    PlanFn,
+    Store,
+    VersionChange,
+    WriteBatch,
+)
 from memq.types import (
     HistoryEvent,
     HistoryOp,
@@ -63,6 +71,10 @@ class ThreadedAsyncStore:
 
     async def write_version(self, change: VersionChange) -> MemoryRecord:
         return await self._run(self.sync.write_version, change)
+
+    async def apply_writes(self, batch: WriteBatch) -> list[MemoryRecord]:
+        """The sync store's one transaction, on the worker thread."""
+        return await self._run(self.sync.apply_writes, batch)
 
     async def delete(
         self, tenant: str, record_id: str, *, actor: str | None = None, reason: str | None = None

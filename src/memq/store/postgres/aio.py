@@ -12,7 +12,15 @@ import psycopg
 from pgvector.psycopg import register_vector_async
 from psycopg_pool import AsyncConnectionPool
 
-from memq.store.base import Candidate, CandidateQuery, FeedbackPlan, PlanFn, StoredLearnerState, VersionChange
+from memq.store.base import (
+    Candidate,
+    CandidateQuery,
+    FeedbackPlan,
+    PlanFn,
+    StoredLearnerState,
+    VersionChange,
+    WriteBatch,
+)
 from memq.store.postgres import schema, sql
 from memq.store.postgres.steps import (
     READ_SNAPSHOT,
@@ -169,6 +177,12 @@ class AsyncPostgresStore:
 
     async def write_version(self, change: VersionChange) -> MemoryRecord:
         return await self._write(lambda: sql.write_version(change))
+
+    async def apply_writes(self, batch: WriteBatch) -> list[MemoryRecord]:
+        """The whole batch in one READ COMMITTED transaction (a deadlock victim is retried whole)."""
+        if batch.empty:
+            return []
+        return await self._write(lambda: sql.apply_writes(batch))
 
     async def delete(
         self, tenant: str, record_id: str, *, actor: str | None = None, reason: str | None = None

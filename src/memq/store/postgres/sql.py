@@ -26,6 +26,7 @@ from memq.store.base import (
     PlanFn,
     StoredLearnerState,
     VersionChange,
+    WriteBatch,
     merge_stats,
 )
 from memq.store.postgres import schema
@@ -129,6 +130,13 @@ def insert(records: Sequence[MemoryRecord], op: HistoryOp, actor: str | None, re
         return
     for model_id, dim in _spaces(records):  # before touching records: see check_or_set_space
         yield from schema.check_or_set_space(model_id, dim)
+    yield from _insert_rows(records, op, actor, reason)
+
+
+def _insert_rows(
+    records: Sequence[MemoryRecord], op: HistoryOp, actor: str | None, reason: str | None
+) -> Op[None]:
+    """Insert new records with links, utility and an event each (the spaces already checked)."""
     ids = [r.id for r in records]
     seen: set[str] = set()
     for rid in ids:  # a repeated id inside the batch clashes with itself
@@ -192,6 +200,25 @@ def write_version(change: VersionChange) -> Op[MemoryRecord]:
         mode="none",
     )
     return new
+
+
+def apply_writes(batch: WriteBatch) -> Op[list[MemoryRecord]]:
+    """A whole write plan as one operation (so in the runner's one transaction): the spaces of every
+    vector first (before touching records: see check_or_set_space), then the insert groups, the
+    version changes (each with :func:`write_version`'s checks) and the stats. Any error raised here
+    or by the server rolls the transaction back whole."""
+    if batch.empty:
+        return []
+    for model_id, dim in _spaces(batch.records):
+        yield from schema.check_or_set_space(model_id, dim)
+    for group in batch.inserts:
+        if group.records:
+            yield from _insert_rows(group.records, group.op, group.actor, group.reason)
+    written = []
+    for change in batch.versions:
+        written.append((yield from write_version(change)))
+    yield from add_stats(batch.tenant, batch.stats)
+    return written
 
 
 def delete(tenant: str, record_id: str, actor: str | None, reason: str | None) -> Op[None]:

@@ -12,7 +12,15 @@ import psycopg
 from pgvector.psycopg import register_vector
 from psycopg_pool import ConnectionPool
 
-from memq.store.base import Candidate, CandidateQuery, FeedbackPlan, PlanFn, StoredLearnerState, VersionChange
+from memq.store.base import (
+    Candidate,
+    CandidateQuery,
+    FeedbackPlan,
+    PlanFn,
+    StoredLearnerState,
+    VersionChange,
+    WriteBatch,
+)
 from memq.store.postgres import schema, sql
 from memq.store.postgres.steps import (
     READ_SNAPSHOT,
@@ -146,6 +154,12 @@ class PostgresStore:
 
     def write_version(self, change: VersionChange) -> MemoryRecord:
         return self._write(lambda: sql.write_version(change))
+
+    def apply_writes(self, batch: WriteBatch) -> list[MemoryRecord]:
+        """The whole batch in one READ COMMITTED transaction (a deadlock victim is retried whole)."""
+        if batch.empty:
+            return []
+        return self._write(lambda: sql.apply_writes(batch))
 
     def delete(
         self, tenant: str, record_id: str, *, actor: str | None = None, reason: str | None = None

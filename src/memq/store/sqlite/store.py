@@ -29,6 +29,7 @@ from memq.store.base import (
     PlanFn,
     StoredLearnerState,
     VersionChange,
+    WriteBatch,
     merge_stats,
 )
 from memq.store.sqlcommon import RECORD_COLUMNS, archived_clause, query_terms, visibility
@@ -203,62 +204,34 @@ class SQLiteStore:
         def tx(conn: sqlite3.Connection) -> None:
             for model_id, dim in spaces:
                 _check_or_set_space(conn, model_id, dim)
-            for record in records:
-                exists = conn.execute("SELECT 1 FROM records WHERE id = ? LIMIT 1", (record.id,)).fetchone()
-                if exists:
-                    raise ConflictError(f"a record with id {record.id} already exists")
-                _insert_version(conn, record)
-                _insert_links(conn, record)
-                _upsert_utility(conn, record)
-                _event(
-                    conn,
-                    record.scope.tenant,
-                    record.id,
-                    op,
-                    record.version,
-                    record.recorded_at,
-                    actor,
-                    reason,
-                )
+            _insert_records(conn, records, op, actor, reason)
 
         self._write(tx)
         self._index_added(bool(spaces))
 
     def write_version(self, change: VersionChange) -> MemoryRecord:
-        new = change.new
+        self._write(lambda conn: _write_version(conn, change))
+        self._index_added(change.new.embedding is not None)
+        return change.new
 
-        def tx(conn: sqlite3.Connection) -> None:
-            cur = conn.execute(
-                "SELECT rowid, version FROM records WHERE id = ? AND tenant = ? AND expired_at IS NULL",
-                (change.record_id, change.tenant),
-            ).fetchone()
-            if cur is None:
-                raise NotFoundError(f"no current record {change.record_id} in tenant {change.tenant!r}")
-            if new.version != cur[1] + 1:
-                raise ConflictError(
-                    f"record {change.record_id} changed concurrently (now at version {cur[1]}); reload and retry"
-                )
-            if new.embedding is not None:
-                _check_or_set_space(conn, new.embedding_model or "", len(new.embedding))
-            conn.execute(
-                "UPDATE records SET expired_at = ? WHERE rowid = ?", (to_us(new.recorded_at), cur[0])
-            )
-            _insert_version(conn, new)
-            _insert_links(conn, new)
-            _event(
-                conn,
-                change.tenant,
-                change.record_id,
-                change.op,
-                new.version,
-                new.recorded_at,
-                change.actor,
-                change.reason,
-            )
+    def apply_writes(self, batch: WriteBatch) -> list[MemoryRecord]:
+        if batch.empty:
+            return []
+        spaces = _spaces(batch.records)
 
-        self._write(tx)
-        self._index_added(new.embedding is not None)
-        return new
+        def tx(conn: sqlite3.Connection) -> list[MemoryRecord]:
+            for model_id, dim in spaces:
+                _check_or_set_space(conn, model_id, dim)
+            for group in batch.inserts:
+                _insert_records(conn, group.records, group.op, group.actor, group.reason)
+            written = [_write_version(conn, change) for change in batch.versions]
+            _add_stats(conn, batch.tenant, batch.stats)
+            return written
+
+        # the index follows committed rows only (by rowid watermark): a rolled-back batch leaves it as it was
+        written = self._write(tx)
+        self._index_added(bool(spaces))
+        return written
 
     def delete(
         self, tenant: str, record_id: str, *, actor: str | None = None, reason: str | None = None
@@ -526,32 +499,9 @@ class SQLiteStore:
         return self._write(tx)
 
     def add_stats(self, tenant: str, deltas: Mapping[str, Mapping[str, float]]) -> None:
-        ids = sorted(deltas)
-        if not ids:
+        if not deltas:
             return
-
-        def tx(conn: sqlite3.Connection) -> None:
-            # the IMMEDIATE transaction holds the write lock from the read to the write: no lost update
-            current: dict[str, Utility] = {}
-            for chunk in _chunks(ids, 500):
-                marks = ",".join("?" * len(chunk))
-                for (rid,) in conn.execute(
-                    f"SELECT DISTINCT id FROM records WHERE tenant = ? AND id IN ({marks})", (tenant, *chunk)
-                ):
-                    current[rid] = Utility()
-                for row in conn.execute(
-                    f"SELECT {_UTILITY_COLS} FROM utility WHERE tenant = ? AND id IN ({marks})",
-                    (tenant, *chunk),
-                ):
-                    if row[0] in current:
-                        current[row[0]] = _utility(row)
-            for rid in sorted(current):
-                u = current[rid]
-                _write_utility(
-                    conn, tenant, rid, u.model_copy(update={"stats": merge_stats(u.stats, deltas[rid])})
-                )
-
-        self._write(tx)
+        self._write(lambda conn: _add_stats(conn, tenant, deltas))
 
     def learner_state(self, tenant: str, name: str) -> dict | None:
         got = self.learner_state_stamped(tenant, name)
@@ -1017,6 +967,79 @@ def _bump(conn: sqlite3.Connection, key: str) -> None:
         "ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1",
         (key,),
     )
+
+
+def _insert_records(
+    conn: sqlite3.Connection,
+    records: Sequence[MemoryRecord],
+    op: HistoryOp,
+    actor: str | None,
+    reason: str | None,
+) -> None:
+    """Insert new records with their links, utility and one history event each (space checked)."""
+    for record in records:
+        exists = conn.execute("SELECT 1 FROM records WHERE id = ? LIMIT 1", (record.id,)).fetchone()
+        if exists:
+            raise ConflictError(f"a record with id {record.id} already exists")
+        _insert_version(conn, record)
+        _insert_links(conn, record)
+        _upsert_utility(conn, record)
+        _event(conn, record.scope.tenant, record.id, op, record.version, record.recorded_at, actor, reason)
+
+
+def _write_version(conn: sqlite3.Connection, change: VersionChange) -> MemoryRecord:
+    """Expire the current version and insert ``change.new`` as the next one, with its event."""
+    new = change.new
+    cur = conn.execute(
+        "SELECT rowid, version FROM records WHERE id = ? AND tenant = ? AND expired_at IS NULL",
+        (change.record_id, change.tenant),
+    ).fetchone()
+    if cur is None:
+        raise NotFoundError(f"no current record {change.record_id} in tenant {change.tenant!r}")
+    if new.version != cur[1] + 1:
+        raise ConflictError(
+            f"record {change.record_id} changed concurrently (now at version {cur[1]}); reload and retry"
+        )
+    if new.embedding is not None:
+        _check_or_set_space(conn, new.embedding_model or "", len(new.embedding))
+    conn.execute("UPDATE records SET expired_at = ? WHERE rowid = ?", (to_us(new.recorded_at), cur[0]))
+    _insert_version(conn, new)
+    _insert_links(conn, new)
+    _event(
+        conn,
+        change.tenant,
+        change.record_id,
+        change.op,
+        new.version,
+        new.recorded_at,
+        change.actor,
+        change.reason,
+    )
+    return new
+
+
+def _add_stats(conn: sqlite3.Connection, tenant: str, deltas: Mapping[str, Mapping[str, float]]) -> None:
+    """Add ``deltas`` to the stats of the tenant's existing records (unknown ids skipped).
+
+    The IMMEDIATE transaction holds the write lock from the read to the write: no lost update.
+    """
+    ids = sorted(deltas)
+    current: dict[str, Utility] = {}
+    for chunk in _chunks(ids, 500):
+        marks = ",".join("?" * len(chunk))
+        for (rid,) in conn.execute(
+            f"SELECT DISTINCT id FROM records WHERE tenant = ? AND id IN ({marks})", (tenant, *chunk)
+        ):
+            current[rid] = Utility()
+        for row in conn.execute(
+            f"SELECT {_UTILITY_COLS} FROM utility WHERE tenant = ? AND id IN ({marks})",
+            (tenant, *chunk),
+        ):
+            if row[0] in current:
+                current[row[0]] = _utility(row)
+    for rid in sorted(current):
+        u = current[rid]
+        _write_utility(conn, tenant, rid, u.model_copy(update={"stats": merge_stats(u.stats, deltas[rid])}))
 
 
 def _insert_version(conn: sqlite3.Connection, r: MemoryRecord) -> None:
