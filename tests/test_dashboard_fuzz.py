@@ -20,6 +20,7 @@ from memq.memory import Memory
 from memq.server.app import create_app
 from memq.server.keys import open_key_store
 from memq.server.settings import ServerSettings
+from problem_checks import errors_are_problem_json
 
 EXAMPLES = 15
 ROOT = Path(tempfile.mkdtemp(prefix="memq-ui-fuzz-"))
@@ -36,25 +37,14 @@ def _app() -> tuple[object, str]:
     mem.feedback(mem.search("Alice", k=1, scope="fuzz").id, 1.0, used=[rec.id], scope="fuzz")
     keys = open_key_store(db)
     # memory and keys passed in: the app leaves them open across the lifespans schemathesis runs
-    app = create_app(ServerSettings(db=db, embedder="hashing", rate_per_s=0), memory=mem, key_store=keys)
-    app.state.settings.__dict__["reports_dir"] = str(reports)  # as the reports_dir setting would
+    settings = ServerSettings(db=db, embedder="hashing", rate_per_s=0, reports_dir=str(reports))
+    app = create_app(settings, memory=mem, key_store=keys)
     return app, keys.create("fuzz", ["read"])[1]
 
 
 APP, KEY = _app()
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP).include(path_regex="^/ui/api/")
 schema.config.generation.update(max_examples=EXAMPLES, deterministic=True)
-
-
-@schemathesis.check
-def errors_are_problem_json(ctx: object, response: object, case: object) -> bool | None:
-    status = response.status_code  # type: ignore[attr-defined]
-    if status < 400:
-        return None
-    ctype = response.headers.get("content-type", [""])  # type: ignore[attr-defined]
-    ctype = ctype[0] if isinstance(ctype, list) else ctype
-    assert ctype.startswith("application/problem+json"), f"{status} answered with {ctype!r}"
-    return True
 
 
 @schema.parametrize()

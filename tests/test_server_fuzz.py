@@ -25,23 +25,10 @@ from memq.memory import Memory  # noqa: E402
 from memq.server.app import create_app  # noqa: E402
 from memq.server.keys import open_key_store  # noqa: E402
 from memq.server.settings import ServerSettings  # noqa: E402
+from problem_checks import errors_are_problem_json  # noqa: E402
 
 EXAMPLES = 12
 KEY: dict[str, str] = {}
-
-
-@schemathesis.check
-def errors_are_problem_json(ctx: object, response: object, case: object) -> bool | None:
-    """Every 4xx/5xx answer is RFC 9457 problem+json with a stable code."""
-    status = response.status_code  # type: ignore[attr-defined]
-    if status < 400:
-        return None
-    ctype = response.headers.get("content-type", [""])  # type: ignore[attr-defined]
-    ctype = ctype[0] if isinstance(ctype, list) else ctype
-    assert ctype.startswith("application/problem+json"), f"{status} answered with {ctype!r}"
-    body = response.json()  # type: ignore[attr-defined]
-    assert body["status"] == status and body["code"] and body["type"].startswith("urn:memq:problem:"), body
-    return True
 
 
 def _app() -> tuple[object, Memory, object]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -142,6 +143,12 @@ def serve(
         float, typer.Option(min=0, help="Requests per second per API key and process (0 = off).")
     ] = 50.0,
     burst: Annotated[int, typer.Option(min=1, help="Burst size of the per-key rate limit.")] = 100,
+    reports_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Benchmark reports (results JSON, HTML) the dashboard lists. [default: ./benchmarks/results]"
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Run the REST API (OpenAPI at /docs and /openapi.json) on the store.
@@ -167,6 +174,7 @@ def serve(
         rate_per_s=rate,
         rate_burst=burst,
         cors_origins=cors_origin or [],
+        reports_dir=None if reports_dir is None else str(reports_dir),
     )
     try:
         import uvicorn
@@ -191,6 +199,10 @@ def serve(
                 "[yellow]no API keys yet[/]: create one with  memq keys create --tenant NAME --scopes read,write"
             )
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    base = f"http://{host}:{port}"
+    err_console.print(
+        f"memq serve: REST {base}/v1 (docs {base}/docs) · dashboard {base}/ui/ · MCP {base}/mcp"
+    )
     if workers == 1:
         try:
             app = create_app(settings)

@@ -49,6 +49,10 @@ class ServerSettings(BaseModel):
     cors_origins: list[str] = Field(
         default_factory=list, description="Allowed CORS origins (none = CORS off)."
     )
+    reports_dir: str | None = Field(
+        default=None,
+        description="Benchmark reports the dashboard lists (default: $MEMQ_SERVER_REPORTS_DIR, else ./benchmarks/results).",
+    )
 
     def to_env(self) -> dict[str, str]:
         """The settings as ``MEMQ_SERVER_*`` variables (read back by :meth:`from_env`)."""
@@ -61,6 +65,7 @@ class ServerSettings(BaseModel):
             ENV_PREFIX + "RATE_PER_S": repr(self.rate_per_s),
             ENV_PREFIX + "RATE_BURST": str(self.rate_burst),
             ENV_PREFIX + "CORS_ORIGINS": ",".join(self.cors_origins),
+            **({ENV_PREFIX + "REPORTS_DIR": self.reports_dir} if self.reports_dir else {}),
         }
 
     @classmethod
