@@ -45,7 +45,7 @@ from memq.manage.apply import (
 from memq.retrieve.filters import parse_filter
 from memq.retrieve.pipeline import SearchOptions, rank
 from memq.store import AsyncStore, CandidateQuery, Store, VersionChange, is_postgres_url, open_store
-from memq.store.base import Candidate, FeedbackPlan, PlanFn, StoredLearnerState
+from memq.store.base import Candidate, FeedbackPlan, InsertGroup, PlanFn, StoredLearnerState, WriteBatch
 from memq.types import (
     FeedbackRecord,
     HistoryEvent,
@@ -780,10 +780,14 @@ class Memory(_Base):
         item = self._experience_item(
             task, answer_or_plan, outcome, reward, trajectory, metadata, nearest, neighbours
         )
-        record = self.add(item, scope=sc)
+        records, _ = self._prepare_add(item, sc, {})
+        self._attach(records, self._embed_documents([r.text for r in records]))
+        record = records[0]
         deltas = agreement_deltas(self._learner(sc.tenant, "memq"), record, nearest, neighbours)
-        if deltas:
-            self.store.add_stats(sc.tenant, deltas)
+        # the record and its neighbours' agreement statistics in one transaction
+        self.store.apply_writes(WriteBatch(sc.tenant, inserts=[InsertGroup(records)], stats=deltas or {}))
+        if self.config.capacity is not None:
+            self.forget(self.config.capacity, scope=sc)
         return record
 
     def _logs(self, tenant: str, since: datetime | None) -> list[LoggedRetrieval]:
@@ -1286,10 +1290,16 @@ class AsyncMemory(_Base):
         item = self._experience_item(
             task, answer_or_plan, outcome, reward, trajectory, metadata, nearest, neighbours
         )
-        record = await self.add(item, scope=sc)
+        records, _ = self._prepare_add(item, sc, {})
+        vectors = await asyncio.to_thread(self._embed_documents, [r.text for r in records])
+        self._attach(records, vectors)
+        record = records[0]
         deltas = agreement_deltas(await self._learner(sc.tenant, "memq"), record, nearest, neighbours)
-        if deltas:
-            await self.store.add_stats(sc.tenant, deltas)
+        await self.store.apply_writes(
+            WriteBatch(sc.tenant, inserts=[InsertGroup(records)], stats=deltas or {})
+        )
+        if self.config.capacity is not None:
+            await self.forget(self.config.capacity, scope=sc)
         return record
 
     async def _logs(self, tenant: str, since: datetime | None) -> list[LoggedRetrieval]:
