@@ -177,6 +177,19 @@ def test_contextual_constraint_leaves_evidence_free_to_reorder() -> None:
         ContextualLearner(min_sim_weight=float("nan"))
 
 
+def test_contextual_projects_a_stored_negative_similarity_weight() -> None:
+    """A state saved before the bound (LoCoMo's w) no longer inverts the pool once loaded."""
+    old = ContextualLearner(min_sim_weight=None)
+    old.w = np.array([-1.84, -0.036, -0.92, 0.90])
+    fresh = [PoolItem(f"f{i}", s, Utility()) for i, s in enumerate([0.6, 0.5, 0.4])]
+    rng = np.random.default_rng(0)
+    assert old.select(np.zeros(2), fresh, 3, rng).ids == ["f2", "f1", "f0"]
+    loaded = ContextualLearner()
+    loaded.load_state_dict(old.state_dict())
+    assert loaded.w[1] == 0.0 and list(loaded.w[[0, 2, 3]]) == [-1.84, -0.92, 0.90]
+    assert loaded.select(np.zeros(2), fresh, 3, rng).ids == ["f0", "f1", "f2"]
+
+
 def test_unknown_learner_is_a_clear_error() -> None:
     with pytest.raises(InvalidInputError, match="memrl"):
         make_learner("nope")

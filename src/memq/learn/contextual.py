@@ -227,6 +227,10 @@ class ContextualLearner:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.w = np.asarray(state["w"], dtype=np.float64)
+        if self.min_sim_weight is not None and self.w[SIM] < self.min_sim_weight:
+            # a state saved before the bound (or with a lower one): project onto it now rather than
+            # invert the similarity order until the next fit, which then solves the bounded problem
+            self.w[SIM] = self.min_sim_weight
         self.cov = np.asarray(state["cov"], dtype=np.float64)
         self._x = [list(r) for r in state.get("x", [])]
         self._y = list(state.get("y", []))
