@@ -191,6 +191,7 @@ def run_embedders(
     if not specs:
         raise InvalidInputError("name at least one embedder")
     convs = load_locomo(data)
+    n_all = len(convs)
     if conversations is not None:
         if conversations < 1:
             raise InvalidInputError(f"conversations must be >= 1, got {conversations}")
@@ -243,7 +244,8 @@ def run_embedders(
                     BenchResult(
                         system=f"memq-{mode}",
                         dataset="locomo",
-                        variant=f"embedder={spec}",
+                        variant=f"embedder={spec}"
+                        + ("" if len(convs) == n_all else f",conversations=1-{len(convs)}"),
                         config={
                             "embedder": spec,
                             "model_id": inner.model_id,
