@@ -52,7 +52,7 @@ WHEN = datetime(2023, 5, 8, 13, 56, tzinfo=UTC)
 
 def _docs(prefix: str, texts: list[str]) -> list[BenchDoc]:
     return [
-        BenchDoc(key=f"{prefix}:{i}", text=t, when=WHEN, meta={"speaker": prefix})
+        BenchDoc(key=f"{prefix}:{i}", text=t, when=WHEN, meta={"speaker": prefix, "at": WHEN, "turn": i})
         for i, t in enumerate(texts)
     ]
 

@@ -146,7 +146,13 @@ class Mem0System:
     def add(self, space: str, docs: Sequence[BenchDoc]) -> None:
         user = self._user(space)
         for doc in docs:
-            metadata: dict[str, Any] = {"key": doc.key, **{k: v for k, v in doc.meta.items() if k != "key"}}
+            # qdrant payloads are JSON: anything else (a datetime, a tuple) is stored as its str()
+            metadata: dict[str, Any] = {
+                k: v if isinstance(v, str | int | float | bool) else str(v)
+                for k, v in doc.meta.items()
+                if v is not None and k != "key"
+            }
+            metadata["key"] = doc.key
             if doc.when is not None:
                 metadata["when"] = doc.when.isoformat()
             self.memory.add(doc.text, user_id=user, metadata=metadata, infer=False)
