@@ -22,19 +22,17 @@ with capped exponential backoff, then raise :class:`memq.errors.LLMError` /
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import threading
 import time
-from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel
 
 from memq.errors import LLMError, LLMTimeoutError
-from memq.llm.base import CallStats, Message, T, UsageMeter
-from memq.llm.structured import RawAnswer, json_schema_of, run_structured, schema_instruction
+from memq.llm.base import CallStats, Message, UsageMeter
+from memq.llm.structured import RawAnswer, StructuredLLM, json_schema_of, schema_instruction
 
 Format = Literal["auto", "json_schema", "json_object", "none"]
 FORMATS: tuple[str, ...] = ("auto", "json_schema", "json_object", "none")
@@ -44,7 +42,7 @@ _NAME_OK = re.compile(r"[^A-Za-z0-9_-]")
 _FORMAT_HINT = re.compile(r"response_format|json_schema|json_object|schema|grammar", re.IGNORECASE)
 
 
-class OpenAICompatLLM:
+class OpenAICompatLLM(StructuredLLM):
     """An :class:`memq.llm.base.LLM` over the OpenAI chat-completions API.
 
     Args:
@@ -126,40 +124,6 @@ class OpenAICompatLLM:
 
     def __repr__(self) -> str:
         return f"OpenAICompatLLM(model={self.model!r}, base_url={self.base_url!r}, format={self._format!r})"
-
-    # -- the LLM protocol -------------------------------------------------------------------------
-    def structured(
-        self,
-        messages: Sequence[Message],
-        schema: type[T],
-        *,
-        operation: str,
-        max_tokens: int | None = None,
-    ) -> T:
-        """Ask for an answer validating as ``schema``; raise :class:`LLMError` when none does."""
-        return run_structured(
-            lambda convo, cap, stats: self._complete(convo, schema, cap, stats),
-            messages,
-            schema,
-            operation=operation,
-            max_tokens=max_tokens or self.default_max_tokens,
-            retries=self.retries,
-            meter=self.usage,
-            model_id=self.model_id,
-        )
-
-    async def astructured(
-        self,
-        messages: Sequence[Message],
-        schema: type[T],
-        *,
-        operation: str,
-        max_tokens: int | None = None,
-    ) -> T:
-        """:meth:`structured` in a worker thread (the concurrency limit still holds)."""
-        return await asyncio.to_thread(
-            self.structured, messages, schema, operation=operation, max_tokens=max_tokens
-        )
 
     def close(self) -> None:
         self._client.close()

@@ -17,7 +17,6 @@ settings. It is a tiny model: it proves the path end to end offline; do not expe
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 from collections.abc import Sequence
@@ -27,8 +26,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from memq.errors import LLMError
-from memq.llm.base import CallStats, Message, T, UsageMeter
-from memq.llm.structured import RawAnswer, json_schema_of, run_structured, schema_instruction
+from memq.llm.base import CallStats, Message, UsageMeter
+from memq.llm.structured import RawAnswer, StructuredLLM, json_schema_of, schema_instruction
 
 DEFAULT_MODEL = "gemma3-270m"
 _MODELS: dict[tuple[str, int, int], Any] = {}
@@ -163,7 +162,7 @@ def merge_roles(messages: Sequence[Message]) -> list[dict[str, str]]:
     return out
 
 
-class LocalLLM:
+class LocalLLM(StructuredLLM):
     """An :class:`memq.llm.base.LLM` backed by an in-process GGUF model (default: Gemma 3 270M).
 
     Args:
@@ -223,40 +222,6 @@ class LocalLLM:
     def count_tokens(self, text: str) -> int:
         """Tokens of ``text`` in this model's tokenizer (no BOS)."""
         return len(self.llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
-
-    # -- the LLM protocol -------------------------------------------------------------------------
-    def structured(
-        self,
-        messages: Sequence[Message],
-        schema: type[T],
-        *,
-        operation: str,
-        max_tokens: int | None = None,
-    ) -> T:
-        """Ask for an answer validating as ``schema``; raise :class:`LLMError` when none does."""
-        return run_structured(
-            lambda convo, cap, stats: self._complete(convo, schema, cap, stats),
-            messages,
-            schema,
-            operation=operation,
-            max_tokens=max_tokens or self.default_max_tokens,
-            retries=self.retries,
-            meter=self.usage,
-            model_id=self.model_id,
-        )
-
-    async def astructured(
-        self,
-        messages: Sequence[Message],
-        schema: type[T],
-        *,
-        operation: str,
-        max_tokens: int | None = None,
-    ) -> T:
-        """:meth:`structured` in a worker thread."""
-        return await asyncio.to_thread(
-            self.structured, messages, schema, operation=operation, max_tokens=max_tokens
-        )
 
     # -- one generation -----------------------------------------------------------------------------
     def _grammar(self, schema: type[BaseModel]) -> Any:

@@ -16,6 +16,7 @@ one answer (with its own bounded transport retries), adds every request it sent 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -174,3 +175,54 @@ def run_structured(
     finally:
         stats.latency_ms += (time.perf_counter() - start) * 1000.0
         meter.record(operation, stats)
+
+
+class StructuredLLM:
+    """``structured``/``astructured`` for a backend that implements one generation, ``_complete``.
+
+    Subclasses set ``model_id``, ``usage``, ``retries`` and ``default_max_tokens``; the ask → validate
+    → re-ask loop and the accounting are :func:`run_structured`, the same for every backend.
+    """
+
+    model_id: str
+    usage: UsageMeter
+    retries: int
+    default_max_tokens: int
+
+    def _complete(
+        self, convo: list[Message], schema: type[BaseModel], max_tokens: int | None, stats: CallStats
+    ) -> RawAnswer:
+        raise NotImplementedError
+
+    def structured(
+        self,
+        messages: Sequence[Message],
+        schema: type[T],
+        *,
+        operation: str,
+        max_tokens: int | None = None,
+    ) -> T:
+        """Ask for an answer validating as ``schema``; raise :class:`LLMError` when none does."""
+        return run_structured(
+            lambda convo, cap, stats: self._complete(convo, schema, cap, stats),
+            messages,
+            schema,
+            operation=operation,
+            max_tokens=max_tokens or self.default_max_tokens,
+            retries=self.retries,
+            meter=self.usage,
+            model_id=self.model_id,
+        )
+
+    async def astructured(
+        self,
+        messages: Sequence[Message],
+        schema: type[T],
+        *,
+        operation: str,
+        max_tokens: int | None = None,
+    ) -> T:
+        """:meth:`structured` in a worker thread (a backend's concurrency limit still holds)."""
+        return await asyncio.to_thread(
+            self.structured, messages, schema, operation=operation, max_tokens=max_tokens
+        )
