@@ -9,46 +9,19 @@ benchmark report). The screenshot lands in ``test-artifacts/dashboard.png``.
 from __future__ import annotations
 
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from live_server import live_server
 from memq.server.app import create_app
 from memq.server.settings import ServerSettings
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 REPORT_HTML = "<!doctype html><html><body><h1 id='report-title'>TTL benchmark</h1></body></html>"
-
-
-@contextmanager
-def live_server(app: Any) -> Iterator[str]:
-    """The app on a real uvicorn server on a free loopback port, in a background thread."""
-    import uvicorn
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(15)
-        sock.close()
 
 
 @pytest.fixture(scope="module")

@@ -9,12 +9,8 @@ The embedder is the model-free HashingEmbedder: these tests check wiring and ten
 
 from __future__ import annotations
 
-import socket
 import sys
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,36 +22,13 @@ from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
+from live_server import live_server
 from memq import Memory
 from memq.embed import HashingEmbedder
 from memq.server.app import create_app
 from memq.server.settings import ServerSettings
 
 TOOLS = {"remember", "recall", "feedback", "forget", "list"}
-
-
-@contextmanager
-def live_server(app: Any) -> Iterator[str]:
-    """The app on a real uvicorn server on a free loopback port, in a background thread."""
-    import uvicorn
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(15)
-        sock.close()
 
 
 def http_client(base: str, key: str | None, *, header: str = "Authorization") -> Client:

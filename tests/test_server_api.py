@@ -6,10 +6,7 @@ One server per session on a SQLite file; the main flow runs once more on Postgre
 from __future__ import annotations
 
 import hashlib
-import socket
 import sqlite3
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,38 +17,13 @@ import pytest
 pytest.importorskip("fastapi")
 uvicorn = pytest.importorskip("uvicorn")
 
+from live_server import live_server  # noqa: E402
 from memq.memory import Memory  # noqa: E402
 from memq.server.app import create_app  # noqa: E402
 from memq.server.keys import open_key_store  # noqa: E402
 from memq.server.settings import ServerSettings  # noqa: E402
 
 PROBLEM = "application/problem+json"
-
-
-class LiveServer:
-    """uvicorn serving ``app`` on a free loopback port, in a background thread."""
-
-    def __init__(self, app: object) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
-
-    def __enter__(self) -> LiveServer:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-        self.sock.close()
 
 
 @dataclass
@@ -95,8 +67,8 @@ def served(embedder: object, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     keys = _make_keys(db)
     memory = Memory(db, embedder=embedder)  # type: ignore[arg-type]
     app = create_app(ServerSettings(db=db, rate_per_s=0), memory=memory, mount_optional=False)
-    with LiveServer(app) as live:
-        yield Served(live.url, keys, db)
+    with live_server(app) as url:
+        yield Served(url, keys, db)
     memory.close()
 
 
@@ -245,10 +217,10 @@ def test_main_flow_postgres(db_url: str, embedder: object) -> None:
     memory = Memory(db_url, embedder=embedder)  # type: ignore[arg-type]
     app = create_app(ServerSettings(db=db_url, rate_per_s=0), memory=memory, mount_optional=False)
     try:
-        with LiveServer(app) as live:
-            with httpx.Client(base_url=live.url) as c:
+        with live_server(app) as url:
+            with httpx.Client(base_url=url) as c:
                 assert c.get("/readyz").json() == {"status": "ready", "backend": "postgres"}
-            run_main_flow(live.url, keys)
+            run_main_flow(url, keys)
     finally:
         memory.close()
 
