@@ -146,8 +146,13 @@ def test_bad_answers_fail_loudly_after_bounded_retries(
     assert info.value.raw == bad.content
     assert info.value.attempts == 3
     assert len(llm_server.requests) == 3 and llm_server.pending == 1
-    stats = llm.usage.snapshot().by_operation["extract"]
+    usage = llm.usage.snapshot()
+    stats = usage.by_operation["extract"]
     assert (stats.calls, stats.retries, stats.failures) == (3, 2, 1)
+    # the failure is in the usage's failure log, with the model's last answer
+    (failure,) = usage.failures
+    assert (failure.operation, failure.code, failure.raw) == ("extract", "llm_invalid_output", bad.content)
+    assert problem in failure.message
     # every retry tells the model what was wrong
     for req in llm_server.requests[1:]:
         assert problem in req.messages[-1]["content"]
@@ -167,8 +172,10 @@ def test_http_500_is_retried_then_raises(llm_server: ReplayServer) -> None:
         llm.structured(MSGS, Facts, operation="extract")
     assert not isinstance(info.value, LLMOutputError | LLMTimeoutError)
     assert len(llm_server.requests) == 3
-    stats = llm.usage.snapshot().by_operation["extract"]
+    usage = llm.usage.snapshot()
+    stats = usage.by_operation["extract"]
     assert (stats.calls, stats.retries, stats.failures) == (3, 2, 1)
+    assert [(f.operation, f.code) for f in usage.failures] == [("extract", "llm_error")]
 
 
 def test_transient_503_then_success(llm_server: ReplayServer) -> None:

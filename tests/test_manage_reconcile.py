@@ -152,7 +152,9 @@ def test_bad_extraction_raises_and_writes_nothing(mem: Memory, llm_server, bad) 
     with pytest.raises(LLMOutputError):
         mem.add("Alice moved to Munich", manager="reconcile")
     assert snapshot(mem) == before
-    assert mem.usage().by_operation["extract"].failures == 1
+    usage = mem.usage()
+    assert usage.by_operation["extract"].failures == 1
+    assert [(f.operation, f.code) for f in usage.failures] == [("extract", "llm_invalid_output")]
 
 
 def test_bad_decision_raises_and_writes_nothing(mem: Memory, llm_server) -> None:

@@ -8,7 +8,9 @@ validated model instance or raises :class:`memq.errors.LLMError` — never an em
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Protocol, TypedDict, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
@@ -38,25 +40,52 @@ class CallStats(BaseModel):
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
+class LLMFailure(BaseModel):
+    """One LLM operation that failed for good (the caller got an LLMError and nothing was written)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    operation: str
+    at: datetime
+    code: str  # the error's stable code: llm_error, llm_timeout, llm_invalid_output
+    message: str
+    raw: str | None = None  # the model's last answer, truncated (invalid output only)
+
+
 class Usage(BaseModel):
-    """What ``Memory.usage()`` returns: totals and a breakdown by operation."""
+    """What ``Memory.usage()`` returns: totals, a breakdown by operation, and the recent failures."""
 
     model_config = ConfigDict(extra="forbid")
 
     total: CallStats
     by_operation: dict[str, CallStats]
+    failures: list[LLMFailure] = []
 
 
 class UsageMeter:
     """Thread-safe accumulator of :class:`CallStats` keyed by operation name."""
 
+    MAX_FAILURES = 100  # the failure log keeps the most recent ones
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._ops: dict[str, CallStats] = {}
+        self._failures: deque[LLMFailure] = deque(maxlen=self.MAX_FAILURES)
 
     def record(self, operation: str, stats: CallStats) -> None:
         with self._lock:
             self._ops.setdefault(operation, CallStats()).add(stats)
+
+    def record_failure(self, operation: str, code: str, message: str, raw: str | None = None) -> None:
+        entry = LLMFailure(
+            operation=operation,
+            at=datetime.now(UTC),
+            code=code,
+            message=message[:1000],
+            raw=None if raw is None else raw[:1000],
+        )
+        with self._lock:
+            self._failures.append(entry)
 
     def snapshot(self) -> Usage:
         with self._lock:
@@ -65,11 +94,12 @@ class UsageMeter:
             for name, st in self._ops.items():
                 total.add(st)
                 ops[name] = st.model_copy()
-            return Usage(total=total, by_operation=ops)
+            return Usage(total=total, by_operation=ops, failures=list(self._failures))
 
     def reset(self) -> None:
         with self._lock:
             self._ops.clear()
+            self._failures.clear()
 
 
 @runtime_checkable

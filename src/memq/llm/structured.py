@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -28,6 +29,8 @@ from pydantic import BaseModel, ValidationError
 
 from memq.errors import LLMError, LLMOutputError
 from memq.llm.base import CallStats, Message, T, UsageMeter
+
+log = logging.getLogger("memq.llm")
 
 MAX_RAW_ECHO = 2000  # characters of a bad answer echoed back to the model on retry
 _FENCE = re.compile(r"^\s*```[A-Za-z0-9_-]*\s*\n?(.*?)\n?\s*```\s*$", re.DOTALL)
@@ -169,8 +172,11 @@ def run_structured(
         err.problem = problem  # type: ignore[attr-defined]
         err.attempts = retries + 1  # type: ignore[attr-defined]
         raise err
-    except LLMError:
+    except LLMError as exc:
         stats.failures += 1
+        raw = getattr(exc, "raw", None)
+        meter.record_failure(operation, exc.code, str(exc), raw)
+        log.warning("LLM operation %r failed (%s): %s", operation, exc.code, exc)
         raise
     finally:
         stats.latency_ms += (time.perf_counter() - start) * 1000.0
