@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from llm_replay import Recorded, Reply, malformed
 from memq import Memory
-from memq.bench.conflict import group_contexts, load_conflict, parse_context, plan, score_question
+from memq.bench.conflict import (
+    NO_LLM_NOTE,
+    group_contexts,
+    load_conflict,
+    parse_context,
+    plan,
+    score_question,
+)
 from memq.bench.metrics import normalize_answer, substring_match
 from memq.bench.results import read_results
 from memq.bench.supersession import SUBJECT_FIELD, parse_fact, subject_key, supersede
@@ -202,3 +211,98 @@ def test_cli_rejects_bad_options(tmp_path: Path) -> None:
     for extra in (["--lengths", "7k"], ["--variants", "llm"], ["--k", "0"], ["--systems", "nope"]):
         result = runner.invoke(app, ["bench", "conflict", "--data", str(data), *extra])
         assert result.exit_code == 2, (extra, result.output)
+
+
+# -- the reconcile variant (the LLM manager over the replay server) ------------------------------------
+SUBJECTS = ("The capital of Xandor", "Mira Quell is a citizen")
+
+
+def _turn(request: Recorded) -> str:
+    """The fact the extraction prompt quotes (one fact per add; messages[1]: a re-ask appends more)."""
+    text = request.messages[1]["content"]
+    return re.search(r"user: (.+)", text.split("<messages>")[1]).group(1).strip()  # type: ignore[union-attr]
+
+
+def _memories(request: Recorded) -> dict[str, int]:
+    block = request.messages[1]["content"].split("<memories>")[1].split("</memories>")[0]
+    return {json.loads(f'"{m[1]}"'): int(m[0]) for m in re.findall(r'^\[(\d+)\] "(.*)"', block, re.MULTILINE)}
+
+
+def _fact_in(request: Recorded) -> str:
+    return re.search(r'\[0\] "(.*)"', request.messages[1]["content"].split("<facts>")[1]).group(1)  # type: ignore[union-attr]
+
+
+def _recorded_model(request: Recorded) -> Reply | dict:
+    """Answers as a capable model would: the capital is UPDATEd, the citizenship DELETEd (contradicted),
+    anything else ADDed; the goalkeeper fact gets a broken answer every time (an LLMError)."""
+    if "<memories>" not in request.messages[1]["content"]:
+        fact = _turn(request)
+        if "goalkeeper" in fact:
+            return malformed('{"status": "facts", "facts": ["Tomas')
+        return {"status": "facts", "facts": [fact]}
+    fact = _fact_in(request)
+    for memory, number in _memories(request).items():
+        if memory.startswith(SUBJECTS[0]) and fact.startswith(SUBJECTS[0]):
+            return {"decisions": [{"fact": 0, "op": "UPDATE", "id": number, "text": fact, "reason": "newer"}]}
+        if memory.startswith(SUBJECTS[1]) and fact.startswith(SUBJECTS[1]):
+            return {"decisions": [{"fact": 0, "op": "DELETE", "id": number, "reason": "contradicted"}]}
+    return {"decisions": [{"fact": 0, "op": "ADD", "id": None, "reason": "new"}]}
+
+
+def test_reconcile_variant_over_the_replay_server(tmp_path: Path, embedder, llm_server) -> None:
+    data = _write_file(tmp_path / "cr.json")
+    out = tmp_path / "out.json"
+    llm_server.respond_with(_recorded_model)
+    result = runner.invoke(
+        app,
+        [
+            "bench", "conflict", "--systems", "memq,chroma", "--data", str(data), "--lengths", "6k",
+            "--k", "1,3", "--variants", "off,reconcile", "--llm", f"openai:replay-model@{llm_server.url}",
+            "--out", str(out), "--cache", str(tmp_path / "cache.sqlite"),
+        ],
+        env={"OPENAI_API_KEY": "test-key", "MEMQ_LLM": ""},
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rf = read_results(out)
+    got = {(r.system, r.variant): r for r in rf.results}
+    assert set(got) == {("memq", "supersession-off"), ("chroma", "supersession-off"), ("memq", "reconcile")}
+    rec = got[("memq", "reconcile")]
+    m = rec.metrics
+    # fact 2 (capital Beta Town) UPDATEs fact 0; fact 3 (citizen of Peru) invalidates fact 1
+    assert m["decisions_update"] == 1 and m["decisions_invalidate"] == 1
+    assert m["decisions_add"] == 3  # facts 0, 1 and 3 (the DELETE stores the new fact)
+    # the goalkeeper add failed (malformed every time): counted, skipped, said in the notes
+    assert m["llm_errors"] == 1 and m["llm_failures"] == 1
+    assert any("1 add(s) raised LLMError" in n and "6k:4: llm_invalid_output" in n for n in rec.notes)
+    # only the current facts are left, so the top record answers both questions
+    assert m["em@1"] == 1.0 and m["questions"] == 4 and m["facts"] == 5
+    assert got[("memq", "supersession-off")].metrics["em@1"] < 1.0  # the stale facts compete
+    # usage from Memory.usage(): every request the server saw is counted
+    assert m["llm_calls"] == len(llm_server.requests) == 4 + 3 + 3  # 4 extracts ok + 3 reconciles + 3 bad
+    assert m["llm_prompt_tokens"] > 0 and m["llm_completion_tokens"] > 0
+    assert m["llm_tokens"] == m["llm_prompt_tokens"] + m["llm_completion_tokens"]
+    assert rec.config["llm"].startswith("openai:replay-model@") and rec.config["chunk_facts"] == 1
+    assert rf.extra["notes"] == []
+    assert got[("memq", "supersession-off")].metrics["llm_calls"] == 0
+
+
+def test_without_llm_the_reconcile_variant_is_absent_with_a_note(tmp_path: Path, embedder) -> None:
+    data = _write_file(tmp_path / "cr.json")
+    out = tmp_path / "out.json"
+    result = runner.invoke(
+        app,
+        [
+            "bench", "conflict", "--systems", "memq", "--data", str(data), "--lengths", "6k", "--k", "1",
+            "--max-facts", "3", "--out", str(out), "--cache", str(tmp_path / "cache.sqlite"),
+        ],
+        env={"MEMQ_LLM": ""},
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "reconcile: no LLM configured (pass --llm)" in result.output
+    rf = read_results(out)
+    assert [r.variant for r in rf.results] == ["supersession-off", "supersession-on"]
+    assert NO_LLM_NOTE in rf.extra["notes"] and rf.args["max_facts"] == 3
+    for r in rf.results:
+        assert r.metrics["facts"] == 3 and r.config["max_facts"] == 3 and NO_LLM_NOTE in r.notes
+    # facts 0-2 only: Peru (fact 3) was never written
+    assert rf.results[1].metrics["em@1"] == 0.5

@@ -7,8 +7,9 @@ question is asked and scored ``em@k``: does a gold answer occur (MemoryAgentBenc
 
 Variants: ``supersession-off`` (every fact stays current) and ``supersession-on`` (memq only: each
 new fact invalidates the current fact with the same subject key, see :mod:`memq.bench.supersession`,
-so search sees only the latest facts). Peers store with ``infer=False`` and have no update path, so
-they run ``off`` only. SH and MH rows of one length share one context: it is ingested once per
+so search sees only the latest facts), and ``reconcile`` (memq only, needs an LLM: each fact is
+written through ``manager="reconcile"``, see :mod:`memq.bench.conflict_reconcile`). Peers store with
+``infer=False`` and have no update path, so they run ``off`` only. SH and MH rows of one length share one context: it is ingested once per
 system and variant, into its own space, and both rows' questions are asked there.
 """
 
@@ -22,17 +23,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from memq.bench.conflict_reconcile import ReconcilingMemq
 from memq.bench.metrics import substring_match
 from memq.bench.results import BenchResult, ResultsFile, package_versions
 from memq.bench.supersession import SUBJECT_FIELD, subject_key, supersede
 from memq.bench.systems import MEMQ_PRESETS, BenchDoc, BenchSystem, MemqSystem, Timed, make_system
 from memq.embed.base import Embedder
 from memq.errors import InvalidInputError
+from memq.llm.base import LLM
 
 CONFLICT_FILE = "memoryagentbench/Conflict_Resolution.json"
 DATASET = "memoryagentbench/FactConsolidation"
 LENGTHS = ("6k", "32k", "64k", "262k")
-VARIANTS = ("off", "on")
+VARIANTS = ("off", "on", "reconcile")
+NO_LLM_NOTE = "reconcile: no LLM configured (pass --llm)"
 _SOURCE = re.compile(r"^factconsolidation_(sh|mh)_(\w+)$")
 _NUMBERED = re.compile(r"^\s*(\d+)\.\s+(.*\S)\s*$")
 
@@ -144,7 +148,13 @@ class SupersedingMemq(MemqSystem):
         self.unparsed += report.unparsed
 
 
-def build_system(name: str, variant: str, embedder: Embedder) -> BenchSystem:
+def build_system(name: str, variant: str, embedder: Embedder, llm: LLM | None = None) -> BenchSystem:
+    if variant == "reconcile":
+        if name not in MEMQ_PRESETS:
+            raise InvalidInputError(f"the reconcile variant applies to memq presets only, not {name!r}")
+        if llm is None:
+            raise InvalidInputError(NO_LLM_NOTE)
+        return ReconcilingMemq(name, embedder, llm)
     if variant == "on":
         if name not in MEMQ_PRESETS:
             raise InvalidInputError(f"supersession 'on' applies to memq presets only, not {name!r}")
@@ -164,6 +174,8 @@ class ConflictRun:
     facts: int = 0
     invalidated: int | None = None
     unparsed: int | None = None
+    llm: dict[str, float] | None = None  # reconcile: LLM usage, errors and decisions
+    llm_error_examples: list[str] = field(default_factory=list)
 
 
 def score_question(texts: Sequence[str], answers: Sequence[str], ks: Sequence[int]) -> dict[int, bool]:
@@ -180,12 +192,15 @@ def run_system(
     variant: str,
     on_facts: Callable[[int], None] | None = None,
     on_question: Callable[[], None] | None = None,
+    max_facts: int | None = None,
 ) -> ConflictRun:
+    """Ingest each context's facts (the first ``max_facts`` when set), then ask its rows' questions."""
     run = ConflictRun(system.name, variant)
     k_max = max(ks)
+    inner = system.system
     for ctx in contexts:
         space = f"fc-{ctx.length}"
-        texts = {f"{ctx.length}:{i}": fact for i, fact in enumerate(ctx.facts)}
+        texts = {f"{ctx.length}:{i}": fact for i, fact in enumerate(ctx.facts[:max_facts])}
         docs = [
             BenchDoc(key=key, text=text, meta={"serial": i}) for i, (key, text) in enumerate(texts.items())
         ]
@@ -201,15 +216,21 @@ def run_system(
             counts = run.hits.setdefault(slot, dict.fromkeys(ks, 0))
             for question, answers in zip(row.questions, row.answers, strict=True):
                 keys = system.search(space, question, k_max)
-                got = score_question([texts[k] for k in keys if k in texts], answers, ks)
+                if isinstance(inner, ReconcilingMemq):  # the model's texts, not the dataset's
+                    found = [t for k in keys if (t := inner.text_of(k)) is not None]
+                else:
+                    found = [texts[k] for k in keys if k in texts]
+                got = score_question(found, answers, ks)
                 for k, ok in got.items():
                     counts[k] += int(ok)
                 run.asked[slot] = run.asked.get(slot, 0) + 1
                 if on_question:
                     on_question()
-    inner = system.system
     if isinstance(inner, SupersedingMemq):
         run.invalidated, run.unparsed = inner.invalidated, inner.unparsed
+    if isinstance(inner, ReconcilingMemq):
+        run.llm = inner.metrics()
+        run.llm_error_examples = list(inner.error_messages)
     return run
 
 
@@ -235,15 +256,16 @@ def run_metrics(run: ConflictRun, ks: Sequence[int]) -> dict[str, float]:
         out["unparsed_facts"] = float(run.unparsed or 0)
     out["llm_calls"] = 0.0
     out["llm_tokens"] = 0.0
+    out.update(run.llm or {})
     return out
 
 
 def plan(systems: Sequence[str], variants: Sequence[str]) -> list[tuple[str, str]]:
-    """(system, variant) pairs to run: ``on`` only for memq presets."""
+    """(system, variant) pairs to run: ``on`` and ``reconcile`` only for memq presets."""
     pairs = []
     for variant in variants:
         for name in systems:
-            if variant == "on" and name not in MEMQ_PRESETS:
+            if variant in ("on", "reconcile") and name not in MEMQ_PRESETS:
                 continue
             pairs.append((name, variant))
     return pairs
@@ -258,29 +280,47 @@ def run_benchmark(
     lengths: Sequence[str] | None = None,
     variants: Sequence[str] = VARIANTS,
     chunk: int = 100,
+    llm: LLM | None = None,
+    max_facts: int | None = None,
     args: dict[str, Any] | None = None,
     progress: Any = None,
     checkpoint: Callable[[ResultsFile], None] | None = None,
 ) -> ResultsFile:
-    """Run every (system, variant) on every context; one :class:`BenchResult` each."""
+    """Run every (system, variant) on every context; one :class:`BenchResult` each.
+
+    ``reconcile`` runs only with an ``llm``; without one it is left out and the results file's
+    ``extra["notes"]`` says so. ``max_facts`` ingests only the first N facts of each context, in
+    every variant (so the variants of one run stay comparable); all questions are still asked.
+    """
     bad = [v for v in variants if v not in VARIANTS]
     if bad:
         raise InvalidInputError(f"unknown variant(s) {bad}; choose from {', '.join(VARIANTS)}")
     if chunk < 1:
         raise InvalidInputError("chunk must be >= 1")
+    if max_facts is not None and max_facts < 1:
+        raise InvalidInputError("max_facts must be >= 1")
+    run_notes: list[str] = []
+    if "reconcile" in variants and llm is None:
+        variants = [v for v in variants if v != "reconcile"]
+        run_notes.append(NO_LLM_NOTE)
+    if max_facts is not None:
+        run_notes.append(
+            f"max_facts={max_facts}: only the first {max_facts} facts of each context are written, in every "
+            "variant; all questions are asked, so em@k is bounded by the facts written"
+        )
     contexts = group_contexts(rows, lengths)
     if not contexts:
         raise InvalidInputError(
             f"no rows of length {', '.join(lengths or [])}; the file has {sorted({r.length for r in rows})}"
         )
     pairs = plan(systems, variants)
-    n_facts = sum(len(c.facts) for c in contexts)
+    n_facts = sum(len(c.facts[:max_facts]) for c in contexts)
     n_questions = sum(len(r.questions) for c in contexts for r in c.rows)
-    results = ResultsFile(benchmark="conflict", args=dict(args or {}))
+    results = ResultsFile(benchmark="conflict", args=dict(args or {}), extra={"notes": run_notes})
     versions = package_versions()
     for name, variant in pairs:
         started = time.perf_counter()
-        system = Timed(build_system(name, variant, embedder))
+        system = Timed(build_system(name, variant, embedder, llm))
         facts_task = q_task = None
         if progress is not None:
             facts_task = progress.add_task(f"{name} [{variant}] facts", total=n_facts)
@@ -294,23 +334,41 @@ def run_benchmark(
                 variant=variant,
                 on_facts=(lambda n, t=facts_task: progress.advance(t, n)) if progress else None,
                 on_question=(lambda t=q_task: progress.advance(t, 1)) if progress else None,
+                max_facts=max_facts,
             )
             metrics = {**run_metrics(run, ks), **system.latency_metrics()}
         finally:
             system.close()
-        notes = []
+        notes = list(run_notes)
         if variant == "off" and name not in MEMQ_PRESETS:
             notes.append("peer stores facts with infer=False and has no update path: supersession off only")
         if variant == "on":
             notes.append(
                 "LLM-free supersession by (relation, subject) key; old facts invalidated, history kept"
             )
+        if variant == "reconcile":
+            notes.append(
+                f"each fact written by Memory.add(manager='reconcile') with {getattr(llm, 'model_id', llm)}; "
+                "scored on the retrieved records' own (model-written) texts"
+            )
+            errors = int(metrics.get("llm_errors", 0))
+            if errors:
+                notes.append(
+                    f"{errors} add(s) raised LLMError and were skipped (nothing written for those facts); "
+                    "first: " + " | ".join(run.llm_error_examples)
+                )
         results.results.append(
             BenchResult(
                 system=name,
                 dataset=DATASET,
-                variant=f"supersession-{variant}",
-                config={"k": list(ks), "chunk_facts": chunk, "lengths": [c.length for c in contexts]},
+                variant="reconcile" if variant == "reconcile" else f"supersession-{variant}",
+                config={
+                    "k": list(ks),
+                    "chunk_facts": 1 if variant == "reconcile" else chunk,
+                    "lengths": [c.length for c in contexts],
+                    "max_facts": max_facts,
+                    **({"llm": getattr(llm, "model_id", str(llm))} if variant == "reconcile" else {}),
+                },
                 metrics=metrics,
                 seconds=time.perf_counter() - started,
                 versions=versions,

@@ -188,9 +188,29 @@ def conflict(
         str, typer.Option(help="Context lengths to run, comma-separated.")
     ] = "6k,32k,64k,262k",
     variants: Annotated[
-        str, typer.Option(help="Supersession variants: off, on (on: memq presets only).")
-    ] = "off,on",
-    chunk: Annotated[int, typer.Option(min=1, help="Facts per add call.")] = 100,
+        str,
+        typer.Option(
+            help="Variants: off, on (LLM-free supersession), reconcile (the LLM manager; needs --llm); "
+            "on and reconcile: memq presets only."
+        ),
+    ] = "off,on,reconcile",
+    chunk: Annotated[int, typer.Option(min=1, help="Facts per add call (reconcile: always 1).")] = 100,
+    llm: Annotated[
+        str | None,
+        typer.Option(
+            envvar="MEMQ_LLM",
+            help="LLM for the reconcile variant: local (embedded Gemma 3 270M), openai:MODEL or "
+            "openai:MODEL@BASE_URL. Without it the reconcile variant is skipped (noted in the results).",
+        ),
+    ] = None,
+    max_facts: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Write only the first N facts of each context (every variant; bounds LLM cost). "
+            "All questions are still asked.",
+        ),
+    ] = None,
     out: Annotated[Path, typer.Option(help="Where to write the results JSON.")] = Path(
         "results-conflict.json"
     ),
@@ -215,9 +235,14 @@ def conflict(
             f"[red]error[/]: --lengths among {', '.join(LENGTHS)}; --variants among {', '.join(VARIANTS)}"
         )
         raise typer.Exit(2)
+    model = None
     try:
         rows = load_conflict(dataset_file(CONFLICT_FILE, data))
         emb = _embedder(embedder, cache)
+        if llm and "reconcile" in chosen:
+            from memq.llm.spec import llm_from_spec
+
+            model = llm_from_spec(llm)
         args = {
             "command": _command(),
             "systems": names,
@@ -225,6 +250,8 @@ def conflict(
             "lengths": wanted,
             "variants": chosen,
             "chunk": chunk,
+            "max_facts": max_facts,
+            "llm": None if model is None else model.model_id,
             "embedder": emb.model_id,
         }
         with _progress() as bar:
@@ -236,6 +263,8 @@ def conflict(
                 lengths=wanted,
                 variants=chosen,
                 chunk=chunk,
+                llm=model,
+                max_facts=max_facts,
                 args=args,
                 progress=bar,
                 checkpoint=lambda rf: write_results(out, rf),
@@ -243,8 +272,16 @@ def conflict(
     except MemqError as exc:
         console.print(f"[red]error[/] ({exc.code}): {exc}")
         raise typer.Exit(2) from None
+    finally:
+        close = getattr(model, "close", None)
+        if callable(close):
+            close()
     write_results(out, results)
     cols = [f"em@{x}/{n}" for x in ks[:2] for n in wanted] + [f"em@{x}" for x in ks]
     cols += ["add_ms_p50", "search_ms_p50"]
+    if model is not None:
+        cols += ["llm_calls", "llm_errors"]
     console.print(_table(results, "FactConsolidation (MemoryAgentBench): gold answer in top-k facts", cols))
+    for note in results.extra.get("notes", []):
+        console.print(f"note: {note}")
     console.print(f"results: {out}")
