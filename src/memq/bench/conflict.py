@@ -204,11 +204,12 @@ def run_system(
         docs = [
             BenchDoc(key=key, text=text, meta={"serial": i}) for i, (key, text) in enumerate(texts.items())
         ]
+        step = 1 if isinstance(inner, ReconcilingMemq) else chunk  # reconcile: one fact per add
         started = time.perf_counter()
-        for start in range(0, len(docs), chunk):
-            system.add(space, docs[start : start + chunk])
+        for start in range(0, len(docs), step):
+            system.add(space, docs[start : start + step])
             if on_facts:
-                on_facts(len(docs[start : start + chunk]))
+                on_facts(len(docs[start : start + step]))
         run.ingest_seconds += time.perf_counter() - started
         run.facts += len(docs)
         for row in ctx.rows:
