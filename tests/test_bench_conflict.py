@@ -176,6 +176,7 @@ def test_load_and_group(tmp_path: Path) -> None:
 
 def test_plan_runs_peers_with_supersession_off_only() -> None:
     assert plan(["memq", "chroma"], ["off", "on"]) == [("memq", "off"), ("chroma", "off"), ("memq", "on")]
+    assert plan(["memq", "chroma"], ["reconcile"]) == [("memq", "reconcile")]
 
 
 def test_cli_writes_valid_results(tmp_path: Path, embedder) -> None:
