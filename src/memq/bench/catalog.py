@@ -42,8 +42,11 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         "conflict",
         "MemoryAgentBench FactConsolidation: conflicting facts",
         "Facts ingested in order, later ones overriding earlier ones; whether the gold answer is in the top-k "
-        "retrieved records, with supersession off and on, per context length.",
-        quick=("--lengths", "6k", "--systems", "memq,chroma"),
+        "retrieved records, with supersession off and on, per context length. The LLM reconcile variant runs "
+        "on its own (`memq bench conflict --llm SPEC --max-facts N`): with MEMQ_LLM set, `bench all` would "
+        "otherwise send every fact through the LLM.",
+        args=("--variants", "off,on"),
+        quick=("--lengths", "6k", "--systems", "memq,chroma", "--variants", "off,on"),
         page="docs/benchmarks-conflict.md",
     ),
     Benchmark(
