@@ -684,7 +684,7 @@ class Memory(_Base):
             records = self.store.visible(q, ids, with_embedding=opts.mmr_lambda is not None)
             hits = rank(signals, records, opts, utcnow())
             retrieval = Retrieval(query=text, scope=q.scope, k=opts.k, policy=opts.policy, hits=hits)
-            pool = _pool_entries(signals)
+            pool = _pool_entries(signals) if self.config.log_retrievals else []
         if self.config.log_retrievals:
             self.store.log_retrieval(
                 retrieval,
@@ -1203,7 +1203,7 @@ class AsyncMemory(_Base):
             records = await self.store.visible(q, ids, with_embedding=opts.mmr_lambda is not None)
             hits = rank(signals, records, opts, utcnow())
             retrieval = Retrieval(query=text, scope=q.scope, k=opts.k, policy=opts.policy, hits=hits)
-            pool = _pool_entries(signals)
+            pool = _pool_entries(signals) if self.config.log_retrievals else []
         if self.config.log_retrievals:
             await self.store.log_retrieval(
                 retrieval,
