@@ -64,7 +64,8 @@ def main(
     embedder: Annotated[
         str,
         typer.Option(
-            envvar="MEMQ_EMBEDDER", help="minilm (default, offline), hashing[:DIM], or openai:MODEL:DIM."
+            envvar="MEMQ_EMBEDDER",
+            help="minilm (default, offline), mpnet or e5-small (offline, the embedders extra), hashing[:DIM], or openai:MODEL:DIM.",
         ),
     ] = "minilm",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
