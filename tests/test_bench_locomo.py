@@ -217,6 +217,21 @@ def test_memq_system_stores_follows_links(tmp_path: Path, embedder) -> None:
         system.close()
 
 
+def test_memq_system_resolves_follows_links_inside_one_batch(tmp_path: Path, embedder) -> None:
+    conv = load_locomo(_tiny_locomo(tmp_path / "l.json"))[0]
+    system = MemqSystem("memq", embedder, workdir=tmp_path / "db")
+    try:
+        system.add("s", turn_docs(conv))  # one add: the turns a doc follows are in the same batch
+        records = {
+            r.metadata["key"]: r for r in system.memory.iter(scope={"tenant": "bench", "session": "s"})
+        }
+        assert [(ln.type, ln.target) for ln in records["D1:2"].links] == [("follows", records["D1:1"].id)]
+        assert [(ln.type, ln.target) for ln in records["D2:2"].links] == [("follows", records["D2:1"].id)]
+        assert records["D2:1"].links == []
+    finally:
+        system.close()
+
+
 def test_load_audit_keeps_wrong_citations_only(tmp_path: Path) -> None:
     assert load_audit(_tiny_audit(tmp_path / "a.json")) == {(0, 0): ("D1:3",)}
     (tmp_path / "bad.json").write_text("{not json")

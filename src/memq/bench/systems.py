@@ -105,20 +105,30 @@ class MemqSystem:
         return {"tenant": "bench", "session": space}
 
     def add(self, space: str, docs: Sequence[BenchDoc]) -> None:
-        """``meta["follows"]`` (the key of an earlier doc in the space) becomes a ``follows`` link."""
+        """``meta["follows"]`` (the key of an earlier doc in the space, or of one earlier in the same
+        batch) becomes a ``follows`` link; ids are assigned here so links inside a batch resolve."""
+        from memq.ids import new_id
         from memq.types import Link, NewRecord
 
-        ids = self._ids.setdefault(space, {})
+        known = self._ids.setdefault(space, {})
+        batch_ids = {d.key: new_id() for d in docs}
         new = []
         for d in docs:
             meta = {k: v for k, v in d.meta.items() if k != "follows"}
-            prev = ids.get(str(d.meta.get("follows")))
+            follows = str(d.meta.get("follows"))
+            prev = batch_ids.get(follows) if follows in batch_ids else known.get(follows)
             links = [Link(target=prev, type="follows")] if prev else []
             new.append(
-                NewRecord(text=d.text, metadata={"key": d.key, **meta}, valid_from=d.when, links=links)
+                NewRecord(
+                    id=batch_ids[d.key],
+                    text=d.text,
+                    metadata={"key": d.key, **meta},
+                    valid_from=d.when,
+                    links=links,
+                )
             )
-        stored = self.memory.add(new, scope=self._scope(space))
-        ids.update((d.key, r.id) for d, r in zip(docs, stored, strict=True))
+        self.memory.add(new, scope=self._scope(space))  # one transaction: all or nothing
+        known.update(batch_ids)
         self._records += len(docs)
 
     def search(self, space: str, query: str, k: int) -> list[str]:
