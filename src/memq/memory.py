@@ -782,10 +782,9 @@ class Memory(_Base):
         )
         records, _ = self._prepare_add(item, sc, {})
         self._attach(records, self._embed_documents([r.text for r in records]))
-        record = records[0]
-        deltas = agreement_deltas(self._learner(sc.tenant, "memq"), record, nearest, neighbours)
-        # the record and its neighbours' agreement statistics in one transaction
-        self.store.apply_writes(WriteBatch(sc.tenant, inserts=[InsertGroup(records)], stats=deltas or {}))
+        learner = self._learner(sc.tenant, "memq")
+        record, batch = _experience_batch(sc.tenant, records, learner, nearest, neighbours)
+        self.store.apply_writes(batch)
         if self.config.capacity is not None:
             self.forget(self.config.capacity, scope=sc)
         return record
@@ -929,6 +928,19 @@ class Memory(_Base):
         self._embedder = embedder
         self._space_checked = False
         return count
+
+
+def _experience_batch(
+    tenant: str,
+    records: list[MemoryRecord],
+    learner: Learner,
+    nearest: Sequence[Candidate],
+    neighbours: Mapping[str, MemoryRecord],
+) -> tuple[MemoryRecord, WriteBatch]:
+    """The experience record and its neighbours' agreement statistics, as ONE write batch."""
+    record = records[0]
+    deltas = agreement_deltas(learner, record, nearest, neighbours)
+    return record, WriteBatch(tenant, inserts=[InsertGroup(records)], stats=deltas or {})
 
 
 def _pool_entries(signals: Mapping[str, Sequence[Candidate]]) -> list[PoolEntry]:
@@ -1293,11 +1305,9 @@ class AsyncMemory(_Base):
         records, _ = self._prepare_add(item, sc, {})
         vectors = await asyncio.to_thread(self._embed_documents, [r.text for r in records])
         self._attach(records, vectors)
-        record = records[0]
-        deltas = agreement_deltas(await self._learner(sc.tenant, "memq"), record, nearest, neighbours)
-        await self.store.apply_writes(
-            WriteBatch(sc.tenant, inserts=[InsertGroup(records)], stats=deltas or {})
-        )
+        learner = await self._learner(sc.tenant, "memq")
+        record, batch = _experience_batch(sc.tenant, records, learner, nearest, neighbours)
+        await self.store.apply_writes(batch)
         if self.config.capacity is not None:
             await self.forget(self.config.capacity, scope=sc)
         return record

@@ -34,7 +34,7 @@ import typer
 from memq.bench.locomo import Conversation, load_locomo
 from memq.bench.metrics import recall_fraction
 from memq.bench.results import BenchResult, ResultsFile, package_versions, percentiles
-from memq.bench.systems import BenchDoc, MemqSystem
+from memq.bench.systems import BenchDoc, MemqSystem, _dir_bytes
 from memq.embed import Embedder, embedder_from_spec
 from memq.embed.cache import CachedEmbedder
 from memq.errors import InvalidInputError
@@ -44,10 +44,6 @@ MODES = ("dense", "hybrid")
 CATEGORIES = (1, 2, 3, 4)
 KS = (5, 10)
 _EVIDENCE_ID = re.compile(r"D\d+:\d+")
-
-
-def _dir_bytes(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
 def model_bytes(spec: str, embedder: Embedder) -> int:
