@@ -51,8 +51,8 @@ import httpx
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from memq.bench.locomo import load_locomo
-from memq.bench.results import BenchResult, ResultsFile, package_versions, percentiles, write_results
+from memq_bench.locomo import load_locomo
+from memq_bench.results import BenchResult, ResultsFile, package_versions, percentiles, write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "load.json"

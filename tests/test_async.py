@@ -40,8 +40,9 @@ async def test_async_round_trip(db_url: str, embedder) -> None:
 async def test_concurrent_adds_and_searches_on_one_loop(db_url: str, embedder) -> None:
     async with await AsyncMemory.open(db_url, embedder=embedder) as mem:
         scopes = [Scope(tenant="t", user=f"u{i}") for i in range(4)]
-        await asyncio.gather(*(mem.add([f"user {i} note {j}" for j in range(10)], scope=s)
-                               for i, s in enumerate(scopes)))
+        await asyncio.gather(
+            *(mem.add([f"user {i} note {j}" for j in range(10)], scope=s) for i, s in enumerate(scopes))
+        )
         results = await asyncio.gather(*(mem.search("note", k=20, scope=s) for s in scopes))
         for i, r in enumerate(results):
             assert len(r.hits) == 10 and all(h.record.scope.user == f"u{i}" for h in r.hits)

@@ -11,7 +11,10 @@ from typer.testing import CliRunner
 
 from llm_replay import Recorded, Reply, malformed
 from memq import Memory
-from memq.bench.conflict import (
+from memq.cli import app
+from memq.errors import InvalidInputError
+from memq.types import NewRecord
+from memq_bench.conflict import (
     NO_LLM_NOTE,
     group_contexts,
     load_conflict,
@@ -19,12 +22,9 @@ from memq.bench.conflict import (
     plan,
     score_question,
 )
-from memq.bench.metrics import normalize_answer, substring_match
-from memq.bench.results import read_results
-from memq.bench.supersession import SUBJECT_FIELD, parse_fact, subject_key, supersede
-from memq.cli import app
-from memq.errors import InvalidInputError
-from memq.types import NewRecord
+from memq_bench.metrics import normalize_answer, substring_match
+from memq_bench.results import read_results
+from memq_bench.supersession import SUBJECT_FIELD, parse_fact, subject_key, supersede
 
 runner = CliRunner()
 

@@ -9,8 +9,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from memq.bench.locomo import load_locomo
-from memq.bench.locomo_bench import (
+from memq.errors import InvalidInputError
+from memq.retrieve.fusion import spread_links
+from memq.retrieve.pipeline import SearchOptions
+from memq_bench.locomo import load_locomo
+from memq_bench.locomo_bench import (
     Scored,
     aggregate,
     load_audit,
@@ -21,11 +24,8 @@ from memq.bench.locomo_bench import (
     run_locomo,
     turn_docs,
 )
-from memq.bench.results import read_results
-from memq.bench.systems import MemqSystem
-from memq.errors import InvalidInputError
-from memq.retrieve.fusion import spread_links
-from memq.retrieve.pipeline import SearchOptions
+from memq_bench.results import read_results
+from memq_bench.systems import MemqSystem
 
 
 def test_recall_at_k_by_hand() -> None:

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from memq.bench.longmemeval import load_longmemeval, parse_date, question_metrics, session_of
-from memq.bench.metrics import first_seen, ndcg_binary, recall_all, recall_any, recall_fraction
-from memq.bench.results import read_results
 from memq.cli import app
 from memq.errors import InvalidInputError
+from memq_bench.longmemeval import load_longmemeval, parse_date, question_metrics, session_of
+from memq_bench.metrics import first_seen, ndcg_binary, recall_all, recall_any, recall_fraction
+from memq_bench.results import read_results
 
 runner = CliRunner()
 

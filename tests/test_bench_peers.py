@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from memq.bench.systems import BenchDoc, BenchSystem, Timed, make_system
 from memq.errors import InvalidInputError
+from memq_bench.systems import BenchDoc, BenchSystem, Timed, make_system
 
 PEERS = ["mem0", "chroma"]
 

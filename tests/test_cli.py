@@ -36,7 +36,9 @@ def test_add_search_get_history_update_flow(db: list[str]) -> None:
     _ok([*db, "update", rid, "--text", "Alice moved to Munich", "--reason", "moved"])
     events = json.loads(_ok([*db, "--json", "history", rid]))
     assert [(e["op"], e["version"]) for e in events] == [("add", 1), ("update", 2)]
-    filtered = json.loads(_ok([*db, "--json", "search", "allergy", "--filter", '{"metadata.topic": "travel"}']))
+    filtered = json.loads(
+        _ok([*db, "--json", "search", "allergy", "--filter", '{"metadata.topic": "travel"}'])
+    )
     assert [h["record"]["id"] for h in filtered["hits"]] == [rid]
     stats = json.loads(_ok([*db, "--json", "stats"]))
     assert stats["records"] == 2 and stats["versions"] == 3
@@ -78,6 +80,10 @@ def test_real_process_help_and_exit_code(tmp_path: Path) -> None:
     exe = [sys.executable, "-m", "memq"]
     help_out = subprocess.run([*exe, "--help"], capture_output=True, text=True, timeout=60)
     assert help_out.returncode == 0 and "search" in help_out.stdout and "demo" in help_out.stdout
-    bad = subprocess.run([*exe, "--db", str(tmp_path / "x.db"), "--embedder", "hashing", "get", "nope"],
-                         capture_output=True, text=True, timeout=60)
+    bad = subprocess.run(
+        [*exe, "--db", str(tmp_path / "x.db"), "--embedder", "hashing", "get", "nope"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert bad.returncode == 2 and "not_found" in bad.stderr

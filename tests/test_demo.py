@@ -11,7 +11,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from memq.cli import app
-from memq.demo import run_ttl_demo
+from memq_bench.demo import run_ttl_demo
 
 INTENTS = {
     "card_pin": "how do I reset the pin number of my card",

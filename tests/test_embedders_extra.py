@@ -155,7 +155,7 @@ def test_unpack_refuses_an_incomplete_model(tmp_path: Path) -> None:
 
 
 def test_evidence_ids_are_read_leniently() -> None:
-    from memq.bench.embedders import evidence_ids
+    from memq_bench.embedders import evidence_ids
 
     assert evidence_ids(["D1:3"]) == (["D1:3"], 0)
     assert evidence_ids(["D8:6; D9:17", "D1:3", "D8:6"]) == (["D8:6", "D9:17", "D1:3"], 1)
@@ -196,8 +196,8 @@ def _tiny_locomo(path: Path) -> Path:
 
 
 def test_locomo_questions_and_recall(tmp_path: Path) -> None:
-    from memq.bench.embedders import locomo_questions, recall_metrics
-    from memq.bench.locomo import load_locomo
+    from memq_bench.embedders import locomo_questions, recall_metrics
+    from memq_bench.locomo import load_locomo
 
     questions = locomo_questions(load_locomo(_tiny_locomo(tmp_path / "locomo.json")))
     # category 5 is left out; the empty-evidence question is skipped; D9:9 is not in the conversation
@@ -218,8 +218,8 @@ def test_locomo_questions_and_recall(tmp_path: Path) -> None:
 def test_bench_embedders_command_writes_results(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from memq.bench.cli import bench_app
-    from memq.bench.results import read_results
+    from memq_bench.cli import bench_app
+    from memq_bench.results import read_results
 
     data = _tiny_locomo(tmp_path / "locomo.json")
     out, doc = tmp_path / "embedders.json", tmp_path / "embedders.md"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from memq.bench.ttl import Dataset, RunSpec, load_labelled_csv, run_stream
 from memq.errors import InvalidInputError
 from memq.learn import make_learner
 from memq.learn.base import Outcome, PoolItem, clipped_z, top_k
@@ -13,6 +12,7 @@ from memq.learn.contextual import ContextualLearner
 from memq.learn.credit import assign_credit
 from memq.learn.memrl import MemRLLearner
 from memq.types import Utility
+from memq_bench.ttl import Dataset, RunSpec, load_labelled_csv, run_stream
 
 
 def _pool(sims: list[float], qs: list[float | None] | None = None) -> list[PoolItem]:

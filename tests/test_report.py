@@ -11,16 +11,16 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from memq.bench import svg
-from memq.bench.all import command_for, plan, run_all
-from memq.bench.catalog import BY_NAME
-from memq.bench.report import build_report
-from memq.bench.results import BenchResult, ResultsFile, write_results
-from memq.bench.results_md import render, write_results_md
-from memq.bench.tables import results_table
-from memq.bench.view import labels, load_results
 from memq.cli import app
 from memq.errors import InvalidInputError
+from memq_bench import svg
+from memq_bench.all import command_for, plan, run_all
+from memq_bench.catalog import BY_NAME
+from memq_bench.report import build_report
+from memq_bench.results import BenchResult, ResultsFile, write_results
+from memq_bench.results_md import render, write_results_md
+from memq_bench.tables import results_table
+from memq_bench.view import labels, load_results
 
 SVG_NS = "{http://www.w3.org/2000/svg}"
 runner = CliRunner()

@@ -17,14 +17,19 @@ def test_rrf_matches_the_formula() -> None:
     fused = rrf({"dense": [Candidate("a", 0.9), Candidate("b", 0.8)], "lexical": [Candidate("b", 7.0)]}, k=60)
     assert fused["a"] == pytest.approx(1 / 61)
     assert fused["b"] == pytest.approx(1 / 62 + 1 / 61)
-    weighted_rrf = rrf({"dense": [Candidate("a", 1.0)], "lexical": [Candidate("a", 1.0)]},
-                       weights={"dense": 2.0, "lexical": 0.5})
+    weighted_rrf = rrf(
+        {"dense": [Candidate("a", 1.0)], "lexical": [Candidate("a", 1.0)]},
+        weights={"dense": 2.0, "lexical": 0.5},
+    )
     assert weighted_rrf["a"] == pytest.approx(2.5 / 61)
 
 
 def test_weighted_fusion_normalises_each_signal() -> None:
     fused = weighted(
-        {"dense": [Candidate("a", 0.9), Candidate("b", 0.5)], "lexical": [Candidate("b", 10.0), Candidate("c", 2.0)]},
+        {
+            "dense": [Candidate("a", 0.9), Candidate("b", 0.5)],
+            "lexical": [Candidate("b", 10.0), Candidate("c", 2.0)],
+        },
         {"dense": 0.5, "lexical": 0.5},
     )
     assert fused == pytest.approx({"a": 0.5, "b": 0.5, "c": 0.0})
@@ -49,8 +54,9 @@ def test_mmr_skips_near_duplicates() -> None:
 
 def test_filter_parsing_builds_the_expected_tree() -> None:
     node = parse_filter({"kind": "fact", "or": [{"metadata.a": {"gte": 1}}, {"not": {"user": "x"}}]})
-    assert node == And((Cond("kind", "eq", "fact"),
-                        Or((Cond("metadata.a", "gte", 1), Not(Cond("user", "eq", "x"))))))
+    assert node == And(
+        (Cond("kind", "eq", "fact"), Or((Cond("metadata.a", "gte", 1), Not(Cond("user", "eq", "x")))))
+    )
     assert parse_filter(None) is None and parse_filter({}) is None
     assert parse_filter({"recorded_at": {"lt": "2024-01-01"}}) == Cond(
         "recorded_at", "lt", datetime(2024, 1, 1, tzinfo=UTC)

@@ -17,8 +17,13 @@ def _records(rng: np.random.Generator, n: int, tenant: str, start: int = 0) -> l
     vecs = rng.normal(size=(n, DIM)).astype(np.float32)
     vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
     return [
-        MemoryRecord(scope=Scope(tenant=tenant), text=f"{tenant} item {start + i}", metadata={"i": start + i},
-                     embedding=v.tolist(), embedding_model="test:random")
+        MemoryRecord(
+            scope=Scope(tenant=tenant),
+            text=f"{tenant} item {start + i}",
+            metadata={"i": start + i},
+            embedding=v.tolist(),
+            embedding_model="test:random",
+        )
         for i, v in enumerate(vecs)
     ]
 
@@ -44,7 +49,9 @@ def test_ann_path_returns_filtered_results_and_agrees_with_exact(tmp_path: Path)
     exact_store.insert(big)
     hits = 0
     for i in range(0, 3000, 150):
-        q = np.asarray(big[i].embedding, dtype=np.float32) + rng.normal(scale=0.3, size=DIM).astype(np.float32)
+        q = np.asarray(big[i].embedding, dtype=np.float32) + rng.normal(scale=0.3, size=DIM).astype(
+            np.float32
+        )
         q /= np.linalg.norm(q)
         scope = CandidateQuery(scope=Scope(tenant="big"))
         approx = {c.id for c in store.dense_candidates(scope, q, 10)}

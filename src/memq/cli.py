@@ -18,7 +18,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from memq.bench.cli import bench_app
 from memq.errors import MemqError
 from memq.memory import Memory, _resolve_llm
 from memq.server.cli import keys_app, serve
@@ -33,9 +32,32 @@ app = typer.Typer(
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
 )
-app.add_typer(bench_app, name="bench")
 app.add_typer(keys_app, name="keys")
 app.command()(serve)
+# `memq bench ...` and `memq demo` live in the memq_bench package, imported only when they run: the
+# other commands (and `memq --help`) never pay for the benchmark harness.
+_FORWARD = {
+    "context_settings": {"allow_extra_args": True, "ignore_unknown_options": True},
+    "add_help_option": False,
+}
+
+
+@app.command("bench", **_FORWARD)
+def _bench(ctx: typer.Context) -> None:
+    """Benchmarks on real data (results JSON + a table). `memq bench --help` lists them."""
+    from memq_bench.cli import bench_app
+
+    bench_app(ctx.args, prog_name="memq bench")
+
+
+@app.command("demo", **_FORWARD)
+def _demo(ctx: typer.Context) -> None:
+    """Watch memq learn from reward on BANKING77 (about a minute on 2 cores). `memq demo --help`."""
+    from memq_bench.cli import demo_app
+
+    demo_app(ctx.args, prog_name="memq demo")
+
+
 console = Console()
 err_console = Console(stderr=True)
 
@@ -692,64 +714,6 @@ def reembed(
             return mem.reembed(embedder_from_spec(to))
 
     console.print(f"re-embedded {_run(go)} record versions with {to}; use --embedder {to} from now on")
-
-
-@app.command()
-def demo(
-    dataset: Annotated[
-        str,
-        typer.Option(
-            help="banking77: learning from reward on a poisoned-experience stream (default); "
-            "locomo: one LoCoMo conversation into a store, then questions."
-        ),
-    ] = "banking77",
-    data: Annotated[
-        str | None,
-        typer.Option(
-            help="Dataset file (default: banking77/train.csv or locomo/locomo10.json under ../shared/data)."
-        ),
-    ] = None,
-    noise: Annotated[
-        float, typer.Option(min=0, max=0.99, help="banking77: share p of poisoned experiences.")
-    ] = 0.3,
-    seeds: Annotated[int, typer.Option(min=1, help="banking77: seeds per learner.")] = 1,
-    max_steps: Annotated[
-        int | None, typer.Option(min=20, help="banking77: cut the stream to a random subset of this size.")
-    ] = None,
-    jobs: Annotated[int, typer.Option(min=1, help="banking77: worker processes.")] = 2,
-    out_dir: Annotated[
-        Path, typer.Option(help="banking77: where the results JSON and the HTML report go.")
-    ] = Path(".memq/demo"),
-    cache: Annotated[
-        Path, typer.Option(help="banking77: embedding cache (each text is embedded once).")
-    ] = Path(".memq/cache/embeddings.sqlite"),
-    db: Annotated[Path, typer.Option(help="locomo: the demo store (replaced if present).")] = Path(
-        "memq-demo.db"
-    ),
-    conversation: Annotated[int, typer.Option(help="locomo: which conversation (0-9).")] = 0,
-) -> None:
-    """Watch memq learn from reward on BANKING77 (a few minutes on 2 cores), or a LoCoMo walk-through."""
-    from memq import demo as demos
-
-    if dataset == "locomo":
-        _run(lambda: demos.run_locomo_demo(db, data=data, conversation=conversation, console=console))
-    elif dataset == "banking77":
-        _run(
-            lambda: demos.run_ttl_demo(
-                data=data,
-                noise=noise,
-                seeds=seeds,
-                max_steps=max_steps,
-                jobs=jobs,
-                out_dir=out_dir,
-                cache=cache,
-                console=console,
-            )
-        )
-    else:
-        from memq.errors import InvalidInputError
-
-        _fail(InvalidInputError(f"--dataset must be banking77 or locomo, got {dataset!r}"))
 
 
 def run() -> None:  # pragma: no cover - console entry point alias

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from memq.errors import InvalidInputError
 from memq.retrieve.pipeline import SearchOptions
 
 
@@ -21,7 +24,8 @@ class MemoryConfig(BaseModel):
         default=30.0, gt=0, description="Feedback on a retrieval older than this is refused (expired)."
     )
     learner_params: dict[str, dict[str, Any]] = Field(
-        default_factory=dict, description="Constructor parameters per learner name, e.g. {'memrl': {'alpha': 0.2}}."
+        default_factory=dict,
+        description="Constructor parameters per learner name, e.g. {'memrl': {'alpha': 0.2}}.",
     )
     capacity: int | None = Field(
         default=None,
@@ -33,3 +37,36 @@ class MemoryConfig(BaseModel):
     )
     seed: int = Field(default=0, description="Seed of the policies' random choices (exploration).")
     search: SearchOptions = Field(default_factory=SearchOptions, description="Default search options.")
+    embedder: str | None = Field(
+        default=None,
+        description=(
+            "Embedder spec (memq.embed.embedder_from_spec: minilm, hashing:DIM, openai:MODEL:DIM, ...) "
+            "used when no embedder is passed; None = the default embedder."
+        ),
+    )
+
+    @classmethod
+    def load(cls, path: str | Path) -> MemoryConfig:
+        """A config from a JSON file (as :meth:`save` writes it; unknown keys are refused)."""
+        p = Path(path)
+        try:
+            data = json.loads(p.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise InvalidInputError(f"cannot read the config file {p}: {exc}") from exc
+        except json.JSONDecodeError as exc:
+            raise InvalidInputError(f"the config file {p} is not valid JSON: {exc}") from exc
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(map(str, err["loc"])) or "(top level)"
+            raise InvalidInputError(
+                f"the config file {p} is not a memq config: {where}: {err['msg']}"
+            ) from exc
+
+    def save(self, path: str | Path) -> Path:
+        """Write the config as JSON (every field, so the file documents itself); returns the path."""
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(json.dumps(self.model_dump(mode="json"), indent=2) + "\n", encoding="utf-8")
+        return p

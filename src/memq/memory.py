@@ -83,10 +83,12 @@ class _Base:
     def __init__(
         self,
         embedder: Embedder | None,
-        config: MemoryConfig | None,
+        config: MemoryConfig | str | Path | None,
         scope: ScopeLike | None,
         llm: LLM | str | None = None,
     ) -> None:
+        if isinstance(config, str | Path):
+            config = MemoryConfig.load(config)
         self.config = config or MemoryConfig()
         self._embedder = embedder
         self.llm: LLM | None = _resolve_llm(llm)
@@ -102,7 +104,12 @@ class _Base:
     @property
     def embedder(self) -> Embedder:
         if self._embedder is None:
-            self._embedder = _default_embedder()
+            if self.config.embedder:
+                from memq.embed import embedder_from_spec
+
+                self._embedder = embedder_from_spec(self.config.embedder)
+            else:
+                self._embedder = _default_embedder()
         return self._embedder
 
     def _scope(self, scope: ScopeLike | None) -> Scope:
@@ -452,7 +459,7 @@ class Memory(_Base):
         store: Store | str | Path = DEFAULT_DB,
         *,
         embedder: Embedder | None = None,
-        config: MemoryConfig | None = None,
+        config: MemoryConfig | str | Path | None = None,
         scope: ScopeLike | None = None,
         llm: LLM | str | None = None,
     ) -> None:
@@ -983,7 +990,7 @@ class AsyncMemory(_Base):
         store: AsyncStore,
         *,
         embedder: Embedder | None = None,
-        config: MemoryConfig | None = None,
+        config: MemoryConfig | str | Path | None = None,
         scope: ScopeLike | None = None,
         llm: LLM | str | None = None,
     ) -> None:

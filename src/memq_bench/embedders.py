@@ -31,13 +31,13 @@ from typing import Annotated, Any
 
 import typer
 
-from memq.bench.locomo import Conversation, load_locomo
-from memq.bench.metrics import recall_fraction
-from memq.bench.results import BenchResult, ResultsFile, package_versions, percentiles
-from memq.bench.systems import BenchDoc, MemqSystem, _dir_bytes
 from memq.embed import Embedder, embedder_from_spec
 from memq.embed.cache import CachedEmbedder
 from memq.errors import InvalidInputError
+from memq_bench.locomo import Conversation, load_locomo
+from memq_bench.metrics import recall_fraction
+from memq_bench.results import BenchResult, ResultsFile, package_versions, percentiles
+from memq_bench.systems import BenchDoc, MemqSystem, _dir_bytes
 
 EMBEDDER_SPECS = ("minilm", "mpnet", "e5-small")
 MODES = ("dense", "hybrid")
@@ -327,7 +327,7 @@ def markdown_table(results: ResultsFile) -> str:
 
 def category_table(results: ResultsFile) -> str:
     """recall@5 per LoCoMo category for every (embedder, mode)."""
-    from memq.bench.locomo import CATEGORIES as NAMES
+    from memq_bench.locomo import CATEGORIES as NAMES
 
     head = " | ".join(f"cat{c} {NAMES[c]}" for c in CATEGORIES)
     lines = [f"| embedder | mode | {head} |", "|---|---|" + "---:|" * len(CATEGORIES)]
@@ -367,9 +367,9 @@ def embedders_command(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    from memq.bench.data import dataset_file
-    from memq.bench.results import write_results
     from memq.errors import MemqError
+    from memq_bench.data import dataset_file
+    from memq_bench.results import write_results
 
     console = Console()
     specs = [s.strip() for s in embedders.split(",") if s.strip()]

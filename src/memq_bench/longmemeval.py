@@ -28,11 +28,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from memq.bench.metrics import first_seen, ndcg_binary, recall_all, recall_any
-from memq.bench.results import BenchResult, ResultsFile, package_versions
-from memq.bench.systems import BenchDoc, Timed, make_system
 from memq.embed.base import Embedder
 from memq.errors import InvalidInputError
+from memq_bench.metrics import first_seen, ndcg_binary, recall_all, recall_any
+from memq_bench.results import BenchResult, ResultsFile, package_versions
+from memq_bench.systems import BenchDoc, Timed, make_system
 
 S_FILE = "longmemeval/longmemeval_s_cleaned_sample60.json"
 ORACLE_FILE = "longmemeval/longmemeval_oracle.json"

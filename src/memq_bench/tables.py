@@ -1,7 +1,7 @@
 """Terminal output every benchmark can share: a rich table of a results file and a standard progress bar.
 
 ```python
-from memq.bench.tables import bench_progress, print_results
+from memq_bench.tables import bench_progress, print_results
 
 with bench_progress(console) as bar:
     task = bar.add_task("questions", total=len(questions))
@@ -25,8 +25,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from memq.bench.results import ResultsFile
-from memq.bench.view import best_values, fmt_value, is_cost, is_count, labels, metric_names, split_metric
+from memq_bench.results import ResultsFile
+from memq_bench.view import best_values, fmt_value, is_cost, is_count, labels, metric_names, split_metric
 
 
 def bench_progress(console: Console | None = None, *, transient: bool = False) -> Progress:

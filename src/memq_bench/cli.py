@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -12,6 +12,7 @@ from rich.table import Table
 from memq.errors import MemqError
 
 bench_app = typer.Typer(help="Benchmarks on real data (results JSON + a table).", no_args_is_help=True)
+demo_app = typer.Typer(help="memq's demos: learning from reward (BANKING77), or a LoCoMo walk-through.")
 console = Console()
 
 DEFAULT_CACHE = Path(".memq/cache/embeddings.sqlite")
@@ -49,10 +50,10 @@ def ttl(
     ] = DEFAULT_CACHE,
 ) -> None:
     """Test-time learning on a poisoned-experience stream (any text,label CSV; BANKING77 by default)."""
-    from memq.bench.data import dataset_file
-    from memq.bench.results import write_results
-    from memq.bench.ttl import load_labelled_csv, run_with_progress, to_results_file
     from memq.learn import LEARNERS
+    from memq_bench.data import dataset_file
+    from memq_bench.results import write_results
+    from memq_bench.ttl import load_labelled_csv, run_with_progress, to_results_file
 
     try:
         noises = [float(x) for x in noise.split(",") if x.strip()]
@@ -120,7 +121,7 @@ def _ttl_table(rf, title: str) -> None:
 
 
 def _write_doc(rf, doc: Path) -> None:
-    from memq.bench.ttl import markdown_page
+    from memq_bench.ttl import markdown_page
 
     command = rf.args.get("command") or _command()
     doc.parent.mkdir(parents=True, exist_ok=True)
@@ -128,9 +129,16 @@ def _write_doc(rf, doc: Path) -> None:
     console.print(f"page: {doc}")
 
 
-def _fail(exc: MemqError) -> None:
-    console.print(f"[red]error[/] ({exc.code}): {exc}")
+def _fail(exc: Exception) -> None:
+    console.print(f"[red]error[/] ({getattr(exc, 'code', type(exc).__name__)}): {exc}")
     raise typer.Exit(2) from None
+
+
+def _run_cli(fn: Any) -> Any:
+    try:
+        return fn()
+    except (MemqError, OSError, ValueError) as exc:
+        _fail(exc)
 
 
 @bench_app.command(name="ttl-report")
@@ -139,7 +147,7 @@ def ttl_report(
     doc: Annotated[Path, typer.Option(help="The markdown page to (re)write.")] = Path("docs/results-ttl.md"),
 ) -> None:
     """Regenerate the TTL results page from a committed JSON without re-running the benchmark."""
-    from memq.bench.view import load_results
+    from memq_bench.view import load_results
 
     try:
         rf = load_results(results)
@@ -155,7 +163,7 @@ def report(
     title: Annotated[str, typer.Option(help="Page title.")] = "memq benchmark report",
 ) -> None:
     """One self-contained HTML report (inline SVG charts, no scripts, opens offline) from results files."""
-    from memq.bench.report import write_report
+    from memq_bench.report import write_report
 
     try:
         path = write_report(results, out, title=title)
@@ -172,7 +180,7 @@ def results_md(
     out: Annotated[Path, typer.Option(help="The markdown page to (re)write.")] = Path("docs/results.md"),
 ) -> None:
     """Regenerate docs/results.md (every benchmark's table) from the results JSON files."""
-    from memq.bench.results_md import write_results_md
+    from memq_bench.results_md import write_results_md
 
     if not results_dir.is_dir():
         console.print(f"[red]error[/]: {results_dir} is not a folder")
@@ -188,8 +196,8 @@ def show(
     ] = None,
 ) -> None:
     """Print a results file as a table in the terminal."""
-    from memq.bench.tables import print_results
-    from memq.bench.view import load_results
+    from memq_bench.tables import print_results
+    from memq_bench.view import load_results
 
     try:
         rf = load_results(results)
@@ -238,7 +246,7 @@ def all_(
     Each runs as its own process: ``memq bench <name> --out <results-dir>/<name>.json``. A failed
     benchmark keeps its previous results file; the command exits 1 if any failed.
     """
-    from memq.bench.all import plan, run_all
+    from memq_bench.all import plan, run_all
 
     try:
         selected = plan(only, skip)
@@ -258,17 +266,75 @@ def all_(
     raise typer.Exit(0 if ok else 1)
 
 
-# LongMemEval and FactConsolidation retrieval benchmarks (memq.bench.retrieval_cmds).
-from memq.bench.retrieval_cmds import conflict as _conflict  # noqa: E402
-from memq.bench.retrieval_cmds import longmemeval as _longmemeval  # noqa: E402
+# LongMemEval and FactConsolidation retrieval benchmarks (memq_bench.retrieval_cmds).
+from memq_bench.retrieval_cmds import conflict as _conflict  # noqa: E402
+from memq_bench.retrieval_cmds import longmemeval as _longmemeval  # noqa: E402
 
 bench_app.command(name="longmemeval")(_longmemeval)
 bench_app.command(name="conflict")(_conflict)
 
-from memq.bench.embedders import embedders_command as _embedders  # noqa: E402
+from memq_bench.embedders import embedders_command as _embedders  # noqa: E402
 
 bench_app.command(name="embedders")(_embedders)
 
-from memq.bench.locomo_cli import locomo as _locomo  # noqa: E402
+from memq_bench.locomo_cli import locomo as _locomo  # noqa: E402
 
 bench_app.command(name="locomo")(_locomo)
+
+
+@demo_app.command()
+def demo(
+    dataset: Annotated[
+        str,
+        typer.Option(
+            help="banking77: learning from reward on a poisoned-experience stream (default); "
+            "locomo: one LoCoMo conversation into a store, then questions."
+        ),
+    ] = "banking77",
+    data: Annotated[
+        str | None,
+        typer.Option(
+            help="Dataset file (default: banking77/train.csv or locomo/locomo10.json under ../shared/data)."
+        ),
+    ] = None,
+    noise: Annotated[
+        float, typer.Option(min=0, max=0.99, help="banking77: share p of poisoned experiences.")
+    ] = 0.3,
+    seeds: Annotated[int, typer.Option(min=1, help="banking77: seeds per learner.")] = 1,
+    max_steps: Annotated[
+        int | None, typer.Option(min=20, help="banking77: cut the stream to a random subset of this size.")
+    ] = None,
+    jobs: Annotated[int, typer.Option(min=1, help="banking77: worker processes.")] = 2,
+    out_dir: Annotated[
+        Path, typer.Option(help="banking77: where the results JSON and the HTML report go.")
+    ] = Path(".memq/demo"),
+    cache: Annotated[
+        Path, typer.Option(help="banking77: embedding cache (each text is embedded once).")
+    ] = Path(".memq/cache/embeddings.sqlite"),
+    db: Annotated[Path, typer.Option(help="locomo: the demo store (replaced if present).")] = Path(
+        "memq-demo.db"
+    ),
+    conversation: Annotated[int, typer.Option(help="locomo: which conversation (0-9).")] = 0,
+) -> None:
+    """Watch memq learn from reward on BANKING77 (a few minutes on 2 cores), or a LoCoMo walk-through."""
+    from memq_bench import demo as demos
+
+    if dataset == "locomo":
+        _run_cli(lambda: demos.run_locomo_demo(db, data=data, conversation=conversation, console=console))
+    elif dataset == "banking77":
+        _run_cli(
+            lambda: demos.run_ttl_demo(
+                data=data,
+                noise=noise,
+                seeds=seeds,
+                max_steps=max_steps,
+                jobs=jobs,
+                out_dir=out_dir,
+                cache=cache,
+                console=console,
+            )
+        )
+    else:
+        from memq.errors import InvalidInputError
+
+        _fail(InvalidInputError(f"--dataset must be banking77 or locomo, got {dataset!r}"))

@@ -1,4 +1,4 @@
-"""Systems under benchmark behind one small protocol: memq presets here, peers in ``memq.bench.peers``.
+"""Systems under benchmark behind one small protocol: memq presets here, peers in ``memq_bench.peers``.
 
 A benchmark talks to every system the same way: put documents into an isolated *space* (one LoCoMo
 conversation, one LongMemEval haystack), then ask for the keys of the k best documents. The harness
@@ -163,11 +163,11 @@ def make_system(name: str, embedder: Embedder, **kwargs: Any) -> BenchSystem:
     if name in MEMQ_PRESETS:
         return MemqSystem(name, embedder, **kwargs)
     if name == "mem0":
-        from memq.bench.peers.mem0 import Mem0System
+        from memq_bench.peers.mem0 import Mem0System
 
         return Mem0System(embedder, **kwargs)
     if name == "chroma":
-        from memq.bench.peers.chroma import ChromaSystem
+        from memq_bench.peers.chroma import ChromaSystem
 
         return ChromaSystem(embedder, **kwargs)
     raise ValueError(f"unknown system {name!r}; choose from {', '.join(system_names())}")
@@ -199,7 +199,7 @@ class Timed:
 
     def latency_metrics(self) -> dict[str, float]:
         """``add_ms_p50/p95/p99/mean`` and ``search_ms_...`` plus ``records`` and ``bytes``."""
-        from memq.bench.results import percentiles
+        from memq_bench.results import percentiles
 
         return {
             **percentiles(self.add_ms, "add_ms"),

@@ -16,8 +16,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from memq.bench.catalog import BENCHMARKS, BY_NAME, Benchmark
 from memq.errors import InvalidInputError
+from memq_bench.catalog import BENCHMARKS, BY_NAME, Benchmark
 
 RESULTS_DIR = Path("benchmarks/results")
 QUICK_DIR = Path(".memq/bench-quick")
@@ -69,10 +69,10 @@ def run_all(
     ``available``: the ``memq bench`` commands this install has (None: assume all). Returns False if
     any benchmark failed, timed out or is not available.
     """
-    from memq.bench.report import write_report
-    from memq.bench.results_md import write_results_md
-    from memq.bench.view import load_results
     from memq.errors import MemqError
+    from memq_bench.report import write_report
+    from memq_bench.results_md import write_results_md
+    from memq_bench.view import load_results
 
     console = console or Console()
     results_dir = results_dir or (QUICK_DIR if quick else RESULTS_DIR)

@@ -1,4 +1,4 @@
-"""The ``memq bench locomo`` command (registered in ``memq.bench.cli``)."""
+"""The ``memq bench locomo`` command (registered in ``memq_bench.cli``)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from memq.bench.locomo import CATEGORIES
-from memq.bench.results import ResultsFile, write_results
 from memq.errors import MemqError
+from memq_bench.locomo import CATEGORIES
+from memq_bench.results import ResultsFile, write_results
 
 console = Console()
 DEFAULT_CACHE = Path(".memq/cache/embeddings.sqlite")
@@ -86,11 +86,11 @@ def locomo(
     ] = "minilm",
 ) -> None:
     """LoCoMo turn-level evidence recall@k and NDCG@10 per category, systems side by side."""
-    from memq.bench.data import dataset_file
-    from memq.bench.locomo import LOCOMO_FILE
-    from memq.bench.locomo_bench import AUDIT_FILE, run_locomo
-    from memq.bench.systems import system_names
     from memq.embed import CachedEmbedder, embedder_from_spec
+    from memq_bench.data import dataset_file
+    from memq_bench.locomo import LOCOMO_FILE
+    from memq_bench.locomo_bench import AUDIT_FILE, run_locomo
+    from memq_bench.systems import system_names
 
     names = [x.strip() for x in systems.split(",") if x.strip()]
     bad = [n for n in names if n not in system_names()]

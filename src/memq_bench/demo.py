@@ -24,11 +24,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from memq.bench.data import dataset_file
-from memq.bench.locomo import CATEGORIES, LOCOMO_FILE, load_locomo
-from memq.bench.ttl import Dataset
 from memq.memory import Memory
 from memq.types import NewRecord
+from memq_bench.data import dataset_file
+from memq_bench.locomo import CATEGORIES, LOCOMO_FILE, load_locomo
+from memq_bench.ttl import Dataset
 
 BATCH = 64
 BANKING77_TRAIN = "banking77/train.csv"
@@ -164,9 +164,9 @@ def run_ttl_demo(
 
     Returns the final-window accuracy and gap closed per learner and the paths written.
     """
-    from memq.bench.report import write_report
-    from memq.bench.results import write_results
-    from memq.bench.ttl import load_labelled_csv, run_with_progress, to_results_file
+    from memq_bench.report import write_report
+    from memq_bench.results import write_results
+    from memq_bench.ttl import load_labelled_csv, run_with_progress, to_results_file
 
     console = console or Console()
     started = time.perf_counter()

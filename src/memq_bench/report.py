@@ -1,6 +1,6 @@
 """``memq bench report``: one self-contained HTML file from any mix of results files.
 
-Inline CSS and inline SVG charts (``memq.bench.svg``), no scripts and no external resources, so it opens
+Inline CSS and inline SVG charts (``memq_bench.svg``), no scripts and no external resources, so it opens
 offline. Per results file: learning curves (files with ``extra.curves``, the TTL stream), metrics by
 slice (``recall@5/cat1`` … as grouped bars per system), overall quality, add/search latency p50/p95,
 and a table of every metric. Sections without data are left out.
@@ -13,10 +13,10 @@ from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
 
-from memq.bench import svg
-from memq.bench.catalog import BY_NAME, OTHER_PAGES
-from memq.bench.results import BenchResult, ResultsFile
-from memq.bench.view import (
+from memq_bench import svg
+from memq_bench.catalog import BY_NAME, OTHER_PAGES
+from memq_bench.results import BenchResult, ResultsFile
+from memq_bench.view import (
     best_values,
     fmt_value,
     grouped_notes,

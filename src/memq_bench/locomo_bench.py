@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from memq.bench.locomo import Conversation, load_locomo
-from memq.bench.metrics import ndcg_binary, recall_fraction
-from memq.bench.results import BenchResult, ResultsFile, package_versions
-from memq.bench.systems import BenchDoc, LearningSystem, Timed, make_system
 from memq.embed.base import Embedder
 from memq.errors import InvalidInputError
+from memq_bench.locomo import Conversation, load_locomo
+from memq_bench.metrics import ndcg_binary, recall_fraction
+from memq_bench.results import BenchResult, ResultsFile, package_versions
+from memq_bench.systems import BenchDoc, LearningSystem, Timed, make_system
 
 DATASET = "locomo10"
 AUDIT_FILE = "locomo/locomo10_audit_errors.json"
@@ -303,7 +303,7 @@ def run_system(
 
 def supports_online(name: str) -> bool:
     """Whether a system learns from feedback (memq learner presets do; fixed recipes and peers do not)."""
-    from memq.bench.systems import MEMQ_PRESETS
+    from memq_bench.systems import MEMQ_PRESETS
 
     return name in MEMQ_PRESETS and MEMQ_PRESETS[name][1] is not None
 

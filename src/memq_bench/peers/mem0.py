@@ -34,9 +34,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from memq.bench.systems import BenchDoc, _dir_bytes
 from memq.embed.base import Embedder
 from memq.errors import InvalidInputError
+from memq_bench.systems import BenchDoc, _dir_bytes
 
 _PLACEHOLDER_KEY = "memq-bench-no-llm"  # mem0 builds an OpenAI client it never calls with infer=False
 

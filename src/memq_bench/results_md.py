@@ -12,9 +12,10 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from memq.bench.catalog import BENCHMARKS, OTHER_PAGES, Benchmark
-from memq.bench.results import SCHEMA_VERSION, BenchResult, ResultsFile
-from memq.bench.view import (
+from memq.errors import MemqError
+from memq_bench.catalog import BENCHMARKS, OTHER_PAGES, Benchmark
+from memq_bench.results import SCHEMA_VERSION, BenchResult, ResultsFile
+from memq_bench.view import (
     best_values,
     fmt_value,
     grouped_notes,
@@ -27,7 +28,6 @@ from memq.bench.view import (
     sliced_bases,
     split_metric,
 )
-from memq.errors import MemqError
 
 MAX_QUALITY_COLUMNS = 12
 MAX_SLICE_TABLES = 4
@@ -61,7 +61,7 @@ one seed, three learners; it writes its own report to `.memq/demo/report.html`.
 
 SCHEMA = f"""## Results file schema (version {SCHEMA_VERSION})
 
-Every `memq bench <name> --out FILE` writes one JSON object (`memq.bench.results.ResultsFile`):
+Every `memq bench <name> --out FILE` writes one JSON object (`memq_bench.results.ResultsFile`):
 
 | field | meaning |
 |---|---|
@@ -73,7 +73,7 @@ Every `memq bench <name> --out FILE` writes one JSON object (`memq.bench.results
 | `results` | one entry per (system, dataset, variant), below |
 | `extra` | benchmark-specific data, e.g. the TTL learning curves (`extra.curves`: system, variant, step, accuracy) |
 
-Each entry of `results` (`memq.bench.results.BenchResult`):
+Each entry of `results` (`memq_bench.results.BenchResult`):
 
 | field | meaning |
 |---|---|
@@ -161,8 +161,8 @@ def generic_tables(rf: ResultsFile) -> list[str]:
 
 
 def ttl_tables(rf: ResultsFile) -> list[str]:
-    from memq.bench.ttl import baseline_deltas
-    from memq.bench.ttl import markdown_table as ttl_table
+    from memq_bench.ttl import baseline_deltas
+    from memq_bench.ttl import markdown_table as ttl_table
 
     out = [
         "Accuracy, mean ± std over seeds; *last 2,000* = the final 2,000 steps of the stream; "

@@ -29,12 +29,12 @@ from typing import Any
 
 import numpy as np
 
-from memq.bench.results import BenchResult, ResultsFile
 from memq.errors import InvalidInputError
 from memq.learn import make_learner
 from memq.learn.base import Outcome, PoolItem, top_k
 from memq.learn.credit import assign_credit
 from memq.types import Utility
+from memq_bench.results import BenchResult, ResultsFile
 
 POOL = 20  # candidates per query handed to the learner (top by similarity)
 NEIGHBOURS = 16  # nearest stored records passed to on_write
@@ -578,7 +578,7 @@ def run_with_progress(
     train: Dataset, test: Dataset | None, *, console: Any = None, **kwargs: Any
 ) -> dict[str, Any]:
     """:func:`run_benchmark` with two progress bars (embedding, stream runs) on ``console``."""
-    from memq.bench.tables import bench_progress
+    from memq_bench.tables import bench_progress
 
     learners, noises, seeds = kwargs["learners"], kwargs["noises"], kwargs["seeds"]
     total_runs = len(noises) * (len(learners) + 1) * seeds

@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from memq.bench.systems import BenchDoc, _dir_bytes
 from memq.embed.base import Embedder
 from memq.errors import InvalidInputError
+from memq_bench.systems import BenchDoc, _dir_bytes
 
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,61}[A-Za-z0-9]$")
 

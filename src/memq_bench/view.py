@@ -13,8 +13,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from memq.bench.results import BenchResult, ResultsFile
 from memq.errors import InvalidInputError
+from memq_bench.results import BenchResult, ResultsFile
 
 _COST = re.compile(
     r"(_ms(_|$)|^records$|^bytes$|^llm_|_per_s$|throughput|seconds|_mb$|_bytes$|_s$|^(load|build|ingest)_)"
@@ -37,7 +37,7 @@ def load_results(path: str | Path) -> ResultsFile:
     except json.JSONDecodeError as exc:
         raise InvalidInputError(f"{p} is not JSON: {exc}") from None
     if isinstance(raw, dict) and raw.get("benchmark") == "ttl" and "schema_version" not in raw:
-        from memq.bench.ttl import results_file_from_legacy
+        from memq_bench.ttl import results_file_from_legacy
 
         return results_file_from_legacy(raw)
     try:

@@ -17,10 +17,10 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from memq.bench.systems import BenchDoc, MemqSystem
 from memq.embed.base import Embedder
 from memq.errors import LLMError
 from memq.llm.base import LLM, CallStats
+from memq_bench.systems import BenchDoc, MemqSystem
 
 NO_FACTS = "reconcile: the model found no facts"  # the reason ReconcileManager gives a status-none add
 

@@ -1,4 +1,4 @@
-"""The ``memq bench longmemeval`` and ``memq bench conflict`` commands (registered in ``memq.bench.cli``)."""
+"""The ``memq bench longmemeval`` and ``memq bench conflict`` commands (registered in ``memq_bench.cli``)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from memq.bench.results import ResultsFile, write_results
 from memq.errors import MemqError
+from memq_bench.results import ResultsFile, write_results
 
 console = Console()
 DEFAULT_CACHE = Path(".memq/cache/embeddings.sqlite")
@@ -43,7 +43,7 @@ def _ints(text: str, what: str) -> list[int]:
 
 
 def _names(text: str) -> list[str]:
-    from memq.bench.systems import system_names
+    from memq_bench.systems import system_names
 
     names = [x.strip() for x in text.split(",") if x.strip()]
     bad = [n for n in names if n not in system_names()]
@@ -127,8 +127,8 @@ def longmemeval(
     embedder: EmbedderOpt = "minilm",
 ) -> None:
     """LongMemEval retrieval on the S sample: session recall_all/ndcg_any@k, turn recall_any@k, latency, ingest rate."""
-    from memq.bench.data import dataset_file
-    from memq.bench.longmemeval import ORACLE_FILE, S_FILE, load_longmemeval, run_benchmark
+    from memq_bench.data import dataset_file
+    from memq_bench.longmemeval import ORACLE_FILE, S_FILE, load_longmemeval, run_benchmark
 
     names = _names(systems)
     ks = _ints(k, "--k")
@@ -218,8 +218,8 @@ def conflict(
     embedder: EmbedderOpt = "minilm",
 ) -> None:
     """MemoryAgentBench FactConsolidation: is a gold answer in the top-k facts, supersession off and on."""
-    from memq.bench.conflict import CONFLICT_FILE, LENGTHS, VARIANTS, load_conflict, run_benchmark
-    from memq.bench.data import dataset_file
+    from memq_bench.conflict import CONFLICT_FILE, LENGTHS, VARIANTS, load_conflict, run_benchmark
+    from memq_bench.data import dataset_file
 
     names = _names(systems)
     ks = _ints(k, "--k")

@@ -6,9 +6,9 @@ question is asked and scored ``em@k``: does a gold answer occur (MemoryAgentBenc
 ``substring_exact_match``, SQuAD-normalised) in the text of any of the top-k retrieved facts?
 
 Variants: ``supersession-off`` (every fact stays current) and ``supersession-on`` (memq only: each
-new fact invalidates the current fact with the same subject key, see :mod:`memq.bench.supersession`,
+new fact invalidates the current fact with the same subject key, see :mod:`memq_bench.supersession`,
 so search sees only the latest facts), and ``reconcile`` (memq only, needs an LLM: each fact is
-written through ``manager="reconcile"``, see :mod:`memq.bench.conflict_reconcile`). Peers store with
+written through ``manager="reconcile"``, see :mod:`memq_bench.conflict_reconcile`). Peers store with
 ``infer=False`` and have no update path, so they run ``off`` only. SH and MH rows of one length share one context: it is ingested once per
 system and variant, into its own space, and both rows' questions are asked there.
 """
@@ -23,14 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from memq.bench.conflict_reconcile import ReconcilingMemq
-from memq.bench.metrics import substring_match
-from memq.bench.results import BenchResult, ResultsFile, package_versions
-from memq.bench.supersession import SUBJECT_FIELD, subject_key, supersede
-from memq.bench.systems import MEMQ_PRESETS, BenchDoc, BenchSystem, MemqSystem, Timed, make_system
 from memq.embed.base import Embedder
 from memq.errors import InvalidInputError
 from memq.llm.base import LLM
+from memq_bench.conflict_reconcile import ReconcilingMemq
+from memq_bench.metrics import substring_match
+from memq_bench.results import BenchResult, ResultsFile, package_versions
+from memq_bench.supersession import SUBJECT_FIELD, subject_key, supersede
+from memq_bench.systems import MEMQ_PRESETS, BenchDoc, BenchSystem, MemqSystem, Timed, make_system
 
 CONFLICT_FILE = "memoryagentbench/Conflict_Resolution.json"
 DATASET = "memoryagentbench/FactConsolidation"
@@ -120,7 +120,7 @@ def group_contexts(
 
 
 class SupersedingMemq(MemqSystem):
-    """A memq preset that applies :func:`~memq.bench.supersession.supersede` after every add.
+    """A memq preset that applies :func:`~memq_bench.supersession.supersede` after every add.
 
     Keeps a per-space index subject key → current record id (the space starts empty, so the
     index is complete); counts invalidated and unparsed facts.
