@@ -10,7 +10,7 @@ reaches memq's learners from inside a framework.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from memq.errors import InvalidInputError
@@ -62,8 +62,9 @@ class MemoryTools:
     ``memory`` is a :class:`memq.Memory` (sync and async tools) or an :class:`memq.AsyncMemory`
     (async tools only). ``scope`` defaults to the memory's default scope. ``k`` is the default number
     of memories ``recall`` returns, ``policy`` a learned policy name for it (default: memq's hybrid
-    ranking), ``kind`` the kind ``remember`` stores. ``last_retrieval_id`` is the id of the latest
-    recall, for callers that report reward outside the model's tool calls.
+    ranking), ``kind`` the kind ``remember`` stores, ``kinds`` the kinds ``recall`` searches (default:
+    all). ``last_retrieval_id`` is the id of the latest recall, for callers that report reward
+    outside the model's tool calls.
     """
 
     def __init__(
@@ -74,6 +75,7 @@ class MemoryTools:
         k: int = 5,
         policy: str | None = None,
         kind: str = "fact",
+        kinds: Sequence[str] | None = None,
     ) -> None:
         if not isinstance(memory, Memory | AsyncMemory):
             raise InvalidInputError(
@@ -84,10 +86,12 @@ class MemoryTools:
         self.k = check_k(k)
         self.policy = policy
         self.kind = kind
+        self.kinds = None if kinds is None else list(kinds)
         self.last_retrieval_id: str | None = None
 
     def _search_kwargs(self, k: int | None) -> dict[str, Any]:
-        return {"scope": self.scope, "k": self.k if k is None else check_k(k), "policy": self.policy}
+        k = self.k if k is None else check_k(k)
+        return {"scope": self.scope, "k": k, "policy": self.policy, "kinds": self.kinds}
 
     def _recalled(self, retrieval: Retrieval) -> str:
         self.last_retrieval_id = retrieval.id
