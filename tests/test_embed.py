@@ -1,4 +1,6 @@
-"""Tests for memq.embed: the real MiniLM model, a real local HTTP server, and the cache.
+"""Tests for memq.embed: the real MiniLM model (the ONNX default, and sentence-transformers on torch),
+a real local HTTP server, and the cache. ONNX-specific checks (agreement with torch, int8, threads,
+missing extras): tests/test_embed_onnx.py.
 
 No mocks: the OpenAI-compatible client talks to a ThreadingHTTPServer on 127.0.0.1 that this module
 starts, and the cache wraps real embedders (counted by a thin wrapper or the server's request log).
@@ -23,6 +25,7 @@ from memq.embed import (
     CachedEmbedder,
     Embedder,
     HashingEmbedder,
+    OnnxMiniLMEmbedder,
     OpenAICompatibleEmbedder,
     SentenceTransformerEmbedder,
     default_embedder,
@@ -31,13 +34,24 @@ from memq.embed.minilm import default_model_path
 from memq.errors import EmbeddingError, InvalidInputError
 
 # ---------------------------------------------------------------------------------------------
-# MiniLM (real weights, loaded once per module)
+# MiniLM (real weights, loaded once per module): the default (ONNX fp32) and the torch one
 # ---------------------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def minilm() -> SentenceTransformerEmbedder:
+def onnx_minilm() -> Embedder:
     return default_embedder()
+
+
+@pytest.fixture(scope="module")
+def torch_minilm() -> Embedder:
+    return SentenceTransformerEmbedder()
+
+
+@pytest.fixture(params=["onnx", "torch"])
+def minilm(request: pytest.FixtureRequest) -> Embedder:
+    """Each generic MiniLM test runs on both runtimes."""
+    return request.getfixturevalue(f"{request.param}_minilm")
 
 
 def _cos(a: np.ndarray, b: np.ndarray) -> float:
@@ -45,6 +59,9 @@ def _cos(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def test_minilm_dim_known_without_loading() -> None:
+    onnx = OnnxMiniLMEmbedder()
+    assert (onnx.dim, onnx.model_id) == (384, "sentence-transformers/all-MiniLM-L6-v2")
+    assert not onnx.loaded and isinstance(onnx, Embedder)
     fresh = SentenceTransformerEmbedder()
     assert fresh.dim == 384
     assert fresh.model_id == "sentence-transformers/all-MiniLM-L6-v2"
@@ -68,12 +85,13 @@ def test_minilm_missing_model_path_is_embedding_error(tmp_path: Path) -> None:
         SentenceTransformerEmbedder(model_path=str(tmp_path / "nope"))
 
 
-def test_default_embedder_is_shared(minilm: SentenceTransformerEmbedder) -> None:
-    assert default_embedder() is minilm
-    assert isinstance(minilm, Embedder)
+def test_default_embedder_is_shared(onnx_minilm: Embedder) -> None:
+    assert default_embedder() is onnx_minilm
+    assert isinstance(onnx_minilm, OnnxMiniLMEmbedder)
+    assert onnx_minilm.precision == "fp32" and onnx_minilm.threads == 1
 
 
-def test_minilm_query_unit_norm_float32(minilm: SentenceTransformerEmbedder) -> None:
+def test_minilm_query_unit_norm_float32(minilm: Embedder) -> None:
     vec = minilm.embed_query("Where does the user live?")
     assert vec.shape == (384,)
     assert vec.dtype == np.float32
@@ -83,7 +101,7 @@ def test_minilm_query_unit_norm_float32(minilm: SentenceTransformerEmbedder) -> 
     np.testing.assert_allclose(np.linalg.norm(docs, axis=1), 1.0, atol=1e-5)
 
 
-def test_minilm_semantics(minilm: SentenceTransformerEmbedder) -> None:
+def test_minilm_semantics(minilm: Embedder) -> None:
     cat, kitten, tax = minilm.embed_documents(
         [
             "The cat is sleeping on the sofa.",
@@ -97,7 +115,7 @@ def test_minilm_semantics(minilm: SentenceTransformerEmbedder) -> None:
     assert _cos(query, pet) > _cos(query, weather)
 
 
-def test_minilm_batch_equals_one_by_one(minilm: SentenceTransformerEmbedder) -> None:
+def test_minilm_batch_equals_one_by_one(minilm: Embedder) -> None:
     texts = [
         "short",
         "a much longer sentence about the weather in Paris during the spring of 2021, with more words",
@@ -112,7 +130,7 @@ def test_minilm_batch_equals_one_by_one(minilm: SentenceTransformerEmbedder) -> 
     np.testing.assert_allclose(minilm.embed_query(texts[0]), batch[0], atol=1e-5)
 
 
-def test_minilm_empty_and_bad_input(minilm: SentenceTransformerEmbedder) -> None:
+def test_minilm_empty_and_bad_input(minilm: Embedder) -> None:
     empty = minilm.embed_documents([])
     assert empty.shape == (0, 384) and empty.dtype == np.float32
     with pytest.raises(InvalidInputError):
@@ -123,7 +141,7 @@ def test_minilm_empty_and_bad_input(minilm: SentenceTransformerEmbedder) -> None
         minilm.embed_query(None)  # type: ignore[arg-type]
 
 
-def test_minilm_thread_safe(minilm: SentenceTransformerEmbedder) -> None:
+def test_minilm_thread_safe(minilm: Embedder) -> None:
     texts = [f"memory number {i} about project deadlines" for i in range(16)]
     expected = minilm.embed_documents(texts)
     results: dict[int, np.ndarray] = {}
@@ -541,7 +559,7 @@ def test_cache_persistent_without_memory(tmp_path: Path) -> None:
         assert (cache.hits, cache.misses) == (3, 2)
 
 
-def test_cache_with_minilm(minilm: SentenceTransformerEmbedder, tmp_path: Path) -> None:
+def test_cache_with_minilm(minilm: Embedder, tmp_path: Path) -> None:
     cache = CachedEmbedder(minilm, path=tmp_path / "minilm.sqlite")
     texts = ["the user likes green tea", "deploys happen on Fridays"]
     np.testing.assert_allclose(cache.embed_documents(texts), minilm.embed_documents(texts), atol=1e-6)

