@@ -3,7 +3,8 @@
 Agent frameworks that speak the OpenAI chat-completions API (the OpenAI Agents SDK, LangChain's
 ``ChatOpenAI``, ...) run offline against :class:`~memq.llm.replay.ReplayServer` when its replies
 are scripted model turns: a tool call, or a final answer. The examples and the integration tests
-use these helpers; nothing else in memq does.
+use these helpers (and :func:`offline`, which turns the frameworks' telemetry and trace export off);
+nothing else in memq does.
 
     with ReplayServer() as server:
         server.script(tool_call("recall", {"query": "Alice"}))
@@ -13,6 +14,7 @@ use these helpers; nothing else in memq does.
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 from collections.abc import Mapping
@@ -20,7 +22,17 @@ from typing import Any
 
 from memq.llm.replay import Recorded, Reply
 
-__all__ = ["final", "last_tool_output", "tool_call", "tool_outputs"]
+__all__ = ["OFFLINE_ENV", "final", "last_tool_output", "offline", "tool_call", "tool_outputs"]
+
+# what the frameworks read to stay off the network: no trace export, no telemetry, no hub downloads
+OFFLINE_ENV = {
+    "OPENAI_AGENTS_DISABLE_TRACING": "1",
+    "LANGSMITH_TRACING": "false",
+    "LANGCHAIN_TRACING_V2": "false",
+    "MEM0_TELEMETRY": "False",
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+}
 
 
 def tool_call(name: str, arguments: Mapping[str, Any], *more: tuple[str, Mapping[str, Any]]) -> Reply:
@@ -74,3 +86,8 @@ def last_tool_output(request: Recorded) -> str:
     """The content of the last tool result the model was shown (``""`` when there is none)."""
     outputs = tool_outputs(request)
     return outputs[-1] if outputs else ""
+
+
+def offline() -> None:
+    """Set :data:`OFFLINE_ENV` (before the frameworks are imported, which is when some read it)."""
+    os.environ.update(OFFLINE_ENV)
