@@ -18,7 +18,7 @@ import pytest
 from llm_replay import Recorded, answer
 from memq import FilterError, InvalidInputError, NotFoundError, ScopeError
 from memq import Memory as MemqMemory
-from memq.compat.mem0 import Mem0NotFoundError, Memory
+from memq.compat.mem0 import AsyncMemory, Mem0NotFoundError, Memory
 from memq.embed import HashingEmbedder
 
 MOVIES = [
@@ -427,3 +427,31 @@ def test_not_found_error_is_both_value_and_memq_error(quick: Memory) -> None:
         quick.update(UNKNOWN, text="x")
     assert isinstance(info.value, ValueError) and isinstance(info.value, NotFoundError)
     assert info.value.code == "not_found"
+
+
+def test_rerank_is_accepted_and_changes_nothing(quick: Memory) -> None:
+    for text in ("Alice plays tennis", "Alice plays chess"):
+        quick.add(text, user_id="alice", infer=False)
+    plain = quick.search("tennis", user_id="alice", threshold=0)["results"]
+    reranked = quick.search("tennis", user_id="alice", threshold=0, rerank=True)["results"]
+    assert [r["id"] for r in reranked] == [r["id"] for r in plain]  # as mem0 without a reranker configured
+    assert [r["memory"] for r in quick.get_all(user_id="alice", limit=1)["results"]] == ["Alice plays tennis"]
+
+
+async def test_async_memory_has_the_same_calls(tmp_path: Path) -> None:
+    amem = AsyncMemory(tmp_path / "async.db", embedder=HashingEmbedder(dim=64))
+    added = await amem.add("Alice plays the oboe", user_id="alice", infer=False)
+    found = await amem.search("oboe", filters={"user_id": "alice"})
+    assert found["results"][0]["id"] == added["results"][0]["id"]
+    await amem.feedback(found["retrieval_id"], 1.0)
+    assert await amem.update(added["results"][0]["id"], text="Alice plays the bassoon") == {
+        "message": "Memory updated successfully!"
+    }
+    assert [h["event"] for h in await amem.history(added["results"][0]["id"])] == ["ADD", "UPDATE"]
+    assert (await amem.get_all(user_id="alice"))["results"][0]["memory"] == "Alice plays the bassoon"
+    with pytest.raises(ValueError, match="user_id"):
+        await amem.search("x")
+    await amem.delete_all(user_id="alice")
+    assert await amem.get(added["results"][0]["id"]) is None
+    assert AsyncMemory.add.__doc__ == Memory.add.__doc__
+    amem.close()

@@ -24,6 +24,8 @@ and why is tabled in ``docs/integrations.md``; in short:
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import io
 import json
 import os
@@ -423,6 +425,53 @@ class Memory:
     ) -> FeedbackRecord:
         """Report the reward a search earned (its ``retrieval_id``), crediting the memory ids ``used``."""
         return self.memory.feedback(retrieval_id, reward, used=used, credit=credit, scope=self.tenant)
+
+
+def _threaded(name: str) -> Any:
+    """``Memory.<name>`` as a coroutine that runs the sync call on a worker thread."""
+    sync = getattr(Memory, name)
+
+    @functools.wraps(sync)
+    async def method(self: AsyncMemory, *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.to_thread(getattr(self.sync, name), *args, **kwargs)
+
+    return method
+
+
+class AsyncMemory:
+    """mem0's ``AsyncMemory``: :class:`Memory`'s methods as coroutines (same arguments and results).
+
+    Each call runs the sync method on a worker thread — memq's SQLite driver is synchronous and
+    embedding is CPU work, so awaiting them in the event loop would block it anyway.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.sync = Memory(*args, **kwargs)
+
+    @classmethod
+    def from_config(cls, config_dict: Mapping[str, Any]) -> AsyncMemory:
+        out = cls.__new__(cls)
+        out.sync = Memory.from_config(config_dict)
+        return out
+
+    @property
+    def memory(self) -> memq_memory.Memory:
+        return self.sync.memory
+
+    def close(self) -> None:
+        self.sync.close()
+
+    add = _threaded("add")
+    search = _threaded("search")
+    get = _threaded("get")
+    get_all = _threaded("get_all")
+    update = _threaded("update")
+    delete = _threaded("delete")
+    delete_all = _threaded("delete_all")
+    history = _threaded("history")
+    reset = _threaded("reset")
+    feedback = _threaded("feedback")
+    chat = _threaded("chat")
 
 
 def _count(value: Any, name: str) -> int:
