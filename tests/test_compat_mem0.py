@@ -71,6 +71,7 @@ def _same_calls(mem) -> dict[str, Any]:
         run_id="r1",
         infer=False,
     )
+    out["add_dict"] = mem.add({"role": "user", "content": "Bob cycles to work"}, user_id="bob", infer=False)
     out["search"] = mem.search("Which movies does she love? sci-fi", filters={"user_id": "alice"}, top_k=3)
     out["search_meta"] = mem.search("movies", filters={"user_id": "alice", "category": "movies"}, top_k=10)
     first = out["add_list"]["results"][2]["id"]
@@ -89,7 +90,7 @@ def _same_calls(mem) -> dict[str, Any]:
 
 def test_same_calls_same_shapes_as_real_mem0(real_mem0, ours: Memory) -> None:
     theirs, mine = _same_calls(real_mem0), _same_calls(ours)
-    for key in ("add_list", "add_str", "add_named"):
+    for key in ("add_list", "add_str", "add_named", "add_dict"):
         assert [_shape(r) for r in mine[key]["results"]] == [_shape(r) for r in theirs[key]["results"]], key
         strip = [{k: v for k, v in r.items() if k != "id"} for r in mine[key]["results"]]
         assert strip == [{k: v for k, v in r.items() if k != "id"} for r in theirs[key]["results"]], key
@@ -280,6 +281,7 @@ def test_infer_true_maps_reconcile_decisions_to_mem0_events(tmp_path: Path, embe
     assert [r["memory"] for r in mem.get_all(user_id="alice")["results"]] == ["Alice lives in Munich"]
     kept = mem.get_all(user_id="alice", show_expired=True)["results"]  # invalidated, not lost
     assert [r["memory"] for r in kept] == ["Alice lives in Berlin", "Alice lives in Munich"]
+    assert [h["event"] for h in mem.history(first[0]["id"])] == ["ADD", "INVALIDATE"]
 
 
 def test_infer_true_without_an_llm_is_a_clear_error(quick: Memory) -> None:
@@ -455,3 +457,19 @@ async def test_async_memory_has_the_same_calls(tmp_path: Path) -> None:
     assert await amem.get(added["results"][0]["id"]) is None
     assert AsyncMemory.add.__doc__ == Memory.add.__doc__
     amem.close()
+
+
+def test_threshold_cuts_on_cosine_similarity(ours: Memory) -> None:
+    ours.add("Alice plays tennis every weekend", user_id="alice", infer=False)
+    ours.add("The electricity invoice is due on Friday", user_id="alice", infer=False)
+    loose = ours.search("a tennis match", user_id="alice", threshold=0.0, explain=True)["results"]
+    assert len(loose) == 2 and loose[1]["score_details"]["dense"] < 0.3 < loose[0]["score_details"]["dense"]
+    strict = ours.search("a tennis match", user_id="alice", threshold=0.3)["results"]
+    assert [r["memory"] for r in strict] == ["Alice plays tennis every weekend"]
+
+
+def test_context_manager_closes(tmp_path: Path) -> None:
+    with Memory(tmp_path / "cm.db", embedder=HashingEmbedder(dim=64)) as m:
+        m.add("inside the block", user_id="u", infer=False)
+    with Memory(tmp_path / "cm.db", embedder=HashingEmbedder(dim=64)) as again:
+        assert [r["memory"] for r in again.get_all(user_id="u")["results"]] == ["inside the block"]
