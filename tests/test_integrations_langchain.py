@@ -137,7 +137,7 @@ def test_bad_input(mem: Memory) -> None:
         MemqRetriever(memory="memq.db")
     with pytest.raises(ValidationError, match="k must be"):
         MemqRetriever(memory=mem, k=0)
-    with pytest.raises(InvalidInputError, match="run a search first"):
+    with pytest.raises(InvalidInputError, match="search first"):
         MemqRetriever(memory=mem).feedback(1.0)
     with pytest.raises(InvalidInputError, match=r"memq\.Memory or AsyncMemory"):
         create_memq_tools("memq.db")  # type: ignore[arg-type]

@@ -148,5 +148,5 @@ def test_bad_input(mem: Memory) -> None:
         MemqMemoryBlock(memory="memq.db")
     with pytest.raises(ValidationError, match="k must be"):
         MemqMemoryBlock(memory=mem, k=0)
-    with pytest.raises(InvalidInputError, match="not been read"):
+    with pytest.raises(InvalidInputError, match="search first"):
         MemqMemoryBlock(memory=mem).feedback(1.0)

@@ -237,17 +237,17 @@ class Memory:
         ]
 
     # -- read --------------------------------------------------------------------------------------
-    def _scope_and_filter(
-        self, filters: Mapping[str, Any] | None, ids: Mapping[str, Any], what: str
-    ) -> tuple[Scope, dict[str, Any] | None]:
+    def _read_args(
+        self, what: str, filters: Mapping[str, Any] | None, count: Any, **ids: Any
+    ) -> tuple[int, Scope, dict[str, Any] | None]:
+        """(k, scope, memq filter) of a search / get_all: mem0 2.x ``filters`` and ``top_k``, or
+        mem0 1.x top-level ids and ``limit``."""
+        k = _count(count, "top_k")
         from_filters, memq_filter = m0.translate_filters(filters or {})
-        for name, value in ids.items():
-            if value is not None:
-                from_filters[name] = value
+        from_filters.update({name: value for name, value in ids.items() if value is not None})
         named = from_filters or m0.has_entity(filters or {})
-        return m0.scope_of(
-            self.tenant, from_filters, required=None if named else f"filters of {what}"
-        ), memq_filter
+        scope = m0.scope_of(self.tenant, from_filters, required=None if named else f"filters of {what}")
+        return k, scope, memq_filter
 
     def search(
         self,
@@ -271,11 +271,12 @@ class Memory:
         (as mem0's semantic cut-off; a hit found by BM25 alone is kept)."""
         if reference_date is not None:
             raise InvalidInputError("reference_date is a mem0 platform feature; the open-source API has none")
-        k = _count(limit if limit is not None else top_k, "top_k")
+        count = limit if limit is not None else top_k
+        k, scope, memq_filter = self._read_args(
+            "search", filters, count, user_id=user_id, agent_id=agent_id, run_id=run_id
+        )
         if threshold is not None and not (isinstance(threshold, int | float) and 0 <= threshold <= 1):
             raise InvalidInputError(f"Invalid threshold: {threshold}. Must be between 0 and 1 (inclusive).")
-        ids = {"user_id": user_id, "agent_id": agent_id, "run_id": run_id}
-        scope, memq_filter = self._scope_and_filter(filters, ids, "search")
         if not isinstance(query, str) or not query.strip():
             raise InvalidInputError("Invalid query: cannot be empty or whitespace-only.")
         if k == 0:
@@ -319,9 +320,10 @@ class Memory:
         limit: int | None = None,
     ) -> dict[str, Any]:
         """Up to ``top_k`` memories of the scope, oldest first: ``{"results": [...]}``."""
-        k = _count(limit if limit is not None else top_k, "top_k")
-        ids = {"user_id": user_id, "agent_id": agent_id, "run_id": run_id}
-        scope, memq_filter = self._scope_and_filter(filters, ids, "get_all")
+        count = limit if limit is not None else top_k
+        k, scope, memq_filter = self._read_args(
+            "get_all", filters, count, user_id=user_id, agent_id=agent_id, run_id=run_id
+        )
         results: list[dict[str, Any]] = []
         if k:
             records = self.memory.iter(

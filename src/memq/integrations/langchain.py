@@ -33,57 +33,34 @@ except ImportError as exc:  # pragma: no cover - exercised by the missing-extra 
 
     raise missing_extra("langchain-core", "langchain", "memq.integrations.langchain") from exc
 
-from pydantic import ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import Field
 
-from memq.errors import InvalidInputError, MemqError
+from memq.errors import MemqError
 from memq.integrations._common import acall, sync_memory
-from memq.integrations._tools import MemoryTools, check_k
+from memq.integrations._recaller import Recaller
+from memq.integrations._tools import MemoryTools
 from memq.memory import AsyncMemory, Memory
-from memq.types import FeedbackRecord, Retrieval, Scope
-from memq.validate import coerce_scope
+from memq.types import Retrieval
 
 __all__ = ["MemqRetriever", "create_memq_tools"]
 
 
-class MemqRetriever(BaseRetriever):
+class MemqRetriever(Recaller, BaseRetriever):
     """A LangChain retriever over memq's search (hybrid ranking, or a learned ``policy``).
 
     ``memory``: a Memory (sync and async use) or an AsyncMemory (async use only). ``scope``: the
     scope searched (default: the memory's default scope). ``k``, ``filters`` (memq's filter
     language), ``kinds``, ``policy`` and ``search_options`` go to ``Memory.search``.
+    :meth:`feedback` reports reward on the latest search; ``used`` takes Documents or record ids.
     """
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
-
-    memory: Any
-    scope: Scope | None = None
     k: int = 4
     filters: dict[str, Any] | None = None
-    kinds: list[str] | None = None
-    policy: str | None = None
     search_options: dict[str, Any] = Field(default_factory=dict)
-    _last: str | None = PrivateAttr(default=None)
-
-    @field_validator("memory")
-    @classmethod
-    def _memory(cls, value: Any) -> Any:
-        if not isinstance(value, Memory | AsyncMemory):
-            raise ValueError(f"memory must be a memq.Memory or AsyncMemory, not {type(value).__name__}")
-        return value
-
-    @field_validator("k")
-    @classmethod
-    def _k(cls, value: int) -> int:
-        return check_k(value)
-
-    @property
-    def last_retrieval_id(self) -> str | None:
-        """The retrieval id of the latest search (what :meth:`feedback` reports on by default)."""
-        return self._last
 
     def _search_args(self) -> dict[str, Any]:
         return dict(
-            scope=coerce_scope(self.scope, self.memory.default_scope),
+            scope=self.memq_scope(),
             k=self.k,
             filters=self.filters,
             kinds=self.kinds,
@@ -120,44 +97,10 @@ class MemqRetriever(BaseRetriever):
     ) -> list[Document]:
         return self._documents(await acall(self.memory, "search", query, **self._search_args()))
 
-    def _feedback_args(
-        self, retrieval_id: str | None, used: Sequence[str | Document] | None
-    ) -> tuple[str, list[str] | None]:
-        rid = retrieval_id or self._last
-        if rid is None:
-            raise InvalidInputError(
-                "no retrieval to give feedback on: run a search first or pass retrieval_id"
-            )
-        ids = None
-        if used is not None:
-            ids = [u.metadata.get("record_id", u.id) if isinstance(u, Document) else u for u in used]
-        return rid, ids
-
-    def feedback(
-        self,
-        reward: float,
-        *,
-        used: Sequence[str | Document] | None = None,
-        retrieval_id: str | None = None,
-        credit: str | None = None,
-    ) -> FeedbackRecord:
-        """Report the reward of a retrieval (default: the latest); ``used``: Documents or record ids."""
-        rid, ids = self._feedback_args(retrieval_id, used)
-        scope = coerce_scope(self.scope, self.memory.default_scope)
-        mem = sync_memory(self.memory, "MemqRetriever.feedback")
-        return mem.feedback(rid, reward, used=ids, credit=credit, scope=scope)
-
-    async def afeedback(
-        self,
-        reward: float,
-        *,
-        used: Sequence[str | Document] | None = None,
-        retrieval_id: str | None = None,
-        credit: str | None = None,
-    ) -> FeedbackRecord:
-        rid, ids = self._feedback_args(retrieval_id, used)
-        scope = coerce_scope(self.scope, self.memory.default_scope)
-        return await acall(self.memory, "feedback", rid, reward, used=ids, credit=credit, scope=scope)
+    def _used_ids(self, used: Sequence[str | Document] | None) -> list[str] | None:
+        if used is None:
+            return None
+        return [u.metadata.get("record_id", u.id) if isinstance(u, Document) else u for u in used]
 
 
 def _as_tool_error(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -183,21 +126,15 @@ def _as_tool_error(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def create_memq_tools(
-    memory: Memory | AsyncMemory,
-    *,
-    scope: Any = None,
-    k: int = 5,
-    policy: str | None = None,
-    kind: str = "fact",
-) -> list[StructuredTool]:
+def create_memq_tools(memory: Memory | AsyncMemory, **options: Any) -> list[StructuredTool]:
     """``remember``, ``recall`` and ``feedback`` as LangChain tools on one scope of ``memory``.
 
-    With an AsyncMemory only the async path works (``agent.ainvoke``). The tools share one
+    ``options``: :class:`~memq.integrations._tools.MemoryTools`'s (``scope``, ``k``, ``policy``,
+    ``kind``, ``kinds``). With an AsyncMemory only the async path works (``agent.ainvoke``). The tools share one
     :class:`~memq.integrations._tools.MemoryTools`; its ``last_retrieval_id`` is on each tool's
     ``metadata["memq_tools"]``.
     """
-    tools = MemoryTools(memory, scope=scope, k=k, policy=policy, kind=kind)
+    tools = MemoryTools(memory, **options)
     pairs = [
         ("remember", tools.remember, tools.aremember),
         ("recall", tools.recall, tools.arecall),

@@ -25,6 +25,7 @@ work, so a coroutine would block the event loop either way).
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -156,15 +157,8 @@ class MemqStore(BaseStore):
         ids = None if used is None else self._used_ids(retrieval_id, used)
         return self.memory.feedback(retrieval_id, reward, used=ids, credit=credit, scope=self.tenant)
 
-    async def afeedback(
-        self,
-        retrieval_id: str,
-        reward: float,
-        *,
-        used: Sequence[str | tuple[Sequence[str], str] | Item] | None = None,
-        credit: str | None = None,
-    ) -> FeedbackRecord:
-        return await asyncio.to_thread(self.feedback, retrieval_id, reward, used=used, credit=credit)
+    async def afeedback(self, retrieval_id: str, reward: float, **kwargs: Any) -> FeedbackRecord:
+        return await asyncio.to_thread(functools.partial(self.feedback, retrieval_id, reward, **kwargs))
 
     def _used_ids(self, retrieval_id: str, used: Sequence[Any]) -> list[str]:
         if isinstance(used, str | bytes) or not isinstance(used, Sequence):

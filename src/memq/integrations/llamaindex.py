@@ -21,7 +21,6 @@ LLM). The LlamaIndex session id becomes the records' memq ``session``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 try:
@@ -33,13 +32,13 @@ except ImportError as exc:  # pragma: no cover - exercised by the missing-extra 
 
     raise missing_extra("llama-index-core", "llamaindex", "memq.integrations.llamaindex") from exc
 
-from pydantic import Field, PrivateAttr, field_validator
+from pydantic import Field
 
-from memq.errors import InvalidInputError
-from memq.integrations._common import acall, sync_memory
-from memq.integrations._tools import MemoryTools, check_k
+from memq.integrations._common import acall
+from memq.integrations._recaller import Recaller
+from memq.integrations._tools import MemoryTools
 from memq.memory import AsyncMemory, Memory
-from memq.types import FeedbackRecord, Retrieval
+from memq.types import Retrieval
 from memq.validate import coerce_scope
 
 __all__ = ["MemqMemoryBlock", "memq_tools"]
@@ -49,47 +48,25 @@ def _text(message: ChatMessage) -> str:
     return " ".join(b.text for b in message.blocks if isinstance(b, TextBlock)).strip()
 
 
-class MemqMemoryBlock(BaseMemoryBlock[str]):
+class MemqMemoryBlock(Recaller, BaseMemoryBlock[str]):
     """Long-term memory from memq inside a LlamaIndex chat memory.
 
     ``memory``: a Memory or an AsyncMemory; ``scope`` (default: the memory's default scope);
     ``k`` memories per turn; ``policy`` a learned policy (default: hybrid ranking); ``kinds`` the
     kinds searched; ``manager`` a memq write policy for the flushed messages (default: store them as
     they are); ``show_ids`` renders the retrieval id and memory ids for the model's feedback.
+    :meth:`feedback` reports reward on the block's latest search (``used``: record ids).
     """
 
     name: str = Field(default="memq", description="The name of the memory block.")
     description: str | None = Field(default="Relevant long-term memories (memq).")
-    memory: Any = Field(description="A memq Memory or AsyncMemory.")
-    scope: Any = None
-    k: int = 3
-    policy: str | None = None
-    kinds: list[str] | None = None
     manager: str | None = None
     message_kind: str = "message"
     retrieval_context_window: int = 5
     show_ids: bool = True
-    _last: str | None = PrivateAttr(default=None)
-
-    @field_validator("memory")
-    @classmethod
-    def _memory(cls, value: Any) -> Any:
-        if not isinstance(value, Memory | AsyncMemory):
-            raise ValueError(f"memory must be a memq.Memory or AsyncMemory, not {type(value).__name__}")
-        return value
-
-    @field_validator("k")
-    @classmethod
-    def _k(cls, value: int) -> int:
-        return check_k(value)
-
-    @property
-    def last_retrieval_id(self) -> str | None:
-        """The retrieval id of the block's latest search (``None`` before the first)."""
-        return self._last
 
     def _scope(self, session: str | None = None) -> Any:
-        base = coerce_scope(self.scope, self.memory.default_scope)
+        base = self.memq_scope()
         return base if session is None else coerce_scope({**base.model_dump(), "session": session})
 
     def _render(self, retrieval: Retrieval) -> str:
@@ -130,50 +107,13 @@ class MemqMemoryBlock(BaseMemoryBlock[str]):
         if items:
             await acall(self.memory, "add", items, scope=self._scope(), manager=self.manager)
 
-    def _feedback_args(self, retrieval_id: str | None) -> str:
-        rid = retrieval_id or self._last
-        if rid is None:
-            raise InvalidInputError("no retrieval to give feedback on: the block has not been read yet")
-        return rid
 
-    def feedback(
-        self,
-        reward: float,
-        *,
-        used: Sequence[str] | None = None,
-        retrieval_id: str | None = None,
-        credit: str | None = None,
-    ) -> FeedbackRecord:
-        """Report the reward of the block's latest retrieval (or ``retrieval_id``); ``used``: record ids."""
-        rid = self._feedback_args(retrieval_id)
-        mem = sync_memory(self.memory, "MemqMemoryBlock.feedback")
-        return mem.feedback(rid, reward, used=used, credit=credit, scope=self._scope())
+def memq_tools(memory: Memory | AsyncMemory, **options: Any) -> list[FunctionTool]:
+    """``remember``, ``recall`` and ``feedback`` as LlamaIndex function tools on one scope.
 
-    async def afeedback(
-        self,
-        reward: float,
-        *,
-        used: Sequence[str] | None = None,
-        retrieval_id: str | None = None,
-        credit: str | None = None,
-    ) -> FeedbackRecord:
-        rid = self._feedback_args(retrieval_id)
-        return await acall(
-            self.memory, "feedback", rid, reward, used=used, credit=credit, scope=self._scope()
-        )
-
-
-def memq_tools(
-    memory: Memory | AsyncMemory,
-    *,
-    scope: Any = None,
-    k: int = 5,
-    policy: str | None = None,
-    kind: str = "fact",
-    kinds: Sequence[str] | None = None,
-) -> list[FunctionTool]:
-    """``remember``, ``recall`` and ``feedback`` as LlamaIndex function tools on one scope."""
-    tools = MemoryTools(memory, scope=scope, k=k, policy=policy, kind=kind, kinds=kinds)
+    ``options``: :class:`~memq.integrations._tools.MemoryTools`'s (``scope``, ``k``, ``policy``,
+    ``kind``, ``kinds``)."""
+    tools = MemoryTools(memory, **options)
     return [
         FunctionTool.from_defaults(fn=tools.remember, async_fn=tools.aremember, name="remember"),
         FunctionTool.from_defaults(fn=tools.recall, async_fn=tools.arecall, name="recall"),

@@ -165,22 +165,15 @@ def _tool_error(ctx: RunContextWrapper[Any], error: Exception) -> str:
     return default_tool_error_function(ctx, error)
 
 
-def memq_tools(
-    memory: Memory | AsyncMemory,
-    *,
-    scope: ScopeLike | None = None,
-    k: int = 5,
-    policy: str | None = None,
-    kind: str = "fact",
-    kinds: Sequence[str] | None = None,
-) -> list[FunctionTool]:
+def memq_tools(memory: Memory | AsyncMemory, **options: Any) -> list[FunctionTool]:
     """``remember``, ``recall`` and ``feedback`` as Agents SDK function tools on one scope.
 
-    ``kinds`` limits what ``recall`` returns (e.g. ``["fact"]`` to leave the session history out).
-    The tools share one :class:`~memq.integrations._tools.MemoryTools`, reachable as
-    ``tool.memq_tools`` (its ``last_retrieval_id`` is the latest recall's).
+    ``options``: :class:`~memq.integrations._tools.MemoryTools`'s (``scope``, ``k``, ``policy``,
+    ``kind``, ``kinds``); ``kinds=["fact"]`` leaves the session history out of ``recall``. The tools
+    share one MemoryTools, reachable as ``tool.memq_tools`` (its ``last_retrieval_id`` is the latest
+    recall's).
     """
-    tools = MemoryTools(memory, scope=scope, k=k, policy=policy, kind=kind, kinds=kinds)
+    tools = MemoryTools(memory, **options)
     out = [
         function_tool(tools.aremember, name_override="remember", failure_error_function=_tool_error),
         function_tool(tools.arecall, name_override="recall", failure_error_function=_tool_error),
