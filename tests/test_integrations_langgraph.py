@@ -176,6 +176,7 @@ def test_index_false_items_are_stored_and_fill_query_results(store: MemqStore) -
     assert [h.key for h in hits] == ["a", "b", "c"]
     assert hits[0].score is not None and hits[1].score is None and hits[2].score is None
     assert store.search(("notes",), query="train noon", limit=1)[0].key == "a"
+    assert [h.key for h in store.search(("notes",), query="  ")] == ["a", "b", "c"]  # blank: no ranking
     # per-put index fields override the store's
     store.put(("notes",), "d", {"content": "x", "title": "harbour"}, index=["title"])
     (record,) = [r for r in store.memory.iter() if r.metadata["langgraph"]["key"] == "d"]
@@ -243,7 +244,7 @@ def test_bad_store_configuration(tmp_path: Path) -> None:
         MemqStore(mem, scope_map={"tenant": 0})
     with pytest.raises(ScopeError, match="one namespace position"):
         MemqStore(mem, scope_map={"user": 1, "agent": 1})
-    with pytest.raises(ScopeError):
+    with pytest.raises(ScopeError, match="needs a tenant"):
         MemqStore(Memory(tmp_path / "none.db", embedder=HashingEmbedder(dim=64)))  # no tenant anywhere
     assert MemqStore(Memory(tmp_path / "t.db", embedder=HashingEmbedder(dim=64)), tenant="t").tenant == "t"
 

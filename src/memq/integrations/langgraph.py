@@ -48,7 +48,7 @@ except ImportError as exc:  # pragma: no cover - exercised by the missing-extra 
 
     raise missing_extra("langgraph", "langgraph", "memq.integrations.langgraph") from exc
 
-from memq.errors import InvalidInputError, NotFoundError
+from memq.errors import InvalidInputError, NotFoundError, ScopeError
 from memq.integrations import _lgmap as lgmap
 from memq.integrations._common import sync_memory
 from memq.memory import Memory
@@ -110,7 +110,12 @@ class MemqStore(BaseStore):
     ) -> None:
         self.memory = sync_memory(memory, "MemqStore")
         default = memory.default_scope
-        self.tenant = lgmap.scope_for(tenant or (default.tenant if default else ""), {}, ()).tenant
+        tenant = tenant or (default.tenant if default else None)
+        if not tenant:
+            raise ScopeError(
+                "MemqStore needs a tenant: MemqStore(memory, tenant='acme'), or Memory(..., scope='acme')"
+            )
+        self.tenant = lgmap.scope_for(tenant, {}, ()).tenant
         self.scope_map = lgmap.check_scope_map(scope_map)
         self.fields = lgmap.index_fields(index)
         self.index_config = {"fields": list(self.fields)}
@@ -210,7 +215,7 @@ class MemqStore(BaseStore):
             return []
         scope = lgmap.scope_for(self.tenant, self.scope_map, op.namespace_prefix)
         conds = [lgmap.prefix_filter(op.namespace_prefix), *lgmap.value_filter(op.filter)]
-        if op.query is None:
+        if not (op.query or "").strip():  # no query (or a blank one): filter and list, as InMemoryStore
             records = self._listed(scope, conds, op.offset + op.limit)[op.offset :]
             return [_item(r, score=None) for r in records]
         indexed = {f"metadata.{lgmap.META}.indexed": True}
