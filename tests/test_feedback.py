@@ -363,28 +363,28 @@ async def test_async_and_sync_instances_feedback_both_reach_the_learner_state(db
             await amem.close()
 
 
-def test_feedback_reads_the_learner_state_only_when_another_instance_wrote_it(db_url: str, embedder) -> None:
+def test_feedback_reads_the_learner_state_only_when_another_instance_wrote_it(
+    db_url: str, embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from memq.ops import learning
+
     config = MemoryConfig(learner_params={"memq": {"fit_every": 1}})
     a = Memory(db_url, embedder=embedder, scope="acme", config=config)
     b = Memory(db_url, embedder=embedder, scope="acme", config=config)
     seen: list[tuple[str, bool | None]] = []  # (instance, whether plan got the state's JSON)
+    names = {id(a.core): "a", id(b.core): "b"}
+    make = learning._plan_fn
 
-    def spy(m: Memory, who: str) -> None:
-        make = m._plan
+    def wrapped(core, *args, **kwargs):  # type: ignore[no-untyped-def]
+        inner = make(core, *args, **kwargs)
 
-        def wrapped(*args, **kwargs):  # type: ignore[no-untyped-def]
-            inner = make(*args, **kwargs)
+        def plan(logged, current, stored):  # type: ignore[no-untyped-def]
+            seen.append((names[id(core)], None if stored is None else stored.state is not None))
+            return inner(logged, current, stored)
 
-            def plan(logged, current, stored):  # type: ignore[no-untyped-def]
-                seen.append((who, None if stored is None else stored.state is not None))
-                return inner(logged, current, stored)
+        return plan
 
-            return plan
-
-        m._plan = wrapped  # type: ignore[method-assign]
-
-    spy(a, "a")
-    spy(b, "b")
+    monkeypatch.setattr(learning, "_plan_fn", wrapped)
     try:
         _seed(a)
         a.feedback(a.search("who has pets?", k=3, policy="memq").id, 1.0)  # no stored state yet

@@ -120,8 +120,11 @@ async def test_async_store_connect_and_close(pg_url: str) -> None:
     await store.insert(_records("t", 5, 8, rng))
     assert await store.embedding_space() == ("test-model", 8)
     assert len(await store.export_rows("t")) == 10
-    batches = [b async for b in store.iter_embeddable(2)]
-    assert [len(b) for b in batches] == [2, 2, 1]
+    first = await store.embeddable(0, 2)
+    second = await store.embeddable(first[-1][0], 2)
+    third = await store.embeddable(second[-1][0], 2)
+    assert [len(first), len(second), len(third)] == [2, 2, 1]
+    assert await store.embeddable(third[-1][0], 2) == []
     await store.close()
     await store.close()  # idempotent
     with pytest.raises(StoreError, match="not open"):
@@ -358,7 +361,7 @@ def test_prepared_reads_survive_a_reembed_by_another_store(pg_url: str) -> None:
         reader.insert(recs)
         for _ in range(8):  # past psycopg's prepare threshold, all on the reader's one connection
             assert len(reader.get("t", [recs[0].id], with_embedding=True)[0].embedding or []) == 8
-        keys = [key for batch in writer.iter_embeddable(10) for key, _ in batch]
+        keys = [key for key, _ in writer.embeddable(0, 10)]
         writer.replace_embeddings("m2", 4, [(k, np.ones(4, np.float32)) for k in keys], first=True, last=True)
         assert reader.get("t", [recs[0].id], with_embedding=True)[0].embedding == [1.0] * 4
         with pytest.raises(DimensionMismatchError):
@@ -369,7 +372,7 @@ def test_interrupted_reembed_gets_its_index_back_on_open(pg_url: str) -> None:
     rng = np.random.default_rng(5)
     with PostgresStore(pg_url) as store:
         store.insert(_records("t", 4, 8, rng))
-        rows = [key for batch in store.iter_embeddable(10) for key, _ in batch]
+        rows = [key for key, _ in store.embeddable(0, 10)]
         store.replace_embeddings("new-model", 6, [(rows[0], np.ones(6, np.float32))], first=True, last=False)
         assert _index_defs(pg_url) == []  # built after the last batch, not row by row
         assert store.embedding_space() == ("new-model", 6)

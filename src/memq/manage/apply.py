@@ -17,9 +17,9 @@ Order of one managed add (sync and async alike):
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -28,12 +28,11 @@ from memq.errors import NotFoundError
 from memq.learn.base import Learner
 from memq.learn.experience import agreement_deltas
 from memq.manage.base import REASON_CHARS, Insert, Plan
+from memq.ops.runner import Call, db
 from memq.retrieve.filters import parse_filter
 from memq.store.base import (
-    AsyncStore,
     CandidateQuery,
     InsertGroup,
-    Store,
     VersionChange,
     WriteBatch,
     merge_stats,
@@ -49,23 +48,22 @@ def _query(scope: Scope, kinds: Sequence[str] | None, include_invalidated: bool 
     return CandidateQuery(scope=scope, filter=parse_filter(spec), include_invalidated=include_invalidated)
 
 
-class _Seen:
-    """Remembers the version of each record a manager was shown: its decisions are about that version."""
+class StoreReader:
+    """The reads a manager makes while it plans, through ``perform`` (a store call from the thread the
+    plan runs on: :func:`memq.ops.runner.call_from_thread`).
 
-    seen: dict[str, int]
+    It remembers the version of each record the manager was shown (``seen``): the manager's decisions
+    are about that version, and :func:`build_writes` asks the store for the version after it.
+    """
+
+    def __init__(self, perform: Callable[[Call], Any], scope: Scope, embed: EmbedFn) -> None:
+        self._perform, self.scope, self._embed = perform, scope, embed
+        self.seen: dict[str, int] = {}
 
     def _saw(self, records: Sequence[MemoryRecord]) -> None:
         for r in records:
             self.seen.setdefault(r.id, r.version)
 
-
-class SyncReader(_Seen):
-    """Reads of a sync store for a manager."""
-
-    def __init__(self, store: Store, scope: Scope, embed: EmbedFn) -> None:
-        self.store, self.scope, self._embed = store, scope, embed
-        self.seen = {}
-
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         return self._embed(texts)
 
@@ -73,55 +71,18 @@ class SyncReader(_Seen):
         self, vector: np.ndarray, k: int, *, kinds: Sequence[str] | None, include_invalidated: bool
     ) -> list[tuple[MemoryRecord, float]]:
         q = _query(self.scope, kinds, include_invalidated)
-        cands = self.store.dense_candidates(q, np.asarray(vector, np.float32), k)
-        found = self.store.visible(q, [c.id for c in cands])
+        cands = self._perform(db.dense_candidates(q, np.asarray(vector, np.float32), k))
+        found = self._perform(db.visible(q, [c.id for c in cands]))
         self._saw(list(found.values()))
         return [(found[c.id], float(c.score)) for c in cands if c.id in found]
 
     def get(self, ids: Sequence[str], *, with_embedding: bool = False) -> list[MemoryRecord]:
-        found = self.store.get(self.scope.tenant, list(ids), with_embedding=with_embedding)
+        found = self._perform(db.get(self.scope.tenant, list(ids), with_embedding=with_embedding))
         self._saw(found)
         return found
 
     def of_kind(self, kind: str, limit: int) -> list[MemoryRecord]:
-        page = self.store.list(_query(self.scope, [kind]), cursor=None, limit=limit)
-        found = [r for r in page.records if r.scope == self.scope]
-        self._saw(found)
-        return found
-
-
-class LoopReader(_Seen):
-    """Reads of an async store for a manager running on a worker thread: each read is a coroutine
-    scheduled on the facade's event loop (which is free: it awaits the worker thread)."""
-
-    def __init__(
-        self, store: AsyncStore, scope: Scope, embed: EmbedFn, loop: asyncio.AbstractEventLoop
-    ) -> None:
-        self.store, self.scope, self._embed, self.loop = store, scope, embed, loop
-        self.seen = {}
-
-    def _run(self, coro):
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
-
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        return self._embed(texts)
-
-    def similar(
-        self, vector: np.ndarray, k: int, *, kinds: Sequence[str] | None, include_invalidated: bool
-    ) -> list[tuple[MemoryRecord, float]]:
-        q = _query(self.scope, kinds, include_invalidated)
-        cands = self._run(self.store.dense_candidates(q, np.asarray(vector, np.float32), k))
-        found = self._run(self.store.visible(q, [c.id for c in cands]))
-        self._saw(list(found.values()))
-        return [(found[c.id], float(c.score)) for c in cands if c.id in found]
-
-    def get(self, ids: Sequence[str], *, with_embedding: bool = False) -> list[MemoryRecord]:
-        found = self._run(self.store.get(self.scope.tenant, list(ids), with_embedding=with_embedding))
-        self._saw(found)
-        return found
-
-    def of_kind(self, kind: str, limit: int) -> list[MemoryRecord]:
-        page = self._run(self.store.list(_query(self.scope, [kind]), cursor=None, limit=limit))
+        page = self._perform(db.list(_query(self.scope, [kind]), cursor=None, limit=limit))
         found = [r for r in page.records if r.scope == self.scope]
         self._saw(found)
         return found
@@ -158,7 +119,7 @@ def build_writes(
     """Turn ``plan`` into store writes. ``current``: the latest version (with its vector) of every
     record the plan changes; several changes of one record become consecutive versions.
 
-    ``seen``: the version of each record the manager read (:attr:`SyncReader.seen`). A change of such a
+    ``seen``: the version of each record the manager read (:attr:`StoreReader.seen`). A change of such a
     record is written as the version after the one the manager read, so the store's version check
     refuses it (ConflictError, the whole plan unwritten) when another writer changed the record since.
     A record deleted since is left to the store too (NotFoundError there, inside the transaction).

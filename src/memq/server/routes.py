@@ -14,7 +14,8 @@ from fastapi import APIRouter, Depends, Path, Query, Response, status
 from fastapi.responses import StreamingResponse
 
 from memq.errors import FilterError
-from memq.memory import Memory, _export_header, _export_line
+from memq.memory import Memory
+from memq.ops.transfer import export_header, export_line
 from memq.retrieve.pipeline import MAX_K
 from memq.server.auth import Principal, get_principal, require
 from memq.server.deps import get_memory
@@ -233,12 +234,12 @@ def feedback(retrieval_id: RecordIdPath, body: FeedbackIn, p: Write, mem: Mem) -
 )
 def export(p: Read, mem: Mem) -> StreamingResponse:
     tenant = p.tenant
-    header = _export_header(mem.store.embedding_space())  # fails here (a problem) if the store is down
+    header = export_header(mem.store.embedding_space())  # fails here (a problem) if the store is down
 
     def lines() -> Iterator[str]:
         yield header + "\n"
         for row in mem.store.export_rows(tenant):
-            yield _export_line(row) + "\n"
+            yield export_line(row) + "\n"
 
     return StreamingResponse(
         lines(),

@@ -349,8 +349,9 @@ class Store(Protocol):
         """Insert exported rows as they are (ids, versions, times kept). One transaction."""
         ...
 
-    def iter_embeddable(self, batch: int) -> Iterator[list[tuple[int, str]]]:
-        """(row key, text) of every version, in batches — for re-embedding."""
+    def embeddable(self, after: int, limit: int) -> list[tuple[int, str]]:
+        """(row key, text) of up to ``limit`` versions whose key is above ``after``, in key order
+        (page through every version for re-embedding)."""
         ...
 
     def replace_embeddings(

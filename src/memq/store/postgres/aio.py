@@ -63,6 +63,7 @@ class AsyncPostgresStore:
     """
 
     backend = "postgres"
+    is_async = True  # its methods are coroutines (memq.ops.runner awaits them)
 
     def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 4, dim: int | None = None) -> None:
         """Prepare a store without connecting; :meth:`connect` is the usual way to get an open one."""
@@ -312,15 +313,9 @@ class AsyncPostgresStore:
     async def import_rows(self, rows: Sequence[MemoryRecord | HistoryEvent]) -> int:
         return await self._write(lambda: sql.import_rows(rows))
 
-    async def iter_embeddable(self, batch: int) -> AsyncIterator[list[tuple[int, str]]]:
-        """(row key, text) batches of every version, for re-embedding (not in AsyncStore yet)."""
-        last = 0
-        while True:
-            rows = await self._read(sql.embeddable(last, batch))
-            if not rows:
-                return
-            last = rows[-1][0]
-            yield rows
+    async def embeddable(self, after: int, limit: int) -> list[tuple[int, str]]:
+        """(row key, text) of up to ``limit`` versions with a key above ``after``, in key order."""
+        return await self._read(sql.embeddable(after, limit))
 
     async def replace_embeddings(
         self, model_id: str, dim: int, rows: Sequence[tuple[int, np.ndarray]], *, first: bool, last: bool

@@ -297,14 +297,9 @@ class PostgresStore:
     def import_rows(self, rows: Sequence[MemoryRecord | HistoryEvent]) -> int:
         return self._write(lambda: sql.import_rows(rows))
 
-    def iter_embeddable(self, batch: int) -> Iterator[list[tuple[int, str]]]:
-        last = 0
-        while True:
-            rows = self._read(sql.embeddable(last, batch))
-            if not rows:
-                return
-            last = rows[-1][0]
-            yield rows
+    def embeddable(self, after: int, limit: int) -> list[tuple[int, str]]:
+        """(row key, text) of up to ``limit`` versions with a key above ``after``, in key order."""
+        return self._read(sql.embeddable(after, limit))
 
     def replace_embeddings(
         self, model_id: str, dim: int, rows: Sequence[tuple[int, np.ndarray]], *, first: bool, last: bool

@@ -771,16 +771,10 @@ class SQLiteStore:
         self._index_added(bool(spaces))
         return len(records)
 
-    def iter_embeddable(self, batch: int) -> Iterator[list[tuple[int, str]]]:
-        last = 0
-        while True:
-            rows = self._read(
-                "SELECT rowid, text FROM records WHERE rowid > ? ORDER BY rowid LIMIT ?", (last, batch)
-            )
-            if not rows:
-                return
-            last = rows[-1][0]
-            yield [(int(r), t) for r, t in rows]
+    def embeddable(self, after: int, limit: int) -> list[tuple[int, str]]:
+        """(row key, text) of up to ``limit`` versions with a key above ``after``, in key order."""
+        rows = self._read("SELECT rowid, text FROM records WHERE rowid > ? ORDER BY rowid LIMIT ?", (after, limit))
+        return [(int(r), t) for r, t in rows]
 
     def replace_embeddings(
         self, model_id: str, dim: int, rows: Sequence[tuple[int, np.ndarray]], *, first: bool, last: bool
