@@ -225,10 +225,16 @@ def test_bench_embedders_command_writes_results(tmp_path: Path) -> None:
     out, doc = tmp_path / "embedders.json", tmp_path / "embedders.md"
     args = ["embedders", "--embedders", "hashing,hashing:128", "--reference", "hashing"]
     args += ["--data", str(data), "--out", str(out), "--doc", str(doc), "--cold-repeats", "1"]
-    got = CliRunner().invoke(bench_app, [*args, "--latency-queries", "2", "--throughput-docs", "4"])
+    args += ["--latency-queries", "2", "--throughput-docs", "4", "--speed-runs", "2"]
+    got = CliRunner().invoke(bench_app, args)
     assert got.exit_code == 0, got.output
     results = read_results(out)
     assert results.benchmark == "embedders"
+    runs = results.extra["speed_runs"]
+    assert len(runs) == 2 and [run["chosen"] for run in runs].count(True) == 1
+    kept = next(run for run in runs if run["chosen"])
+    best = min(runs, key=lambda run: sum(run[s]["query_ms_p50"] for s in ("hashing", "hashing:128")))
+    assert kept == best
     assert {(r.system, r.variant) for r in results.results} == {
         (system, f"embedder={spec}")
         for system in ("memq-dense", "memq-hybrid")
@@ -256,7 +262,7 @@ def test_agreement_and_per_embedder_cache_files(tmp_path: Path) -> None:
     ref = np.eye(3, dtype=np.float32)
     other = np.array([[1, 0, 0], [0.6, 0.8, 0], [0, 0, -1]], dtype=np.float32)
     assert agreement(other, ref) == pytest.approx(
-        {"agree_cos_min": -1.0, "agree_cos_mean": (1 + 0.8 - 1) / 3}
+        {"agree_cos_min": -1.0, "agree_cos_mean": (1 + 0.8 - 1) / 3, "agree_max_abs_diff": 2.0}
     )
     data = _tiny_locomo(tmp_path / "locomo.json")
     run_embedders(

@@ -12,7 +12,8 @@ For each embedder:
 * **Speed**, on one thread (memq's default; ONNX Runtime intra-op, torch or OpenMP threads):
   query-encode latency (one question at a time, after a warm-up), document throughput (batches of
   turns), load time, and the cold start of a fresh process (``python -c``: import memq's embedders,
-  build the embedder, embed one query), which is what every ``memq`` CLI call pays.
+  build the embedder, embed one query), which is what every ``memq`` CLI call pays. On a shared
+  machine, ``--speed-runs N`` repeats the timing and keeps the least disturbed run (lowest p50s).
 * **Agreement** with a reference embedder (``--reference``, default ``minilm-torch``, the
   sentence-transformers model): the cosine between each embedder's vector of every turn and the
   reference's (min and mean), for the embedders of the same dimension.
@@ -216,9 +217,15 @@ def _cache_file(cache: Path, spec: str) -> Path:
 
 
 def agreement(vectors: np.ndarray, reference: np.ndarray) -> dict[str, float]:
-    """Cosine of each row with the reference's row (both unit-norm): min and mean."""
-    cos = np.einsum("ij,ij->i", vectors.astype(np.float64), reference.astype(np.float64))
-    return {"agree_cos_min": float(cos.min()), "agree_cos_mean": float(cos.mean())}
+    """Cosine of each row with the reference's row (both unit-norm), min and mean, and the largest
+    absolute difference of any coordinate."""
+    a, b = vectors.astype(np.float64), reference.astype(np.float64)
+    cos = np.einsum("ij,ij->i", a, b)
+    return {
+        "agree_cos_min": float(cos.min()),
+        "agree_cos_mean": float(cos.mean()),
+        "agree_max_abs_diff": float(np.abs(a - b).max()),
+    }
 
 
 def _docs(conv: Conversation) -> list[BenchDoc]:
@@ -235,6 +242,7 @@ def run_embedders(
     cache: Path | None = None,
     reference: str | None = REFERENCE,
     cold_repeats: int = 3,
+    speed_runs: int = 1,
     on_phase: Callable[[str, int], None] | None = None,
     on_step: Callable[[], None] | None = None,
 ) -> ResultsFile:
@@ -269,9 +277,14 @@ def run_embedders(
         inners[spec] = embedder_from_spec(spec)
         inners[spec].embed_query("load")
         load_s[spec] = time.perf_counter() - started
-    if on_phase:
-        on_phase(f"speed: {len(speed_queries)} queries, {len(speed_docs)} turns, each embedder in turn", 0)
-    speeds = speed_metrics(inners, speed_queries, speed_docs)
+    runs: list[tuple[float, dict[str, dict[str, float]]]] = []
+    for run in range(max(1, speed_runs)):
+        if on_phase:
+            on_phase(f"speed run {run + 1}: {len(speed_queries)} queries, {len(speed_docs)} turns", 0)
+        runs.append((os.getloadavg()[0], speed_metrics(inners, speed_queries, speed_docs)))
+    # A shared machine only ever slows a run down: keep the run whose query p50s sum lowest.
+    chosen = min(range(len(runs)), key=lambda i: sum(m["query_ms_p50"] for m in runs[i][1].values()))
+    speeds = runs[chosen][1]
     for spec in specs:
         if on_phase:
             on_phase(f"{spec}: cold start ({cold_repeats} fresh processes)", 0)
@@ -355,11 +368,23 @@ def run_embedders(
             "throughput_docs": len(speed_docs),
             "reference": reference,
             "cold_repeats": cold_repeats,
+            "speed_runs": len(runs),
         },
         results=results,
         extra={
             "loadavg_1m_start": load_before[0],
             "loadavg_1m_end": os.getloadavg()[0],
+            "speed_runs": [
+                {
+                    "loadavg_1m": load,
+                    "chosen": i == chosen,
+                    **{
+                        spec: {k: m[k] for k in ("query_ms_p50", "query_cpu_ms_p50", "docs_per_s")}
+                        for spec, m in speed.items()
+                    },
+                }
+                for i, (load, speed) in enumerate(runs)
+            ],
             "evidence": {
                 "questions": len(questions.items),
                 "skipped_no_evidence": questions.skipped,
@@ -389,8 +414,9 @@ def markdown_table(results: ResultsFile) -> str:
         rows.setdefault(r.config["embedder"], {})[r.config["mode"]] = r.metrics
     lines = [
         "| embedder | dim | dense R@5 | hybrid R@5 | dense R@10 | hybrid R@10 | query p50 ms | query p95 ms "
-        "| query CPU p50 ms | docs/s | docs per CPU-s | model MB | load s | cold start s | cos vs ref min / mean |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| query CPU p50 ms | docs/s | docs per CPU-s | model MB | load s | cold start s "
+        "| cos vs ref min / mean | max abs diff |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for spec, modes in rows.items():
         d, h = modes.get("dense", {}), modes.get("hybrid", {})
@@ -400,7 +426,8 @@ def markdown_table(results: ResultsFile) -> str:
             f"| {d.get('recall@10', float('nan')):.3f} | {h.get('recall@10', float('nan')):.3f} "
             f"| {m['query_ms_p50']:.1f} | {m['query_ms_p95']:.1f} | {m['query_cpu_ms_p50']:.1f} "
             f"| {m['docs_per_s']:.0f} | {m['docs_per_cpu_s']:.0f} "
-            f"| {m['model_bytes'] / 1e6:.0f} | {m['load_s']:.1f} | {_cold(m)} | {_agree(m)} |"
+            f"| {m['model_bytes'] / 1e6:.0f} | {m['load_s']:.1f} | {_cold(m)} | {_agree(m)} "
+            f"| {m.get('agree_max_abs_diff', float('nan')):.1e} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -462,6 +489,13 @@ def embedders_command(
     cold_repeats: Annotated[
         int, typer.Option(min=0, help="Fresh processes timed per embedder for the cold start (0: skip).")
     ] = 3,
+    speed_runs: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Repeat the speed measurement; the run with the lowest query p50s is kept (all are in the JSON).",
+        ),
+    ] = 1,
     out: Annotated[
         Path, typer.Option(help="Where to write the results JSON (schema: docs/results.md).")
     ] = Path("benchmarks/results/embedders.json"),
@@ -501,6 +535,7 @@ def embedders_command(
                 cache=cache,
                 reference=reference or None,
                 cold_repeats=cold_repeats,
+                speed_runs=speed_runs,
                 on_phase=phase,
                 on_step=lambda: bar.advance(task),
             )

@@ -104,7 +104,7 @@ class OnnxMiniLMEmbedder:
 
     ``threads``: ONNX Runtime intra-op threads (1: the calling thread does the work; idle workers
     sleep rather than spin). ``batch_size``: texts per ONNX run in ``embed_documents`` (texts are
-    sorted by length first, so a batch pads little). ``weights_dir``: a folder holding
+    sorted by length first, so a batch pads little; 16 embedded the most LoCoMo turns per CPU-second). ``weights_dir``: a folder holding
     all-MiniLM-L6-v2's ``model.safetensors`` and ``tokenizer.json`` instead of the packaged one.
     Thread-safe: the session loads once; concurrent calls run concurrently.
     """
@@ -116,7 +116,7 @@ class OnnxMiniLMEmbedder:
         precision: Precision = "fp32",
         *,
         threads: int = 1,
-        batch_size: int = 32,
+        batch_size: int = 16,
         weights_dir: str | Path | None = None,
     ) -> None:
         if precision not in ("fp32", "int8"):
