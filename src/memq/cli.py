@@ -58,6 +58,22 @@ def _demo(ctx: typer.Context) -> None:
     demo_app(ctx.args, prog_name="memq demo")
 
 
+@app.command("evolve", **_FORWARD)
+def _evolve(ctx: typer.Context) -> None:
+    """Search memq's configuration (Optuna TPE) on LoCoMo; writes a config. `memq evolve --help`."""
+    from memq_bench.cli import evolve_app
+
+    evolve_app(ctx.args, prog_name="memq evolve")
+
+
+@app.command("rl", **_FORWARD)
+def _rl(ctx: typer.Context) -> None:
+    """Write policies trained by RL: train, eval, export (FactConsolidation). `memq rl --help`."""
+    from memq_bench.cli import rl_app
+
+    rl_app(ctx.args, prog_name="memq rl")
+
+
 console = Console()
 err_console = Console(stderr=True)
 

@@ -44,6 +44,15 @@ class MemoryConfig(BaseModel):
             "used when no embedder is passed; None = the default embedder."
         ),
     )
+    # The default write manager (written by `memq evolve`; issue 14). add() without manager= uses it.
+    manager: str | None = Field(
+        default=None,
+        description="Write manager add() uses when none is passed (memq.manage.make_manager name, e.g. "
+        "'dedupe' or 'learned:PATH'); None = store items as given.",
+    )
+    manager_params: dict[str, Any] = Field(
+        default_factory=dict, description="Parameters of the default write manager, e.g. {'threshold': 0.9}."
+    )
 
     @classmethod
     def load(cls, path: str | Path) -> MemoryConfig:

@@ -108,4 +108,14 @@ OTHER_PAGES: dict[str, tuple[str, str, str]] = {
         "docs/benchmarks-llm-cost.md",
         "python benchmarks/llm_cost.py",
     ),
+    "rl": (
+        "Write policies trained by RL (GRPO) on FactConsolidation, held-out 64k/262k",
+        "docs/rl.md",
+        "memq rl train --seeds 0,1,2 --out benchmarks/results/rl.json --policy-dir benchmarks/results",
+    ),
+    "evolve": (
+        "memq evolve: design-space search on LoCoMo (search half 1-5, held-out half 6-10)",
+        "docs/rl.md",
+        "memq evolve --bench locomo --trials 40 --out benchmarks/results/evolve.json",
+    ),
 }

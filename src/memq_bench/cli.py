@@ -281,6 +281,10 @@ from memq_bench.locomo_cli import locomo as _locomo  # noqa: E402
 
 bench_app.command(name="locomo")(_locomo)
 
+# `memq evolve` and `memq rl ...` (forwarded from memq.cli like bench and demo).
+from memq_bench.evolve_cli import evolve_app  # noqa: E402, F401
+from memq_bench.rl_cli import rl_app  # noqa: E402, F401
+
 
 @demo_app.command()
 def demo(

@@ -104,12 +104,10 @@ def _learning_curves(rf: ResultsFile) -> list[str]:
         if not series:
             continue
         title = f"{rf.benchmark} {variant}: accuracy per {window}-step window" if window else variant
+        x_label = rf.extra.get("curve_x_label", "step of the stream")  # e.g. "GRPO update" (memq rl)
+        y_label = rf.extra.get("curve_y_label", "accuracy")
         charts.append(
-            _chart(
-                svg.line_chart(
-                    series, title=title, x_label="step of the stream", y_label="accuracy", y_range=(0, 1)
-                )
-            )
+            _chart(svg.line_chart(series, title=title, x_label=x_label, y_label=y_label, y_range=(0, 1)))
         )
     out.append('<div class="charts">' + "".join(charts) + "</div>")
     # final-window accuracy by variant (noise level), one bar per learner

@@ -3,7 +3,8 @@
 ``make_manager(name, **params)`` builds one by name; ``Memory.add(items, manager=name_or_instance)``
 runs it. No LLM: ``append`` (what ``add`` does by default) and ``dedupe``. With an LLM: ``reconcile``
 (mem0 v1 / Memory-R1), ``experience`` (MemP / MemRL), ``insights`` (ExpeL), ``notes`` (A-MEM) and
-``episodes`` (HiMem / Nemori). Docs: docs/managers.md.
+``episodes`` (HiMem / Nemori). Trained by reinforcement learning: ``learned:PATH`` (a policy file
+written by ``memq rl train``; docs/rl.md). Docs: docs/managers.md.
 """
 
 from __future__ import annotations
@@ -19,7 +20,13 @@ MANAGERS = ("append", "dedupe", "reconcile", "experience", "insights", "notes", 
 
 
 def make_manager(name: str, **params: Any) -> Manager:
-    """A manager by name, with its parameters validated (InvalidInputError on a bad one)."""
+    """A manager by name, with its parameters validated (InvalidInputError on a bad one).
+
+    ``learned:PATH`` (or ``learned`` with ``path=PATH``) loads a policy file written by ``memq rl train``."""
+    if name.startswith("learned:"):
+        from memq.manage.learned import LearnedManager
+
+        return LearnedManager(path=name.removeprefix("learned:"), **params)
     if name == "append":
         from memq.manage.append import AppendManager as cls
     elif name == "dedupe":
@@ -34,6 +41,10 @@ def make_manager(name: str, **params: Any) -> Manager:
         from memq.manage.notes import NotesManager as cls
     elif name == "episodes":
         from memq.manage.episodes import EpisodesManager as cls
+    elif name == "learned":
+        from memq.manage.learned import LearnedManager as cls
     else:
-        raise InvalidInputError(f"unknown manager {name!r}; choose one of {', '.join(MANAGERS)}")
+        raise InvalidInputError(
+            f"unknown manager {name!r}; choose one of {', '.join(MANAGERS)}, learned:PATH"
+        )
     return cls(**params)  # type: ignore[no-any-return]

@@ -37,10 +37,18 @@ LifespanHook = Callable[[FastAPI], AbstractAsyncContextManager[Any]]
 
 
 def open_memory(settings: ServerSettings) -> Memory:
-    """The process's Memory: the configured store and embedder, and no default scope."""
+    """The process's Memory: the configured store, embedder and MemoryConfig file, and no default scope."""
+    from memq.config import MemoryConfig
     from memq.embed import embedder_from_spec
+    from memq.errors import InvalidInputError
 
-    return Memory(settings.db, embedder=embedder_from_spec(settings.embedder))
+    config = MemoryConfig.load(settings.config) if settings.config else None
+    if config is not None and config.embedder and config.embedder != settings.embedder:
+        raise InvalidInputError(
+            f"the config file {settings.config} names the embedder {config.embedder!r} but the server runs "
+            f"{settings.embedder!r}: run memq --embedder {config.embedder} serve ..."
+        )
+    return Memory(settings.db, embedder=embedder_from_spec(settings.embedder), config=config)
 
 
 @asynccontextmanager

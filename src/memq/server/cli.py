@@ -150,6 +150,13 @@ def serve(
         ),
     ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="A MemoryConfig JSON (e.g. from `memq evolve`): search defaults, limits, write manager.",
+        ),
+    ] = None,
 ) -> None:
     """Run the REST API (OpenAPI at /docs and /openapi.json) on the store.
 
@@ -175,7 +182,22 @@ def serve(
         rate_burst=burst,
         cors_origins=cors_origin or [],
         reports_dir=None if reports_dir is None else str(reports_dir),
+        config=None if config is None else str(config.resolve()),
     )
+    if config is not None:
+        from memq.config import MemoryConfig
+
+        try:
+            loaded = MemoryConfig.load(config)  # a bad file fails here, before the server starts
+        except MemqError as exc:
+            _fail(exc)
+        if loaded.embedder and loaded.embedder != settings.embedder:
+            _fail(
+                ValueError(
+                    f"{config} names the embedder {loaded.embedder!r}: "
+                    f"run memq --embedder {loaded.embedder} serve ..."
+                )
+            )
     try:
         import uvicorn
 

@@ -53,6 +53,10 @@ class ServerSettings(BaseModel):
         default=None,
         description="Benchmark reports the dashboard lists (default: $MEMQ_SERVER_REPORTS_DIR, else ./benchmarks/results).",
     )
+    config: str | None = Field(
+        default=None,
+        description="A MemoryConfig JSON file (e.g. written by `memq evolve`) the Memory is opened with.",
+    )
 
     def to_env(self) -> dict[str, str]:
         """The settings as ``MEMQ_SERVER_*`` variables (read back by :meth:`from_env`)."""
@@ -66,6 +70,7 @@ class ServerSettings(BaseModel):
             ENV_PREFIX + "RATE_BURST": str(self.rate_burst),
             ENV_PREFIX + "CORS_ORIGINS": ",".join(self.cors_origins),
             **({ENV_PREFIX + "REPORTS_DIR": self.reports_dir} if self.reports_dir else {}),
+            **({ENV_PREFIX + "CONFIG": self.config} if self.config else {}),
         }
 
     @classmethod
