@@ -24,7 +24,7 @@ from memq.errors import ConflictError
 from memq.retrieve.filters import parse_filter
 from memq.store import AsyncStore, Store
 from memq.store.base import CandidateQuery, VersionChange
-from memq.store.postgres import AsyncPostgresStore, PostgresStore, schema, sql
+from memq.store.postgres import AsyncPostgresStore, PostgresStore, candidates, schema
 from memq.store.postgres.steps import READ_SNAPSHOT, complete, mask_dsn
 from memq.types import HistoryOp, MemoryRecord, Scope, utcnow
 
@@ -120,6 +120,7 @@ async def test_async_store_connect_and_close(pg_url: str) -> None:
     await store.insert(_records("t", 5, 8, rng))
     assert await store.embedding_space() == ("test-model", 8)
     assert len(await store.export_rows("t")) == 10
+    assert [e for _, e in await store.export_events("t", 0, 10)] == (await store.export_rows("t"))[5:]
     first = await store.embeddable(0, 2)
     second = await store.embeddable(first[-1][0], 2)
     third = await store.embeddable(second[-1][0], 2)
@@ -129,6 +130,60 @@ async def test_async_store_connect_and_close(pg_url: str) -> None:
     await store.close()  # idempotent
     with pytest.raises(StoreError, match="not open"):
         await store.embedding_space()
+
+
+# -- one implementation for both stores --------------------------------------------------------------
+
+# the async store's own lifecycle: ``await AsyncPostgresStore.connect(dsn)`` / ``await store.open()``
+ASYNC_LIFECYCLE = {"connect", "open"}
+# PostgreSQL's paged export, not (yet) in the SQLite store, which has only the streamed export_rows
+POSTGRES_ONLY = {"export_records", "export_events"}
+# methods whose sync and async forms differ by nature: closing, and export_rows (a stream, or a list)
+RUNNER_METHODS = {"close", "export_rows"}
+
+
+def _methods(cls: type) -> set[str]:
+    return {n for n in dir(cls) if not n.startswith("_") and callable(getattr(cls, n))}
+
+
+def test_sync_and_async_stores_offer_the_same_methods_written_once() -> None:
+    from memq.store.sqlite import SQLiteStore
+
+    sync, aio = _methods(PostgresStore), _methods(AsyncPostgresStore)
+    assert aio - ASYNC_LIFECYCLE == sync
+    assert sync - POSTGRES_ONLY == _methods(SQLiteStore)
+    assert sync > RUNNER_METHODS
+    for name in sync - RUNNER_METHODS:  # one function object serves both stores
+        assert getattr(PostgresStore, name) is getattr(AsyncPostgresStore, name), name
+    assert AsyncPostgresStore.is_async and not getattr(PostgresStore, "is_async", False)
+
+
+def test_paged_export_matches_the_streamed_one(pg_url: str) -> None:
+    rng = np.random.default_rng(8)
+    with PostgresStore(pg_url) as store:
+        store.insert(_records("a", 4, 8, rng) + _records("b", 2, 8, rng))
+        first = store.get(
+            "a", [store.list(CandidateQuery(scope=Scope(tenant="a")), cursor=None, limit=1).records[0].id]
+        )[0]
+        store.write_version(
+            VersionChange(
+                "a",
+                first.id,
+                first.model_copy(update={"version": 2, "recorded_at": utcnow()}),
+                HistoryOp.UPDATE,
+            )
+        )
+        for tenant in ("a", None):
+            streamed = list(store.export_rows(tenant))
+            paged: list[object] = []
+            for page_of in (store.export_records, store.export_events):
+                last = 0
+                while page := page_of(tenant, last, 2):
+                    assert len(page) <= 2 and page[0][0] > last
+                    last = page[-1][0]
+                    paged += [item for _, item in page]
+            assert paged == streamed
+        assert len(streamed) == 7 + 7 and store.export_records("a", 0, 0) == []
 
 
 # -- migrations and the first insert under concurrency -------------------------------------------------
@@ -290,7 +345,9 @@ def test_starved_index_scan_is_rerun_exactly(big_and_small, pg_url: str) -> None
         assert len(starved) < 10
         with conn.transaction(), conn.cursor() as cur:
             cur.execute(READ_SNAPSHOT)
-            got = complete(cur, sql.dense_candidates(CandidateQuery(scope=Scope(tenant="B")), query, 10))
+            got = complete(
+                cur, candidates.dense_candidates(CandidateQuery(scope=Scope(tenant="B")), query, 10)
+            )
     assert [c.id for c in got] == _exact_top(b, query, 10)
 
 

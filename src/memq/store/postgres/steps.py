@@ -3,10 +3,12 @@
 Every store method is an *operation*: a generator that yields statements (:class:`Q`) and is sent
 back each statement's result, and finally returns the method's value. It does no I/O itself, so
 the logic (which statements, in which order, what the rows mean, which error to raise) exists
-once, in :mod:`memq.store.postgres.sql` and :mod:`memq.store.postgres.schema`; the two store
-classes only run it on a psycopg connection — blocking in :mod:`.sync`, with ``await`` in
-:mod:`.aio`. An operation may also yield :class:`Emit` to hand finished items to its caller while
-it keeps going (export streams records from the sync store this way).
+once, in the operation modules (:mod:`.records`, :mod:`.candidates`, :mod:`.log`, :mod:`.learners`,
+:mod:`.transfer`, :mod:`.schema`). Each store method is written once too, in :mod:`.methods`, as
+"run this operation as a write / as a read"; the two store classes only say how to run one on a
+psycopg connection — blocking in :mod:`.sync`, with ``await`` in :mod:`.aio`. An operation may also
+yield :class:`Emit` to hand finished items to its caller while it keeps going (export streams
+records from the sync store this way).
 
 This module also holds what both runners need around an operation: the error translation and the
 retry policy.
@@ -28,7 +30,7 @@ from memq.errors import ConflictError, DimensionMismatchError, MemqError, StoreE
 
 T = TypeVar("T")
 
-Mode = Literal["all", "one", "none", "rowcount", "many"]
+Mode = Literal["all", "one", "none", "rowcount", "many", "copy"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +38,9 @@ class Q:
     """One statement. ``mode`` says what the operation is sent back:
 
     ``all``: the rows; ``one``: the first row or None; ``rowcount``: rows affected; ``none``: None;
-    ``many``: ``params`` is a list of parameter rows for ``executemany`` (sent back None).
+    ``many``: ``params`` is a list of parameter rows for ``executemany`` (sent back None); ``copy``:
+    ``sql`` is a ``COPY ... FROM STDIN`` and ``params`` its rows (one statement however many rows, so
+    statement triggers fire once; sent back None).
     """
 
     sql: str
@@ -102,6 +106,11 @@ def execute(cur: psycopg.Cursor[Any], q: Q) -> Any:
     if q.mode == "many":
         cur.executemany(q.sql, q.params or [])
         return None
+    if q.mode == "copy":
+        with cur.copy(q.sql) as copy:
+            for row in q.params or ():
+                copy.write_row(row)
+        return None
     cur.execute(q.sql, q.params or None)
     return _result(cur, q.mode)
 
@@ -110,6 +119,11 @@ async def execute_async(cur: psycopg.AsyncCursor[Any], q: Q) -> Any:
     """Run one statement on an async cursor and return what its mode asks for."""
     if q.mode == "many":
         await cur.executemany(q.sql, q.params or [])
+        return None
+    if q.mode == "copy":
+        async with cur.copy(q.sql) as copy:
+            for row in q.params or ():
+                await copy.write_row(row)
         return None
     await cur.execute(q.sql, q.params or None)
     if q.mode == "all":
@@ -127,24 +141,37 @@ def _result(cur: psycopg.Cursor[Any], mode: Mode) -> Any:
     return cur.rowcount if mode == "rowcount" else None
 
 
-def drive(cur: psycopg.Cursor[Any], op: Op[T]) -> Generator[list[Any], None, T]:
-    """Run an operation on a sync cursor; yields what it emits, returns its value."""
-    value: Any = None
+def first_step(op: Op[T]) -> tuple[bool, Any]:
+    """Advance a fresh operation to its first step: ``(True, step)``, or ``(False, value)`` when it
+    finishes without one (nothing to do, e.g. an empty batch): then no connection is needed at all."""
+    try:
+        return True, op.send(None)
+    except StopIteration as stop:
+        return False, stop.value
+
+
+def drive(cur: psycopg.Cursor[Any], op: Op[T], step: Q | Emit) -> Generator[list[Any], None, T]:
+    """Run an operation, from its first ``step``, on a sync cursor; yields what it emits, returns its value."""
     while True:
-        try:
-            step = op.send(value)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
         if isinstance(step, Emit):
             yield step.items
             value = None
         else:
             value = execute(cur, step)
+        try:
+            step = op.send(value)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
 
 
-def complete(cur: psycopg.Cursor[Any], op: Op[T]) -> T:
-    """Run an operation on a sync cursor to its end (emitted items are dropped)."""
-    runner = drive(cur, op)
+def complete(cur: psycopg.Cursor[Any], op: Op[T], step: Q | Emit | None = None) -> T:
+    """Run an operation on a sync cursor to its end (emitted items are dropped). ``step``: its first
+    step when the caller already took it (:func:`first_step`); otherwise the operation is fresh."""
+    if step is None:
+        started, step = first_step(op)
+        if not started:
+            return step  # type: ignore[no-any-return]
+    runner = drive(cur, op, step)
     while True:
         try:
             next(runner)
@@ -152,20 +179,25 @@ def complete(cur: psycopg.Cursor[Any], op: Op[T]) -> T:
             return stop.value  # type: ignore[no-any-return]
 
 
-async def complete_async(cur: psycopg.AsyncCursor[Any], op: Op[T], sink: list[Any] | None = None) -> T:
-    """Run an operation on an async cursor; emitted items go to ``sink``."""
-    value: Any = None
+async def complete_async(
+    cur: psycopg.AsyncCursor[Any], op: Op[T], step: Q | Emit | None = None, sink: list[Any] | None = None
+) -> T:
+    """Run an operation on an async cursor (``step`` as in :func:`complete`); emitted items go to ``sink``."""
+    if step is None:
+        started, step = first_step(op)
+        if not started:
+            return step  # type: ignore[no-any-return]
     while True:
-        try:
-            step = op.send(value)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
         if isinstance(step, Emit):
             if sink is not None:
                 sink.extend(step.items)
             value = None
         else:
             value = await execute_async(cur, step)
+        try:
+            step = op.send(value)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
 
 
 _KV_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)

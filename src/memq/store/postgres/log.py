@@ -1,0 +1,184 @@
+"""The retrieval log and what feedback writes: logging and reading searches, pruning the log, the
+feedback transaction, and per-record learner stats (``add_stats``). Operations, see :mod:`.steps`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+import numpy as np
+from psycopg.types.json import Jsonb
+
+from memq.store.base import FeedbackPlan, PlanFn, StoredLearnerState, merge_stats
+from memq.store.postgres.learners import save_learner_state
+from memq.store.postgres.rows import (
+    RETRIEVAL_COLUMNS,
+    UPSERT_UTILITY,
+    UTILITY_COLUMNS,
+    fetch_one,
+    logged,
+    no_retrieval,
+    utility_of,
+    utility_row,
+    vector_bytes,
+)
+from memq.store.postgres.steps import Op, Q
+from memq.types import LoggedRetrieval, PoolEntry, Retrieval, Utility
+
+# missing utility rows of the tenant's existing records, created with the defaults (in id order)
+CREATE_UTILITY = (
+    "INSERT INTO utility (id, tenant) SELECT DISTINCT id, tenant FROM records "
+    "WHERE tenant = %s AND id = ANY(%s) ORDER BY id ON CONFLICT (id) DO NOTHING"
+)
+LOCK_UTILITY = (
+    f"SELECT {UTILITY_COLUMNS} FROM utility WHERE tenant = %s AND id = ANY(%s) ORDER BY id FOR UPDATE"
+)
+
+
+def log_retrieval(
+    retrieval: Retrieval,
+    pool: Sequence[PoolEntry],
+    query_vector: np.ndarray | None,
+    embedding_model: str | None,
+) -> Op[None]:
+    shown = [
+        {"id": h.record.id, "rank": h.rank, "score": h.score, "propensity": h.propensity}
+        for h in retrieval.hits
+    ]
+    yield Q(
+        "INSERT INTO retrievals (id, tenant, query, policy, policy_version, k, shown, pool, query_vector, "
+        "embedding_model, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (
+            retrieval.id,
+            retrieval.scope.tenant,
+            retrieval.query,
+            retrieval.policy,
+            retrieval.policy_version,
+            retrieval.k,
+            Jsonb(shown),
+            Jsonb([p.model_dump(exclude_none=True) for p in pool]),
+            vector_bytes(query_vector),
+            embedding_model,
+            retrieval.created_at,
+        ),
+        mode="none",
+    )
+
+
+def get_retrieval(tenant: str, retrieval_id: str, lock: bool = False) -> Op[LoggedRetrieval]:
+    """A logged retrieval, or NotFoundError; ``lock``: its row locked until the transaction ends."""
+    row = yield from fetch_one(
+        f"SELECT {RETRIEVAL_COLUMNS} FROM retrievals WHERE tenant = %s AND id = %s"
+        + (" FOR UPDATE" if lock else ""),
+        (tenant, retrieval_id),
+        no_retrieval(tenant, retrieval_id),
+    )
+    return logged(row)
+
+
+def list_retrievals(
+    tenant: str, since: datetime | None, limit: int, with_feedback: bool
+) -> Op[list[LoggedRetrieval]]:
+    clause, params = "tenant = %s", [tenant]
+    if since is not None:
+        clause += " AND created_at >= %s"
+        params.append(since)
+    if with_feedback:
+        clause += " AND feedback IS NOT NULL"
+    # ids tie-break bytewise (COLLATE "C"), as in SQLite, whatever the database's collation
+    rows = yield Q(
+        f"SELECT {RETRIEVAL_COLUMNS} FROM retrievals WHERE {clause} "
+        'ORDER BY created_at, id COLLATE "C" LIMIT %s',
+        (*params, limit),
+    )
+    return [logged(r) for r in rows]
+
+
+def prune_retrievals(before: datetime, tenant: str | None) -> Op[int]:
+    if tenant is None:
+        return (yield Q("DELETE FROM retrievals WHERE created_at < %s", (before,), mode="rowcount"))
+    return (
+        yield Q(
+            "DELETE FROM retrievals WHERE tenant = %s AND created_at < %s", (tenant, before), mode="rowcount"
+        )
+    )
+
+
+def apply_feedback(
+    tenant: str, retrieval_id: str, plan: PlanFn, learner: str | None, known_stamp: datetime | None
+) -> Op[FeedbackPlan]:
+    """Feedback on one logged retrieval, as one transaction (the runner's).
+
+    The retrieval row is locked first (``FOR UPDATE``), so concurrent feedbacks on one retrieval
+    run one after the other and the second sees the first's feedback (the plan then refuses it
+    unless accumulating). The shown records' utility rows are locked next, in id order; missing
+    rows of records that still exist are first inserted with the defaults, so two feedbacks on
+    different retrievals that showed one record never both start from "no row" and lose an update.
+    With ``learner``, that learner's state row is locked last (``FOR UPDATE``), so feedbacks from
+    any instance update it one after the other; its JSON is read only when ``updated_at`` is not
+    ``known_stamp``. ``plan`` runs between the reads and the writes; anything it raises rolls
+    everything back.
+    """
+    retrieval = yield from get_retrieval(tenant, retrieval_id, lock=True)
+    ids = sorted({s.id for s in retrieval.shown})
+    current = {s.id: Utility() for s in retrieval.shown}
+    present: set[str] = set()
+    if ids:
+        yield Q(CREATE_UTILITY, (tenant, ids), mode="none")
+        for r in (yield Q(LOCK_UTILITY, (tenant, ids))):
+            current[r[0]] = utility_of(r)
+    stored = None
+    if learner is not None:
+        got = yield Q(
+            "SELECT updated_at, CASE WHEN updated_at IS DISTINCT FROM %s::timestamptz THEN state END "
+            "FROM learner_state WHERE tenant = %s AND name = %s FOR UPDATE",
+            (known_stamp, tenant, learner),
+            mode="one",
+        )
+        if got is not None:
+            stored = StoredLearnerState(state=got[1], updated_at=got[0])
+    result = plan(retrieval, current, stored)
+    if ids:
+        found = yield Q("SELECT DISTINCT id FROM records WHERE tenant = %s AND id = ANY(%s)", (tenant, ids))
+        present = {r[0] for r in found}
+    # a record purged since the search gets no utility row back
+    params = [utility_row(tenant, rid, u) for rid, u in result.utilities.items() if rid in present]
+    if params:
+        yield Q(UPSERT_UTILITY, params, mode="many")
+    yield Q(
+        "UPDATE retrievals SET feedback = %s WHERE tenant = %s AND id = %s",
+        (Jsonb(result.feedback.model_dump(mode="json")), tenant, retrieval_id),
+        mode="none",
+    )
+    if result.learner_state is not None:
+        name, state = result.learner_state
+        after = stored.updated_at if stored is not None and name == learner else None
+        stamp = yield from save_learner_state(tenant, name, state, after=after)
+        if name == learner:
+            result.learner_stamp = stamp
+    elif learner is not None:
+        result.learner_stamp = None if stored is None else stored.updated_at
+    return result
+
+
+def add_stats(tenant: str, deltas: Mapping[str, Mapping[str, float]]) -> Op[None]:
+    """Add ``deltas`` to the stats of the tenant's existing records, as one transaction (the runner's).
+
+    As in :func:`apply_feedback`, missing utility rows of existing records are inserted with the
+    defaults first, then the rows are locked in id order (``FOR UPDATE``): concurrent calls on one
+    record run one after the other, each adding to what the last committed. Ids with no record in
+    the tenant get no row (the insert selects from ``records``, the lock finds nothing).
+    """
+    ids = sorted(deltas)
+    if not ids:
+        return
+    yield Q(CREATE_UTILITY, (tenant, ids), mode="none")
+    rows = yield Q(LOCK_UTILITY, (tenant, ids))
+    params = []
+    for r in rows:
+        u = utility_of(r)
+        params.append(
+            utility_row(tenant, r[0], u.model_copy(update={"stats": merge_stats(u.stats, deltas[r[0]])}))
+        )
+    if params:
+        yield Q(UPSERT_UTILITY, params, mode="many")

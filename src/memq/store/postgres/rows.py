@@ -1,0 +1,327 @@
+"""What every PostgreSQL operation shares: the statements that write rows, and the mapping of rows to
+memq's types and back (records, utility, history events, logged retrievals, vectors, times).
+
+The operation modules (:mod:`.records`, :mod:`.candidates`, :mod:`.log`, :mod:`.learners`,
+:mod:`.transfer`) build on these; nothing here runs a statement except :func:`hydrate` and
+:func:`write_links`, which are operations themselves (see :mod:`.steps`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+import numpy as np
+from psycopg.types.json import Json, Jsonb
+
+from memq.errors import NotFoundError
+from memq.store.base import Candidate, CandidateQuery
+from memq.store.postgres.steps import Op, Q
+from memq.store.sqlcommon import visibility
+from memq.types import (
+    FeedbackRecord,
+    HistoryEvent,
+    HistoryOp,
+    Link,
+    LoggedRetrieval,
+    MemoryRecord,
+    PoolEntry,
+    Provenance,
+    Scope,
+    ShownEntry,
+    Utility,
+)
+
+# the columns a MemoryRecord is built from, in the order record() reads them
+COLUMNS = (
+    "r.id, r.version, r.tenant, r.user_id, r.agent_id, r.session_id, r.kind, r.text, r.payload_json, "
+    "r.metadata_json, r.source, r.source_message_ids, r.parent_ids, r.valid_from, r.valid_to, "
+    "r.recorded_at, r.expired_at, r.deleted, r.embedding_model"
+)
+# the columns record_params() fills, in its order
+RECORD_FIELDS = (
+    "id, version, tenant, user_id, agent_id, session_id, kind, text, payload_json, metadata_json, source, "
+    "source_message_ids, parent_ids, valid_from, valid_to, recorded_at, expired_at, deleted, embedding_model, "
+    "embedding"
+)
+INSERT_RECORD = f"INSERT INTO records ({RECORD_FIELDS}) VALUES ({', '.join(['%s'] * 20)})"
+INSERT_LINK = (
+    "INSERT INTO links (tenant, src, dst, type, created_at) VALUES (%s, %s, %s, %s, %s) "
+    "ON CONFLICT (src, type, dst) DO NOTHING"
+)
+UPSERT_UTILITY = (
+    "INSERT INTO utility (id, tenant, q, n_shown, n_used, reward_sum, last_feedback_at, stats) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+    "ON CONFLICT (id) DO UPDATE SET q = excluded.q, n_shown = excluded.n_shown, n_used = excluded.n_used, "
+    "reward_sum = excluded.reward_sum, last_feedback_at = excluded.last_feedback_at, stats = excluded.stats"
+)
+UTILITY_COLUMNS = "id, q, n_shown, n_used, reward_sum, last_feedback_at, stats"
+# the columns a LoggedRetrieval is built from, in the order logged() reads them
+RETRIEVAL_COLUMNS = (
+    "id, tenant, query, query_vector, embedding_model, policy, policy_version, k, pool, shown, created_at, "
+    "feedback"
+)
+INSERT_EVENT = "INSERT INTO events (tenant, record_id, op, version, at, actor, reason) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+EVENT_COLUMNS = "record_id, op, version, at, actor, reason"
+
+_dumps = partial(json.dumps, ensure_ascii=False)
+
+
+def identity(value: datetime) -> datetime:
+    """PostgreSQL takes datetimes as they are (timestamptz); the filters' time_param."""
+    return value
+
+
+def where(query: CandidateQuery) -> tuple[str, list[Any]]:
+    """The visibility clause of ``query`` on alias ``r``, with its parameters."""
+    return visibility(query, "postgres", identity)
+
+
+def columns(with_embedding: bool) -> str:
+    # The vector travels as vector_send()'s bytea (big-endian float32s): exact, cheap to decode, and
+    # of one result type whatever the column's dimension. Selecting ``r.embedding`` itself would
+    # make the result type vector(n), and a statement psycopg prepared on a pooled connection (here
+    # or in another process) would fail with "cached plan must not change result type" once a
+    # re-embed retypes the column.
+    return COLUMNS + (", vector_send(r.embedding)" if with_embedding else "")
+
+
+def spaces(records: Iterable[MemoryRecord]) -> list[tuple[str, int]]:
+    """The distinct (model, dim) of the records' vectors, in order of first appearance."""
+    seen: dict[tuple[str, int], None] = {}
+    for r in records:
+        if r.embedding is not None:
+            seen.setdefault((r.embedding_model or "", len(r.embedding)), None)
+    return list(seen)
+
+
+# -- rows to memq types -----------------------------------------------------------------------------
+
+
+def hydrate(rows: Sequence[Sequence[Any]], with_embedding: bool) -> Op[list[MemoryRecord]]:
+    """Build MemoryRecords from ``COLUMNS`` rows, fetching their links and utility (per tenant)."""
+    if not rows:
+        return []
+    by_tenant: dict[str, list[str]] = {}
+    for r in rows:
+        by_tenant.setdefault(r[2], []).append(r[0])
+    links: dict[str, list[Link]] = {}
+    utility: dict[str, Utility] = {}
+    for tenant, ids in by_tenant.items():
+        ids = list(dict.fromkeys(ids))
+        link_rows = yield Q(
+            "SELECT src, dst, type FROM links WHERE tenant = %s AND src = ANY(%s) ORDER BY created_at, dst",
+            (tenant, ids),
+        )
+        for src, dst, typ in link_rows:
+            links.setdefault(src, []).append(Link(target=dst, type=typ))
+        utility_rows = yield Q(
+            f"SELECT {UTILITY_COLUMNS} FROM utility WHERE tenant = %s AND id = ANY(%s)", (tenant, ids)
+        )
+        for r in utility_rows:
+            utility[r[0]] = utility_of(r)
+    return [record(r, with_embedding, links.get(r[0], []), utility.get(r[0])) for r in rows]
+
+
+def record(
+    r: Sequence[Any], with_embedding: bool, links: list[Link], utility: Utility | None
+) -> MemoryRecord:
+    embedding = None
+    if with_embedding and r[19] is not None:
+        embedding = vector_from_send(r[19])
+    return MemoryRecord.model_construct(
+        id=r[0],
+        version=r[1],
+        scope=Scope(tenant=r[2], user=r[3], agent=r[4], session=r[5]),
+        kind=r[6],
+        text=r[7],
+        payload=r[8],
+        metadata=r[9],
+        provenance=Provenance(source=r[10], source_message_ids=r[11], parent_ids=r[12]),
+        links=links,
+        valid_from=utc(r[13]),
+        valid_to=utc(r[14]),
+        recorded_at=utc(r[15]),
+        expired_at=utc(r[16]),
+        deleted=bool(r[17]),
+        embedding_model=r[18],
+        embedding=embedding,
+        utility=utility or Utility(),
+    )
+
+
+def vector_from_send(data: bytes) -> list[float]:
+    """Decode vector_send() output (int16 dim, int16 unused, dim big-endian float32) to exact floats."""
+    dim = int.from_bytes(data[:2], "big")
+    return np.frombuffer(data, dtype=">f4", count=dim, offset=4).astype(np.float32).tolist()
+
+
+def utc(value: datetime | None) -> datetime | None:
+    """Aware UTC with ``datetime.UTC`` as tzinfo, as the SQLite store returns (psycopg gives ZoneInfo)."""
+    return None if value is None else value.astimezone(UTC)
+
+
+def utility_of(r: Sequence[Any]) -> Utility:
+    """A Utility from a ``UTILITY_COLUMNS`` row."""
+    _, q, n_shown, n_used, reward_sum, last, stats = r
+    return Utility(
+        q=q,
+        n_shown=n_shown,
+        n_used=n_used,
+        reward_sum=reward_sum,
+        last_feedback_at=utc(last),
+        stats=stats,
+    )
+
+
+def event(row: Sequence[Any], version_record: MemoryRecord | None = None) -> HistoryEvent:
+    """A HistoryEvent from an ``EVENT_COLUMNS`` row."""
+    record_id, op, version, at, actor, reason = row
+    return HistoryEvent(
+        record_id=record_id,
+        op=HistoryOp(op),
+        version=version,
+        at=utc(at),
+        actor=actor,
+        reason=reason,
+        record=version_record,
+    )
+
+
+def logged(row: Sequence[Any]) -> LoggedRetrieval:
+    """A LoggedRetrieval from a ``RETRIEVAL_COLUMNS`` row (jsonb arrives parsed)."""
+    rid, tenant, query, qvec, model, policy, version, k, pool, shown, created, feedback = row
+    return LoggedRetrieval(
+        id=rid,
+        tenant=tenant,
+        query=query,
+        query_vector=None if qvec is None else np.frombuffer(bytes(qvec), dtype="<f4").tolist(),
+        embedding_model=model,
+        policy=policy,
+        policy_version=version,
+        k=k,
+        pool=[PoolEntry.model_validate(p) for p in pool],
+        shown=[ShownEntry.model_validate(x) for x in shown],
+        created_at=utc(created),
+        feedback=None if feedback is None else FeedbackRecord.model_validate(feedback),
+    )
+
+
+def no_retrieval(tenant: str, retrieval_id: str) -> NotFoundError:
+    return NotFoundError(
+        f"no retrieval {retrieval_id} in tenant {tenant!r} (unknown, or pruned from the log)"
+    )
+
+
+def dedupe(candidates: list[Candidate]) -> list[Candidate]:
+    """The candidates with each id once (its first, best, occurrence kept)."""
+    seen: set[str] = set()
+    out = []
+    for c in candidates:
+        if c.id not in seen:
+            seen.add(c.id)
+            out.append(c)
+    return out
+
+
+# -- memq types to rows -----------------------------------------------------------------------------
+
+
+def record_params(r: MemoryRecord) -> tuple[Any, ...]:
+    """The values of ``RECORD_FIELDS`` for one record version."""
+    return (
+        r.id,
+        r.version,
+        r.scope.tenant,
+        r.scope.user,
+        r.scope.agent,
+        r.scope.session,
+        r.kind,
+        r.text,
+        Json(r.payload, dumps=_dumps),
+        Json(r.metadata, dumps=_dumps),
+        r.provenance.source,
+        Jsonb(r.provenance.source_message_ids),
+        Jsonb(r.provenance.parent_ids),
+        r.valid_from,
+        r.valid_to,
+        r.recorded_at,
+        r.expired_at,
+        r.deleted,
+        r.embedding_model,
+        vector_param(r.embedding),
+    )
+
+
+def vector_param(embedding: Sequence[float] | np.ndarray | None) -> np.ndarray | None:
+    """A vector as pgvector's adapter takes it (exact float32)."""
+    return None if embedding is None else np.asarray(embedding, dtype=np.float32)
+
+
+def fetch_one(sql: str, params: Sequence[Any], missing: Exception) -> Op[Sequence[Any]]:
+    """The first row of a query, or raise ``missing`` when there is none."""
+    row = yield Q(sql, params, mode="one")
+    if row is None:
+        raise missing
+    return row  # type: ignore[no-any-return]
+
+
+def write_records(records: Sequence[MemoryRecord], *, utility: bool = True) -> Op[None]:
+    """Insert record versions as they are, with their links and (with ``utility``) their non-default
+    utility rows. A new version of an existing record passes ``utility=False``: the record's utility
+    row is the feedback's, and writing the copy read before the update could undo a feedback."""
+    yield Q(INSERT_RECORD, [record_params(r) for r in records], mode="many")
+    yield from write_links(records)
+    rows = [utility_params(r) for r in records if utility and not default_utility(r.utility)]
+    if rows:
+        yield Q(UPSERT_UTILITY, rows, mode="many")
+
+
+def write_links(records: Iterable[MemoryRecord]) -> Op[None]:
+    params = [
+        (r.scope.tenant, r.id, link.target, link.type, r.recorded_at) for r in records for link in r.links
+    ]
+    if params:
+        yield Q(INSERT_LINK, params, mode="many")
+
+
+def default_utility(u: Utility) -> bool:
+    return u == Utility()
+
+
+def utility_params(r: MemoryRecord) -> tuple[Any, ...]:
+    return utility_row(r.scope.tenant, r.id, r.utility)
+
+
+def utility_row(tenant: str, rid: str, u: Utility) -> tuple[Any, ...]:
+    # stats go to a ``json`` column as the text json.dumps writes: key order survives (see schema)
+    return (
+        rid,
+        tenant,
+        u.q,
+        u.n_shown,
+        u.n_used,
+        u.reward_sum,
+        u.last_feedback_at,
+        Json(u.stats, dumps=_dumps),
+    )
+
+
+def vector_bytes(vector: np.ndarray | None) -> bytes | None:
+    """A query vector as little-endian float32 bytes (exact; the layout SQLite stores)."""
+    return None if vector is None else np.asarray(vector, dtype="<f4").tobytes()
+
+
+def event_params(
+    tenant: str,
+    record_id: str,
+    op: HistoryOp,
+    version: int,
+    at: datetime,
+    actor: str | None,
+    reason: str | None,
+) -> tuple[Any, ...]:
+    return (tenant, record_id, HistoryOp(op).value, version, at, actor, reason)
