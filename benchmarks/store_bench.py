@@ -88,6 +88,7 @@ WARMUP_QUERIES = 10
 ANN_ADD_CHUNK = 20_000  # the SQLite store adds to its index in chunks of this many rows
 EMBED_SAMPLE = 1024  # texts for the embedder's batch throughput
 TENANT = "bench"
+HASHING_DIM = 384  # --vectors hashing: the dimension of all-MiniLM-L6-v2
 
 SOURCES = (
     ("longmemeval_s", "longmemeval/longmemeval_s_cleaned_sample60.json"),
@@ -328,9 +329,11 @@ class TimedStore:
 # -- embeddings ------------------------------------------------------------------------------------
 
 
-def open_cache(path: Path, size_hint: int) -> Any:
-    from memq.embed import CachedEmbedder, SentenceTransformerEmbedder
+def open_cache(path: Path, size_hint: int, vectors: str = "minilm") -> Any:
+    from memq.embed import CachedEmbedder, HashingEmbedder, SentenceTransformerEmbedder
 
+    if vectors == "hashing":  # model-free vectors: nothing to keep between runs, so no cache file
+        return CachedEmbedder(HashingEmbedder(dim=HASHING_DIM), max_entries=size_hint + 10_000)
     bulk = SentenceTransformerEmbedder(threads=2, batch_size=64)
     return CachedEmbedder(bulk, max_entries=size_hint + 10_000, path=path)
 
@@ -372,7 +375,7 @@ def measure_embedder(embedder: Any, queries: Sequence[str], sample: Sequence[str
         "query_embed_p95_ms": pct(times, 95),
         "batch_texts": len(sample),
         "batch_mean_chars": round(float(np.mean([len(t) for t in sample])), 1),
-        "batch_size": embedder.batch_size,
+        "batch_size": getattr(embedder, "batch_size", None),
     }
     for threads in (1, 2):
         set_torch_threads(threads)
@@ -1233,6 +1236,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
             "PostgreSQL: no HNSW index); saves several minutes"
         ),
     )
+    parser.add_argument(
+        "--vectors",
+        choices=("minilm", "hashing"),
+        default="minilm",
+        help=(
+            "where the vectors come from: minilm (all-MiniLM-L6-v2 through the embedding cache; "
+            f"default) or hashing (memq's model-free HashingEmbedder, {HASHING_DIM}-d, the same size: "
+            "no model runs and no cache to fill, for store-only measurements; the live columns then "
+            "time the hashing embedder, not MiniLM)"
+        ),
+    )
     parser.add_argument("--data", default=None, help="folder holding the datasets (default: ../shared/data)")
     parser.add_argument(
         "--cache",
@@ -1286,6 +1300,8 @@ def command_line(args: argparse.Namespace) -> str:
         parts.append(f"--backends {args.backends}")
     if args.no_add_variant:
         parts.append("--no-add-variant")
+    if args.vectors != "minilm":
+        parts.append(f"--vectors {args.vectors}")
     return " ".join(parts)
 
 
@@ -1298,7 +1314,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.print(f"wrote {args.doc}")
         return 0
 
-    from memq.embed import SentenceTransformerEmbedder
+    from memq.embed import HashingEmbedder, SentenceTransformerEmbedder
     from memq.store.sqlite import store as sqlite_store
     from memq.store.sqlite import vectors as sqlite_vectors
 
@@ -1316,7 +1332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"paragraphs; {len(queries)} queries; sizes {args.size_list}; backends {args.backend_list}"
     )
 
-    cache = open_cache(args.cache, max_size + len(queries))
+    cache = open_cache(args.cache, max_size + len(queries), args.vectors)
     fill = fill_cache(cache, docs_needed, queries)
     console.print(f"embedding cache: {fill['embedded_now']:,} texts embedded now, {fill['seconds']} s")
     if args.embed_only:
@@ -1338,7 +1354,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             console.print(f"[yellow]{notes[-1]}")
             backends.remove("postgres")
 
-    live = SentenceTransformerEmbedder(threads=1)
+    live = (
+        HashingEmbedder(dim=HASHING_DIM)
+        if args.vectors == "hashing"
+        else SentenceTransformerEmbedder(threads=1)
+    )
     set_torch_threads(1)
     rng = random.Random(SEED)
     sample = [d.text for d in rng.sample(list(docs_needed), min(EMBED_SAMPLE, len(docs_needed)))]
@@ -1416,6 +1436,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "hnsw_expansion_add": sqlite_vectors.HNSW_EXPANSION_ADD,
             "hnsw_expansion_search": sqlite_vectors.HNSW_EXPANSION_SEARCH,
             "sqlite_exact_threshold": sqlite_store.EXACT_THRESHOLD,
+            "vectors": args.vectors,
             "embedding_model": live.model_id,
             "embedding_dim": live.dim,
         },
