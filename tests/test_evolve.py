@@ -133,3 +133,30 @@ def test_cli_writes_results_and_a_config_that_memq_loads(tmp_path: Path) -> None
     MemoryConfig.load(cfg)
     bad = CliRunner().invoke(app, ["evolve", "--bench", "nope", "--data", str(data)])
     assert bad.exit_code == 2 and "--bench" in bad.output
+
+
+def test_memq_serve_opens_its_memory_with_the_config(tmp_path: Path) -> None:
+    pytest.importorskip("fastapi")
+    from memq.cli import app
+    from memq.retrieve.pipeline import SearchOptions
+    from memq.server.app import open_memory
+    from memq.server.settings import ServerSettings
+
+    cfg = MemoryConfig(
+        search=SearchOptions(link_weight=0.2, weights={"dense": 0.7, "lexical": 0.3}), embedder="hashing:64"
+    ).save(tmp_path / "c.json")
+    settings = ServerSettings(db=str(tmp_path / "m.db"), embedder="hashing:64", config=str(cfg))
+    assert ServerSettings.from_env(settings.to_env()).config == str(cfg)  # the workers' form
+    mem = open_memory(settings)
+    try:
+        assert mem.config.search.link_weight == 0.2
+        assert mem.config.search.weights == {"dense": 0.7, "lexical": 0.3}
+    finally:
+        mem.close()
+    with pytest.raises(InvalidInputError, match="embedder"):
+        open_memory(ServerSettings(db=str(tmp_path / "m2.db"), embedder="hashing:32", config=str(cfg)))
+    (tmp_path / "bad.json").write_text('{"search": {"link_weight": 7}}')
+    got = CliRunner().invoke(
+        app, ["--db", str(tmp_path / "m3.db"), "serve", "--config", str(tmp_path / "bad.json")]
+    )
+    assert got.exit_code == 2 and "link_weight" in got.output

@@ -92,10 +92,16 @@ def train_cmd(
     seeds: Annotated[str, typer.Option(help="Comma-separated training seeds (one policy each).")] = "0,1,2",
     updates: Annotated[int, typer.Option(min=1, help="GRPO updates per seed.")] = 40,
     episodes: Annotated[
-        int, typer.Option("--episodes-per-update", min=1, help="Distinct episodes per update (B).")
-    ] = 8,
-    group: Annotated[int, typer.Option("--group-size", min=2, help="Rollouts per episode (G).")] = 8,
-    lr: Annotated[float, typer.Option(min=0, help="Adam step size.")] = 0.02,
+        int | None, typer.Option("--episodes-per-update", min=1, help="Groups per update, B (default 16).")
+    ] = None,
+    group: Annotated[
+        int | None, typer.Option("--group-size", min=2, help="Samples per group, G (default 8).")
+    ] = None,
+    lr: Annotated[float | None, typer.Option(min=0, help="Adam step size (default 0.03).")] = None,
+    mode: Annotated[
+        str, typer.Option(help="decision: a group is G actions at one step; episode: G whole episodes.")
+    ] = "decision",
+    beta: Annotated[float, typer.Option(min=0, help="KL penalty to the starting policy.")] = 0.0,
     model: Annotated[str, typer.Option(help="Policy: linear or mlp.")] = "linear",
     record_cost: Annotated[float, typer.Option(min=0, help="λ: cost per current record (per item).")] = 0.05,
     eval_lengths: Annotated[
@@ -118,11 +124,16 @@ def train_cmd(
     try:
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
         lengths = _lengths(eval_lengths) if eval_lengths.strip() else []
-        if model not in ("linear", "mlp"):
-            raise ValueError(f"--model is linear or mlp, got {model!r}")
+        if model not in ("linear", "mlp") or mode not in ("decision", "episode"):
+            raise ValueError(f"--model is linear or mlp, --mode decision or episode; got {model!r}, {mode!r}")
         rows, emb = _setup(data, cache, embedder)
+        given = {"episodes_per_update": episodes, "group_size": group, "lr": lr}
         config = GRPOConfig(
-            updates=updates, episodes_per_update=episodes, group_size=group, lr=lr, model=model
+            updates=updates,
+            mode=mode,
+            beta=beta,
+            model=model,
+            **{k: v for k, v in given.items() if v is not None},
         )
         spec = EpisodeSpec(record_cost=record_cost)
         with _progress() as progress:

@@ -64,7 +64,7 @@ class GRPOConfig:
     temperature: float = 1.0
     clip: float = 0.2
     std_floor: float = 0.1  # advantage denominator max(std, floor): see group_advantages
-    beta: float = 0.04  # KL penalty to the starting policy (GRPO's; DeepSeekMath's default)
+    beta: float = 0.0  # KL penalty to the starting policy (GRPO's estimator; 0 as in DAPO / Dr. GRPO)
     epochs: int = 1
     l2: float = 1e-4
     eval_every: int = 5
