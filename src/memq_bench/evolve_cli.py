@@ -12,10 +12,10 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from memq.errors import MemqError
+from memq_bench.retrieval_cmds import _progress  # one progress-bar layout for every benchmark
 
 evolve_app = typer.Typer(help="Search memq's design space (Optuna TPE) on a benchmark; writes a config.")
 console = Console()
@@ -112,13 +112,7 @@ def evolve(
             from memq.llm.spec import llm_from_spec
 
             the_llm = llm_from_spec(llm)
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-        ) as progress:
+        with _progress() as progress:
             result = run_evolve(
                 convs,
                 embedder_for,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +64,7 @@ def train_seeds(
     seeds: Sequence[int],
     config: GRPOConfig,
     out_dir: str | Path,
-    spec: EpisodeSpec = EpisodeSpec(),
+    spec: EpisodeSpec | None = None,
     lengths: Sequence[str] = TRAIN_LENGTHS,
     on_update: Callable[[int, CurvePoint], None] | None = None,
 ) -> list[TrainRun]:
@@ -73,6 +73,7 @@ def train_seeds(
 
     from memq.rl.env import MemoryOpsEnv
 
+    spec = spec or EpisodeSpec()
     source = SampledEpisodes(
         group_contexts(rows, lengths),
         embedder,
@@ -89,7 +90,7 @@ def train_seeds(
         finally:
             env.close()
         result.policy.meta.update(
-            {"episodes": vars(spec), "train_lengths": list(lengths), "dataset": DATASET}
+            {"episodes": asdict(spec), "train_lengths": list(lengths), "dataset": DATASET}
         )
         path = result.policy.save(Path(out_dir) / f"rl-policy-seed{seed}.json")
         last = result.curve[-1]
@@ -263,10 +264,8 @@ def to_results(
         "curves": curves(runs),
         "curve_x_label": "GRPO update",
         "curve_y_label": "em@1 / return",
-        "grpo": vars(config)
-        if not hasattr(config, "__dataclass_fields__")
-        else {k: getattr(config, k) for k in config.__dataclass_fields__},
-        "episodes": vars(spec),
-        "training": [{"seed": r.seed, "curve": [vars(p) for p in r.curve]} for r in runs],
+        "grpo": asdict(config),
+        "episodes": asdict(spec),
+        "training": [{"seed": r.seed, "curve": [asdict(p) for p in r.curve]} for r in runs],
     }
     return rf

@@ -12,10 +12,10 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from memq.errors import MemqError
+from memq_bench.retrieval_cmds import _progress  # one progress-bar layout for every benchmark
 
 rl_app = typer.Typer(
     help="Write policies trained by reinforcement learning (FactConsolidation): train, eval, export.",
@@ -40,16 +40,6 @@ def _command() -> str:
 def _fail(exc: Exception) -> None:
     console.print(f"[red]error[/] ({getattr(exc, 'code', type(exc).__name__)}): {exc}")
     raise typer.Exit(2) from None
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-    )
 
 
 def _setup(data: Path | None, cache: Path, embedder: str):

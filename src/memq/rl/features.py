@@ -32,8 +32,7 @@ import math
 import re
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -130,7 +129,6 @@ class Observation:
     pair: np.ndarray
     item: np.ndarray
     mask: np.ndarray
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def k(self) -> int:

@@ -31,7 +31,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
 
 import numpy as np
 
@@ -290,7 +289,3 @@ def train(
     result.seconds = time.perf_counter() - started
     policy.meta.update({"trainer": "grpo", "config": asdict(config), "seconds": round(result.seconds, 1)})
     return result
-
-
-def curve_json(result: TrainResult) -> list[dict[str, Any]]:
-    return [asdict(p) for p in result.curve]
