@@ -24,7 +24,7 @@ from memq.errors import ConflictError
 from memq.retrieve.filters import parse_filter
 from memq.store import AsyncStore, Store
 from memq.store.base import CandidateQuery, VersionChange
-from memq.store.postgres import AsyncPostgresStore, PostgresStore, candidates, schema
+from memq.store.postgres import AsyncPostgresStore, PostgresStore, candidates, hnsw, schema
 from memq.store.postgres.steps import READ_SNAPSHOT, complete, mask_dsn
 from memq.types import HistoryOp, MemoryRecord, Scope, utcnow
 
@@ -136,8 +136,9 @@ async def test_async_store_connect_and_close(pg_url: str) -> None:
 
 # the async store's own lifecycle: ``await AsyncPostgresStore.connect(dsn)`` / ``await store.open()``
 ASYNC_LIFECYCLE = {"connect", "open"}
-# PostgreSQL's paged export, not (yet) in the SQLite store, which has only the streamed export_rows
-POSTGRES_ONLY = {"export_records", "export_events"}
+# PostgreSQL's own: the paged export (not yet in the SQLite store, which has only the streamed
+# export_rows) and build_index (the SQLite store builds its vector index on its own, in the process)
+POSTGRES_ONLY = {"export_records", "export_events", "build_index"}
 # methods whose sync and async forms differ by nature: closing, and export_rows (a stream, or a list)
 RUNNER_METHODS = {"close", "export_rows"}
 
@@ -321,27 +322,22 @@ def test_selective_filters_still_get_n_dense_results(big_and_small) -> None:  # 
 def test_starved_index_scan_is_rerun_exactly(big_and_small, pg_url: str) -> None:  # type: ignore[no-untyped-def]
     """With sorting priced out, the planner must take the HNSW scan for tenant B, which finds only a
     few of B's rows among its ef_search candidates; the operation notices and re-runs exactly."""
-    _, _, _, b, rng = big_and_small
+    store, _, _, b, rng = big_and_small
+    assert store.build_index()  # every row in the graph (the bulk insert deferred them)
     query = rng.normal(size=32).astype(np.float32)
     with psycopg.connect(pg_url, autocommit=True) as conn:
         register_vector(conn)
+        upto = int(conn.execute("SELECT value FROM meta WHERE key = 'hnsw_upto'").fetchone()[0])
+        nearest_of_b = (
+            f"SELECT r.id FROM records r WHERE r.tenant = 'B' AND r.expired_at IS NULL AND {hnsw.in_graph(upto)} "
+            "ORDER BY r.embedding <=> %s LIMIT 10"
+        )
         conn.execute("SET enable_sort = off")
         with conn.transaction():
             conn.execute("SET LOCAL hnsw.ef_search = 40")
-            plan = "\n".join(
-                r[0]
-                for r in conn.execute(
-                    "EXPLAIN SELECT r.id FROM records r WHERE r.tenant = 'B' AND r.expired_at IS NULL "
-                    "ORDER BY r.embedding <=> %s LIMIT 10",
-                    (query,),
-                )
-            )
+            plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + nearest_of_b, (query,)))
             assert schema.HNSW_INDEX in plan
-            starved = conn.execute(
-                "SELECT r.id FROM records r WHERE r.tenant = 'B' AND r.expired_at IS NULL "
-                "ORDER BY r.embedding <=> %s LIMIT 10",
-                (query,),
-            ).fetchall()
+            starved = conn.execute(nearest_of_b, (query,)).fetchall()
         assert len(starved) < 10
         with conn.transaction(), conn.cursor() as cur:
             cur.execute(READ_SNAPSHOT)
@@ -349,6 +345,203 @@ def test_starved_index_scan_is_rerun_exactly(big_and_small, pg_url: str) -> None
                 cur, candidates.dense_candidates(CandidateQuery(scope=Scope(tenant="B")), query, 10)
             )
     assert [c.id for c in got] == _exact_top(b, query, 10)
+
+
+# -- bulk loads: rows wait outside the HNSW graph for the next build ----------------------------------------
+
+
+def _graph(url: str) -> tuple[int, int, int]:
+    """(the index's watermark row key, rows waiting outside the graph, the newest row key)."""
+    with psycopg.connect(url) as conn:
+        upto = int(conn.execute("SELECT value FROM meta WHERE key = 'hnsw_upto'").fetchone()[0])
+        (tail,) = conn.execute(
+            "SELECT count(*) FROM records WHERE deferred AND row_key > %s", (upto,)
+        ).fetchone()
+        (top,) = conn.execute("SELECT max(row_key) FROM records").fetchone()
+    return upto, tail, top
+
+
+def _sims(records: list[MemoryRecord], query: np.ndarray) -> dict[str, float]:
+    unit_query = query / np.linalg.norm(query)
+    return {r.id: float(np.asarray(r.embedding, np.float32) @ unit_query) for r in records}
+
+
+def test_a_bulk_load_skips_the_graph_until_a_search_builds_it(big_and_small, pg_url: str) -> None:  # type: ignore[no-untyped-def]
+    store, a, rare, _, rng = big_and_small
+    assert _graph(pg_url)[:2] == (0, 3020)  # a fresh store is a bulk load: no row went into the graph
+    everyone = CandidateQuery(scope=Scope(tenant="A"))
+    query = rng.normal(size=32).astype(np.float32)
+    with psycopg.connect(pg_url, autocommit=True) as other:  # another session is building: no build here
+        other.execute(f"SELECT pg_advisory_lock({schema.LOCK_NAMESPACE}, {schema.LOCK_BUILD})")
+        got = store.dense_candidates(everyone, query, 10)
+    assert [c.id for c in got] == _exact_top(
+        a + rare, query, 10
+    )  # the rows outside the graph, scanned exactly
+    assert _graph(pg_url)[:2] == (0, 3020)
+    got = store.dense_candidates(everyone, query, 10)  # finds 3,020 rows outside the graph: builds first
+    upto, tail, top = _graph(pg_url)
+    assert (upto, tail) == (top, 0) and store.verify_index() and len(_index_defs(pg_url)) == 1
+    sims = _sims(a + rare, query)
+    assert len(got) == 10 and all(abs(c.score - sims[c.id]) < 1e-5 for c in got)
+
+
+def test_small_writes_enter_the_graph_and_large_ones_wait(pg_url: str) -> None:
+    rng = np.random.default_rng(21)
+    with PostgresStore(pg_url) as store:
+        store.insert(_records("t", 2000, 16, rng))
+        assert store.build_index() and _graph(pg_url)[1] == 0
+        store.insert(_records("t", 5, 16, rng))  # a few rows into a large graph: inserted into it at once
+        assert _graph(pg_url)[1] == 0
+        later = _records("t", 600, 16, rng)  # 600 >= DEFER_RATIO x 2,005: rebuilding is cheaper
+        store.insert(later)
+        upto, tail, _ = _graph(pg_url)
+        assert tail == 600 < hnsw.BUILD_TAIL
+        query = np.asarray(later[7].embedding, np.float32)
+        got = store.dense_candidates(CandidateQuery(scope=Scope(tenant="t")), query, 5)
+        assert got[0].id == later[7].id and _graph(pg_url)[:2] == (upto, 600)  # found exactly; no build
+        assert store.build_index() and store.build_index()  # the second finds nothing to do
+        upto, tail, top = _graph(pg_url)
+        assert (upto, tail) == (top, 0)
+
+
+def test_an_index_made_before_the_watermark_keeps_serving(pg_url: str) -> None:
+    """A store of schema 2 (its index over every row, no watermark) migrates to watermark 0."""
+    with psycopg.connect(pg_url, autocommit=True) as conn, conn.transaction():
+        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        conn.execute(
+            "CREATE TABLE memq_schema (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        for version, statements in enumerate(schema.MIGRATIONS[:2], start=1):
+            for statement in statements:
+                conn.execute(statement)
+            conn.execute("INSERT INTO memq_schema (version) VALUES (%s)", (version,))
+        conn.execute("ALTER TABLE records ALTER COLUMN embedding TYPE vector(3)")
+        conn.execute(
+            "CREATE INDEX records_embedding_hnsw ON records USING hnsw (embedding vector_cosine_ops) "
+            "WITH (m = 16, ef_construction = 64)"
+        )
+        conn.execute("INSERT INTO meta VALUES ('embedding_model', 'm'), ('embedding_dim', '3')")
+        conn.execute(
+            "INSERT INTO records (id, version, tenant, kind, text, payload_json, metadata_json, source_message_ids, "
+            "parent_ids, recorded_at, embedding_model, embedding) VALUES ('r1', 1, 't', 'fact', 'Bob likes tea', "
+            "'{}', '{}', '[]', '[]', now(), 'm', '[1,0,0]'), ('r2', 1, 't', 'fact', 'tea and more tea', "
+            "'{}', '{}', '[]', '[]', now(), 'm', '[0,1,0]')"
+        )
+    with PostgresStore(pg_url) as store:
+        assert _graph(pg_url)[:2] == (0, 0) and store.verify_index()
+        q = CandidateQuery(scope=Scope(tenant="t"))
+        assert [c.id for c in store.dense_candidates(q, np.array([0.1, 1, 0], np.float32), 2)] == ["r2", "r1"]
+        assert [c.id for c in store.lexical_candidates(q, "tea", 2)] == ["r2", "r1"]  # the lexicon was filled
+        assert _counts(pg_url, LEXICON) == _counts(pg_url, RECOUNT)
+
+
+# -- lexical search: BM25 from the lexicon -----------------------------------------------------------------
+
+
+# the lexicon as the trigger keeps it, and counted afresh from the records: (lexeme -> df, (docs, length))
+LEXICON = (
+    "SELECT lexeme, sum(df) FROM lexicon GROUP BY lexeme HAVING sum(df) <> 0",
+    "SELECT sum(docs), sum(lexemes) FROM lexicon_docs",
+)
+RECOUNT = (
+    "SELECT u.lexeme, count(*) FROM records r, unnest(tsvector_to_array(r.tsv)) AS u(lexeme) GROUP BY 1",
+    "SELECT count(*), coalesce(sum(length(tsv)), 0) FROM records",
+)
+
+
+def _counts(url: str, queries: tuple[str, str]) -> tuple[dict[str, int], tuple[int, int]]:
+    with psycopg.connect(url) as conn:
+        df = conn.execute(queries[0]).fetchall()
+        docs = conn.execute(queries[1]).fetchone()
+    return {lexeme: int(n) for lexeme, n in df}, (int(docs[0]), int(docs[1]))
+
+
+def test_the_lexicon_follows_inserts_versions_and_purges(pg_url: str) -> None:
+    texts = ["Bob's café opens at 8", "the café closes late", "Alice runs marathons", "marathons and cafés"]
+
+    def add(i: int) -> None:
+        with PostgresStore(pg_url, max_size=1) as store:
+            for round_ in range(3):
+                store.insert([MemoryRecord(scope=Scope(tenant=f"t{i}"), text=f"{t} {round_}") for t in texts])
+
+    assert _run_threads(4, add) == []  # concurrent writers on several shards lose no count
+    with PostgresStore(pg_url) as store:
+        first = store.list(CandidateQuery(scope=Scope(tenant="t0")), cursor=None, limit=1).records[0]
+        new = first.model_copy(update={"version": 2, "text": "new text"})
+        store.write_version(VersionChange("t0", first.id, new, HistoryOp.UPDATE))
+        purged = store.list(CandidateQuery(scope=Scope(tenant="t1")), cursor=None, limit=3).records
+        assert store.purge("t1", [r.id for r in purged]) == 3
+        assert (
+            _counts(pg_url, LEXICON) == _counts(pg_url, RECOUNT)
+            and _counts(pg_url, RECOUNT)[1][0] == 4 * 12 + 1 - 3
+        )
+
+
+def test_lexical_scores_are_bm25(pg_url: str) -> None:
+    texts = [
+        "Carol adopted a golden retriever named Max",
+        "Max the retriever loves the beach, Max swims",
+        "the golden hour at the beach",
+        "Bob is allergic to peanuts",
+        "a retriever, a beach, a dog: a long day out with friends and family at the seaside",
+    ]
+    with PostgresStore(pg_url) as store:
+        records = [MemoryRecord(scope=Scope(tenant="t"), text=t) for t in texts]
+        store.insert([*records, MemoryRecord(scope=Scope(tenant="other"), text="retriever")])
+        got = store.lexical_candidates(
+            CandidateQuery(scope=Scope(tenant="t")), "Which golden retriever went to the beach?", 10
+        )
+    df, (docs, total) = _counts(pg_url, RECOUNT)
+    with psycopg.connect(pg_url) as conn:
+        terms = [
+            r[0]
+            for r in conn.execute(
+                "SELECT unnest(tsvector_to_array(to_tsvector('english', 'golden retriever went beach')))"
+            )
+        ]
+        rows = conn.execute(
+            "SELECT r.id, length(r.tsv), u.lexeme, array_length(u.positions, 1) FROM records r, unnest(r.tsv) AS u "
+            "WHERE r.tenant = 't' AND u.lexeme = ANY(%s)",
+            (terms,),
+        ).fetchall()
+    expected: dict[str, float] = {}
+    for rid, length, lexeme, tf in rows:  # Okapi BM25, k1 = 1.2, b = 0.75
+        idf = np.log(1 + (docs - df[lexeme] + 0.5) / (df[lexeme] + 0.5))
+        expected[rid] = expected.get(rid, 0.0) + idf * tf * 2.2 / (
+            tf + 1.2 * (0.25 + 0.75 * length / (total / docs))
+        )
+    assert [c.id for c in got] == sorted(expected, key=lambda rid: -expected[rid])
+    assert all(abs(c.score - expected[c.id]) < 1e-9 for c in got) and len(got) == 4
+
+
+def test_lexical_plan_scores_rare_terms_whole_and_common_ones_together() -> None:
+    df = {"zebra": 10.0, "okapi": 300.0, "time": 4_000.0, "like": 6_000.0, "day": 3_000.0}
+    query, exact = candidates.plan_lexical(df, 100_000.0, budget=1000)
+    parts = query.split(" | ")
+    assert not exact and parts[:2] == ["'zebra'", "'okapi'"]  # all their rows; of the rest, rows with two
+    assert set(parts[2:]) == {"('day' & 'time')", "('day' & 'like')", "('time' & 'like')"}
+    more = candidates.plan_lexical({**df, "time": 40_000.0}, 100_000.0)[
+        0
+    ]  # pairs: ~3,600 rows; all three: ~70
+    assert more == "'zebra' | 'okapi' | ('day' & 'like' & 'time')"
+    assert candidates.plan_lexical({"zebra": 10.0, "okapi": 300.0}, 100_000.0) == ("'zebra' | 'okapi'", True)
+    assert candidates.plan_lexical({"time": 40_000.0}, 100_000.0) == (
+        "",
+        False,
+    )  # nothing fits: score every match
+    assert candidates.quote("it's\\") == "'it''s\\\\'"
+
+
+def test_a_common_term_alone_is_scored_over_every_match(pg_url: str) -> None:
+    with PostgresStore(pg_url) as store:
+        plain = [
+            MemoryRecord(scope=Scope(tenant="t"), text=f"an apple on day {i} of the trip")
+            for i in range(1100)
+        ]
+        best = MemoryRecord(scope=Scope(tenant="t"), text="apple apple apple")
+        store.insert([*plain[:600], best, *plain[600:]])
+        got = store.lexical_candidates(CandidateQuery(scope=Scope(tenant="t")), "apple", 50)
+        assert len(got) == 50 and got[0].id == best.id  # df 1,101 > the budget: the fallback scores all
 
 
 # -- the embedding space ---------------------------------------------------------------------------------

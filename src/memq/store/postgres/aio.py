@@ -16,12 +16,14 @@ from psycopg_pool import AsyncConnectionPool
 
 from memq.errors import StoreError
 from memq.store.postgres import schema, transfer
+from memq.store.postgres.hnsw import IndexBehind
 from memq.store.postgres.methods import Make, StoreMethods
 from memq.store.postgres.steps import (
-    READ_SNAPSHOT,
     RETRYABLE,
     SESSION_SETUP,
+    TRANSACTION,
     WRITE_ATTEMPTS,
+    Op,
     backoff,
     complete_async,
     first_step,
@@ -108,10 +110,12 @@ class AsyncPostgresStore(StoreMethods):
         started, step = first_step(op)
         if not started:
             return step  # type: ignore[no-any-return]
-        async with pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-            if snapshot:
-                await cur.execute(READ_SNAPSHOT)
-            return await complete_async(cur, op, step, sink)
+        async with pool.connection() as conn:
+            level, read_only = TRANSACTION[snapshot]
+            await conn.set_isolation_level(level)
+            await conn.set_read_only(read_only)
+            async with conn.transaction(), conn.cursor() as cur:
+                return await complete_async(cur, op, step, sink)
 
     async def _write(self, make: Make[T], retry: Callable[[], bool] | None = None) -> T:
         for attempt in range(WRITE_ATTEMPTS):
@@ -128,6 +132,27 @@ class AsyncPostgresStore(StoreMethods):
     async def _read(self, make: Make[T], sink: list[Any] | None = None) -> T:
         try:
             return await self._run(make, snapshot=True, sink=sink)
+        except psycopg.Error as exc:
+            raise translate(exc, self.location) from exc
+
+    async def _read_indexed(self, make: Callable[[bool], Op[T]]) -> T:
+        try:
+            return await self._read(lambda: make(True))
+        except IndexBehind:
+            await self._maintain(lambda: schema.build_index(wait=False))
+            return await self._read(lambda: make(False))
+
+    async def _maintain(self, make: Make[T]) -> T:
+        pool = self._opened()
+        try:
+            async with pool.connection() as conn:
+                try:
+                    async with conn.cursor() as cur:
+                        return await complete_async(cur, make())
+                finally:
+                    await conn.rollback()
+                    for statement in schema.MAINTENANCE_RESET:
+                        await conn.execute(statement)
         except psycopg.Error as exc:
             raise translate(exc, self.location) from exc
 

@@ -71,6 +71,17 @@ class StoreMethods:
         """Run the operation from ``make`` in one read-only snapshot."""
         raise NotImplementedError
 
+    def _read_indexed(self, make: Callable[[bool], Op[T]]) -> Result[T]:
+        """As :meth:`_read`, for a search that may find the HNSW index behind: ``make(True)`` may raise
+        :class:`memq.store.postgres.hnsw.IndexBehind`; then the index is built (if no other session is
+        building it) and ``make(False)`` runs."""
+        raise NotImplementedError
+
+    def _maintain(self, make: Make[T]) -> Result[T]:
+        """Run a maintenance operation (DDL that cannot run in a transaction) on an autocommit
+        connection, then reset the connection's settings and advisory locks whatever happened."""
+        raise NotImplementedError
+
     # -- embedding space -------------------------------------------------------------------------------
     def embedding_space(self) -> Result[tuple[str, int] | None]:
         return self._read(record_ops.embedding_space)
@@ -202,7 +213,7 @@ class StoreMethods:
         return self._read(lambda: record_ops.history(tenant, record_id))
 
     def dense_candidates(self, query: CandidateQuery, vector: np.ndarray, n: int) -> Result[list[Candidate]]:
-        return self._read(lambda: candidates.dense_candidates(query, vector, n))
+        return self._read_indexed(lambda build: candidates.dense_candidates(query, vector, n, build))
 
     def lexical_candidates(self, query: CandidateQuery, text: str, n: int) -> Result[list[Candidate]]:
         return self._read(lambda: candidates.lexical_candidates(query, text, n))
@@ -213,6 +224,17 @@ class StoreMethods:
     def verify_index(self) -> Result[bool]:
         """True when the vector column is typed for the recorded space and its HNSW index is valid."""
         return self._read(schema.index_ok)
+
+    def build_index(self) -> Result[bool]:
+        """Take every row into the HNSW index now (after a bulk load), rather than on the next search.
+
+        Rows of large batches skip the index's graph when rebuilding it is cheaper than inserting
+        them one by one (:mod:`memq.store.postgres.hnsw`); the first dense search that finds many of
+        them builds the index, and waits for it. This builds it at a time of your choosing, without
+        blocking writers (``CREATE INDEX CONCURRENTLY``); it waits for a build another session runs.
+        Returns True when the index covers every row (also when there was nothing to do).
+        """
+        return self._maintain(lambda: schema.build_index(wait=True))
 
     # -- export / import / re-embed ----------------------------------------------------------------------
     def export_records(

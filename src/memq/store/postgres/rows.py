@@ -19,6 +19,7 @@ from psycopg.types.json import Json, Jsonb
 
 from memq.errors import NotFoundError
 from memq.store.base import Candidate, CandidateQuery
+from memq.store.postgres import hnsw
 from memq.store.postgres.steps import Op, Q
 from memq.store.sqlcommon import visibility
 from memq.types import (
@@ -47,7 +48,8 @@ RECORD_FIELDS = (
     "source_message_ids, parent_ids, valid_from, valid_to, recorded_at, expired_at, deleted, embedding_model, "
     "embedding"
 )
-INSERT_RECORD = f"INSERT INTO records ({RECORD_FIELDS}) VALUES ({', '.join(['%s'] * 20)})"
+# new rows go in by COPY: one statement per batch, however many rows (the lexicon trigger fires once)
+COPY_RECORDS = f"COPY records ({RECORD_FIELDS}, deferred) FROM STDIN"
 INSERT_LINK = (
     "INSERT INTO links (tenant, src, dst, type, created_at) VALUES (%s, %s, %s, %s, %s) "
     "ON CONFLICT (src, type, dst) DO NOTHING"
@@ -272,8 +274,16 @@ def fetch_one(sql: str, params: Sequence[Any], missing: Exception) -> Op[Sequenc
 def write_records(records: Sequence[MemoryRecord], *, utility: bool = True) -> Op[None]:
     """Insert record versions as they are, with their links and (with ``utility``) their non-default
     utility rows. A new version of an existing record passes ``utility=False``: the record's utility
-    row is the feedback's, and writing the copy read before the update could undo a feedback."""
-    yield Q(INSERT_RECORD, [record_params(r) for r in records], mode="many")
+    row is the feedback's, and writing the copy read before the update could undo a feedback.
+
+    Vectors go into the HNSW graph at once or wait for the next build, as :func:`hnsw.defer` decides
+    for the batch."""
+    deferred = yield from hnsw.defer(sum(r.embedding is not None for r in records))
+    yield Q(
+        COPY_RECORDS,
+        [(*record_params(r), deferred and r.embedding is not None) for r in records],
+        mode="copy",
+    )
     yield from write_links(records)
     rows = [utility_params(r) for r in records if utility and not default_utility(r.utility)]
     if rows:

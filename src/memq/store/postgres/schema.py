@@ -9,7 +9,8 @@ The ``embedding`` column starts as an untyped ``vector``. pgvector cannot put an
 column without a fixed dimension, so the column is typed ``vector(dim)`` and indexed when the
 embedding space is first recorded (first vector written, ``set_embedding_space`` or the store's
 ``dim=`` argument), in the same transaction that writes the space into ``meta``, under a second
-advisory lock. Re-embedding into another dimension drops and re-creates both.
+advisory lock. Re-embedding into another dimension drops and re-creates both. How rows enter the
+index's graph (at once, or by the next build after a bulk load) is :mod:`.hnsw`'s.
 
 Everything here is written as *operations* (see :mod:`memq.store.postgres.steps`): generators that
 yield statements, so the sync and async stores run the very same code.
@@ -18,15 +19,27 @@ yield statements, so the sync and async stores run the very same code.
 from __future__ import annotations
 
 from memq.errors import DimensionMismatchError, InvalidInputError, StoreError
+from memq.store.postgres.hnsw import (
+    HNSW_INDEX,
+    HNSW_MAX_DIM,
+    HNSW_NEXT,
+    build_memory_mb,
+    create_index,
+    index_sql,
+    set_watermark,
+    tail_size,
+    watermark,
+)
 from memq.store.postgres.steps import Op, Q
 
 # advisory locks: (memq namespace, what is locked). Literals in SQL, never user input.
 LOCK_NAMESPACE = 0x6D656D71  # "memq"
 LOCK_MIGRATE = 1
 LOCK_SPACE = 2
+LOCK_BUILD = 3  # session-level: one HNSW build at a time
 
-HNSW_INDEX = "records_embedding_hnsw"
-HNSW_MAX_DIM = 2000  # pgvector 0.6 indexes at most 2,000 dimensions; above that search stays exact
+__all__ = ["HNSW_INDEX", "HNSW_MAX_DIM", "MIGRATIONS", "SCHEMA_VERSION"]
+
 MAX_DIM = 16000  # the most dimensions a pgvector ``vector`` holds
 
 # Each entry migrates from version i to i+1. Append; never edit a released entry.
@@ -141,12 +154,79 @@ MIGRATIONS: list[list[str]] = [
         )
         """,
     ],
+    # 3: bulk loads and lexical search at scale.
+    # ``deferred``: rows written without a graph insert, for the next HNSW build (hnsw.py); an index
+    # made before this migration covers every row, so it keeps serving with watermark 0.
+    # ``lexicon``: each lexeme's document frequency, and ``lexicon_docs``: the number of documents and
+    # their total length in lexemes, for BM25 (candidates.py); a statement trigger keeps both on every
+    # insert and delete of records (memq never changes a row's text in place). Both are split in 16
+    # shards by backend, so concurrent writers on different connections rarely wait on one row; a
+    # writer takes its shard's lexicon_docs row first, so two writers of one shard queue rather than
+    # deadlock over lexemes.
+    [
+        "ALTER TABLE records ADD COLUMN deferred boolean NOT NULL DEFAULT false",
+        "CREATE INDEX records_deferred ON records (row_key) WHERE deferred",
+        "INSERT INTO meta (key, value) SELECT 'hnsw_upto', '0' "
+        "WHERE to_regclass('records_embedding_hnsw') IS NOT NULL",
+        """
+        CREATE TABLE lexicon (
+            lexeme text NOT NULL,
+            shard smallint NOT NULL,
+            df bigint NOT NULL,
+            PRIMARY KEY (lexeme, shard)
+        )
+        """,
+        "CREATE TABLE lexicon_docs (shard smallint PRIMARY KEY, docs bigint NOT NULL, lexemes bigint NOT NULL)",
+        "INSERT INTO lexicon_docs (shard, docs, lexemes) SELECT g, 0, 0 FROM generate_series(0, 15) AS g",
+        """
+        CREATE FUNCTION memq_lexicon() RETURNS trigger LANGUAGE plpgsql AS $$
+        DECLARE
+            direction integer := CASE WHEN TG_OP = 'INSERT' THEN 1 ELSE -1 END;
+            shard_no smallint := pg_backend_pid() % 16;
+            n bigint;
+            total bigint;
+        BEGIN
+            SELECT count(*), coalesce(sum(length(c.tsv)), 0) INTO n, total FROM changed AS c;
+            IF n = 0 THEN
+                RETURN NULL;
+            END IF;
+            UPDATE lexicon_docs SET docs = docs + direction * n, lexemes = lexemes + direction * total
+                WHERE shard = shard_no;
+            INSERT INTO lexicon AS x (lexeme, shard, df)
+                SELECT u.lexeme, shard_no, direction * count(*)
+                FROM changed AS c, unnest(tsvector_to_array(c.tsv)) AS u(lexeme)
+                GROUP BY u.lexeme ORDER BY u.lexeme
+                ON CONFLICT (lexeme, shard) DO UPDATE SET df = x.df + excluded.df;
+            RETURN NULL;
+        END
+        $$
+        """,
+        "CREATE TRIGGER records_lexicon_insert AFTER INSERT ON records REFERENCING NEW TABLE AS changed "
+        "FOR EACH STATEMENT EXECUTE FUNCTION memq_lexicon()",
+        "CREATE TRIGGER records_lexicon_delete AFTER DELETE ON records REFERENCING OLD TABLE AS changed "
+        "FOR EACH STATEMENT EXECUTE FUNCTION memq_lexicon()",
+        "INSERT INTO lexicon (lexeme, shard, df) SELECT u.lexeme, 0, count(*) "
+        "FROM records AS r, unnest(tsvector_to_array(r.tsv)) AS u(lexeme) GROUP BY u.lexeme",
+        "UPDATE lexicon_docs SET docs = s.n, lexemes = s.total "
+        "FROM (SELECT count(*) AS n, coalesce(sum(length(tsv)), 0) AS total FROM records) AS s WHERE shard = 0",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # every table memq owns (for stats' byte count)
-TABLES = ("memq_schema", "meta", "records", "links", "utility", "events", "retrievals", "learner_state")
+TABLES = (
+    "memq_schema",
+    "meta",
+    "records",
+    "links",
+    "utility",
+    "events",
+    "retrievals",
+    "learner_state",
+    "lexicon",
+    "lexicon_docs",
+)
 
 
 def lock(key: int) -> Q:
@@ -274,19 +354,12 @@ def type_column(dim: int, *, keep_values: bool) -> Op[None]:
     current = yield from column_dim()
     if current != dim or not keep_values:
         yield Q(f"DROP INDEX IF EXISTS {HNSW_INDEX}", mode="none")
+        yield Q(f"DROP INDEX IF EXISTS {HNSW_NEXT}", mode="none")
+        yield Q("DELETE FROM meta WHERE key = 'hnsw_upto'", mode="none")
         using = f"embedding::vector({dim})" if keep_values else f"NULL::vector({dim})"
         yield Q(f"ALTER TABLE records ALTER COLUMN embedding TYPE vector({dim}) USING {using}", mode="none")
     if keep_values:
         yield from create_index(dim)
-
-
-def create_index(dim: int) -> Op[None]:
-    if check_dim(dim) <= HNSW_MAX_DIM:
-        yield Q(
-            f"CREATE INDEX IF NOT EXISTS {HNSW_INDEX} ON records "
-            "USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64)",
-            mode="none",
-        )
 
 
 def ensure_vector_index() -> Op[None]:
@@ -319,6 +392,55 @@ def index_ok() -> Op[bool]:
         mode="one",
     )
     return row is not None and bool(row[0])
+
+
+def build_index(wait: bool) -> Op[bool]:
+    """Build the HNSW index again over every row, if rows wait outside its graph (see :mod:`.hnsw`).
+
+    A *maintenance* operation: the runner runs it on an autocommit connection (``CREATE INDEX
+    CONCURRENTLY`` cannot run in a transaction), and afterwards releases the session's advisory locks
+    and resets its settings whatever happened. The next index is built beside the current one, which
+    keeps serving, with writers never blocked; the swap (drop the old, rename the new, move the
+    watermark) is one short transaction. One build at a time: with ``wait`` this waits for a build of
+    another session to end (then has nothing left to do), without it returns False at once.
+    Returns True when the index covers every row.
+    """
+    if wait:
+        yield Q(f"SELECT pg_advisory_lock({LOCK_NAMESPACE}, {LOCK_BUILD})", mode="none")
+    else:
+        got = yield Q(f"SELECT pg_try_advisory_lock({LOCK_NAMESPACE}, {LOCK_BUILD})", mode="one")
+        if not got[0]:
+            return False
+    space = yield from read_space()
+    upto = yield from watermark()
+    if space is None or space[1] > HNSW_MAX_DIM or upto is None:
+        return True  # nothing to build (no vectors, no index for this dimension, or a re-embed running)
+    if (yield from tail_size(upto, 1)) == 0:
+        return True
+    top = yield Q("SELECT coalesce(max(row_key), 0) FROM records", mode="one")
+    upto = int(top[0])
+    yield Q(f"DROP INDEX CONCURRENTLY IF EXISTS {HNSW_NEXT}", mode="none")  # a failed build's remains
+    yield Q(f"SET maintenance_work_mem = '{build_memory_mb(upto, space[1])}MB'", mode="none")
+    yield Q(index_sql(HNSW_NEXT, upto, concurrently=True), mode="none")
+    yield Q("BEGIN", mode="none")
+    yield lock(LOCK_SPACE)  # a re-embed that started meanwhile dropped the next index, or voided it
+    space_now = yield from read_space()
+    upto_now = yield from watermark()
+    built = yield Q("SELECT to_regclass(%s) IS NOT NULL", (HNSW_NEXT,), mode="one")
+    if space_now != space or upto_now is None or not built[0]:
+        yield Q("ROLLBACK", mode="none")
+        yield Q(f"DROP INDEX CONCURRENTLY IF EXISTS {HNSW_NEXT}", mode="none")
+        return False
+    yield Q(f"DROP INDEX IF EXISTS {HNSW_INDEX}", mode="none")
+    yield Q(f"ALTER INDEX {HNSW_NEXT} RENAME TO {HNSW_INDEX}", mode="none")
+    yield from set_watermark(upto)
+    yield Q("COMMIT", mode="none")
+    return True
+
+
+# what a maintenance runner runs on its connection afterwards, whatever happened (after a rollback
+# that ends a swap a failure interrupted)
+MAINTENANCE_RESET = ("RESET maintenance_work_mem", "SELECT pg_advisory_unlock_all()")
 
 
 def prepare_dim(dim: int) -> Op[None]:

@@ -62,6 +62,11 @@ Op = Generator["Q | Emit", Any, T]
 # Read-only snapshots never fail with serialization errors. Writes keep READ COMMITTED, which the
 # embedding-space setup relies on (see schema.check_or_set_space).
 READ_SNAPSHOT = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
+# the runners ask for it in the BEGIN itself (no extra round trip): (isolation level, read only) by kind
+TRANSACTION = {
+    True: (psycopg.IsolationLevel.REPEATABLE_READ, True),  # a read snapshot
+    False: (None, None),  # a write: the server's default, READ COMMITTED
+}
 SESSION_SETUP = "SET TIME ZONE 'UTC'"
 
 # a write that loses a deadlock (or a serialization check) is rolled back whole and run again

@@ -15,12 +15,14 @@ from pgvector.psycopg import register_vector
 from psycopg_pool import ConnectionPool
 
 from memq.store.postgres import schema, transfer
+from memq.store.postgres.hnsw import IndexBehind
 from memq.store.postgres.methods import Make, StoreMethods
 from memq.store.postgres.steps import (
-    READ_SNAPSHOT,
     RETRYABLE,
     SESSION_SETUP,
+    TRANSACTION,
     WRITE_ATTEMPTS,
+    Op,
     backoff,
     complete,
     drive,
@@ -37,6 +39,13 @@ def _configure(conn: psycopg.Connection[Any]) -> None:
     """Per pooled connection: the pgvector adapters (exact float32 in and out) and UTC session time."""
     register_vector(conn)
     conn.execute(SESSION_SETUP)
+
+
+def _begin_as(conn: psycopg.Connection[Any], snapshot: bool) -> None:
+    """The connection's next transaction: a read snapshot or a write (see ``steps.TRANSACTION``)."""
+    level, read_only = TRANSACTION[snapshot]
+    conn.set_isolation_level(level)
+    conn.set_read_only(read_only)
 
 
 class PostgresStore(StoreMethods):
@@ -85,10 +94,10 @@ class PostgresStore(StoreMethods):
         started, step = first_step(op)
         if not started:
             return step  # type: ignore[no-any-return]
-        with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-            if snapshot:
-                cur.execute(READ_SNAPSHOT)
-            return complete(cur, op, step)
+        with self._pool.connection() as conn:
+            _begin_as(conn, snapshot)
+            with conn.transaction(), conn.cursor() as cur:
+                return complete(cur, op, step)
 
     def _write(self, make: Make[T], retry: Callable[[], bool] | None = None) -> T:
         for attempt in range(WRITE_ATTEMPTS):
@@ -105,6 +114,26 @@ class PostgresStore(StoreMethods):
     def _read(self, make: Make[T]) -> T:
         try:
             return self._run(make, snapshot=True)
+        except psycopg.Error as exc:
+            raise translate(exc, self.location) from exc
+
+    def _read_indexed(self, make: Callable[[bool], Op[T]]) -> T:
+        try:
+            return self._read(lambda: make(True))
+        except IndexBehind:
+            self._maintain(lambda: schema.build_index(wait=False))
+            return self._read(lambda: make(False))
+
+    def _maintain(self, make: Make[T]) -> T:
+        try:
+            with self._pool.connection() as conn:
+                try:
+                    with conn.cursor() as cur:
+                        return complete(cur, make())
+                finally:
+                    conn.rollback()
+                    for statement in schema.MAINTENANCE_RESET:
+                        conn.execute(statement)
         except psycopg.Error as exc:
             raise translate(exc, self.location) from exc
 
@@ -132,9 +161,10 @@ class PostgresStore(StoreMethods):
         if not started:
             return
         try:
-            with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-                cur.execute(READ_SNAPSHOT)
-                for items in drive(cur, op, step):
-                    yield from items
+            with self._pool.connection() as conn:
+                _begin_as(conn, snapshot=True)
+                with conn.transaction(), conn.cursor() as cur:
+                    for items in drive(cur, op, step):
+                        yield from items
         except psycopg.Error as exc:
             raise translate(exc, self.location) from exc
