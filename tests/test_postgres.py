@@ -132,6 +132,22 @@ async def test_async_store_connect_and_close(pg_url: str) -> None:
         await store.embedding_space()
 
 
+async def test_async_store_builds_the_vector_index_too(pg_url: str) -> None:
+    store = await AsyncPostgresStore.connect(pg_url)
+    try:
+        recs = _records("t", hnsw.BUILD_TAIL + 100, 8, np.random.default_rng(6))
+        await store.insert(recs)
+        assert _graph(pg_url)[1] == len(recs)  # a bulk load: outside the graph
+        query = np.random.default_rng(7).normal(size=8).astype(np.float32)
+        got = await store.dense_candidates(CandidateQuery(scope=Scope(tenant="t")), query, 5)
+        upto, tail, top = _graph(pg_url)
+        assert (upto, tail) == (top, 0) and await store.build_index()  # built by the search
+        sims = _sims(recs, query)
+        assert len(got) == 5 and all(abs(c.score - sims[c.id]) < 1e-5 for c in got)
+    finally:
+        await store.close()
+
+
 # -- one implementation for both stores --------------------------------------------------------------
 
 # the async store's own lifecycle: ``await AsyncPostgresStore.connect(dsn)`` / ``await store.open()``

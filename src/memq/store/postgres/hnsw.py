@@ -126,14 +126,22 @@ def tail_size(upto: int, cap: int) -> Op[int]:
 
 
 def defer(count: int) -> Op[bool]:
-    """Whether ``count`` new rows with vectors should skip the graph (see the module docstring)."""
-    upto = yield from watermark()
-    if upto is None or count <= 0:
+    """Whether ``count`` new rows with vectors should skip the graph (see the module docstring).
+
+    One round trip: the watermark, the newest row key (about the number of rows), and the tail counted
+    up to the length that defers whatever comes."""
+    if count <= 0:
         return False
-    top = yield Q("SELECT coalesce(max(row_key), 0) FROM records", mode="one")
-    rows = int(top[0])
-    enough = math.ceil(DEFER_RATIO * rows) + 1  # a tail this long defers whatever comes
-    pending = yield from tail_size(upto, enough)
+    row = yield Q(
+        "SELECT w.upto, t.top, (SELECT count(*) FROM (SELECT 1 FROM records r WHERE r.deferred AND "
+        "r.row_key > w.upto LIMIT (SELECT ceil(%s * t.top)::bigint + 1)) AS x) "
+        f"FROM ({WATERMARK}) AS w, (SELECT coalesce(max(row_key), 0) AS top FROM records) AS t",
+        (DEFER_RATIO,),
+        mode="one",
+    )
+    if row is None:  # no index: nothing to defer for
+        return False
+    rows, pending = int(row[1]), int(row[2])
     return pending + count >= DEFER_RATIO * max(0, rows - pending)
 
 
