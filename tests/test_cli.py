@@ -87,3 +87,22 @@ def test_real_process_help_and_exit_code(tmp_path: Path) -> None:
         timeout=60,
     )
     assert bad.returncode == 2 and "not_found" in bad.stderr
+
+
+@pytest.mark.parametrize("policy", ["similarity", "memrl", "memento_q", "memq"])
+def test_every_learner_searches_replays_evaluates_and_reports_from_the_cli(db: list[str], policy: str) -> None:
+    """Each learner works as a user would drive it: search with it, give feedback, replay, evaluate,
+    and see its status (a learned policy used to refuse the search's own --mode default)."""
+    _ok([*db, "add", "Alice moved to Berlin"])
+    _ok([*db, "add", "Bob is allergic to peanuts"])
+    found = json.loads(_ok([*db, "--json", "search", "where does Alice live", "-k", "2", "--policy", policy]))
+    assert found["learner"] == policy and found["hits"], found
+    assert found["policy"] == "hybrid-weighted"  # cold: the recipe ranks until the learner is shown better
+    rid = found["hits"][0]["record"]["id"]
+    _ok([*db, "feedback", found["id"], "1", "--used", rid])
+    assert "replayed 1 logged feedbacks" in _ok([*db, "replay", policy])
+    est = json.loads(_ok([*db, "--json", "evaluate", policy]))
+    assert est["retrievals"] == 1 and est["items"] == 2
+    status = json.loads(_ok([*db, "--json", "learn", "status", policy]))
+    assert status["learner"] == policy and status["serving"] is False and status["feedbacks"] == 1
+    assert "ranks with" in _ok([*db, "learn", "status", policy])

@@ -221,7 +221,8 @@ def test_q_series_follows_credit_and_policy(tmp_path: Path) -> None:
         assert [p.credit for p in sa.points] == [None, 0.0]
         assert sa.points[0].q is None  # shown without credit: q not learned yet
         assert [p.credit for p in sb.points] == [1.0, 0.0]
-        assert [p.policy for p in sb.points] == [first.policy, "memq"]
+        # whose per-record rule updated q: the learner each search trained (memq by default)
+        assert [p.policy for p in sb.points] == [first.learner, "memq"] == ["memq", "memq"]
         for s, rid in ((sa, a.id), (sb, b.id)):
             stored = mem.get(rid).utility
             assert s.matches_current and s.points[-1].q == pytest.approx(stored.q)

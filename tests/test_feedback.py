@@ -30,7 +30,10 @@ from memq import (
 )
 from memq.errors import ExpiredError
 from memq.learn.feedback import plan_feedback
-from memq.store.base import FeedbackPlan, StoredLearnerState
+from memq.learn.memrl import MemRLLearner
+from memq.learn.replay import window_of
+from memq.retrieve.features import FEATURE_SET, NAMES
+from memq.store.base import FeedbackPlan
 from memq.types import LoggedRetrieval, Utility
 
 pytestmark = pytest.mark.parametrize("db_url", ["sqlite", "postgres"], indirect=True)
@@ -44,7 +47,13 @@ FACTS = [
     ("Erin keeps two cats and a parrot at home", {"topic": "pets"}),
 ]
 ALPHA, Q_INIT = 0.3, 0.5  # MemRL's defaults: the update rule of hybrid retrievals too
-MEMRL_EXPLORE = {"memrl": {"epsilon": 0.5, "delta": 0.0}}
+MEMRL_EXPLORE = {"memrl": {"epsilon": 0.5, "delta": 0.0, "k1": 5}}
+
+
+def _serving(**learner_params: dict) -> MemoryConfig:
+    """A config in which a learner serves as soon as it is asked for (no promotion test, and no
+    exploration of the recipe's picks: only the learner's own propensities)."""
+    return MemoryConfig(learner_params=learner_params, learning={"promotion": "always", "explore": 0.0})
 
 
 @pytest.fixture
@@ -77,7 +86,8 @@ def test_log_keeps_query_pool_shown_policy_and_propensities(mem: Memory, embedde
         "Alice moved to Berlin",
         3,
     )
-    assert (logged.policy, logged.policy_version) == ("hybrid-weighted", "1")  # the default fusion
+    # the recipe served (the default fusion); the configured learner (memq) trains on this search
+    assert (logged.policy, logged.learner, result.learner) == ("hybrid-weighted", "memq", "memq")
     assert before - timedelta(seconds=1) <= logged.created_at <= datetime.now(UTC)
     assert logged.created_at == result.created_at
     assert [(s.id, s.rank, s.score) for s in logged.shown] == [
@@ -98,6 +108,14 @@ def test_log_keeps_query_pool_shown_policy_and_propensities(mem: Memory, embedde
     assert logged.embedding_model == embedder.model_id
     assert logged.feedback is None
     assert [r.id for r in mem.store.list_retrievals("acme")] == [result.id]
+    # the window (the recipe's top candidates, in its order) and one logged feature row per candidate
+    assert logged.window[: len(result.ids)] == result.ids and set(logged.window) == set(by_id)
+    assert logged.feature_set == FEATURE_SET
+    assert logged.features is not None and np.asarray(logged.features).shape == (len(logged.window), len(NAMES))
+    base = np.asarray(logged.features)[:, NAMES.index("base")]
+    assert base[0] == 1.0 and list(base) == sorted(base, reverse=True)  # the recipe's order
+    # the learner's top k as it was (cold: the recipe's), for the promotion test
+    assert logged.shadow == result.ids
 
 
 def test_lexical_search_logs_no_vector(mem: Memory) -> None:
@@ -110,7 +128,7 @@ def test_lexical_search_logs_no_vector(mem: Memory) -> None:
 
 
 def test_memrl_exploration_logs_propensities_of_the_formula(db_url: str, embedder) -> None:
-    config = MemoryConfig(learner_params=MEMRL_EXPLORE)
+    config = _serving(**MEMRL_EXPLORE)
     eps = 0.5
     with Memory(db_url, embedder=embedder, scope="acme", config=config) as mem:
         _seed(mem)
@@ -119,13 +137,18 @@ def test_memrl_exploration_logs_propensities_of_the_formula(db_url: str, embedde
         for query in queries * 4:  # the policy's draws are seeded (MemoryConfig.seed): deterministic
             result = mem.search(query, k=2, policy="memrl")
             logged = mem.retrieval(result.id)
-            assert (logged.policy, logged.policy_version) == ("memrl", "1")
-            # the learner's candidates are the gated pool entries (sim >= delta), each with its score
-            cand = [p for p in logged.pool if p.score is not None]
-            assert [p.id for p in cand] == [p.id for p in logged.pool if p.dense >= 0.0][:5]
+            assert (logged.policy, logged.learner) == ("memrl", "memrl")
+            # MemRL's phase A: the window's top k1 = 5 by the recipe that pass the gate (cosine ≥ δ = 0);
+            # phase B scores them from the window's logged features, as MemRL's rule says
+            window = window_of(logged)
+            assert window is not None
+            score = MemRLLearner(**MEMRL_EXPLORE["memrl"]).score(window)
+            cand = [rid for rid, v in zip(window.ids, score, strict=True) if np.isfinite(v)]
+            dense = window.col("dense")
+            assert cand == [rid for rid, d in zip(window.ids, dense, strict=True) if d >= 0.0][:5]
             m, shown = len(cand), len(logged.shown)
-            assert shown == min(2, m) and m > shown
-            greedy = {p.id for p in sorted(cand, key=lambda p: -p.score)[:shown]}
+            assert shown == 2 and m > shown
+            greedy = {rid for rid, _ in sorted(zip(window.ids, score, strict=True), key=lambda p: -p[1])[:shown]}
             p_random = math.comb(m - 1, shown - 1) / math.comb(m, shown)
             for s, hit in zip(logged.shown, result.hits, strict=True):
                 expected = (1 - eps) * (s.id in greedy) + eps * p_random
@@ -202,16 +225,18 @@ def test_shown_credit_with_used_counts_use(mem: Memory) -> None:
 
 
 def test_memrl_policy_feedback_uses_its_update(db_url: str, embedder) -> None:
-    config = MemoryConfig(learner_params={"memrl": {"delta": 0.0, "alpha": 0.3}})
+    config = _serving(memrl={"delta": 0.0, "alpha": 0.3})
     with Memory(db_url, embedder=embedder, scope="acme", config=config) as mem:
         _seed(mem)
         result = mem.search("who has pets?", k=2, policy="memrl")
         mem.feedback(result.id, 1.0)
         for rid in result.ids:
             assert mem.get(rid).utility.q == pytest.approx(0.5 + 0.3 * (1.0 - 0.5))
-        # the learned q now steers the next selection's scores (logged in the pool)
+        # the learned q reaches the next search as a feature of the window (what MemRL reranks by)
         again = mem.retrieval(mem.search("who has pets?", k=2, policy="memrl").id)
-        assert all(p.score is not None for p in again.pool if p.id in result.ids)
+        q = dict(zip(again.window, np.asarray(again.features)[:, NAMES.index("q")], strict=True))
+        assert all(q[rid] == pytest.approx(0.65) for rid in result.ids)
+        assert all(q[rid] == Q_INIT for rid in again.window if rid not in result.ids)
 
 
 def test_second_feedback_conflicts_unless_accumulating(mem: Memory) -> None:
@@ -287,126 +312,118 @@ def test_tenant_isolation(mem: Memory) -> None:
     assert mem.retrieval(result.id).feedback is None
 
 
+QUERIES = ["who has pets?", "travel plans", "food allergies", "sports", "where is the offsite?", "a dog"]
+
+
+def _train(mem: Memory, searches: int, policy: str = "memq") -> list[str]:
+    """Searches with used-credit feedback: the first shown record is cited when it is about pets."""
+    ids = []
+    for i in range(searches):
+        result = mem.search(QUERIES[i % len(QUERIES)], k=3, policy=policy)
+        pets = [h.record.id for h in result.hits if h.record.metadata.get("topic") == "pets"]
+        mem.feedback(result.id, 1.0 if pets else 0.0, used=pets[:1])
+        ids.append(result.id)
+    return ids
+
+
 def test_memq_learner_state_persists_across_instances(db_url: str, embedder) -> None:
-    config = MemoryConfig(learner_params={"memq": {"fit_every": 1}})
-    queries = ["who has pets?", "travel plans", "food allergies", "sports", "where is the offsite?", "a dog"]
+    config = MemoryConfig(learner_params={"memq": {"fit_every": 5, "min_rows": 5}})
     with Memory(db_url, embedder=embedder, scope="acme", config=config) as mem:
         _seed(mem)
-        for i, query in enumerate(queries):
-            result = mem.search(query, k=3, policy="memq")
-            assert (result.policy, mem.retrieval(result.id).policy) == ("memq", "memq")
-            mem.feedback(result.id, float(i % 2))
-        learner = mem._learner("acme", "memq")
-        assert learner.w.tolist() != [-2.5, 5.0, 0.0, 0.0], "enough feedback for a fit"
+        _train(mem, 12)
+        entry = mem._learner("acme", "memq")
+        assert entry.learner.fits == 2 and entry.learner.trained  # after the 5th and the 10th feedback
         saved = mem.store.learner_state("acme", "memq")
-        assert saved == learner.state_dict()
+        assert saved.version == entry.version == 2 and saved.feedbacks == 12
+        assert saved.state["model"] == entry.learner.state_dict()
+        assert saved.state["serving"]["fitted"] == 10 and saved.state["serving"]["promoted"] is False
         assert mem.store.learner_state("other", "memq") is None
-        stats = mem.get(result.ids[0]).utility.stats
+        stats = mem.get(mem.search("pets", k=1).ids[0]).utility.stats
         assert set(stats) == {"n", "s"} and stats["n"] >= 1
-        scores = [h.score for h in mem.search("who has pets?", k=3, policy="memq").hits]
+        scores = mem.learning_status().estimate
+        learned = dict(zip(*_learned_scores(mem), strict=True))
     with Memory(db_url, embedder=embedder, scope="acme", config=config) as fresh:
         loaded = fresh._learner("acme", "memq")
-        assert loaded.state_dict() == saved
-        assert np.array_equal(loaded.w, learner.w)
-        assert [h.score for h in fresh.search("who has pets?", k=3, policy="memq").hits] == scores
+        assert loaded.learner.state_dict() == saved.state["model"] and loaded.version == 2
+        assert np.array_equal(loaded.learner.w, entry.learner.w)
+        # the same model: the same scores (up to the age feature, which grew by a few milliseconds)
+        assert dict(zip(*_learned_scores(fresh), strict=True)) == pytest.approx(learned, abs=1e-9)
+        assert fresh.learning_status().estimate == scores
 
 
-def test_two_instances_feedback_both_reach_the_learner_state(db_url: str, embedder) -> None:
-    """Each feedback learns on top of the stored state, not on the instance's stale copy."""
-    config = MemoryConfig(learner_params={"memq": {"fit_every": 1}})
+def _learned_scores(mem: Memory) -> tuple[list[str], list[float | None]]:
+    hits = mem.search("who has pets?", k=3, explain=True).hits
+    return [h.record.id for h in hits], [h.signals.learned for h in hits if h.signals]
+
+
+def test_feedback_counts_in_its_transaction_and_fits_only_every_so_often(db_url: str, embedder) -> None:
+    """A feedback rewrites no learner model: the count goes up in the feedback's transaction; the
+    model is fit (outside it) and saved every ``fit_every`` feedbacks."""
+    config = MemoryConfig(learner_params={"memq": {"fit_every": 4, "min_rows": 3}})
+    with Memory(db_url, embedder=embedder, scope="acme", config=config) as mem:
+        _seed(mem)
+        versions = []
+        for _ in range(9):
+            _train(mem, 1)
+            stored = mem.store.learner_state("acme", "memq")
+            versions.append((stored.feedbacks, stored.version))
+        assert versions == [(1, 0), (2, 0), (3, 0), (4, 1), (5, 1), (6, 1), (7, 1), (8, 2), (9, 2)]
+
+
+def test_two_instances_count_every_feedback_and_never_overwrite_a_newer_fit(db_url: str, embedder) -> None:
+    config = MemoryConfig(learner_params={"memq": {"fit_every": 3, "min_rows": 3}})
     with Memory(db_url, embedder=embedder, scope="acme", config=config) as mem:
         _seed(mem)
     a = Memory(db_url, embedder=embedder, scope="acme", config=config)
     b = Memory(db_url, embedder=embedder, scope="acme", config=config)
     try:
-        ra = a.search("who has pets?", k=3, policy="memq")
-        rb = b.search("travel plans", k=3, policy="memq")  # both instances load the (empty) state
-        a.feedback(ra.id, 1.0)
-        after_a = a.store.learner_state("acme", "memq")
-        assert len(after_a["x"]) == len(ra.ids) > 0  # one replay row per shown record
-        b.feedback(rb.id, 0.0)
-        state = a.store.learner_state("acme", "memq")
-        assert len(state["x"]) == len(ra.ids) + len(rb.ids), "B's feedback kept A's rows"
-        assert (state["x"][: len(ra.ids)], state["y"][: len(ra.ids)]) == (after_a["x"], after_a["y"])
-        assert b._learner("acme", "memq").state_dict() == state
-        # and back: A, whose copy is stale now, learns on top of B's write
-        rc = a.search("allergies", k=3, policy="memq")
-        a.feedback(rc.id, 1.0)
-        final = a.store.learner_state("acme", "memq")
-        assert len(final["x"]) == len(ra.ids) + len(rb.ids) + len(rc.ids)
-        assert (final["x"][: len(state["x"])], final["y"][: len(state["y"])]) == (state["x"], state["y"])
-        assert a._learner("acme", "memq").state_dict() == final
+        _train(a, 2)
+        _train(b, 1)  # the third feedback of the tenant: b fits, on a's rows and its own
+        stored = a.store.learner_state("acme", "memq")
+        assert (stored.feedbacks, stored.version) == (3, 1)
+        assert b._learner("acme", "memq").version == 1
+        _train(a, 3)  # a's copy is stale (version 0): its fit reloads the stored one first
+        stored = a.store.learner_state("acme", "memq")
+        assert (stored.feedbacks, stored.version) == (6, 2)
+        assert a._learner("acme", "memq").learner.fits == 2, "a learned on top of b's fit"
+        # a save against a version that is no longer stored is refused, and changes nothing
+        with pytest.raises(ConflictError):
+            b.store.save_learner_state("acme", "memq", {"model": {}}, expected_version=1)
+        assert a.store.learner_state("acme", "memq").version == 2
     finally:
         a.close()
         b.close()
 
 
-async def test_async_and_sync_instances_feedback_both_reach_the_learner_state(db_url: str, embedder) -> None:
-    config = MemoryConfig(learner_params={"memq": {"fit_every": 1}})
+async def test_async_and_sync_instances_share_the_learner(db_url: str, embedder) -> None:
+    config = MemoryConfig(learner_params={"memq": {"fit_every": 2, "min_rows": 2}})
     with Memory(db_url, embedder=embedder, scope="acme", config=config) as mem:
         _seed(mem)
-        ra = mem.search("who has pets?", k=3, policy="memq")
+        _train(mem, 1)
         amem = await AsyncMemory.open(db_url, embedder=embedder, scope="acme", config=config)
         try:
-            rb = await amem.search("travel plans", k=3, policy="memq")
-            mem.feedback(ra.id, 1.0)
-            await amem.feedback(rb.id, 0.0)
-            assert len(mem.store.learner_state("acme", "memq")["x"]) == len(ra.ids) + len(rb.ids)
-            rc = mem.search("allergies", k=3, policy="memq")
-            mem.feedback(rc.id, 1.0)
-            rd = await amem.search("sports", k=3, policy="memq")
-            await amem.feedback(rd.id, 0.0)
-            state = await amem.store.learner_state("acme", "memq")
-            assert len(state["x"]) == len(ra.ids) + len(rb.ids) + len(rc.ids) + len(rd.ids)
-            assert (await amem._learner("acme", "memq")).state_dict() == state
+            result = await amem.search("who has pets?", k=3, policy="memq")
+            await amem.feedback(result.id, 1.0, used=result.ids[:1])  # the second: the async one fits
+            stored = await amem.store.learner_state("acme", "memq")
+            assert (stored.feedbacks, stored.version) == (2, 1)
+            entry = await amem._learner("acme", "memq")
+            assert entry.learner.state_dict() == stored.state["model"] and entry.learner.fits == 1
+            assert (await amem.learning_status()).feedbacks == 2
         finally:
             await amem.close()
 
 
-def test_feedback_reads_the_learner_state_only_when_another_instance_wrote_it(
-    db_url: str, embedder, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from memq.ops import learning
-
-    config = MemoryConfig(learner_params={"memq": {"fit_every": 1}})
-    a = Memory(db_url, embedder=embedder, scope="acme", config=config)
-    b = Memory(db_url, embedder=embedder, scope="acme", config=config)
-    seen: list[tuple[str, bool | None]] = []  # (instance, whether plan got the state's JSON)
-    names = {id(a.core): "a", id(b.core): "b"}
-    make = learning._plan_fn
-
-    def wrapped(core, *args, **kwargs):  # type: ignore[no-untyped-def]
-        inner = make(core, *args, **kwargs)
-
-        def plan(logged, current, stored):  # type: ignore[no-untyped-def]
-            seen.append((names[id(core)], None if stored is None else stored.state is not None))
-            return inner(logged, current, stored)
-
-        return plan
-
-    monkeypatch.setattr(learning, "_plan_fn", wrapped)
-    try:
-        _seed(a)
-        a.feedback(a.search("who has pets?", k=3, policy="memq").id, 1.0)  # no stored state yet
-        a.feedback(a.search("travel plans", k=3, policy="memq").id, 0.0)  # a wrote it last: not read
-        b.feedback(b.search("allergies", k=3, policy="memq").id, 1.0)  # b loaded it at search: not read
-        a.feedback(a.search("sports", k=3, policy="memq").id, 0.0)  # b wrote it since: read
-        a.feedback(a.search("a dog", k=3, policy="memq").id, 1.0)  # a wrote it last: not read
-        assert seen == [("a", None), ("a", False), ("b", False), ("a", True), ("a", False)]
-        assert a._learner("acme", "memq").state_dict() == a.store.learner_state("acme", "memq")
-        a.feedback(a.search("offsite", k=3).id, 1.0)  # hybrid: no learner, no state row involved
-        assert seen[-1] == ("a", None)
-    finally:
-        a.close()
-        b.close()
-
-
-def test_save_learner_state_round_trips(mem: Memory) -> None:
-    state = {"w": [0.1, -2.5e-07, 1e16, 3.0], "nested": {"b": [1, 2], "a": None}, "since_fit": 3}
-    mem.store.save_learner_state("acme", "custom", state)
-    assert mem.store.learner_state("acme", "custom") == state
-    mem.store.save_learner_state("acme", "custom", {"w": []})
-    assert mem.store.learner_state("acme", "custom") == {"w": []}
+def test_save_learner_state_checks_the_version(mem: Memory) -> None:
+    state = {"w": [0.1, -2.5e-07, 1e16, 3.0], "nested": {"b": [1, 2], "a": None}}
+    assert mem.store.learner_state("acme", "custom") is None
+    assert mem.store.save_learner_state("acme", "custom", state, expected_version=0) == 1
+    got = mem.store.learner_state("acme", "custom")
+    assert (got.state, got.version, got.feedbacks) == (state, 1, 0)
+    with pytest.raises(ConflictError):
+        mem.store.save_learner_state("acme", "custom", {"w": []}, expected_version=0)
+    assert mem.store.save_learner_state("acme", "custom", {"w": []}, expected_version=1) == 2
+    assert mem.store.save_learner_state("acme", "custom", {"w": [1]}, expected_version=None) == 3
+    assert mem.store.learner_state("acme", "custom").state == {"w": [1]}
 
 
 def _make_schema_v1(db_url: str, created: datetime) -> None:
@@ -559,7 +576,7 @@ def test_utility_stats_survive_export_and_import_byte_identically(mem: Memory, m
 
 
 async def test_async_memory_feedback(db_url: str, embedder) -> None:
-    config = MemoryConfig(learner_params=MEMRL_EXPLORE)
+    config = _serving(**MEMRL_EXPLORE)
     mem = await AsyncMemory.open(db_url, embedder=embedder, scope="acme", config=config)
     try:
         ids = [r.id for r in await mem.add([{"text": t, "metadata": md} for t, md in FACTS])]
@@ -605,23 +622,6 @@ async def test_async_memory_feedback(db_url: str, embedder) -> None:
         assert await mem.store.list_retrievals("acme") == []
     finally:
         await mem.close()
-
-
-async def test_async_memq_learner_loads_saved_state(db_url: str, embedder) -> None:
-    config = MemoryConfig(learner_params={"memq": {"fit_every": 1}})
-    with Memory(db_url, embedder=embedder, scope="acme", config=config) as mem:
-        _seed(mem)
-        for i, query in enumerate(["pets", "travel", "allergies", "sports", "offsite"]):
-            mem.feedback(mem.search(query, k=3, policy="memq").id, float(i % 2))
-        saved = mem.store.learner_state("acme", "memq")
-    amem = await AsyncMemory.open(db_url, embedder=embedder, scope="acme", config=config)
-    try:
-        assert (await amem._learner("acme", "memq")).state_dict() == saved
-        result = await amem.search("pets", k=3, policy="memq")
-        await amem.feedback(result.id, 1.0)
-        assert await amem.store.learner_state("acme", "memq") != saved
-    finally:
-        await amem.close()
 
 
 # -- concurrent feedback on one retrieval ---------------------------------------------------------------
@@ -678,10 +678,7 @@ def test_a_second_feedback_waits_for_the_first_and_sees_it(db_url: str, embedder
     first_in = threading.Event()
 
     def plan(name: str, delay: float):  # type: ignore[no-untyped-def]
-        def run(
-            logged: LoggedRetrieval, current: dict[str, Utility], stored: StoredLearnerState | None
-        ) -> FeedbackPlan:
-            assert stored is None  # no learner named
+        def run(logged: LoggedRetrieval, current: dict[str, Utility]) -> FeedbackPlan:
             planned.append((name, logged.feedback is not None))
             first_in.set()
             time.sleep(delay)

@@ -1,4 +1,8 @@
-"""Learners, credit assignment and the stream runner, on small synthetic data with known answers."""
+"""Learners, credit assignment and the stream runner, on small synthetic data with known answers.
+
+Learners rank a :class:`Window` (the recipe's top candidates and their feature rows) and fit on
+:class:`TrainingData` (logged rows); here both are built by hand so each rule can be checked exactly.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +10,30 @@ import numpy as np
 import pytest
 
 from memq.errors import InvalidInputError
-from memq.learn import make_learner
-from memq.learn.base import Outcome, PoolItem, clipped_z, top_k
-from memq.learn.contextual import ContextualLearner
+from memq.learn import LEARNERS, make_learner
+from memq.learn.base import PoolItem, TrainingData, Window, clipped_z, top_k
+from memq.learn.contextual import ContextualLearner, cold_weights
 from memq.learn.credit import assign_credit
 from memq.learn.memrl import MemRLLearner
+from memq.retrieve.features import COLUMN, NAMES
 from memq.types import Utility
 from memq_bench.ttl import Dataset, RunSpec, load_labelled_csv, run_stream
 
 
-def _pool(sims: list[float], qs: list[float | None] | None = None) -> list[PoolItem]:
-    qs = qs or [None] * len(sims)
-    return [PoolItem(str(i), s, Utility(q=q)) for i, (s, q) in enumerate(zip(sims, qs, strict=True))]
+def _window(rows: list[dict[str, float]]) -> Window:
+    """A window in the recipe's order: rows of named features (the rest 0, bias 1)."""
+    x = np.zeros((len(rows), len(NAMES)))
+    x[:, COLUMN["bias"]] = 1.0
+    for i, row in enumerate(rows):
+        for name, value in row.items():
+            x[i, COLUMN[name]] = value
+    return Window([str(i) for i in range(len(rows))], x)
+
+
+def _data(rows: list[dict[str, float]], y: list[float], groups: list[int] | None = None) -> TrainingData:
+    w = _window(rows)
+    g = np.asarray(groups if groups is not None else range(len(rows)), dtype=np.int64)
+    return TrainingData(w.x, np.asarray(y, float), np.ones(len(y)), g, w.ids, [None] * (int(g.max()) + 1))
 
 
 def test_credit_strategies() -> None:
@@ -41,31 +57,53 @@ def test_zscore_and_topk_edge_cases() -> None:
     assert top_k(np.array([]), 3).tolist() == []
 
 
+@pytest.mark.parametrize("name", LEARNERS)
+def test_every_learner_ranks_in_the_recipes_order_before_it_has_learned(name: str) -> None:
+    """Cold start: what a search returns does not change when learning is switched on."""
+    learner = make_learner(name)
+    rng = np.random.default_rng(0)
+    base = [1.0, 0.98, 0.7, 0.7, 0.4, 0.1]  # a tie, in the recipe's order
+    window = _window([{"base": b, "dense": 0.9 - i / 10} for i, b in enumerate(base)])
+    for k in range(1, 7):
+        assert learner.select(window, k, rng).ids == window.ids[:k]
+    assert not learner.trained
+
+
 def test_memrl_two_phase_and_update() -> None:
     learner = MemRLLearner(k1=3, delta=0.5, lam=0.5, q_init=0.5)
     rng = np.random.default_rng(0)
-    # below the gate: nothing is shown
-    assert learner.select(np.zeros(2), _pool([0.2, 0.4]), 2, rng).ids == []
-    # the gate keeps 3 of 4; z-scores: 0 → 0.26, 1 → −0.35, 2 → 0.10, so high-Q record 2 passes record 1
-    sel = learner.select(np.zeros(2), _pool([0.9, 0.8, 0.7, 0.1], [0.0, 0.0, 1.0, 1.0]), 2, rng)
+    # below the gate (dense cosine < δ): nothing is shown
+    assert learner.select(_window([{"base": 1.0, "dense": 0.2}, {"base": 0.5, "dense": 0.4}]), 2, rng).ids == []
+    # the gate and k1 keep 3 of 4; z(base): 0 → 1.22, 1 → 0, 2 → −1.22; z(q): −0.71, −0.71, 1.41
+    rows = [
+        {"base": 0.9, "dense": 0.9, "q": 0.0},
+        {"base": 0.8, "dense": 0.8, "q": 0.0},
+        {"base": 0.7, "dense": 0.7, "q": 1.0},
+        {"base": 0.6, "dense": 0.1, "q": 1.0},
+    ]
+    sel = learner.select(_window(rows), 2, rng)
     assert sel.ids == ["0", "2"] and sel.propensities == [1.0, 1.0]
     assert sel.scores["0"] == pytest.approx(0.5 * 1.2247 - 0.5 * 0.7071, abs=1e-3)
+    assert "3" not in sel.scores  # gated out
     # missing Q = Q_init; Q ← Q + α(r − Q)
     q, _ = learner.update_record(Utility(), 1.0)
     assert q == pytest.approx(0.5 + 0.3 * 0.5)
     q, _ = learner.update_record(Utility(q=q), 0.0)
     assert q == pytest.approx(0.65 * 0.7)
+    # with fixed corpus statistics, the similarity term is the dense cosine's z (the released code)
+    fixed = MemRLLearner(lam=0.0, sim_mean=0.5, sim_std=0.1)
+    assert fixed.score(_window(rows)).tolist() == pytest.approx([3.0, 3.0, 2.0, -3.0])
 
 
 def test_memrl_epsilon_propensities_are_true_probabilities() -> None:
-    learner = MemRLLearner(k1=4, delta=0.0, epsilon=0.5)
-    pool = _pool([0.9, 0.8, 0.7, 0.6], [0.5, 0.5, 0.5, 0.5])
+    learner = MemRLLearner(k1=4, epsilon=0.5)
+    window = _window([{"base": b, "q": 0.5} for b in (0.9, 0.8, 0.7, 0.6)])
     rng = np.random.default_rng(1)
     counts: dict[str, int] = {}
     reported: dict[str, float] = {}
     n = 20_000
     for _ in range(n):
-        sel = learner.select(np.zeros(2), pool, 2, rng)
+        sel = learner.select(window, 2, rng)
         for rid, p in zip(sel.ids, sel.propensities, strict=True):
             counts[rid] = counts.get(rid, 0) + 1
             reported[rid] = p
@@ -76,24 +114,30 @@ def test_memrl_epsilon_propensities_are_true_probabilities() -> None:
 
 
 def test_contextual_learner_learns_that_disagreeing_records_fail() -> None:
-    learner = ContextualLearner(k1=4, fit_every=20)
-    rng = np.random.default_rng(0)
-    good = Utility(stats={"agree": 9.0, "agree_total": 10.0})
-    bad = Utility(stats={"agree": 0.5, "agree_total": 10.0})
-    for _ in range(400):
-        items = [PoolItem("g", 0.8, good), PoolItem("b", 0.82, bad)]
-        sel = learner.select(np.zeros(2), items, 2, rng)
-        credits = {"g": 1.0, "b": 0.0}
-        learner.observe(Outcome(np.zeros(2), items, sel.ids, {"g", "b"}, 0.5, credits))
-    assert learner.w[2] > 1.0, "agreement gets a positive weight"
-    fresh_bad = PoolItem("nb", 0.85, Utility(stats={"agree": 0.0, "agree_total": 5.0}))
-    fresh_good = PoolItem("ng", 0.80, Utility(stats={"agree": 5.0, "agree_total": 5.0}))
-    assert learner.select(np.zeros(2), [fresh_bad, fresh_good], 1, rng).ids == ["ng"]
-    clone = ContextualLearner(k1=4)
+    learner = ContextualLearner()
+    rows, y = [], []
+    for _ in range(200):  # a disagreeing record ranked first fails, an agreeing one below it helps
+        rows += [{"base": 1.0, "agree": 0.05}, {"base": 0.9, "agree": 0.9}]
+        y += [0.0, 1.0]
+    learner.fit(_data(rows, y))
+    assert learner.trained and learner.w[COLUMN["agree"]] > 1.0, "agreement gets a positive weight"
+    fresh = _window([{"base": 1.0, "agree": 0.0}, {"base": 0.95, "agree": 1.0}])
+    assert learner.select(fresh, 1, np.random.default_rng(0)).ids == ["1"]
+    clone = ContextualLearner()
     clone.load_state_dict(learner.state_dict())
-    assert clone.select(np.zeros(2), [fresh_bad, fresh_good], 2, rng).scores == pytest.approx(
-        learner.select(np.zeros(2), [fresh_bad, fresh_good], 2, rng).scores
-    )
+    assert clone.score(fresh) == pytest.approx(learner.score(fresh))
+
+
+def test_contextual_learns_query_record_features_that_carry_over_to_new_records() -> None:
+    """Trained on some records, it ranks records it has never seen by what their features say."""
+    learner = ContextualLearner()
+    rows, y = [], []
+    for i in range(300):  # cited: the record that mentions the query's names, wherever it ranks
+        rows += [{"base": 1.0, "names": 0.0}, {"base": 0.8, "names": 1.0}, {"base": 0.7, "names": 0.0}]
+        y += [0.0, 1.0, float(i % 7 == 0)]
+    learner.fit(_data(rows, y))
+    unseen = _window([{"base": 1.0}, {"base": 0.9}, {"base": 0.6, "names": 1.0}])
+    assert learner.select(unseen, 1, np.random.default_rng(0)).ids == ["2"]
 
 
 def test_contextual_on_write_counts_agreement_both_ways() -> None:
@@ -110,84 +154,75 @@ def test_contextual_on_write_counts_agreement_both_ways() -> None:
     assert learner.on_write(PoolItem("z", 1.0, Utility()), []) == {}
 
 
-def _confounded_stream(learner: ContextualLearner, steps: int = 300) -> None:
-    """``shown`` credit where the queries with more similar pools earn less: every shown record of a
-    query gets that query's reward, so similarity only predicts reward *between* queries (negatively)."""
+def _confounded() -> TrainingData:
+    """``shown`` credit where the queries whose candidates score higher earn less: every shown record
+    of a query gets that query's reward, so the recipe's score predicts reward only *between* queries,
+    negatively."""
     rng = np.random.default_rng(1)
-    for step in range(steps):
+    rows, y, groups = [], [], []
+    for step in range(300):
         high = step % 2 == 0
-        base = 0.75 if high else 0.3
-        items = [PoolItem(f"{step}-{j}", base + 0.05 * rng.random(), Utility()) for j in range(4)]
-        sel = learner.select(np.zeros(2), items, 2, rng)
-        reward = 0.0 if high else 1.0
-        credits = assign_credit(sel.ids, reward, strategy="shown")
-        learner.observe(Outcome(np.zeros(2), items, sel.ids, set(), reward, credits))
+        for _ in range(2):
+            rows.append({"base": (0.75 if high else 0.3) + 0.05 * rng.random(), "evidence": 0.0})
+            y.append(0.0 if high else 1.0)
+            groups.append(step)
+    return _data(rows, y, groups)
 
 
-def _objective(w: np.ndarray, x: np.ndarray, y: np.ndarray, l2: float) -> float:
-    p = np.clip(1.0 / (1.0 + np.exp(-(x @ w))), 1e-12, 1 - 1e-12)
-    return float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).sum() + 0.5 * l2 * (w @ w))
+def _objective(w: np.ndarray, data: TrainingData, l2: float) -> float:
+    p = np.clip(1.0 / (1.0 + np.exp(-(data.x @ w))), 1e-12, 1 - 1e-12)
+    d = w - cold_weights()
+    return float(-(data.y * np.log(p) + (1 - data.y) * np.log(1 - p)).sum() + 0.5 * l2 * (d @ d))
 
 
-def test_contextual_never_inverts_similarity_on_records_without_evidence() -> None:
-    free = ContextualLearner(k1=6, fit_every=20, min_sim_weight=None)
-    _confounded_stream(free)
-    assert free.w[1] < -1.0, "the stream pushes an unconstrained similarity weight negative"
-    sims = [0.9, 0.7, 0.5, 0.4, 0.35, 0.2]
-    fresh = [PoolItem(f"f{i}", s, Utility()) for i, s in enumerate(sims)]
+def test_contextual_never_inverts_the_recipe_on_records_without_evidence() -> None:
+    base = COLUMN["base"]
+    free = ContextualLearner(min_base_weight=None)
+    free.fit(_confounded())
+    assert free.w[base] < -1.0, "the confounded log pushes an unconstrained recipe weight negative"
+    fresh = _window([{"base": b} for b in (1.0, 0.7, 0.5, 0.4, 0.35, 0.2)])
     rng = np.random.default_rng(0)
-    assert free.select(np.zeros(2), fresh, 6, rng).ids == [f"f{i}" for i in reversed(range(6))]
+    assert free.select(fresh, 6, rng).ids == list(reversed(fresh.ids))
 
-    learner = ContextualLearner(k1=6, fit_every=20)
-    _confounded_stream(learner)
-    assert learner.w[1] >= 0.0
-    for k in range(1, 7):
-        assert learner.select(np.zeros(2), fresh, k, rng).ids == [f"f{i}" for i in range(k)]
-    shuffled = [fresh[i] for i in (3, 0, 5, 1, 4, 2)]  # the pool's order does not matter either
-    assert learner.select(np.zeros(2), shuffled, 6, rng).ids == [f"f{i}" for i in range(6)]
-    # the projected fit is the constrained optimum: no feasible step improves it, the free weights
-    # are stationary, and the bound is active because the objective wants w_sim below it
-    state = learner.state_dict()
-    x, y, w = np.asarray(state["x"]), np.asarray(state["y"]), learner.w
-    p = 1.0 / (1.0 + np.exp(-(x @ w)))
-    grad = x.T @ (p - y) + learner.l2 * w
-    assert w[1] == 0.0 and grad[1] > 0
-    assert np.abs(grad[[0, 2, 3]]).max() < 1e-3
-    best = _objective(w, x, y, learner.l2)
-    for d in np.random.default_rng(2).normal(size=(200, 4)) * 0.3:
+    data = _confounded()
+    learner = ContextualLearner()
+    learner.fit(data)
+    assert learner.w[base] == 0.0  # on the bound
+    for k in range(1, 7):  # at w_base = 0 the candidates tie and keep the recipe's order
+        assert learner.select(fresh, k, rng).ids == fresh.ids[:k]
+    # the constrained optimum: the free coordinates are stationary, the bound is active (the
+    # objective wants w_base below it), and no feasible step improves the objective
+    w = learner.w
+    p = 1.0 / (1.0 + np.exp(-(data.x @ w)))
+    grad = data.x.T @ (p - data.y) + learner.l2 * (w - cold_weights())
+    assert grad[base] > 0 and np.abs(np.delete(grad, base)).max() < 1e-3
+    best = _objective(w, data, learner.l2)
+    for d in np.random.default_rng(2).normal(size=(200, len(NAMES))) * 0.3:
         trial = w + d
-        trial[1] = max(trial[1], 0.0)
-        assert _objective(trial, x, y, learner.l2) >= best - 1e-9
+        trial[base] = max(trial[base], 0.0)
+        assert _objective(trial, data, learner.l2) >= best - 1e-9
 
 
 def test_contextual_constraint_leaves_evidence_free_to_reorder() -> None:
-    """The bound is on similarity alone: a record's own evidence still lifts it past a closer one."""
-    learner = ContextualLearner(k1=4, fit_every=20)
-    _confounded_stream(learner)
-    rng = np.random.default_rng(3)
-    good, bad = Utility(stats={"n": 6.0, "s": 6.0}), Utility(stats={"n": 6.0, "s": 0.0})
+    """The bound is on the recipe's weight alone: a record's own evidence still lifts it past a closer one."""
+    learner = ContextualLearner()
+    rows, y = [], []
     for _ in range(200):
-        items = [PoolItem("g", 0.5, good), PoolItem("b", 0.6, bad)]
-        sel = learner.select(np.zeros(2), items, 2, rng)
-        learner.observe(Outcome(np.zeros(2), items, sel.ids, {"g"}, 1.0, {"g": 1.0, "b": 0.0}))
-    assert learner.w[1] >= 0.0 and learner.w[3] > 0.5
-    pool = [PoolItem("far", 0.5, good), PoolItem("near", 0.6, Utility()), PoolItem("nearer", 0.65, Utility())]
-    assert learner.select(np.zeros(2), pool, 3, rng).ids == ["far", "nearer", "near"]
-    with pytest.raises(ValueError, match="min_sim_weight"):
-        ContextualLearner(min_sim_weight=float("nan"))
+        rows += [{"base": 0.5, "evidence": 0.75}, {"base": 0.6, "evidence": -0.75}]
+        y += [1.0, 0.0]
+    learner.fit(_data(rows, y))
+    assert learner.w[COLUMN["base"]] >= 0.0 and learner.w[COLUMN["evidence"]] > 0.5
+    pool = _window([{"base": 0.65}, {"base": 0.6}, {"base": 0.5, "evidence": 0.75}])
+    assert learner.select(pool, 3, np.random.default_rng(3)).ids == ["2", "0", "1"]
+    with pytest.raises(ValueError, match="min_base_weight"):
+        ContextualLearner(min_base_weight=float("nan"))
 
 
-def test_contextual_projects_a_stored_negative_similarity_weight() -> None:
-    """A state saved before the bound (LoCoMo's w) no longer inverts the pool once loaded."""
-    old = ContextualLearner(min_sim_weight=None)
-    old.w = np.array([-1.84, -0.036, -0.92, 0.90])
-    fresh = [PoolItem(f"f{i}", s, Utility()) for i, s in enumerate([0.6, 0.5, 0.4])]
-    rng = np.random.default_rng(0)
-    assert old.select(np.zeros(2), fresh, 3, rng).ids == ["f2", "f1", "f0"]
-    loaded = ContextualLearner()
-    loaded.load_state_dict(old.state_dict())
-    assert loaded.w[1] == 0.0 and list(loaded.w[[0, 2, 3]]) == [-1.84, -0.92, 0.90]
-    assert loaded.select(np.zeros(2), fresh, 3, rng).ids == ["f0", "f1", "f2"]
+def test_contextual_ignores_a_state_of_an_older_format() -> None:
+    """A state saved by an older memq (other features) leaves the learner cold rather than misread."""
+    learner = ContextualLearner()
+    learner.load_state_dict({"w": [-1.84, -0.036, -0.92, 0.90], "cov": [], "x": [], "y": []})
+    assert not learner.trained and learner.w.tolist() == cold_weights().tolist()
 
 
 def test_unknown_learner_is_a_clear_error() -> None:
@@ -197,27 +232,40 @@ def test_unknown_learner_is_a_clear_error() -> None:
 
 def _clusters(
     n_labels: int = 8, per: int = 60, dim: int = 16, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[list[str], np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     centers = rng.normal(size=(n_labels, dim))
     labels = np.repeat(np.arange(n_labels), per)
     vecs = centers[labels] + 0.35 * rng.normal(size=(len(labels), dim))
     vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
-    return vecs.astype(np.float32), labels
+    texts = [f"message {i}" for i in range(len(labels))]
+    return texts, vecs.astype(np.float32), labels
 
 
-def test_stream_runner_poison_hurts_similarity_and_oracle_is_the_ceiling() -> None:
-    vecs, labels = _clusters()
+def test_stream_runner_poison_hurts_similarity_and_oracle_is_the_ceiling(tmp_path) -> None:
+    texts, vecs, labels = _clusters()
+    serve = {"promotion": "always", "explore": 0.0}  # the learner ranks from its first fit
     results = {
-        name: run_stream(RunSpec(name, 0.4, 0, 3, None), vecs, labels, 8, vecs[:50], labels[:50])
+        name: run_stream(
+            RunSpec(name, 0.4, 0, 3, None, learning=serve if name in ("memq", "memrl") else {}),
+            "synthetic",
+            texts,
+            vecs,
+            labels,
+            8,
+            texts[:50],
+            vecs[:50],
+            labels[:50],
+            workdir=tmp_path,
+        )
         for name in ("similarity", "oracle", "memrl", "memq")
     }
     assert results["similarity"].poisoned > 100  # ~40% of 480 writes are poisoned
     assert results["oracle"].poisoned == results["similarity"].poisoned  # same seed, same stream
     assert results["oracle"].overall > results["similarity"].overall + 0.1
     assert results["memq"].overall > results["similarity"].overall
-    assert all(0 <= r.test <= 1 for r in results.values())
-    clean = run_stream(RunSpec("similarity", 0.0, 0, 3, None), vecs, labels, 8)
+    assert all(r.ms_per_step > 0 and 0 <= r.test <= 1 for r in results.values())
+    clean = run_stream(RunSpec("similarity", 0.0, 0, 3, None), "synthetic", texts, vecs, labels, 8, workdir=tmp_path)
     assert clean.poisoned == 0 and clean.overall > 0.9
 
 
@@ -336,11 +384,7 @@ def test_experiences_record_agreement_with_their_neighbours(tmp_path, embedder) 
     assert all(agreement(g.id) > 0.5 for g in good)
     hits = mem.search("my card is gone", k=3, policy="memq", kinds=["experience"])
     assert len(hits.hits) == 3 and all(h.propensity == 1.0 for h in hits.hits)
-    with pytest.raises(InvalidInputError, match="mode"):
-        mem.search("my card is gone", policy="memq", mode="lexical")
-    # link spreading and recency weighting belong to the hybrid recipe: refused, not silently dropped
-    for option in ("link_weight", "recency_weight"):
-        with pytest.raises(InvalidInputError, match=option):
-            mem.search("my card is gone", policy="memq", **{option: 0.2})
-    assert mem.search("my card is gone", k=3, link_weight=0.2).hits  # the hybrid recipe takes it
+    # a learner reranks whatever the recipe ranks: the recipe's options apply with a policy too
+    lexical = mem.search("my card is gone", k=3, policy="memq", mode="lexical", link_weight=0.2)
+    assert (lexical.policy, lexical.learner) == ("lexical", "memq")
     mem.close()

@@ -4,12 +4,53 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from memq.errors import InvalidInputError
 from memq.retrieve.pipeline import SearchOptions
+
+
+class LearningConfig(BaseModel):
+    """How searches learn from feedback (docs/algorithms.md §learning, :mod:`memq.learn.promotion`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    learner: str | None = Field(
+        default="memq",
+        description=(
+            "The learner a search without ``policy=`` trains: similarity, memrl, memento_q or memq. "
+            "None: searches are the recipe alone and feedback updates only the records' utility."
+        ),
+    )
+    promotion: Literal["guarded", "always", "never"] = Field(
+        default="guarded",
+        description=(
+            "guarded: a learner serves a tenant only once its off-policy estimate on that tenant's log "
+            "beats the recipe (and stops when it no longer does); always: it serves as soon as it is "
+            "asked for (for experiments); never: it learns in the shadow only."
+        ),
+    )
+    explore: float = Field(
+        default=0.05,
+        ge=0,
+        le=0.5,
+        description=(
+            "Probability that the last shown slot goes to a pick of the policy that is not serving "
+            "(only when the two disagree); propensities are logged, so the log can compare them."
+        ),
+    )
+    min_searches: int = Field(default=100, ge=1, description="Logged searches with feedback a promotion needs.")
+    alpha: float = Field(default=0.05, gt=0, lt=0.5, description="One-sided level of the promotion bound.")
+    history: int = Field(
+        default=2000, ge=10, description="The newest logged searches with feedback a fit and a promotion test read."
+    )
+    update_every: int = Field(
+        default=50,
+        ge=1,
+        description="Feedbacks between promotion tests of a learner with no model of its own to fit (memrl).",
+    )
 
 
 class MemoryConfig(BaseModel):
@@ -37,6 +78,7 @@ class MemoryConfig(BaseModel):
     )
     seed: int = Field(default=0, description="Seed of the policies' random choices (exploration).")
     search: SearchOptions = Field(default_factory=SearchOptions, description="Default search options.")
+    learning: LearningConfig = Field(default_factory=LearningConfig, description="Learning from feedback.")
     embedder: str | None = Field(
         default=None,
         description=(

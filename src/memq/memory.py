@@ -118,6 +118,7 @@ class Memory(_Facade):
     export = sync_op(transfer.export)
     import_ = sync_op(transfer.import_)
     reembed = sync_op(transfer.reembed)
+    learning_status = sync_op(learning.status)
     _learner = sync_op(learning.learner_for)
 
     def iter(self, **kwargs: Any) -> Iterator[MemoryRecord]:
@@ -197,6 +198,7 @@ class AsyncMemory(_Facade):
     export = async_op(transfer.export)
     import_ = async_op(transfer.import_)
     reembed = async_op(transfer.reembed)
+    learning_status = async_op(learning.status)
     _learner = async_op(learning.learner_for)
 
     async def iter(self, **kwargs: Any) -> AsyncIterator[MemoryRecord]:

@@ -193,7 +193,11 @@ class SignalScores(BaseModel):
     lexical: float | None = None
     lexical_rank: int | None = None
     fused: float = 0.0
+    links: float | None = None  # what link spreading added to the fused score
     recency: float | None = None
+    base: float | None = None  # the default recipe's final score (fusion, links, recency)
+    base_rank: int | None = None  # its rank in the candidate pool
+    learned: float | None = None  # the learner's score, when a learner ranked the window
     mmr: float | None = None
 
 
@@ -204,6 +208,7 @@ class Hit(BaseModel):
     score: float
     rank: int
     propensity: float = 1.0  # P(this record is shown) under the policy; 1.0 when deterministic
+    explored: bool = False  # shown by exploration (a candidate the serving scorer did not pick)
     signals: SignalScores | None = None
 
 
@@ -216,8 +221,9 @@ class Retrieval(BaseModel):
     query: str
     scope: Scope
     k: int
-    policy: str
+    policy: str  # what ranked the hits: the recipe's name (e.g. "hybrid-weighted") or a learner's
     policy_version: str = "1"
+    learner: str | None = None  # the learner this search trains (its feedback goes to it), if any
     hits: list[Hit]
     created_at: datetime = Field(default_factory=utcnow)
 
@@ -276,6 +282,7 @@ class ShownEntry(BaseModel):
     rank: int
     score: float
     propensity: float = 1.0
+    explored: bool = False
 
 
 class FeedbackRecord(BaseModel):
@@ -308,3 +315,12 @@ class LoggedRetrieval(BaseModel):
     shown: list[ShownEntry]
     created_at: datetime
     feedback: FeedbackRecord | None = None
+    learner: str | None = None  # the learner the search trained (None: the recipe alone)
+    # the candidates a learner may rerank (the recipe's top, in its order) and their feature vectors
+    # (memq.retrieve.features, set ``feature_set``): what feedback, replay and evaluate learn from
+    window: list[str] = Field(default_factory=list)
+    feature_set: str | None = None
+    features: list[list[float]] | None = Field(default=None, repr=False)
+    # the top k of the scorer that did not serve (serving hybrid: the learner's; else the recipe's),
+    # as it was at search time: progressive validation for the promotion test
+    shadow: list[str] | None = None

@@ -121,7 +121,7 @@ def _ttl_table(rf, title: str) -> None:
 
 
 def _write_doc(rf, doc: Path) -> None:
-    from memq_bench.ttl import markdown_page
+    from memq_bench.ttl_report import markdown_page
 
     command = rf.args.get("command") or _command()
     doc.parent.mkdir(parents=True, exist_ok=True)

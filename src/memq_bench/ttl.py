@@ -1,17 +1,15 @@
-"""The test-time-learning stream benchmark (``memq bench ttl``).
+"""The test-time-learning stream benchmark (``memq bench ttl``), run through memq itself.
 
-Any ``text,label`` CSV becomes a stream, shuffled by seed. At each step an LLM-free agent retrieves k
-records with a learner, predicts the label by a similarity-weighted vote of the shown records'
-stored labels, reports as ``used`` the shown records whose label it predicted, and gets reward 1 if
-right, 0 if wrong; the learner learns from that feedback. The agent then writes the step as an
-experience with the revealed label — replaced, with probability p (``noise``), by a wrong label:
-a poisoned experience that looks similar but misleads. ``oracle`` is similarity over clean records
-only, the ceiling.
-
-Memory lives in arrays here (a 10k-step run makes 10k writes, searches and feedbacks; through the
-SQLite store that would take minutes per run), but the learners are the same classes memq's search
-uses, called through the same protocol (pool of candidates → ``select`` → ``update_record`` /
-``observe`` → ``on_write``).
+Any ``text,label`` CSV becomes a stream, shuffled by seed. At each step an LLM-free agent searches
+:class:`memq.Memory` (k records, ``policy`` = the learner under test), predicts the label by a
+similarity-weighted vote of the shown records' stored labels, reports as ``used`` the shown records
+whose label it predicted, and gets reward 1 if right, 0 if wrong (:meth:`Memory.feedback`). It then
+writes the step with :meth:`Memory.remember_experience` with the revealed label — replaced, with
+probability p (``noise``), by a wrong label: a poisoned experience that looks similar but misleads.
+``oracle`` is the recipe over clean records only (a filter), the ceiling; ``similarity`` is the recipe
+with no learning, the baseline. Every search, feedback and write is the library's real path on a
+SQLite store; embeddings are computed once (cached on disk) and served by a lookup embedder, so the
+per-step cost measured is memq's own.
 """
 
 from __future__ import annotations
@@ -19,6 +17,7 @@ from __future__ import annotations
 import csv
 import os
 import platform
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -30,14 +29,8 @@ from typing import Any
 import numpy as np
 
 from memq.errors import InvalidInputError
-from memq.learn import make_learner
-from memq.learn.base import Outcome, PoolItem, top_k
-from memq.learn.credit import assign_credit
-from memq.types import Utility
 from memq_bench.results import BenchResult, ResultsFile
 
-POOL = 20  # candidates per query handed to the learner (top by similarity)
-NEIGHBOURS = 16  # nearest stored records passed to on_write
 CURVE_WINDOW = 250
 LEARNER_ORDER = ("similarity", "memrl", "memento_q", "memq", "oracle")  # baseline first, ceiling last
 LABEL_COLUMNS = ("label", "category", "intent", "class", "labels")
@@ -91,6 +84,7 @@ class RunSpec:
     max_steps: int | None
     credit: str = "used"
     params: dict[str, Any] = field(default_factory=dict)
+    learning: dict[str, Any] = field(default_factory=dict)  # LearningConfig overrides (e.g. promotion)
 
 
 @dataclass
@@ -107,25 +101,55 @@ class RunResult:
     seconds: float
     poisoned: int
     quarters: list[float] = field(default_factory=list)  # accuracy per quarter of the stream
+    ms_per_step: float = 0.0  # search + feedback + write, through Memory (embedding is a lookup)
+    served_from: int | None = None  # the step from which the learner served (promoted), if it did
 
 
-def _vote(labels: np.ndarray, sims: np.ndarray, n_labels: int) -> int:
-    if len(labels) == 0:
-        return -1
+class LookupEmbedder:
+    """Vectors computed once, looked up by text (the stream's texts only)."""
+
+    def __init__(self, model_id: str, texts: Sequence[str], vectors: np.ndarray) -> None:
+        self.model_id, self.dim = model_id, int(vectors.shape[1])
+        self._index = {t: i for i, t in enumerate(texts)}
+        self._vectors = vectors
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self._vectors[self._index[text]]
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        return self._vectors[[self._index[t] for t in texts]]
+
+
+def _vote(
+    hits: Sequence[Any], train_vecs: np.ndarray, stored_at: np.ndarray, x: np.ndarray, n_labels: int
+) -> tuple[int, list[str]]:
+    """The agent: a similarity-weighted vote of the shown records' labels; ``used`` = the shown
+    records whose label it predicted (-1 and none with nothing shown)."""
+    if not hits:
+        return -1, []
+    labels = np.array([int(h.record.payload["answer"]) for h in hits])
+    sims = np.array([float(train_vecs[stored_at[int(h.record.metadata["i"])]] @ x) for h in hits])
     score = np.zeros(n_labels)
     np.add.at(score, labels, np.maximum(sims, 1e-6))
-    return int(score.argmax())
+    pred = int(score.argmax())
+    return pred, [h.record.id for h, lab in zip(hits, labels, strict=True) if lab == pred]
 
 
 def run_stream(
     spec: RunSpec,
+    model_id: str,
+    train_texts: Sequence[str],
     train_vecs: np.ndarray,
     train_labels: np.ndarray,
     n_labels: int,
+    test_texts: Sequence[str] | None = None,
     test_vecs: np.ndarray | None = None,
     test_labels: np.ndarray | None = None,
+    workdir: str | Path | None = None,
 ) -> RunResult:
-    """One (learner, noise, seed) run over the stream, then the frozen-memory test."""
+    """One (learner, noise, seed) run over the stream through :class:`memq.Memory`, then the frozen test."""
+    from memq import Memory, MemoryConfig
+
     started = time.perf_counter()
     rng = np.random.default_rng(spec.seed)
     order = rng.permutation(len(train_labels))
@@ -133,75 +157,53 @@ def run_stream(
         order = order[: spec.max_steps]
     steps = len(order)
     oracle = spec.learner == "oracle"
-    learner = make_learner("similarity" if oracle else spec.learner, **spec.params)
-    policy_rng = np.random.default_rng(spec.seed + 10_007)
-    dim = train_vecs.shape[1]
-    vecs = np.zeros((steps, dim), dtype=np.float32)
-    stored = np.zeros(steps, dtype=np.int64)
-    clean = np.zeros(steps, dtype=bool)
-    utils = [Utility() for _ in range(steps)]
+    policy = "similarity" if oracle else spec.learner
+    texts = list(train_texts) + list(test_texts or [])
+    vectors = train_vecs if test_vecs is None else np.concatenate([train_vecs, test_vecs])
+    config = MemoryConfig(
+        seed=spec.seed,
+        learner_params={policy: spec.params} if spec.params else {},
+        learning={"learner": policy, **spec.learning},
+    )
+    filters = {"metadata.clean": True} if oracle else None
     correct = np.zeros(steps)
-
-    def pool_for(query: np.ndarray, size: int) -> tuple[list[PoolItem], np.ndarray]:
-        sims = vecs[:size] @ query
-        if oracle:
-            sims = np.where(clean[:size], sims, -np.inf)
-        idx = top_k(sims, POOL)
-        idx = idx[np.isfinite(sims[idx])]
-        items = [
-            PoolItem(str(j), float(sims[j]), utils[j], vector=vecs[j], answer=str(stored[j])) for j in idx
-        ]
-        return items, sims
-
-    for t, row in enumerate(order):
-        x, y = train_vecs[row], int(train_labels[row])
-        pool, sims = pool_for(x, t)
-        sel = learner.select(x, pool, spec.k, policy_rng)
-        shown = [int(i) for i in sel.ids]
-        pred = _vote(stored[shown], sims[shown], n_labels) if shown else -1
-        reward = 1.0 if pred == y else 0.0
-        correct[t] = reward
-        if shown:
-            used = {str(j) for j in shown if stored[j] == pred}
-            credits = assign_credit(sel.ids, reward, strategy=spec.credit, used=used)
-            for rid, credit in credits.items():
-                j = int(rid)
-                before = utils[j]
-                q, stats = learner.update_record(before, credit)
-                utils[j] = Utility(
-                    q=q,
-                    n_shown=before.n_shown,
-                    n_used=before.n_used + 1,
-                    reward_sum=before.reward_sum + credit,
-                    stats=stats,
+    stored_at = np.zeros(steps, dtype=np.int64)  # record i holds stream row stored_at[i]
+    clean = np.zeros(steps, dtype=bool)
+    served_from = None
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        mem = Memory(Path(tmp) / "ttl.db", embedder=LookupEmbedder(model_id, texts, vectors), config=config, scope="ttl")
+        try:
+            loop_started = time.perf_counter()
+            for t, row in enumerate(order):
+                x, y = train_vecs[row], int(train_labels[row])
+                result = mem.search(train_texts[row], k=spec.k, policy=policy, filters=filters)
+                pred, used = _vote(result.hits, train_vecs, stored_at, x, n_labels)
+                reward = 1.0 if pred == y else 0.0
+                correct[t] = reward
+                if result.hits:
+                    mem.feedback(result.id, reward, used=used, credit=spec.credit if spec.credit != "used" else None)
+                if served_from is None and result.policy == spec.learner:
+                    served_from = t
+                label = y
+                if rng.random() < spec.noise:  # a poisoned experience: a wrong label
+                    wrong = int(rng.integers(n_labels - 1))
+                    label = wrong + (wrong >= y)
+                stored_at[t], clean[t] = row, label == y
+                mem.remember_experience(
+                    train_texts[row], str(label), "success", 1.0, metadata={"i": t, "clean": bool(label == y)}
                 )
-            for j in shown:
-                utils[j].n_shown += 1
-            learner.observe(Outcome(x, pool, sel.ids, used, reward, credits))
-        # write the experience, poisoned with probability `noise`
-        label = y
-        if rng.random() < spec.noise:
-            wrong = int(rng.integers(n_labels - 1))
-            label = wrong + (wrong >= y)
-        vecs[t], stored[t], clean[t] = x, label, label == y
-        if t:
-            nb = top_k(sims, NEIGHBOURS)
-            new = PoolItem(str(t), 1.0, utils[t], vector=x, answer=str(label))
-            neighbours = [PoolItem(str(j), float(sims[j]), utils[j], answer=str(stored[j])) for j in nb]
-            for rid, delta in learner.on_write(new, neighbours).items():
-                stats = utils[int(rid)].stats
-                for key, value in delta.items():
-                    stats[key] = stats.get(key, 0.0) + value
-
-    test_acc = None
-    if test_vecs is not None and test_labels is not None and len(test_labels):
-        hits = 0
-        for x, y in zip(test_vecs, test_labels, strict=True):
-            pool, sims = pool_for(x, steps)
-            sel = learner.select(x, pool, spec.k, policy_rng)
-            shown = [int(i) for i in sel.ids]
-            hits += _vote(stored[shown], sims[shown], n_labels) == int(y)
-        test_acc = hits / len(test_labels)
+            ms_per_step = 1000 * (time.perf_counter() - loop_started) / max(steps, 1)
+            test_acc = None
+            if test_texts is not None and test_vecs is not None and test_labels is not None and len(test_labels):
+                mem.config.log_retrievals = False  # memory frozen: nothing is logged or learned
+                mem.config.learning.explore = 0.0
+                hits = 0
+                for text, x, y in zip(test_texts, test_vecs, test_labels, strict=True):
+                    result = mem.search(text, k=spec.k, policy=policy, filters=filters)
+                    hits += _vote(result.hits, train_vecs, stored_at, x, n_labels)[0] == int(y)
+                test_acc = hits / len(test_labels)
+        finally:
+            mem.close()
     window = min(CURVE_WINDOW, steps)
     curve = [float(correct[i : i + window].mean()) for i in range(0, steps - window + 1, window)]
     return RunResult(
@@ -217,6 +219,8 @@ def run_stream(
         seconds=time.perf_counter() - started,
         poisoned=int((~clean).sum()),
         quarters=[float(part.mean()) for part in np.array_split(correct, 4) if len(part)],
+        ms_per_step=ms_per_step,
+        served_from=served_from,
     )
 
 
@@ -227,30 +231,35 @@ _SHARED: dict[str, Any] = {}
 
 
 def _worker_init() -> None:
-    """One thread per worker: BLAS and torch threads would otherwise fight over the cores."""
+    """One thread per worker: BLAS threads would otherwise fight over the cores."""
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)
-    import torch
-
-    torch.set_num_threads(1)
 
 
 def _run_job(spec: RunSpec) -> RunResult:
     s = _SHARED
     return run_stream(
-        spec, s["train_vecs"], s["train_labels"], s["n_labels"], s.get("test_vecs"), s.get("test_labels")
+        spec,
+        s["model_id"],
+        s["train_texts"],
+        s["train_vecs"],
+        s["train_labels"],
+        s["n_labels"],
+        s.get("test_texts"),
+        s.get("test_vecs"),
+        s.get("test_labels"),
     )
 
 
 def embed_texts(
     texts: Sequence[str], cache_path: Path, progress: Callable[[int], None] | None = None
 ) -> np.ndarray:
-    """MiniLM vectors of ``texts``, through a persistent content-hash cache (each text embedded once)."""
-    from memq.embed import CachedEmbedder, SentenceTransformerEmbedder
+    """Default-embedder vectors of ``texts``, through a persistent content-hash cache (each text once)."""
+    from memq.embed import CachedEmbedder, default_embedder
 
     cache_path.parent.mkdir(parents=True, exist_ok=True)
-    embedder = CachedEmbedder(SentenceTransformerEmbedder(threads=None), path=str(cache_path))
+    embedder = CachedEmbedder(default_embedder(), path=str(cache_path))
     out = []
     for i in range(0, len(texts), 512):
         out.append(embedder.embed_documents(list(texts[i : i + 512])))
@@ -294,7 +303,12 @@ def run_benchmark(
     test_vecs = embed_texts(test.texts, cache_path, on_embed) if test else None
     mean, std = similarity_stats(train_vecs)
     params: dict[str, dict[str, Any]] = {"memrl": {"sim_mean": mean, "sim_std": std}}
+    from memq.embed import default_embedder
+
     _SHARED.update(
+        model_id=default_embedder().model_id,
+        train_texts=list(train.texts),
+        test_texts=None if test is None else list(test.texts),
         train_vecs=train_vecs,
         train_labels=np.array([index[x] for x in train.labels]),
         n_labels=len(names),
@@ -309,19 +323,13 @@ def run_benchmark(
     ]
     runs: list[RunResult] = []
     if jobs <= 1:
-        import torch
         from threadpoolctl import threadpool_limits
 
-        threads = torch.get_num_threads()
-        try:  # one thread while running in this process, restored after (tests share the process)
-            with threadpool_limits(1):
-                torch.set_num_threads(1)
-                for spec in specs:
-                    runs.append(_run_job(spec))
-                    if on_run:
-                        on_run(runs[-1])
-        finally:
-            torch.set_num_threads(threads)
+        with threadpool_limits(1):  # one thread while running in this process
+            for spec in specs:
+                runs.append(_run_job(spec))
+                if on_run:
+                    on_run(runs[-1])
     else:
         import multiprocessing as mp
 
@@ -364,6 +372,8 @@ def _summarise(
             "overall_mean": float(overall.mean()),
             "overall_std": float(overall.std()),
             "seconds": float(sum(r.seconds for r in group)),
+            "ms_per_step": float(np.mean([r.ms_per_step for r in group])),
+            "served_from": [r.served_from for r in group],
             "curve": [float(v) for v in np.mean([r.curve for r in group], axis=0)],
             "per_seed": {"last2000": last.tolist(), "overall": overall.tolist()},
         }
@@ -492,86 +502,6 @@ def to_results_file(report: dict[str, Any], created_at: datetime | None = None) 
 def results_file_from_legacy(raw: dict[str, Any]) -> ResultsFile:
     """Read a file written by the first ``memq bench ttl`` (its own JSON shape) as a results file."""
     return to_results_file(raw)
-
-
-def markdown_table(rf: ResultsFile) -> str:
-    """The docs table for one results file (regenerated from the JSON, never typed by hand)."""
-    has_test = any("acc_test" in r.metrics for r in rf.results)
-    head = "| noise | learner | last 2,000 | overall | gap closed |" + (
-        " test (frozen) |" if has_test else ""
-    )
-    sep = "|---|---|---|---|---|" + ("---|" if has_test else "")
-    lines = [head, sep]
-    for r in sorted(rf.results, key=lambda r: r.config.get("noise", 0.0)):  # stable: file order within
-        m = r.metrics
-        gap = m.get("gap_closed")
-        row = (
-            f"| {r.config.get('noise', 0.0):.1f} | {r.system} "
-            f"| {m['acc_last2000']:.3f} ± {m['acc_last2000_std']:.3f} "
-            f"| {m['acc_overall']:.3f} ± {m['acc_overall_std']:.3f} | {'' if gap is None else f'{gap:.2f}'} |"
-        )
-        if has_test:
-            row += f" {m['acc_test']:.3f} ± {m['acc_test_std']:.3f} |" if "acc_test" in m else " |"
-        lines.append(row)
-    return "\n".join(lines)
-
-
-def baseline_deltas(rf: ResultsFile) -> list[tuple[float, str, float, float | None]]:
-    """(noise, learner, points of accuracy over similarity on the final window, gap closed)."""
-    by = {(r.system, r.config.get("noise", 0.0)): r for r in rf.results}
-    out = []
-    for noise in sorted({r.config.get("noise", 0.0) for r in rf.results}):
-        sim = by.get(("similarity", noise))
-        if sim is None:
-            continue
-        for name in ("memrl", "memento_q", "memq"):
-            r = by.get((name, noise))
-            if r is not None:
-                delta = 100 * (r.metrics["acc_last2000"] - sim.metrics["acc_last2000"])
-                out.append((noise, name, delta, r.metrics.get("gap_closed")))
-    return out
-
-
-def markdown_page(rf: ResultsFile, command: str) -> str:
-    """The results page: how it was made, the table, and the checks the learning issue asks for."""
-    a, x = rf.args, rf.extra
-    first = rf.results[0] if rf.results else None
-    seeds = first.config.get("seeds", a.get("seeds")) if first else a.get("seeds")
-    lines = [
-        "# Test-time learning on a poisoned-experience stream",
-        "",
-        "Generated from the results JSON by `memq bench ttl ... --doc` (or `memq bench ttl-report`) — "
-        "do not edit by hand.",
-        "",
-        f"Data: `{Path(a.get('data') or '?').name}` ({x.get('rows') or 0:,} rows, {x.get('labels')} labels)"
-        + (f", held-out `{Path(a['test']).name}` with memory frozen" if a.get("test") else "")
-        + f"; k = {a.get('k')}, {seeds} seeds, credit = `{a.get('credit', 'used')}`, "
-        f"{x.get('seconds') or 0:.0f} s on {rf.machine.get('cpus')} cores.",
-        "",
-        "```",
-        command,
-        "```",
-        "",
-        "Accuracy, mean ± std over seeds; *last 2,000* = the final 2,000 steps of the stream; "
-        "*gap closed* = (learner − similarity) / (oracle − similarity) on that window.",
-        "",
-        markdown_table(rf),
-        "",
-    ]
-    checks = [
-        f"| {noise:.1f} | {name} | {delta:+.2f} | {'' if gap is None else f'{gap:.2f}'} |"
-        for noise, name, delta, gap in baseline_deltas(rf)
-    ]
-    if checks:
-        lines += [
-            "Against the similarity baseline (points of accuracy on the last 2,000 steps):",
-            "",
-            "| noise | learner | Δ vs similarity | gap closed |",
-            "|---|---|---|---|",
-            *checks,
-            "",
-        ]
-    return "\n".join(lines)
 
 
 def run_with_progress(

@@ -1,7 +1,8 @@
 """Learning from reward: retrieval policies (learners) behind one protocol.
 
-``make_learner(name, **params)`` builds one by name: ``similarity`` (baseline), ``memrl``,
-``memento_q`` and ``memq`` (memq's contextual utility learner). Formulas: docs/algorithms.md.
+``make_learner(name, **params)`` builds one by name: ``similarity`` (no learning: the recipe's order),
+``memrl``, ``memento_q`` and ``memq`` (memq's feedback-trained reranker). Each reranks the same window
+of the one read path (:mod:`memq.learn.base`). Formulas: docs/algorithms.md.
 """
 
 from __future__ import annotations
@@ -9,9 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from memq.errors import InvalidInputError
-from memq.learn.base import Learner, Outcome, PoolItem, Selection
+from memq.learn.base import Learner, PoolItem, Selection, TrainingData, Window
 
-__all__ = ["LEARNERS", "Learner", "Outcome", "PoolItem", "Selection", "make_learner"]
+__all__ = ["LEARNERS", "Learner", "PoolItem", "Selection", "TrainingData", "Window", "make_learner"]
 
 LEARNERS = ("similarity", "memrl", "memento_q", "memq")
 

@@ -1,7 +1,8 @@
-"""Feedback planning: one reward on one logged retrieval → credits, new utilities, learner update.
+"""Feedback planning: one reward on one logged retrieval → credits and the shown records' new utility.
 
-Pure: the store calls :func:`plan_feedback` inside its transaction with the logged retrieval and the
-shown records' current utility, and writes what it returns. Shared by Memory and AsyncMemory.
+Pure and quick: the store calls :func:`plan_feedback` inside its transaction with the logged retrieval
+and the shown records' current utility, and writes what it returns. A learner's global model is fit
+later, outside the transaction, from the log (:mod:`memq.ops.learning`).
 """
 
 from __future__ import annotations
@@ -12,13 +13,13 @@ from datetime import datetime, timedelta
 import numpy as np
 
 from memq.errors import ConflictError, ExpiredError, InvalidInputError
-from memq.learn.base import Learner, Outcome, PoolItem
+from memq.learn.base import Learner
 from memq.learn.credit import CREDIT_STRATEGIES, assign_credit
 from memq.learn.memrl import MemRLLearner
 from memq.store.base import FeedbackPlan
 from memq.types import FeedbackRecord, LoggedRetrieval, Utility
 
-# policies that are not learners (the hybrid recipe) still keep q up to date with MemRL's rule
+# searches that trained no learner (the recipe alone) still keep q up to date with MemRL's rule
 DEFAULT_UPDATER = MemRLLearner()
 
 
@@ -44,7 +45,6 @@ def plan_feedback(
     now: datetime,
     window_days: float,
     learner: Learner | None,
-    vectors: Mapping[str, np.ndarray] | None = None,
 ) -> FeedbackPlan:
     if logged.feedback is not None and not accumulate:
         raise ConflictError(
@@ -72,25 +72,6 @@ def plan_feedback(
             last_feedback_at=now if rid in credits else u.last_feedback_at,
             stats=stats,
         )
-    state = None
-    if learner is not None and logged.query_vector is not None:
-        vectors = vectors or {}
-        sims = {p.id: p.dense for p in logged.pool}
-        pool = [
-            PoolItem(rid, float(sims.get(rid) or 0.0), current.get(rid, Utility()), vector=vectors.get(rid))
-            for rid in shown
-        ]
-        learner.observe(
-            Outcome(
-                np.asarray(logged.query_vector, dtype=np.float32),
-                pool,
-                shown,
-                used_set,
-                float(reward),
-                credits,
-            )
-        )
-        state = (learner.name, learner.state_dict())
     previous = logged.feedback
     if previous is None:
         record = FeedbackRecord(
@@ -112,4 +93,4 @@ def plan_feedback(
             count=previous.count + 1,
             credits={r: credits.get(r, 0.0) + previous.credits.get(r, 0.0) for r in shown},
         )
-    return FeedbackPlan(feedback=record, utilities=utilities, learner_state=state)
+    return FeedbackPlan(feedback=record, utilities=utilities)

@@ -20,10 +20,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from memq.learn.base import Learner, Outcome, PoolItem
-from memq.types import LoggedRetrieval, Utility
+from memq.learn.base import Learner, Window
+from memq.learn.training import training_data
+from memq.retrieve.features import FEATURE_SET
+from memq.store.base import LogRow
+from memq.types import LoggedRetrieval
 
-TargetPolicy = Callable[[LoggedRetrieval], Mapping[str, float]]
+TargetPolicy = Callable[[LogRow], Mapping[str, float]]
 
 
 @dataclass(frozen=True)
@@ -35,21 +38,19 @@ class OffPolicyEstimate:
     effective_sample_size: float
 
 
-def ips_estimate(logs: Iterable[LoggedRetrieval], target: TargetPolicy) -> OffPolicyEstimate:
-    """IPS and self-normalised IPS of ``target`` on logged retrievals that have feedback."""
+def ips_estimate(logs: Iterable[LogRow], target: TargetPolicy) -> OffPolicyEstimate:
+    """IPS and self-normalised IPS of ``target`` on logged searches with feedback."""
     total_wr = total_w = total_w2 = 0.0
     items = retrievals = 0
     for log in logs:
-        if log.feedback is None:
-            continue
         retrievals += 1
         probs = target(log)
-        for shown in log.shown:
+        for rid, propensity, _ in log.shown:
             items += 1
-            if shown.propensity <= 0:
+            if propensity <= 0:
                 continue
-            w = probs.get(shown.id, 0.0) / shown.propensity
-            r = log.feedback.credits.get(shown.id, 0.0)
+            w = probs.get(rid, 0.0) / propensity
+            r = log.credits.get(rid, 0.0)
             total_wr += w * r
             total_w += w
             total_w2 += w * w
@@ -62,69 +63,44 @@ def ips_estimate(logs: Iterable[LoggedRetrieval], target: TargetPolicy) -> OffPo
     )
 
 
-def pool_items(
-    log: LoggedRetrieval,
-    utilities: Mapping[str, Utility] | None = None,
-    vectors: Mapping[str, np.ndarray] | None = None,
-) -> list[PoolItem]:
-    """The logged candidate pool as learner input (current utilities where given)."""
-    utilities = utilities or {}
-    vectors = vectors or {}
-    return [
-        PoolItem(p.id, float(p.dense or 0.0), utilities.get(p.id, Utility()), vector=vectors.get(p.id))
-        for p in log.pool
-    ]
+def window_of(log: LogRow | LoggedRetrieval, vectors: Mapping[str, np.ndarray] | None = None) -> Window | None:
+    """The logged window as a learner sees it (None for a search logged without this feature set)."""
+    if not log.window or log.features is None or len(log.features) == 0 or log.feature_set != FEATURE_SET:
+        return None
+    vecs = None
+    if vectors is not None and log.window:
+        dim = next(iter(vectors.values())).shape[0] if vectors else 0
+        vecs = np.stack([vectors.get(rid, np.zeros(dim, np.float32)) for rid in log.window]) if dim else None
+    return Window(
+        ids=list(log.window),
+        x=np.asarray(log.features, dtype=np.float64),
+        query_vector=None if log.query_vector is None else np.asarray(log.query_vector, np.float32),
+        vectors=vecs,
+    )
 
 
 def learner_policy(
-    learner: Learner,
-    utilities: Mapping[str, Utility] | None = None,
-    vectors: Mapping[str, np.ndarray] | None = None,
-    seed: int = 0,
+    learner: Learner, vectors: Mapping[str, np.ndarray] | None = None, seed: int = 0
 ) -> TargetPolicy:
-    """A learner as a target policy: what it would show, from each logged pool, right now.
+    """A learner as a target policy: what it would show, as it is now, from each logged window.
 
     Its marginals are its own propensities (1.0 for a deterministic learner).
     """
     rng = np.random.default_rng(seed)
 
-    def target(log: LoggedRetrieval) -> dict[str, float]:
-        if log.query_vector is None:
+    def target(log: LogRow) -> dict[str, float]:
+        window = window_of(log, vectors)
+        if window is None:
             return {}
-        sel = learner.select(
-            np.asarray(log.query_vector, np.float32), pool_items(log, utilities, vectors), log.k, rng
-        )
+        sel = learner.select(window, log.k, rng)
         return dict(zip(sel.ids, sel.propensities, strict=True))
 
     return target
 
 
-def retrain(
-    learner: Learner,
-    logs: Iterable[LoggedRetrieval],
-    vectors: Mapping[str, np.ndarray] | None = None,
-) -> int:
-    """Feed every logged feedback to ``learner.observe`` in time order; returns how many were replayed.
-
-    Per-record statistics are not replayed (they already hold every feedback); this rebuilds a
-    learner's global model, e.g. after changing its parameters or version.
-    """
-    count = 0
-    for log in logs:
-        if log.feedback is None or log.query_vector is None:
-            continue
-        shown = [s.id for s in log.shown]
-        learner.observe(
-            Outcome(
-                np.asarray(log.query_vector, np.float32),
-                [item for item in pool_items(log, vectors=vectors) if item.id in set(shown)],
-                shown,
-                set(log.feedback.used or []),
-                log.feedback.reward,
-                dict(log.feedback.credits),
-            )
-        )
-        count += 1
-    if hasattr(learner, "fit"):
-        learner.fit()
-    return count
+def retrain(learner: Learner, logs: Iterable[LogRow], vectors: Mapping[str, np.ndarray] | None = None) -> int:
+    """Fit ``learner`` on the logged feedback (its windows' features as logged); returns the searches used."""
+    data = training_data(logs)
+    data.vectors = dict(vectors) if vectors is not None else None
+    learner.fit(data)
+    return data.retrievals

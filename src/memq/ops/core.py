@@ -48,9 +48,8 @@ class Core:
         self.space_checked = False
         self.lock = threading.RLock()  # learners are not thread-safe: one select/observe at a time
         self.rng = np.random.default_rng(self.config.seed)
-        self.learners: dict[tuple[str, str], Any] = {}
-        # the stored state's stamp each cached learner matches (None: no stored state yet)
-        self.learner_stamps: dict[tuple[str, str], Any] = {}
+        self.learners: dict[tuple[str, str], Any] = {}  # (tenant, name) -> memq.ops.learning.LearnerEntry
+        self.rules: dict[str, Any] = {}  # name -> a learner built from the config (per-record updates)
 
     # -- embedder ------------------------------------------------------------------------------------
     @property

@@ -8,27 +8,26 @@ from typing import Any
 
 import numpy as np
 
-from memq.errors import InvalidInputError, NotFoundError
-from memq.learn import Learner, PoolItem
+from memq.errors import NotFoundError
+from memq.learn.base import Selection, Window
 from memq.ops.core import Core, ensure_space
 from memq.ops.learning import learner_for
 from memq.ops.runner import Op, db, work
-from memq.retrieve.pipeline import rank
-from memq.store.base import Candidate
-from memq.types import HistoryEvent, Hit, MemoryRecord, Page, PoolEntry, Retrieval, StoreStats, utcnow
+from memq.retrieve.features import FEATURE_SET, feature_matrix, query_terms
+from memq.retrieve.pipeline import Recipe, diversify, recipe
+from memq.store.base import Candidate, LogEntry
+from memq.types import (
+    HistoryEvent,
+    Hit,
+    MemoryRecord,
+    Page,
+    PoolEntry,
+    Retrieval,
+    SignalScores,
+    StoreStats,
+    utcnow,
+)
 from memq.validate import ScopeLike, check_text
-
-# options of the hybrid recipe that a learned policy, which ranks dense candidates itself, ignores
-_FUSION_ONLY = {
-    "mode",
-    "fusion",
-    "weights",
-    "link_weight",
-    "rrf_k",
-    "recency_half_life_days",
-    "recency_weight",
-    "mmr_lambda",
-}
 
 
 def search(
@@ -46,99 +45,160 @@ def search(
     policy: str | None = None,
     **options: Any,
 ) -> Op[Retrieval]:
-    """Find the records most relevant to ``query``.
+    """Find the records most likely to help with ``query``.
 
-    ``filters`` uses the filter language of :mod:`memq.retrieve.filters`; ``as_of`` asks what memq
-    knew at a system time, ``valid_at`` what held in the world at a time. Other keyword options
-    are :class:`SearchOptions` fields (mode, fusion, weights, recency_half_life_days, mmr_lambda, ...).
-    ``policy`` names a learner (similarity, memrl, memento_q, memq) that picks k of the dense
-    candidates by learned utility instead of the hybrid recipe.
+    One path for every search: dense and lexical candidates, fused and spread along links by the
+    recipe (:class:`SearchOptions`: mode, fusion, weights, link_weight, recency_half_life_days,
+    mmr_lambda, window, ...); one feature vector per candidate of the recipe's top ``window``; then a
+    scorer picks k — the recipe, or the learner once it has been shown to do better on this tenant's
+    log (``config.learning``). ``policy`` names the learner this search trains (similarity, memrl,
+    memento_q, memq; default ``config.learning.learner``). ``filters`` uses the filter language of
+    :mod:`memq.retrieve.filters`; ``as_of`` asks what memq knew at a system time, ``valid_at`` what
+    held in the world at a time. The search is logged (``config.log_retrievals``) with its window's
+    features, the shown list and propensities, so :meth:`feedback` can learn from it.
     """
     text = check_text(query, core.config)
     opts = core.options(k, {**options, "explain": explain})
     q = core.query(scope, filters, kinds, as_of, valid_at, include_invalidated)
+    name = policy if policy is not None else core.config.learning.learner
+    entry = None if name is None else (yield from learner_for(core, q.scope.tenant, name))
+    signals: dict[str, list[Candidate]] = {}
     vector = None
-    if policy is not None:
-        ignored = sorted(set(options) & _FUSION_ONLY)
-        if ignored:
-            raise InvalidInputError(
-                f"{', '.join(ignored)} do not apply to a learned policy, which ranks dense candidates itself"
-            )
-        learner = yield from learner_for(core, q.scope.tenant, policy)
+    if opts.mode in ("hybrid", "dense"):
         yield from ensure_space(core)
         vector = yield work(core.embed_query, text)
-        cands = yield db.dense_candidates(q, vector, opts.pool)
-        records = yield db.visible(q, [c.id for c in cands], with_embedding=True)
-        hits, pool = _learned_hits(core, learner, vector, cands, records, opts.k)
-        retrieval = Retrieval(
-            query=text, scope=q.scope, k=opts.k, policy=policy, policy_version=learner.version, hits=hits
+        signals["dense"] = yield db.dense_candidates(q, vector, opts.pool)
+    if opts.mode in ("hybrid", "lexical"):
+        signals["lexical"] = yield db.lexical_candidates(q, text, opts.pool)
+    rows = yield db.candidate_rows(q, list(dict.fromkeys(c.id for cands in signals.values() for c in cands)))
+    now = utcnow()
+    ranked = recipe(signals, rows, opts, now)
+    ids = ranked.top(opts.window_size)
+    learn = entry is not None and entry.learner.name != "similarity"
+    x = None
+    if learn or core.config.log_retrievals:
+        x = feature_matrix(query_terms(text), [rows[rid] for rid in ids], ranked.signals, now)
+    window = Window(ids, x if x is not None else np.zeros((len(ids), 0)), vector)
+    if learn and entry.learner.needs_vectors and entry.learner.trained:  # type: ignore[union-attr]
+        window.vectors = _stack(ids, (yield db.vectors(q.scope.tenant, ids)), vector)
+    served = Selection(ranked.top(opts.k), [1.0] * min(opts.k, len(ids)), {})
+    shadow: Selection | None = None
+    scorer = opts.policy  # the recipe's name, unless the learner serves
+    learned_scores: dict[str, float] = {}
+    if learn:
+        with core.lock:
+            learned = entry.learner.select(window, opts.k, core.rng)  # type: ignore[union-attr]
+        learned_scores = learned.scores if entry.learner.trained else {}  # type: ignore[union-attr]
+        if entry.serves(core.config.learning.promotion):  # type: ignore[union-attr]
+            served, shadow, scorer = learned, served, entry.learner.name  # type: ignore[union-attr]
+        else:
+            shadow = learned
+    scores = served.scores or {rid: ranked.scores[rid] for rid in ids}
+    mmr_scores: dict[str, float] = {}
+    if opts.mmr_lambda is not None and served.ids:
+        served, mmr_scores = yield from _diversify(core, q.scope.tenant, ids, scores, served, opts)
+    explored = _explore(core, served, shadow, opts.k)
+    records = yield db.visible(q, served.ids)
+    hits = [
+        Hit(
+            record=records[rid],
+            score=mmr_scores.get(rid, scores.get(rid, ranked.scores.get(rid, 0.0))),
+            rank=position,
+            propensity=prop,
+            explored=rid == explored,
+            signals=_explain(ranked, rid, learned_scores.get(rid), mmr_scores.get(rid)) if opts.explain else None,
         )
-    else:
-        signals = {}
-        if opts.mode in ("hybrid", "dense"):
-            yield from ensure_space(core)
-            vector = yield work(core.embed_query, text)
-            signals["dense"] = yield db.dense_candidates(q, vector, opts.pool)
-        if opts.mode in ("hybrid", "lexical"):
-            signals["lexical"] = yield db.lexical_candidates(q, text, opts.pool)
-        ids = list(dict.fromkeys(c.id for cands in signals.values() for c in cands))
-        records = yield db.visible(q, ids, with_embedding=opts.mmr_lambda is not None)
-        hits = rank(signals, records, opts, utcnow())
-        retrieval = Retrieval(query=text, scope=q.scope, k=opts.k, policy=opts.policy, hits=hits)
-        pool = _pool_entries(signals) if core.config.log_retrievals else []
+        for position, (rid, prop) in enumerate(zip(served.ids, served.propensities, strict=True), start=1)
+        if rid in records
+    ]
+    retrieval = Retrieval(
+        query=text,
+        scope=q.scope,
+        k=opts.k,
+        policy=scorer,
+        policy_version="1" if entry is None else entry.learner.version,
+        learner=name,
+        hits=hits,
+    )
     if core.config.log_retrievals:
         yield db.log_retrieval(
-            retrieval,
-            pool=pool,
-            query_vector=vector,
-            embedding_model=None if vector is None else core.embedder.model_id,
+            LogEntry(
+                retrieval,
+                pool=[
+                    PoolEntry(id=rid, dense=s.dense, lexical=_raw(signals, "lexical", rid), score=ranked.scores[rid])
+                    for rid, s in ranked.signals.items()
+                ],
+                query_vector=vector,
+                embedding_model=None if vector is None else core.embedder.model_id,
+                window=ids,
+                features=x,
+                feature_set=FEATURE_SET,
+                shadow=None if shadow is None else shadow.ids,
+            )
         )
     return retrieval
 
 
-def _learned_hits(
-    core: Core,
-    learner: Learner,
-    vector: np.ndarray,
-    candidates: Sequence[Candidate],
-    records: Mapping[str, MemoryRecord],
-    k: int,
-) -> tuple[list[Hit], list[PoolEntry]]:
-    """Let a learner choose k of the dense candidates; the pool and propensities go to the log."""
-    pool = [
-        PoolItem(
-            c.id,
-            c.score,
-            records[c.id].utility,
-            vector=None if records[c.id].embedding is None else np.asarray(records[c.id].embedding, np.float32),
-            answer=None if records[c.id].payload.get("answer") is None else str(records[c.id].payload["answer"]),
-        )
-        for c in candidates
-        if c.id in records
-    ]
+def _raw(signals: Mapping[str, Sequence[Candidate]], name: str, rid: str) -> float | None:
+    return next((c.score for c in signals.get(name, ()) if c.id == rid), None)
+
+
+def _stack(ids: Sequence[str], found: Mapping[str, np.ndarray], like: np.ndarray | None) -> np.ndarray | None:
+    """The window's vectors as one matrix (zeros for a record without one: learners skip those)."""
+    dim = len(like) if like is not None else (len(next(iter(found.values()))) if found else 0)
+    if not dim:
+        return None
+    return np.stack([found.get(rid, np.zeros(dim, np.float32)) for rid in ids]).astype(np.float32)
+
+
+def _explore(core: Core, served: Selection, shadow: Selection | None, k: int) -> str | None:
+    """With probability ε, give the last shown slot to a uniform draw from the shadow's picks that the
+    serving policy did not make; set the marginal propensities. Returns the explored id, if any."""
+    eps = core.config.learning.explore
+    if shadow is None or eps <= 0 or len(served.ids) < k:
+        return None
+    others = [rid for rid in shadow.ids if rid not in set(served.ids)]
+    if not others:
+        return None
+    served.propensities[-1] *= 1.0 - eps  # the last slot keeps its pick unless exploration takes it
     with core.lock:
-        sel = learner.select(vector, pool, k, core.rng)
-    sims = {p.id: p.sim for p in pool}
-    hits = [
-        Hit(
-            record=records[rid].model_copy(update={"embedding": None}),
-            score=float(sel.scores.get(rid, sims[rid])),
-            rank=i,
-            propensity=float(prop),
-        )
-        for i, (rid, prop) in enumerate(zip(sel.ids, sel.propensities, strict=True), start=1)
-    ]
-    entries = [PoolEntry(id=p.id, dense=p.sim, score=sel.scores.get(p.id)) for p in pool]
-    return hits, entries
+        go = core.rng.random() < eps
+        pick = others[int(core.rng.integers(len(others)))] if go else None
+    if pick is None:
+        return None
+    served.ids[-1] = pick
+    served.propensities[-1] = eps / len(others)
+    return pick
 
 
-def _pool_entries(signals: Mapping[str, Sequence[Candidate]]) -> list[PoolEntry]:
-    entries: dict[str, PoolEntry] = {}
-    for name, cands in signals.items():
-        for c in cands:
-            entry = entries.setdefault(c.id, PoolEntry(id=c.id))
-            setattr(entry, name, c.score)
-    return list(entries.values())
+def _diversify(
+    core: Core, tenant: str, ids: Sequence[str], scores: Mapping[str, float], served: Selection, opts: Any
+) -> Op[tuple[Selection, dict[str, float]]]:
+    """MMR over the serving scorer's top 4k (vectors read for those only)."""
+    order = sorted(ids, key=lambda rid: -scores.get(rid, -np.inf))[: max(4 * opts.k, opts.k)]
+    found = yield db.vectors(tenant, order)
+    pool = [rid for rid in order if rid in found]
+    if not pool:
+        return served, {}
+    chosen, values = diversify(pool, [scores[rid] for rid in pool], np.stack([found[r] for r in pool]), opts.k, opts.mmr_lambda)
+    return Selection(chosen, [1.0] * len(chosen), dict(scores)), values
+
+
+def _explain(ranked: Recipe, rid: str, learned: float | None, mmr: float | None) -> SignalScores:
+    s = ranked.signals[rid]
+    return SignalScores(
+        dense=s.dense,
+        dense_rank=s.dense_rank,
+        lexical=None if s.lexical is None else s.lexical,
+        lexical_rank=s.lexical_rank,
+        fused=s.fused,
+        links=s.links,
+        recency=ranked.recency.get(rid),
+        base=ranked.scores[rid],
+        base_rank=s.base_rank,
+        learned=learned,
+        mmr=mmr,
+    )
 
 
 def get(

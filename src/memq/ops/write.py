@@ -108,7 +108,7 @@ def _add_managed(
             seen=seen,
         )
     )
-    learner = (yield from learner_for(core, sc.tenant, "memq")) if writes.experiences else None
+    learner = (yield from learner_for(core, sc.tenant, "memq")).learner if writes.experiences else None
     # the whole plan in ONE transaction: any failure (a conflict, a lost connection) writes nothing
     yield db.apply_writes(write_batch(writes, sc.tenant, actor, learner))
     yield from _keep_capacity(core, [r for _, group in writes.inserts for r in group])
@@ -229,7 +229,7 @@ def remember_experience(
     item = experience_item(task, answer_or_plan, outcome, reward, trajectory, metadata, nearest, neighbours)
     records, _ = core.prepare_add(item, sc, {})
     core.attach(records, (yield work(core.embed_documents, [r.text for r in records])))
-    learner = yield from learner_for(core, sc.tenant, "memq")
+    learner = (yield from learner_for(core, sc.tenant, "memq")).learner
     record, batch = experience_batch(sc.tenant, records, learner, nearest, neighbours)
     yield db.apply_writes(batch)
     yield from _keep_capacity(core, records)

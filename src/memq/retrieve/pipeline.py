@@ -1,21 +1,24 @@
-"""The search recipe: candidates from each signal → fusion → link spreading → recency → MMR → top k.
+"""The search recipe: candidates from each signal → fusion → link spreading → recency → the recipe's order.
 
-Backends produce candidates (:meth:`Store.dense_candidates`, :meth:`Store.lexical_candidates`);
-everything after that is here, identical for every backend and for sync and async callers.
+Backends produce candidates (:meth:`Candidates.dense_candidates`, :meth:`Candidates.lexical_candidates`)
+and light rows (:meth:`Candidates.candidate_rows`); everything after that is here, identical for every
+backend and for sync and async callers. The recipe's order is the default ranking; its top
+``window`` candidates are what a learner may rerank (:mod:`memq.learn.base`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from memq.retrieve.features import RecipeSignals
 from memq.retrieve.fusion import RRF_K, mmr, recency_factor, rrf, spread_links, weighted
-from memq.store.base import Candidate
-from memq.types import Hit, MemoryRecord, SignalScores
+from memq.store.base import Candidate, CandidateRow
 
 MAX_K = 1000
 DEFAULT_WEIGHTS = {"dense": 0.4, "lexical": 0.6}
@@ -37,6 +40,7 @@ class SearchOptions(BaseModel):
     link_weight: float = Field(default=DEFAULT_LINK_WEIGHT, ge=0, le=1)
     rrf_k: int = Field(default=RRF_K, ge=1)
     candidates: int | None = Field(default=None, ge=1, le=10 * MAX_K)
+    window: int | None = Field(default=None, ge=1, le=10 * MAX_K)
     recency_half_life_days: float | None = Field(default=None, gt=0)
     recency_weight: float = Field(default=0.3, ge=0, le=1)
     mmr_lambda: float | None = Field(default=None, ge=0, le=1)
@@ -57,7 +61,13 @@ class SearchOptions(BaseModel):
         return self.candidates or max(50, 4 * self.k)
 
     @property
+    def window_size(self) -> int:
+        """How many of the recipe's top candidates a learner may rerank (at least k)."""
+        return max(self.window or max(30, 3 * self.k), self.k)
+
+    @property
     def policy(self) -> str:
+        """The recipe's name, e.g. ``hybrid-weighted+recency``."""
         parts = [self.mode if self.mode != "hybrid" else f"hybrid-{self.fusion}"]
         if self.recency_half_life_days:
             parts.append("recency")
@@ -66,69 +76,74 @@ class SearchOptions(BaseModel):
         return "+".join(parts)
 
 
-def rank(
+@dataclass
+class Recipe:
+    """The recipe's ranking of one search: candidates in its order, and what it computed for each."""
+
+    order: list[str]
+    scores: dict[str, float]  # final score (fusion, links, recency)
+    signals: dict[str, RecipeSignals]
+    recency: dict[str, float]
+
+    def top(self, k: int) -> list[str]:
+        return self.order[:k]
+
+
+def recipe(
     signals: Mapping[str, Sequence[Candidate]],
-    records: Mapping[str, MemoryRecord],
+    rows: Mapping[str, CandidateRow],
     options: SearchOptions,
     now: datetime,
-) -> list[Hit]:
-    """Fuse per-signal candidates into the final ranked hits.
-
-    ``records`` maps ids to the records (with embeddings when MMR is on). Candidates whose record
-    is missing from ``records`` (deleted meanwhile) are dropped.
-    """
-    live = {name: [c for c in cands if c.id in records] for name, cands in signals.items()}
+) -> Recipe:
+    """Fuse per-signal candidates into the recipe's order. Candidates with no row (not visible, or
+    deleted meanwhile) are dropped."""
+    live = {name: [c for c in cands if c.id in rows] for name, cands in signals.items()}
     if options.fusion == "rrf":
         fused = rrf(live, options.rrf_k, options.weights if options.mode == "hybrid" else None)
     else:  # one signal: its min-max normalised score (same order, a scale that link spreading can use)
         fused = weighted(live, options.weights if options.mode == "hybrid" else dict.fromkeys(live, 1.0))
     if not fused:
-        return []
-    ranks: dict[str, dict[str, tuple[int, float]]] = {
-        name: {c.id: (i, c.score) for i, c in enumerate(cands, start=1)} for name, cands in live.items()
-    }
+        return Recipe([], {}, {}, {})
     scores = dict(fused)
     if options.link_weight > 0:
-        links = {rid: [ln.target for ln in records[rid].links] for rid in fused}
-        scores = spread_links(fused, links, options.link_weight)
+        scores = spread_links(fused, {rid: rows[rid].links for rid in fused}, options.link_weight)
     recency: dict[str, float] = {}
     if options.recency_half_life_days:
         for rid in scores:
-            rec = records[rid]
-            when = rec.valid_from or rec.recorded_at
-            recency[rid] = recency_factor(when, now, options.recency_half_life_days, options.recency_weight)
+            row = rows[rid]
+            recency[rid] = recency_factor(
+                row.valid_from or row.recorded_at, now, options.recency_half_life_days, options.recency_weight
+            )
             scores[rid] *= recency[rid]
     # ties broken by id (creation order) so results are deterministic
     order = sorted(scores, key=lambda rid: (-scores[rid], rid))
-    mmr_scores: dict[str, float] = {}
-    if options.mmr_lambda is not None:
-        pool = order[: max(options.k * 4, options.k)]
-        vectors = [records[rid].embedding for rid in pool]
-        if all(v is not None for v in vectors) and pool:
-            picked, values = mmr(
-                [scores[rid] for rid in pool], np.asarray(vectors), options.k, options.mmr_lambda
-            )
-            order = [pool[i] for i in picked]
-            mmr_scores = {pool[i]: v for i, v in zip(picked, values, strict=True)}
-    hits: list[Hit] = []
-    for position, rid in enumerate(order[: options.k], start=1):
-        signals_out = None
-        if options.explain:
-            dense = ranks.get("dense", {}).get(rid)
-            lexical = ranks.get("lexical", {}).get(rid)
-            signals_out = SignalScores(
-                dense=None if dense is None else dense[1],
-                dense_rank=None if dense is None else dense[0],
-                lexical=None if lexical is None else lexical[1],
-                lexical_rank=None if lexical is None else lexical[0],
-                fused=fused[rid],
-                recency=recency.get(rid),
-                mmr=mmr_scores.get(rid),
-            )
-        record = records[rid]
-        if record.embedding is not None:  # vectors stay in the store
-            record = record.model_copy(update={"embedding": None})
-        hits.append(
-            Hit(record=record, score=mmr_scores.get(rid, scores[rid]), rank=position, signals=signals_out)
+    ranks = {name: {c.id: (i, c.score) for i, c in enumerate(cands, start=1)} for name, cands in live.items()}
+    lexical = ranks.get("lexical", {})
+    lex_lo = min((s for _, s in lexical.values()), default=0.0)
+    lex_span = max((s for _, s in lexical.values()), default=0.0) - lex_lo
+    top = scores[order[0]]
+    low = scores[order[-1]]
+    span = top - low
+    out: dict[str, RecipeSignals] = {}
+    for position, rid in enumerate(order, start=1):
+        dense = ranks.get("dense", {}).get(rid)
+        lex = lexical.get(rid)
+        out[rid] = RecipeSignals(
+            base=1.0 if span == 0 else (scores[rid] - low) / span,
+            base_rank=position,
+            dense=None if dense is None else dense[1],
+            dense_rank=None if dense is None else dense[0],
+            lexical=None if lex is None else (1.0 if lex_span == 0 else (lex[1] - lex_lo) / lex_span),
+            lexical_rank=None if lex is None else lex[0],
+            fused=fused[rid],
+            links=scores[rid] / recency.get(rid, 1.0) - fused[rid],
         )
-    return hits
+    return Recipe(order, scores, out, recency)
+
+
+def diversify(ids: Sequence[str], scores: Sequence[float], vectors: np.ndarray, k: int, lam: float) -> tuple[list[str], dict[str, float]]:
+    """MMR over the top of a ranking (``ids`` best first, their ``scores`` and vectors): k ids and their
+    MMR scores."""
+    picked, values = mmr(list(scores), vectors, k, lam)
+    chosen = [ids[i] for i in picked]
+    return chosen, dict(zip(chosen, values, strict=True))

@@ -1,24 +1,31 @@
-"""Storage backends behind one protocol, and ``open_store`` to pick one from a URL or path."""
+"""Storage backends behind one contract (:mod:`memq.store.contract`), and ``open_store`` to pick one."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from memq.store.base import (
-    AsyncStore,
     Candidate,
     CandidateQuery,
+    CandidateRow,
     InsertGroup,
-    Store,
+    LogEntry,
     VersionChange,
     WriteBatch,
 )
+from memq.store.contract import AsyncStore, Candidates, LearnerStates, Records, RetrievalLog, Store
 
 __all__ = [
     "AsyncStore",
     "Candidate",
     "CandidateQuery",
+    "CandidateRow",
+    "Candidates",
     "InsertGroup",
+    "LearnerStates",
+    "LogEntry",
+    "Records",
+    "RetrievalLog",
     "Store",
     "VersionChange",
     "WriteBatch",

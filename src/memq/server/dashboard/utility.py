@@ -55,10 +55,12 @@ def q_series(
     for log in mine:
         fb = log.feedback
         assert fb is not None
-        if log.policy not in updaters:
-            updaters[log.policy] = learner_for(log.policy) if log.policy in LEARNERS else DEFAULT_UPDATER
+        rule = log.learner if log.learner in LEARNERS else None  # whose per-record rule the feedback ran
+        key = rule or "-"
+        if key not in updaters:
+            updaters[key] = learner_for(rule) if rule is not None else DEFAULT_UPDATER
         credit = fb.credits.get(record.id)
-        q, stats = updaters[log.policy].update_record(u, credit) if credit is not None else (u.q, u.stats)
+        q, stats = updaters[key].update_record(u, credit) if credit is not None else (u.q, u.stats)
         u = Utility(
             q=q,
             n_shown=u.n_shown + 1,
@@ -71,7 +73,7 @@ def q_series(
             UtilityPoint(
                 at=fb.at,
                 retrieval_id=log.id,
-                policy=log.policy,
+                policy=log.learner or log.policy,
                 reward=fb.reward,
                 credit=credit,
                 q=q,

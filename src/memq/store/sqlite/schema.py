@@ -116,6 +116,17 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX records_visible ON records (tenant, expired_at, valid_to, user_id, agent_id, session_id, kind, id);
     """,
+    # 4: one read path for learning — what was served and its feature vectors; versioned learner state
+    """
+    ALTER TABLE retrievals ADD COLUMN learner TEXT;
+    ALTER TABLE retrievals ADD COLUMN window TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE retrievals ADD COLUMN feature_set TEXT;
+    ALTER TABLE retrievals ADD COLUMN features BLOB;
+    ALTER TABLE retrievals ADD COLUMN shadow TEXT;
+    ALTER TABLE learner_state ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE learner_state ADD COLUMN feedbacks INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX retrievals_feedback ON retrievals (tenant, created_at) WHERE feedback IS NOT NULL;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,30 +1,44 @@
-"""The SQLite store's vector index: an HNSW graph (usearch) kept beside the database file.
+"""The SQLite store's vector index: the vectors in memory beside the database file, plus an HNSW
+graph (usearch) once there are enough of them.
 
-The rows in SQLite are the truth; the index is a cache of their vectors that can always be
-rebuilt. It is keyed by the row's integer ``rowid`` and tracks two watermarks:
+The rows in SQLite are the truth; the index is a cache that can always be rebuilt. It is keyed by the
+row's integer ``rowid`` and tracks two watermarks:
 
 * ``rows``: every row with ``rowid <= rows`` that has a vector is in the index;
 * ``removed``: every entry of the ``vec_removed`` log with ``seq <= removed`` is applied.
 
-``catch_up`` brings the index level with the database (rows other processes wrote, purges they
-made). The index is saved with its watermarks on close; a process killed before saving leaves an
-older file whose watermarks say how far it got, so opening only adds what is missing. A file that
-cannot be read, or whose entry count disagrees with its watermarks, is rebuilt from the rows.
-Why usearch: see docs/benchmarks-ann.md.
+Catching up brings the index level with the database (rows other processes wrote, purges they made);
+the writing process adds its own rows right after each commit, so the index is always current.
+
+What it keeps:
+
+* a dense float32 *mirror* of every vector, with each row's scope codes (tenant, user, agent,
+  session): exact search over a scope is a mask, a gather and one matrix-vector product — no SQL —
+  and exact re-scoring of HNSW candidates is a gather;
+* an HNSW graph (usearch, int8, connectivity 16) once the index holds ``hnsw_from`` vectors: below
+  that, exact search over the mirror is as fast as a graph and costs nothing on add; at the crossing,
+  the graph is built in one batch. Its int8 distances only pick candidates; scores are exact float32.
+
+Saved on close (graph, mirror and codes, then a sidecar with the watermarks, each written atomically);
+opening loads them and adds only what is missing. A file that cannot be read, or whose counts disagree
+with its watermarks, is ignored and the index is rebuilt from the rows. Why usearch: docs/benchmarks-ann.md.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+HNSW_FROM = 20_000
 HNSW_CONNECTIVITY = 16
-HNSW_EXPANSION_ADD = 128
+HNSW_EXPANSION_ADD = 64
 HNSW_EXPANSION_SEARCH = 64
+SCOPE_FIELDS = ("tenant", "user", "agent", "session")
 
 
 @dataclass
@@ -35,46 +49,89 @@ class Watermark:
 
 
 class VectorIndex:
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, hnsw_from: int = HNSW_FROM) -> None:
+        self.dim = dim
+        self.hnsw_from = hnsw_from
+        self.mark = Watermark()
+        self._graph = None  # usearch Index, once there are hnsw_from vectors
+        self._mat = np.zeros((0, dim), dtype=np.float32)  # slot -> vector (zeros in free slots)
+        self._key = np.zeros(0, dtype=np.int64)  # slot -> rowid (-1: free)
+        self._codes = np.zeros((0, len(SCOPE_FIELDS)), dtype=np.int32)  # slot -> scope codes (-1: none)
+        self._slot = np.full(0, -1, dtype=np.int64)  # rowid -> slot (-1: absent); rowids are dense
+        self._free: list[int] = []
+        self._size = 0  # slots in use
+        self._vocab: list[dict[str, int]] = [{} for _ in SCOPE_FIELDS]
+
+    def __len__(self) -> int:
+        return self._size
+
+    @property
+    def has_graph(self) -> bool:
+        return self._graph is not None
+
+    # -- writes ----------------------------------------------------------------------------------
+    def code(self, field: int, value: str | None) -> int:
+        """The code of a scope value (-1 for None); new values get a new code."""
+        if value is None:
+            return -1
+        vocab = self._vocab[field]
+        found = vocab.get(value)
+        if found is None:
+            found = vocab[value] = len(vocab)
+        return found
+
+    def add(
+        self, keys: np.ndarray, vectors: np.ndarray, scopes: list[tuple[str | None, ...]] | None = None
+    ) -> None:
+        """Add rows (rows already present are skipped). ``scopes``: each row's (tenant, user, agent,
+        session)."""
+        keys = np.asarray(keys, dtype=np.int64)
+        if len(keys) == 0:
+            return
+        fresh = np.array([k >= len(self._slot) or self._slot[k] < 0 for k in keys], dtype=bool)
+        if not fresh.any():
+            return
+        keys = keys[fresh]
+        vectors = np.ascontiguousarray(np.asarray(vectors, dtype=np.float32)[fresh])
+        codes = np.full((len(keys), len(SCOPE_FIELDS)), -1, dtype=np.int32)
+        if scopes is not None:
+            rows = [s for s, f in zip(scopes, fresh, strict=True) if f]
+            for i, scope in enumerate(rows):
+                codes[i] = [self.code(j, v) for j, v in enumerate(scope)]
+        self._mirror(keys, vectors, codes)
+        if self._graph is not None:
+            self._graph.add(keys.astype(np.uint64), vectors, threads=0)
+        elif self._size >= self.hnsw_from:
+            self._build_graph()
+
+    def _build_graph(self) -> None:
         from usearch.index import Index
 
-        self.dim = dim
-        self._index = Index(
-            ndim=dim,
+        graph = Index(
+            ndim=self.dim,
             metric="ip",
-            dtype="f32",
+            dtype="i8",
             connectivity=HNSW_CONNECTIVITY,
             expansion_add=HNSW_EXPANSION_ADD,
             expansion_search=HNSW_EXPANSION_SEARCH,
         )
-        self.mark = Watermark()
-        # a dense mirror of the vectors for exact search over a subset (usearch's get() of many keys
-        # returns one array per key and costs ~4 µs each; a take() from this matrix costs ~0.1 µs)
-        self._mat = np.empty((0, dim), dtype=np.float32)
-        self._slot = np.full(0, -1, dtype=np.int64)  # rowid -> row of _mat (-1: absent); rowids are dense
-        self._free: list[int] = []
+        used = np.flatnonzero(self._key >= 0)
+        if len(used):
+            graph.add(self._key[used].astype(np.uint64), self._mat[used], threads=0)
+        self._graph = graph
 
-    def __len__(self) -> int:
-        return len(self._index)
-
-    def add(self, keys: np.ndarray, vectors: np.ndarray) -> None:
-        if len(keys) == 0:
-            return
-        keys = np.asarray(keys, dtype=np.uint64)
-        fresh = ~np.asarray(self._index.contains(keys), dtype=bool).reshape(-1)
-        if fresh.any():
-            new_vecs = np.ascontiguousarray(vectors[fresh], dtype=np.float32)
-            self._index.add(keys[fresh], new_vecs, threads=0)
-            self._mirror(keys[fresh], new_vecs)
-
-    def _mirror(self, keys: np.ndarray, vectors: np.ndarray) -> None:
-        keys = np.asarray(keys, dtype=np.int64)
-        need = int((self._slot >= 0).sum()) + len(keys)
+    def _mirror(self, keys: np.ndarray, vectors: np.ndarray, codes: np.ndarray) -> None:
+        need = self._size + len(keys)
         if need > len(self._mat):
-            grown = np.empty((max(need, 2 * len(self._mat), 1024), self.dim), dtype=np.float32)
-            grown[: len(self._mat)] = self._mat
-            self._free.extend(range(len(grown) - 1, len(self._mat) - 1, -1))
-            self._mat = grown
+            cap = max(need, 2 * len(self._mat), 1024)
+            mat = np.zeros((cap, self.dim), dtype=np.float32)
+            mat[: len(self._mat)] = self._mat
+            key = np.full(cap, -1, dtype=np.int64)
+            key[: len(self._key)] = self._key
+            cod = np.full((cap, len(SCOPE_FIELDS)), -1, dtype=np.int32)
+            cod[: len(self._codes)] = self._codes
+            self._free.extend(range(cap - 1, len(self._mat) - 1, -1))
+            self._mat, self._key, self._codes = mat, key, cod
         top = int(keys.max()) + 1
         if top > len(self._slot):
             slot = np.full(max(top, 2 * len(self._slot)), -1, dtype=np.int64)
@@ -83,23 +140,67 @@ class VectorIndex:
         slots = np.array([self._free.pop() for _ in range(len(keys))], dtype=np.int64)
         self._slot[keys] = slots
         self._mat[slots] = vectors
+        self._key[slots] = keys
+        self._codes[slots] = codes
+        self._size += len(keys)
 
     def remove(self, keys: np.ndarray) -> None:
-        if len(keys):
-            self._index.remove(np.asarray(keys, dtype=np.uint64))
-            keys = np.asarray(keys, dtype=np.int64)
-            keys = keys[keys < len(self._slot)]
-            slots = self._slot[keys]
-            self._free.extend(int(x) for x in slots[slots >= 0])
-            self._slot[keys] = -1
+        keys = np.asarray(keys, dtype=np.int64)
+        keys = keys[(keys >= 0) & (keys < len(self._slot))]
+        keys = keys[self._slot[keys] >= 0]
+        if len(keys) == 0:
+            return
+        if self._graph is not None:
+            self._graph.remove(keys.astype(np.uint64))
+        slots = self._slot[keys]
+        self._mat[slots] = 0.0
+        self._key[slots] = -1
+        self._codes[slots] = -1
+        self._slot[keys] = -1
+        self._free.extend(int(x) for x in slots)
+        self._size -= len(keys)
+
+    # -- reads -----------------------------------------------------------------------------------
+    def scope_mask(self, scope: tuple[str | None, ...]) -> np.ndarray | None:
+        """Slots whose row belongs to ``scope`` (None fields match anything); None if a value is
+        unknown (no row has it)."""
+        mask = self._key[: len(self._mat)] >= 0
+        for j, value in enumerate(scope):
+            if value is None:
+                continue
+            code = self._vocab[j].get(value)
+            if code is None:
+                return None
+            mask &= self._codes[:, j] == code
+        return mask
+
+    def exact(
+        self, vector: np.ndarray, n: int, mask: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top ``n`` (keys, cosine similarities) over the slots in ``mask`` (all when None)."""
+        slots = np.flatnonzero(self._key >= 0) if mask is None else np.flatnonzero(mask)
+        if len(slots) == 0 or n <= 0:
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
+        v = np.asarray(vector, dtype=np.float32)
+        sims = (self._mat @ v)[slots] if mask is None else self._mat[slots] @ v
+        top = _top(sims, n)
+        return self._key[slots[top]], sims[top]
 
     def search(self, vector: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """Up to ``n`` (keys, cosine similarities), best first."""
-        n = min(n, len(self._index))
+        """Up to ``n`` (keys, cosine similarities), best first: the graph's candidates rescored
+        exactly, or exact search while there is no graph."""
+        n = min(n, self._size)
         if n <= 0:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
-        matches = self._index.search(np.asarray(vector, dtype=np.float32), n, threads=1)
-        return np.asarray(matches.keys, dtype=np.int64), 1.0 - np.asarray(matches.distances, dtype=np.float32)
+        if self._graph is None:
+            return self.exact(vector, n)
+        matches = self._graph.search(np.asarray(vector, dtype=np.float32), n, threads=1)
+        keys = np.asarray(matches.keys, dtype=np.int64)
+        keys = keys[(keys >= 0) & (keys < len(self._slot))]
+        keys = keys[self._slot[keys] >= 0]
+        sims = self._mat[self._slot[keys]] @ np.asarray(vector, dtype=np.float32)
+        order = np.argsort(-sims, kind="stable")
+        return keys[order], sims[order]
 
     def vectors(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The stored vectors of ``keys`` that are present, as (present keys, matrix)."""
@@ -110,45 +211,81 @@ class VectorIndex:
         return keys[have], self._mat[slots[have]]
 
     def all_keys(self) -> np.ndarray:
-        return np.asarray(self._index.keys, dtype=np.int64)
+        return np.sort(self._key[self._key >= 0])
 
     # -- persistence ---------------------------------------------------------------------------
     def save(self, path: Path) -> None:
-        """Write index then watermark, each atomically (temp file + rename)."""
-        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-        self._index.save(str(tmp))
-        os.replace(tmp, path)
-        meta = {
+        """Write the graph (if any), the mirror and the codes, then the sidecar; each atomically."""
+        used = np.flatnonzero(self._key >= 0)
+        files = {
+            "graph": self._graph is not None,
+            "count": self._size,
             "rows": self.mark.rows,
             "removed": self.mark.removed,
             "space": self.mark.space,
-            "count": len(self),
+            "vocab": [list(v) for v in self._vocab],
         }
+        if self._graph is not None:
+            _atomic(path, lambda tmp: self._graph.save(str(tmp)))  # type: ignore[union-attr]
+
+        def mirror(tmp: Path) -> None:
+            with open(tmp, "wb") as out:
+                np.savez(out, keys=self._key[used], vectors=self._mat[used], codes=self._codes[used])
+
+        _atomic(_mirror_file(path), mirror)
         side = _sidecar(path)
-        tmp_side = side.with_name(side.name + f".tmp{os.getpid()}")
-        tmp_side.write_text(json.dumps(meta))
-        os.replace(tmp_side, side)
+        _atomic(side, lambda tmp: tmp.write_text(json.dumps(files)))
 
     @classmethod
-    def load(cls, path: Path, dim: int, space: str) -> VectorIndex | None:
+    def load(cls, path: Path, dim: int, space: str, hnsw_from: int = HNSW_FROM) -> VectorIndex | None:
         """The saved index, or None when it is missing, unreadable or inconsistent."""
-        side = _sidecar(path)
         try:
-            meta = json.loads(side.read_text())
-            if meta.get("space") != space or not path.exists():
+            meta = json.loads(_sidecar(path).read_text())
+            if meta.get("space") != space:
                 return None
-            index = cls(dim)
-            index._index.load(str(path))
-            if len(index) != int(meta["count"]) or index._index.ndim != dim:
+            index = cls(dim, hnsw_from)
+            with np.load(_mirror_file(path)) as saved:
+                keys, vectors, codes = saved["keys"], saved["vectors"], saved["codes"]
+            if len(keys) != int(meta["count"]) or (len(keys) and vectors.shape[1] != dim):
                 return None
-            keys = np.asarray(index._index.keys, dtype=np.uint64)
+            index._vocab = [{v: i for i, v in enumerate(values)} for values in meta["vocab"]]
             if len(keys):
-                index._mirror(keys.astype(np.int64), np.vstack(index._index.get(keys)).astype(np.float32))
+                index._mirror(keys.astype(np.int64), vectors.astype(np.float32), codes.astype(np.int32))
+            if meta.get("graph"):
+                from usearch.index import Index
+
+                graph = Index(ndim=dim, metric="ip", dtype="i8", connectivity=HNSW_CONNECTIVITY,
+                              expansion_add=HNSW_EXPANSION_ADD, expansion_search=HNSW_EXPANSION_SEARCH)  # fmt: skip
+                graph.load(str(path))
+                if len(graph) != len(keys) or graph.ndim != dim:
+                    return None
+                index._graph = graph
+            elif index._size >= hnsw_from:
+                index._build_graph()
             index.mark = Watermark(rows=int(meta["rows"]), removed=int(meta["removed"]), space=space)
             return index
         except (OSError, ValueError, KeyError, RuntimeError, TypeError):
             return None
 
 
+def _top(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k largest scores, best first (stable among ties)."""
+    if k >= len(scores):
+        return np.argsort(-scores, kind="stable")
+    part = np.argpartition(-scores, k - 1)[:k]
+    part.sort()
+    return part[np.argsort(-scores[part], kind="stable")]
+
+
+def _atomic(path: Path, write: Callable[[Path], object]) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    write(tmp)
+    os.replace(tmp, path)
+
+
 def _sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".json")
+
+
+def _mirror_file(path: Path) -> Path:
+    return path.with_name(path.name + ".mirror.npz")

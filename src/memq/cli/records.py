@@ -1,180 +1,32 @@
-"""The ``memq`` command line.
-
-Every command works on one store (``--db``: a SQLite file or a ``postgresql://`` URL, default
-``$MEMQ_DB`` or ./memq.db) and one scope (``--tenant``, default ``$MEMQ_TENANT`` or "default").
-Errors print what went wrong and what to do, and exit with status 2.
-"""
+"""``memq add``, ``get``, ``list``, ``history``, ``update``, ``invalidate``, ``delete``, ``purge``, ``forget``,
+``archived``, ``restore``, ``export``, ``import``, ``stats``, ``reembed``: records and their versions."""
 
 from __future__ import annotations
 
 import json
-import os
 import sys
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from memq.errors import MemqError
-from memq.memory import Memory, _resolve_llm
-from memq.server.cli import keys_app, serve
-from memq.types import MemoryRecord, Retrieval, Scope
-
-app = typer.Typer(
-    name="memq",
-    help="memq — memory for LLM agents that learns which memories help.\n\n"
-    "Store memories, search them (dense + BM25 hybrid), and manage their history.\n"
-    "Start with:  memq demo   |   memq add 'Alice moved to Berlin'   |   memq search 'where is Alice?'",
-    no_args_is_help=True,
-    rich_markup_mode="rich",
-    pretty_exceptions_enable=False,
+from memq.cli.common import (
+    _fail,
+    _memory,
+    _parse_json,
+    _parse_params,
+    _parse_time,
+    _print_json,
+    _record_row,
+    _records_table,
+    _run,
+    app,
+    console,
+    state,
 )
-app.add_typer(keys_app, name="keys")
-app.command()(serve)
-# `memq bench ...` and `memq demo` live in the memq_bench package, imported only when they run: the
-# other commands (and `memq --help`) never pay for the benchmark harness.
-_FORWARD = {
-    "context_settings": {"allow_extra_args": True, "ignore_unknown_options": True},
-    "add_help_option": False,
-}
-
-
-@app.command("bench", **_FORWARD)
-def _bench(ctx: typer.Context) -> None:
-    """Benchmarks on real data (results JSON + a table). `memq bench --help` lists them."""
-    from memq_bench.cli import bench_app
-
-    bench_app(ctx.args, prog_name="memq bench")
-
-
-@app.command("demo", **_FORWARD)
-def _demo(ctx: typer.Context) -> None:
-    """Watch memq learn from reward on BANKING77 (about a minute on 2 cores). `memq demo --help`."""
-    from memq_bench.cli import demo_app
-
-    demo_app(ctx.args, prog_name="memq demo")
-
-
-@app.command("evolve", **_FORWARD)
-def _evolve(ctx: typer.Context) -> None:
-    """Search memq's configuration (Optuna TPE) on LoCoMo; writes a config. `memq evolve --help`."""
-    from memq_bench.cli import evolve_app
-
-    evolve_app(ctx.args, prog_name="memq evolve")
-
-
-@app.command("rl", **_FORWARD)
-def _rl(ctx: typer.Context) -> None:
-    """Write policies trained by RL: train, eval, export (FactConsolidation). `memq rl --help`."""
-    from memq_bench.cli import rl_app
-
-    rl_app(ctx.args, prog_name="memq rl")
-
-
-console = Console()
-err_console = Console(stderr=True)
-
-
-class _State:
-    db: str = "memq.db"
-    scope: Scope = Scope(tenant="default")
-    embedder: str = "minilm"
-    as_json: bool = False
-
-
-state = _State()
-
-
-@app.callback()
-def main(
-    db: Annotated[
-        str, typer.Option("--db", envvar="MEMQ_DB", help="SQLite file or postgresql:// URL.")
-    ] = "memq.db",
-    tenant: Annotated[
-        str, typer.Option(envvar="MEMQ_TENANT", help="Tenant (isolation boundary).")
-    ] = "default",
-    user: Annotated[str | None, typer.Option(help="Narrow the scope to a user.")] = None,
-    agent: Annotated[str | None, typer.Option(help="Narrow the scope to an agent.")] = None,
-    session: Annotated[str | None, typer.Option(help="Narrow the scope to a session.")] = None,
-    embedder: Annotated[
-        str,
-        typer.Option(
-            envvar="MEMQ_EMBEDDER",
-            help="minilm (default, offline), mpnet or e5-small (offline, the embedders extra), hashing[:DIM], or openai:MODEL:DIM.",
-        ),
-    ] = "minilm",
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
-) -> None:
-    state.db = db
-    state.scope = Scope(tenant=tenant, user=user, agent=agent, session=session)
-    state.embedder = embedder
-    state.as_json = as_json
-
-
-def _memory() -> Memory:
-    from memq.embed import embedder_from_spec
-
-    return Memory(state.db, embedder=embedder_from_spec(state.embedder), scope=state.scope)
-
-
-def _fail(exc: Exception) -> None:
-    code = getattr(exc, "code", type(exc).__name__)
-    err_console.print(f"[bold red]error[/] ({code}): {exc}")
-    raise typer.Exit(2)
-
-
-def _run(fn: Any) -> Any:
-    try:
-        return fn()
-    except MemqError as exc:
-        _fail(exc)
-    except (OSError, ValueError) as exc:
-        _fail(exc)
-
-
-def _print_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
-
-
-def _record_row(r: MemoryRecord) -> dict[str, Any]:
-    return r.model_dump(mode="json", exclude={"embedding"})
-
-
-def _records_table(records: list[MemoryRecord], title: str | None = None) -> Table:
-    table = Table(title=title, title_justify="left")
-    table.add_column("id", style="cyan", no_wrap=True)
-    table.add_column("v", justify="right")
-    table.add_column("kind")
-    table.add_column("text")
-    table.add_column("metadata")
-    for r in records:
-        table.add_row(r.id, str(r.version), r.kind, r.text, json.dumps(r.metadata, ensure_ascii=False)[:60])
-    return table
-
-
-def _parse_json(value: str | None, what: str) -> dict[str, Any] | None:
-    if value is None:
-        return None
-    try:
-        parsed = json.loads(value)
-    except json.JSONDecodeError as exc:
-        _fail(ValueError(f'{what} is not valid JSON ({exc.msg}); example: \'{{"topic": "travel"}}\''))
-    if not isinstance(parsed, dict):
-        _fail(ValueError(f'{what} must be a JSON object, e.g. \'{{"topic": "travel"}}\''))
-    return parsed
-
-
-def _parse_time(value: str | None, what: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        _fail(ValueError(f"{what} must be an ISO 8601 time such as 2024-05-01 or 2024-05-01T12:00:00+00:00"))
-    return None
+from memq.memory import Memory, _resolve_llm
+from memq.types import MemoryRecord
 
 
 @app.command()
@@ -262,19 +114,6 @@ def add(
             console.print(f"added [cyan]{r.id}[/]")
 
 
-def _parse_params(items: list[str]) -> dict[str, Any]:
-    params: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            _fail(ValueError(f"--param takes KEY=VALUE, got {item!r}"))
-        try:
-            params[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            params[key.strip()] = value
-    return params
-
-
 def _print_managed(result: Any, used: Any) -> None:
     if state.as_json:
         out = result.model_dump(mode="json", exclude={"written": {"__all__": {"embedding"}}})
@@ -300,140 +139,6 @@ def _print_managed(result: Any, used: Any) -> None:
         )
         for op, st in sorted(used.by_operation.items()):
             console.print(f"  {op}: {st.calls} call(s), {st.prompt_tokens} + {st.completion_tokens} tokens")
-
-
-@app.command()
-def search(
-    query: Annotated[str, typer.Argument(help="What to look for.")],
-    k: Annotated[int, typer.Option("-k", help="How many results.")] = 5,
-    mode: Annotated[str, typer.Option(help="hybrid, dense or lexical.")] = "hybrid",
-    filters: Annotated[
-        str | None,
-        typer.Option("--filter", help='JSON filter, e.g. \'{"metadata.topic": {"in": ["a","b"]}}\'.'),
-    ] = None,
-    kind: Annotated[list[str] | None, typer.Option(help="Only these kinds (repeatable).")] = None,
-    as_of: Annotated[str | None, typer.Option(help="What memq knew at this time (ISO 8601).")] = None,
-    valid_at: Annotated[
-        str | None, typer.Option(help="What held in the world at this time (ISO 8601).")
-    ] = None,
-    explain: Annotated[bool, typer.Option(help="Show each hit's per-signal scores.")] = False,
-    policy: Annotated[
-        str | None,
-        typer.Option(help="A learner (similarity, memrl, memento_q, memq) instead of the hybrid recipe."),
-    ] = None,
-) -> None:
-    """Search memories: dense + BM25 candidates fused with RRF (or a learned policy)."""
-    flt = _parse_json(filters, "--filter")
-    when, world = _parse_time(as_of, "--as-of"), _parse_time(valid_at, "--valid-at")
-
-    def go() -> Retrieval:
-        with _memory() as mem:
-            return mem.search(
-                query,
-                k=k,
-                mode=mode,
-                filters=flt,
-                kinds=kind,
-                as_of=when,
-                valid_at=world,
-                explain=explain,
-                policy=policy,
-            )
-
-    result = _run(go)
-    if state.as_json:
-        _print_json(result.model_dump(mode="json"))
-        return
-    table = Table(title=f"retrieval {result.id}", title_justify="left")
-    table.add_column("#", justify="right")
-    table.add_column("score", justify="right")
-    table.add_column("id", style="cyan", no_wrap=True)
-    table.add_column("text")
-    if explain:
-        table.add_column("dense (rank)")
-        table.add_column("bm25 (rank)")
-    for hit in result.hits:
-        row = [str(hit.rank), f"{hit.score:.4f}", hit.record.id, hit.record.text]
-        if explain and hit.signals:
-            s = hit.signals
-            row.append("-" if s.dense is None else f"{s.dense:.3f} ({s.dense_rank})")
-            row.append("-" if s.lexical is None else f"{s.lexical:.2f} ({s.lexical_rank})")
-        table.add_row(*row)
-    console.print(table if result.hits else "[yellow]no matching memories[/]")
-
-
-@app.command()
-def feedback(
-    retrieval_id: Annotated[str, typer.Argument(help="The retrieval id printed by `memq search`.")],
-    reward: Annotated[float, typer.Argument(help="The reward (1/0 by convention; ±1 and graded work too).")],
-    used: Annotated[
-        list[str] | None, typer.Option("--used", help="A record id the agent followed (repeatable).")
-    ] = None,
-    credit: Annotated[
-        str | None, typer.Option(help="shown, used or rank (default: used if --used, else shown).")
-    ] = None,
-    accumulate: Annotated[bool, typer.Option(help="Add to feedback already given.")] = False,
-) -> None:
-    """Report the reward a retrieval earned; the shown memories learn from it."""
-
-    def go() -> Any:
-        with _memory() as mem:
-            return mem.feedback(retrieval_id, reward, used=used, credit=credit, accumulate=accumulate)
-
-    fb = _run(go)
-    if state.as_json:
-        _print_json(fb.model_dump(mode="json"))
-        return
-    console.print(
-        f"feedback {fb.reward:g} on [cyan]{retrieval_id}[/] ({fb.credit} credit, {len(fb.credits)} records)"
-    )
-
-
-@app.command(name="prune-log")
-def prune_log(
-    older_than_days: Annotated[
-        float, typer.Argument(help="Delete logged retrievals older than this many days.")
-    ],
-    all_tenants: Annotated[bool, typer.Option(help="Prune every tenant's log.")] = False,
-) -> None:
-    """Prune the retrieval log by age."""
-
-    def go() -> int:
-        with _memory() as mem:
-            return mem.prune_log(older_than_days, all_tenants=all_tenants)
-
-    console.print(f"pruned {_run(go)} logged retrievals")
-
-
-@app.command()
-def replay(
-    policy: Annotated[str, typer.Argument(help="The learner to re-train: memrl, memento_q or memq.")],
-) -> None:
-    """Re-train a learner from the retrieval log (all logged feedback of this tenant) and save it."""
-
-    def go() -> int:
-        with _memory() as mem:
-            return mem.replay(policy)
-
-    console.print(f"replayed {_run(go)} logged feedbacks into {policy}")
-
-
-@app.command()
-def evaluate(policy: Annotated[str, typer.Argument(help="The learner to evaluate offline.")]) -> None:
-    """Off-policy value of a learner on the logged feedback (IPS and self-normalised IPS)."""
-
-    def go() -> Any:
-        with _memory() as mem:
-            return mem.evaluate(policy)
-
-    est = _run(go)
-    if state.as_json:
-        _print_json(est.__dict__)
-        return
-    console.print(
-        f"{policy}: IPS {est.ips:.4f}, SNIPS {est.snips:.4f} over {est.retrievals} retrievals "
-        f"({est.items} shown items, effective sample size {est.effective_sample_size:.0f})"
-    )
 
 
 @app.command()
@@ -633,38 +338,6 @@ def restore(record_id: Annotated[str, typer.Argument(help="Id of an archived rec
     console.print(f"restored [cyan]{record.id}[/] as version {record.version}")
 
 
-@app.command(name="mcp")
-def mcp_(
-    db: Annotated[
-        str | None, typer.Option(help="SQLite file or postgresql:// URL (default: the global --db).")
-    ] = None,
-    tenant: Annotated[
-        str | None, typer.Option(help="Tenant of every tool call (default: the global --tenant).")
-    ] = None,
-    read_only: Annotated[
-        bool, typer.Option("--read-only", help="Only recall and list; refuse remember, feedback and forget.")
-    ] = False,
-) -> None:
-    """Serve memq to an MCP client (Claude Desktop, Cursor, IDEs) over stdio.
-
-    Tools: remember, recall, feedback, forget, list - all in one tenant. Example client command:
-    memq mcp --db ~/memq.db --tenant me. For MCP over HTTP run `memq serve` (endpoint /mcp, API key).
-    """
-    try:
-        from memq.server.mcp import run_stdio
-    except ImportError as exc:
-        _fail(ImportError(f"memq mcp needs the server extra: pip install 'memq[server]' ({exc})"))
-    if db is not None:
-        state.db = db
-    if tenant is not None:
-        state.scope = Scope(tenant=tenant)
-    mem = _run(_memory)
-    try:
-        run_stdio(mem, state.scope.tenant, read_only=read_only)
-    finally:
-        mem.close()
-
-
 @app.command()
 def export(
     path: Annotated[Path, typer.Argument(help="Output JSONL file (- for stdout).")],
@@ -730,8 +403,3 @@ def reembed(
             return mem.reembed(embedder_from_spec(to))
 
     console.print(f"re-embedded {_run(go)} record versions with {to}; use --embedder {to} from now on")
-
-
-def run() -> None:  # pragma: no cover - console entry point alias
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    app()

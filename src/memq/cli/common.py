@@ -1,0 +1,189 @@
+"""What every ``memq`` command shares: the app, the global options (store, scope, embedder, output),
+and how commands open the store, print and fail.
+
+Every command works on one store (``--db``: a SQLite file or a ``postgresql://`` URL, default
+``$MEMQ_DB`` or ./memq.db) and one scope (``--tenant``, default ``$MEMQ_TENANT`` or "default").
+Errors print what went wrong and what to do, and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from memq.errors import MemqError
+from memq.memory import Memory
+from memq.server.cli import keys_app, serve
+from memq.types import MemoryRecord, Scope
+
+app = typer.Typer(
+    name="memq",
+    help="memq — memory for LLM agents that learns which memories help.\n\n"
+    "Store memories, search them (dense + BM25 hybrid), and manage their history.\n"
+    "Start with:  memq demo   |   memq add 'Alice moved to Berlin'   |   memq search 'where is Alice?'",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+app.add_typer(keys_app, name="keys")
+app.command()(serve)
+# `memq bench ...` and `memq demo` live in the memq_bench package, imported only when they run: the
+# other commands (and `memq --help`) never pay for the benchmark harness.
+_FORWARD = {
+    "context_settings": {"allow_extra_args": True, "ignore_unknown_options": True},
+    "add_help_option": False,
+}
+
+
+@app.command("bench", **_FORWARD)
+def _bench(ctx: typer.Context) -> None:
+    """Benchmarks on real data (results JSON + a table). `memq bench --help` lists them."""
+    from memq_bench.cli import bench_app
+
+    bench_app(ctx.args, prog_name="memq bench")
+
+
+@app.command("demo", **_FORWARD)
+def _demo(ctx: typer.Context) -> None:
+    """Watch memq learn from reward on BANKING77 (about a minute on 2 cores). `memq demo --help`."""
+    from memq_bench.cli import demo_app
+
+    demo_app(ctx.args, prog_name="memq demo")
+
+
+@app.command("evolve", **_FORWARD)
+def _evolve(ctx: typer.Context) -> None:
+    """Search memq's configuration (Optuna TPE) on LoCoMo; writes a config. `memq evolve --help`."""
+    from memq_bench.cli import evolve_app
+
+    evolve_app(ctx.args, prog_name="memq evolve")
+
+
+@app.command("rl", **_FORWARD)
+def _rl(ctx: typer.Context) -> None:
+    """Write policies trained by RL: train, eval, export (FactConsolidation). `memq rl --help`."""
+    from memq_bench.cli import rl_app
+
+    rl_app(ctx.args, prog_name="memq rl")
+
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+class _State:
+    db: str = "memq.db"
+    scope: Scope = Scope(tenant="default")
+    embedder: str = "minilm"
+    as_json: bool = False
+
+
+state = _State()
+
+
+@app.callback()
+def main(
+    db: Annotated[
+        str, typer.Option("--db", envvar="MEMQ_DB", help="SQLite file or postgresql:// URL.")
+    ] = "memq.db",
+    tenant: Annotated[
+        str, typer.Option(envvar="MEMQ_TENANT", help="Tenant (isolation boundary).")
+    ] = "default",
+    user: Annotated[str | None, typer.Option(help="Narrow the scope to a user.")] = None,
+    agent: Annotated[str | None, typer.Option(help="Narrow the scope to an agent.")] = None,
+    session: Annotated[str | None, typer.Option(help="Narrow the scope to a session.")] = None,
+    embedder: Annotated[
+        str,
+        typer.Option(
+            envvar="MEMQ_EMBEDDER",
+            help="minilm (default: all-MiniLM-L6-v2 on ONNX Runtime), minilm-int8 (faster, its own space), minilm-torch (the torch extra), mpnet or e5-small (the embedders extra), hashing[:DIM], or openai:MODEL:DIM.",
+        ),
+    ] = "minilm",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    state.db = db
+    state.scope = Scope(tenant=tenant, user=user, agent=agent, session=session)
+    state.embedder = embedder
+    state.as_json = as_json
+
+
+def _memory() -> Memory:
+    from memq.embed import embedder_from_spec
+
+    return Memory(state.db, embedder=embedder_from_spec(state.embedder), scope=state.scope)
+
+
+def _fail(exc: Exception) -> None:
+    code = getattr(exc, "code", type(exc).__name__)
+    err_console.print(f"[bold red]error[/] ({code}): {exc}")
+    raise typer.Exit(2)
+
+
+def _run(fn: Any) -> Any:
+    try:
+        return fn()
+    except MemqError as exc:
+        _fail(exc)
+    except (OSError, ValueError) as exc:
+        _fail(exc)
+
+
+def _print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def _record_row(r: MemoryRecord) -> dict[str, Any]:
+    return r.model_dump(mode="json", exclude={"embedding"})
+
+
+def _records_table(records: list[MemoryRecord], title: str | None = None) -> Table:
+    table = Table(title=title, title_justify="left")
+    table.add_column("id", style="cyan", no_wrap=True)
+    table.add_column("v", justify="right")
+    table.add_column("kind")
+    table.add_column("text")
+    table.add_column("metadata")
+    for r in records:
+        table.add_row(r.id, str(r.version), r.kind, r.text, json.dumps(r.metadata, ensure_ascii=False)[:60])
+    return table
+
+
+def _parse_json(value: str | None, what: str) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as exc:
+        _fail(ValueError(f'{what} is not valid JSON ({exc.msg}); example: \'{{"topic": "travel"}}\''))
+    if not isinstance(parsed, dict):
+        _fail(ValueError(f'{what} must be a JSON object, e.g. \'{{"topic": "travel"}}\''))
+    return parsed
+
+
+def _parse_time(value: str | None, what: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        _fail(ValueError(f"{what} must be an ISO 8601 time such as 2024-05-01 or 2024-05-01T12:00:00+00:00"))
+    return None
+
+
+def _parse_params(items: list[str]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            _fail(ValueError(f"--param takes KEY=VALUE, got {item!r}"))
+        try:
+            params[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key.strip()] = value
+    return params

@@ -1,0 +1,157 @@
+"""One feature vector per (query, candidate): what every scorer of the one read path sees.
+
+The recipe's own signals (dense and lexical scores and ranks, the fused score, what link spreading
+added, age), the record's utility statistics (q, how often it was shown and used, its reward
+evidence, agreement with its neighbours), its kind, and query–record features that carry over to
+records no feedback has touched yet (term overlap, names, dates and numbers of the query found in the
+record). Formulas: docs/algorithms.md §features; the names are :data:`NAMES`, versioned as
+:data:`FEATURE_SET` — the retrieval log keeps the set's name beside each logged matrix, so a learner
+never reads columns of another layout.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+
+from memq.store.base import CandidateRow
+from memq.types import Kind
+
+FEATURE_SET = "v1"
+KINDS = (Kind.FACT.value, Kind.EPISODE.value, Kind.EXPERIENCE.value, Kind.NOTE.value, Kind.INSIGHT.value)
+NAMES: tuple[str, ...] = (
+    "bias",
+    "base",
+    "base_rank",
+    "dense",
+    "dense_rank",
+    "lexical",
+    "lexical_rank",
+    "fused",
+    "links",
+    "age",
+    "q",
+    "shown",
+    "used_rate",
+    "evidence",
+    "agree",
+    "overlap",
+    "names",
+    "dates",
+    "numbers",
+    *(f"kind_{k}" for k in KINDS),
+    "kind_other",
+)
+COLUMN = {name: i for i, name in enumerate(NAMES)}
+Q_INIT = 0.5  # q of a record that no feedback has updated yet
+
+_WORD = re.compile(r"[A-Za-z0-9]+(?:'[a-z]+)?")
+_NUMBER = re.compile(r"\b\d+(?:[.,]\d+)?\b")
+_MONTHS = (
+    "january february march april may june july august september october november december "
+    "jan feb mar apr jun jul aug sep sept oct nov dec"
+).split()
+_DAYS = "monday tuesday wednesday thursday friday saturday sunday".split()
+_DATE_WORDS = frozenset(_MONTHS + _DAYS)
+_STOP = frozenset(
+    "a an and are as at be been but by can could did do does for from had has have he her his how i if in into "
+    "is it its me my of on or our she so than that the their them then there these they this to was we were "
+    "what when where which who whom why will with would you your".split()
+)
+# capitalised words that are not names when they open a question
+_QUESTION_WORDS = frozenset("what when where which who whom why how did does do is are was were can could would".split())
+
+
+@dataclass(frozen=True)
+class RecipeSignals:
+    """What the recipe computed for one candidate (absent signals are None)."""
+
+    base: float
+    base_rank: int
+    dense: float | None
+    dense_rank: int | None
+    lexical: float | None  # min-max normalised within the pool
+    lexical_rank: int | None
+    fused: float
+    links: float
+
+
+@dataclass(frozen=True)
+class QueryTerms:
+    """The query's terms, computed once per search."""
+
+    words: frozenset[str]  # content words, lower case, stopwords dropped
+    names: frozenset[str]  # capitalised words (lower-cased) that are not question words
+    dates: frozenset[str]  # month / weekday names and four-digit years
+    numbers: frozenset[str]
+
+
+def query_terms(text: str) -> QueryTerms:
+    tokens = _WORD.findall(text)
+    lower = [t.lower() for t in tokens]
+    words = frozenset(t for t in lower if t not in _STOP)
+    names = frozenset(
+        t.lower() for t in tokens if t[:1].isupper() and t.lower() not in _QUESTION_WORDS and t.lower() not in _STOP
+    )
+    years = {t for t in lower if len(t) == 4 and t.isdigit() and t[:2] in ("19", "20")}
+    dates = frozenset({t for t in lower if t in _DATE_WORDS} | years)
+    return QueryTerms(words, names - dates, dates, frozenset(_NUMBER.findall(text)) - years)
+
+
+def _share(wanted: frozenset[str], have: set[str]) -> float:
+    return len(wanted & have) / len(wanted) if wanted else 0.0
+
+
+def _rank_value(rank: int | None) -> float:
+    return 0.0 if rank is None else 1.0 / math.log2(1.0 + rank)
+
+
+def feature_matrix(
+    terms: QueryTerms,
+    rows: Sequence[CandidateRow],
+    signals: Mapping[str, RecipeSignals],
+    now: datetime,
+) -> np.ndarray:
+    """The features of each row (``len(rows) × len(NAMES)``, float64)."""
+    out = np.zeros((len(rows), len(NAMES)))
+    for i, row in enumerate(rows):
+        sig = signals[row.id]
+        words = {t.lower() for t in _WORD.findall(row.text)}
+        when = row.valid_from or row.recorded_at
+        age_days = max((now - when).total_seconds(), 0.0) / 86_400
+        st = row.stats
+        total = st.get("agree_total", 0.0)
+        n = st.get("n", 0.0)
+        mean = (st.get("s", 0.0) + 1.0) / (n + 2.0)
+        kind = row.kind if row.kind in KINDS else "other"
+        numbers = set(_NUMBER.findall(row.text))
+        values = {
+            "bias": 1.0,
+            "base": sig.base,
+            "base_rank": _rank_value(sig.base_rank),
+            "dense": sig.dense or 0.0,
+            "dense_rank": _rank_value(sig.dense_rank),
+            "lexical": sig.lexical or 0.0,
+            "lexical_rank": _rank_value(sig.lexical_rank),
+            "fused": sig.fused,
+            "links": sig.links,
+            "age": math.log1p(age_days),
+            "q": Q_INIT if row.q is None else row.q,
+            "shown": math.log1p(row.n_shown),
+            "used_rate": (row.n_used + 1.0) / (row.n_shown + 2.0),
+            "evidence": math.log(mean / (1.0 - mean)) * n / (n + 2.0),
+            "agree": st.get("agree", 0.0) / total if total > 0 else 0.5,
+            "overlap": _share(terms.words, words),
+            "names": _share(terms.names, words),
+            "dates": _share(terms.dates, words),
+            "numbers": _share(terms.numbers, numbers),
+            f"kind_{kind}": 1.0,
+        }
+        for name, value in values.items():
+            out[i, COLUMN[name]] = value
+    return out

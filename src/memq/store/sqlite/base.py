@@ -1,0 +1,288 @@
+"""What every part of the SQLite store shares: the connection, transactions, time and row mapping.
+
+* Writes run in ``BEGIN IMMEDIATE`` transactions; a busy database is retried with backoff until
+  ``lock_timeout`` seconds have passed, so several processes can share one file and callers never
+  see "database is locked" unless the file stays locked that long (then: :class:`StoreError`).
+* One connection, behind one lock, serves this process (reads of WAL mode never block on a writer
+  of another process; inside the process, calls run one at a time).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+from memq.errors import ConflictError, DimensionMismatchError, StoreError
+from memq.store.sqlite.schema import migrate
+from memq.store.sqlite.vectors import VectorIndex
+from memq.types import HistoryOp, Link, MemoryRecord, Provenance, Scope, Utility
+
+T = TypeVar("T")
+
+EXACT_THRESHOLD = 20_000  # from this many vectors on, an HNSW graph picks dense candidates
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def to_us(value: datetime | None) -> int | None:
+    """A datetime as integer microseconds since the Unix epoch (how SQLite keeps time)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    delta = value - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_us(value: int | None) -> datetime | None:
+    return None if value is None else _EPOCH + timedelta(microseconds=value)
+
+
+def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def marks(n: int) -> str:
+    return ",".join("?" * n)
+
+
+class SQLiteBase:
+    """The connection and its transactions (the parts of :class:`SQLiteStore` build on it)."""
+
+    backend = "sqlite"
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        lock_timeout: float = 60.0,
+        exact_threshold: int = EXACT_THRESHOLD,
+    ) -> None:
+        self.path = Path(path)
+        self.location = str(self.path)
+        self.lock_timeout = lock_timeout
+        self.exact_threshold = exact_threshold
+        self._lock = threading.RLock()
+        self._index: VectorIndex | None = None
+        self._data_version: int | None = None  # PRAGMA data_version when the index last caught up
+        self._unsaved = 0  # rows added to the index since it was last saved
+        if self.path.parent and not self.path.parent.exists():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._conn = sqlite3.connect(
+                str(self.path), isolation_level=None, check_same_thread=False, timeout=5.0
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open SQLite database {self.path}: {exc}") from exc
+        self._conn.execute("PRAGMA busy_timeout = 5000")
+        self._retry(lambda: self._conn.execute("PRAGMA journal_mode = WAL"))
+        self._conn.execute("PRAGMA synchronous = NORMAL")
+        self._conn.execute("PRAGMA foreign_keys = ON")
+        self._retry(lambda: migrate(self._conn))
+        self._closed = False
+
+    @property
+    def index_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".usearch")
+
+    def _retry(self, fn: Callable[[], T]) -> T:
+        deadline = time.monotonic() + self.lock_timeout
+        delay = 0.005
+        while True:
+            try:
+                return fn()
+            except sqlite3.OperationalError as exc:
+                msg = str(exc).lower()
+                if ("locked" not in msg and "busy" not in msg) or time.monotonic() > deadline:
+                    raise StoreError(f"SQLite error on {self.path}: {exc}") from exc
+                time.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 0.25)
+
+    def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` in one IMMEDIATE transaction, retried whole while the database is busy."""
+
+        def attempt() -> T:
+            with self._lock:
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    result = fn(self._conn)
+                    self._conn.execute("COMMIT")
+                    return result
+                except BaseException:
+                    if self._conn.in_transaction:
+                        self._conn.execute("ROLLBACK")
+                    raise
+
+        try:
+            return self._retry(attempt)
+        except sqlite3.IntegrityError as exc:
+            raise ConflictError(f"write rejected by a constraint: {exc}") from exc
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        def run() -> list[tuple[Any, ...]]:
+            with self._lock:
+                return self._conn.execute(sql, params).fetchall()
+
+        return self._retry(run)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            if self._index is not None and self._unsaved:
+                try:
+                    self._sync_index()
+                    self._index.save(self.index_path)
+                except (OSError, RuntimeError, StoreError):
+                    pass  # the index is a cache; it is rebuilt on open if stale
+            self._conn.close()
+            self._closed = True
+
+    def __enter__(self) -> SQLiteBase:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # the candidates part (memq.store.sqlite.candidates) keeps the vector index
+    def _sync_index(self) -> VectorIndex | None:
+        raise NotImplementedError
+
+    def _index_added(self, wrote_vectors: bool) -> None:
+        raise NotImplementedError
+
+    # -- embedding space ----------------------------------------------------------------------------
+    def embedding_space(self) -> tuple[str, int] | None:
+        rows = dict(
+            self._read("SELECT key, value FROM meta WHERE key IN ('embedding_model', 'embedding_dim')")
+        )
+        if "embedding_model" not in rows:
+            return None
+        return rows["embedding_model"], int(rows["embedding_dim"])
+
+    def set_embedding_space(self, model_id: str, dim: int) -> None:
+        self._write(lambda conn: check_or_set_space(conn, model_id, dim))
+
+    # -- records as rows ------------------------------------------------------------------------------
+    def _hydrate(self, rows: Sequence[tuple[Any, ...]], with_embedding: bool) -> list[MemoryRecord]:
+        """Records from rows of RECORD_COLUMNS (+ embedding), with their links and utility."""
+        if not rows:
+            return []
+        ids = list({r[0] for r in rows})
+        links: dict[str, list[Link]] = {}
+        utility: dict[str, Utility] = {}
+        for chunk in chunks(ids, 500):
+            for src, dst, typ in self._read(
+                f"SELECT src, dst, type FROM links WHERE src IN ({marks(len(chunk))}) ORDER BY created_at, dst",
+                chunk,
+            ):
+                links.setdefault(src, []).append(Link(target=dst, type=typ))
+            for row in self._read(
+                f"SELECT {UTILITY_COLS} FROM utility WHERE id IN ({marks(len(chunk))})", chunk
+            ):
+                utility[row[0]] = utility_of(row)
+        out = []
+        for r in rows:
+            embedding = None
+            if with_embedding and r[19] is not None:
+                import numpy as np
+
+                embedding = np.frombuffer(r[19], dtype=np.float32).tolist()
+            out.append(
+                MemoryRecord.model_construct(
+                    id=r[0],
+                    version=r[1],
+                    scope=Scope(tenant=r[2], user=r[3], agent=r[4], session=r[5]),
+                    kind=r[6],
+                    text=r[7],
+                    payload=json.loads(r[8]),
+                    metadata=json.loads(r[9]),
+                    provenance=Provenance(
+                        source=r[10], source_message_ids=json.loads(r[11]), parent_ids=json.loads(r[12])
+                    ),
+                    links=links.get(r[0], []),
+                    valid_from=from_us(r[13]),
+                    valid_to=from_us(r[14]),
+                    recorded_at=from_us(r[15]),
+                    expired_at=from_us(r[16]),
+                    deleted=bool(r[17]),
+                    embedding_model=r[18],
+                    embedding=embedding,
+                    utility=utility.get(r[0], Utility()),
+                )
+            )
+        return out
+
+
+# -- helpers used inside transactions ---------------------------------------------------------------
+
+UTILITY_COLS = "id, q, n_shown, n_used, reward_sum, last_feedback_at, stats"
+
+
+def utility_of(row: Sequence[Any]) -> Utility:
+    """A utility row (columns of UTILITY_COLS) as a Utility."""
+    _, q, n_shown, n_used, reward_sum, last, stats = row
+    return Utility(
+        q=q,
+        n_shown=n_shown,
+        n_used=n_used,
+        reward_sum=reward_sum,
+        last_feedback_at=from_us(last),
+        stats=json.loads(stats),
+    )
+
+
+def write_utility(conn: sqlite3.Connection, tenant: str, rid: str, u: Utility) -> None:
+    conn.execute(
+        "INSERT INTO utility (id, tenant, q, n_shown, n_used, reward_sum, last_feedback_at, stats) "
+        "VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET q = excluded.q, n_shown = excluded.n_shown, "
+        "n_used = excluded.n_used, reward_sum = excluded.reward_sum, last_feedback_at = excluded.last_feedback_at, "
+        "stats = excluded.stats",
+        (rid, tenant, u.q, u.n_shown, u.n_used, u.reward_sum, to_us(u.last_feedback_at), json.dumps(u.stats)),
+    )
+
+
+def check_or_set_space(conn: sqlite3.Connection, model_id: str, dim: int) -> None:
+    rows = dict(
+        conn.execute(
+            "SELECT key, value FROM meta WHERE key IN ('embedding_model', 'embedding_dim')"
+        ).fetchall()
+    )
+    if not rows:
+        conn.execute("INSERT INTO meta (key, value) VALUES ('embedding_model', ?)", (model_id,))
+        conn.execute("INSERT INTO meta (key, value) VALUES ('embedding_dim', ?)", (str(dim),))
+        return
+    if rows["embedding_model"] != model_id or int(rows["embedding_dim"]) != dim:
+        raise DimensionMismatchError(
+            f"this store holds vectors of {rows['embedding_model']!r} ({rows['embedding_dim']}-d); "
+            f"the embedder is {model_id!r} ({dim}-d). Use the same embedder, or re-embed the store "
+            "with `memq reembed` / Memory.reembed()"
+        )
+
+
+def spaces(records: Sequence[MemoryRecord]) -> list[tuple[str, int]]:
+    """The distinct (model id, dimension) pairs of the records that carry vectors."""
+    return sorted({(r.embedding_model or "", len(r.embedding)) for r in records if r.embedding is not None})
+
+
+def event(
+    conn: sqlite3.Connection,
+    tenant: str,
+    record_id: str,
+    op: HistoryOp,
+    version: int,
+    at: datetime,
+    actor: str | None,
+    reason: str | None,
+) -> None:
+    conn.execute(
+        "INSERT INTO events (tenant, record_id, op, version, at, actor, reason) VALUES (?,?,?,?,?,?,?)",
+        (tenant, record_id, HistoryOp(op).value, version, to_us(at), actor, reason),
+    )

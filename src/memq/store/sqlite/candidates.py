@@ -1,0 +1,276 @@
+"""What search reads from the SQLite store: dense candidates (a usearch HNSW index kept beside the
+file, exact below ``exact_threshold`` vectors), lexical candidates (FTS5 BM25), the light rows ranking
+needs, and the shown records.
+
+Candidates are looked up by id (their rowids), never by walking a tenant-wide index, so the cost of a
+search does not grow with the store; over-fetching keeps a filter from starving the ANN result.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from memq.store.base import Candidate, CandidateQuery, CandidateRow
+from memq.store.sqlcommon import RECORD_COLUMNS, query_terms, visibility
+from memq.store.sqlite.base import SQLiteBase, chunks, from_us, marks, to_us
+from memq.store.sqlite.vectors import VectorIndex
+from memq.types import MemoryRecord
+
+ANN_MAX_FETCH = 8192  # past this over-fetch, a selective filter falls back to exact search
+SCOPE_EXACT = 0.05  # a scope holding at most this share of the vectors is searched exactly
+SAVE_EVERY = 20_000  # rows added since the index was last saved that make a write save it
+_SEP = "\x1f"  # separates link targets in one column
+
+
+class SQLiteCandidates(SQLiteBase):
+    """What search reads (:class:`memq.store.contract.Candidates`)."""
+
+    def dense_candidates(self, query: CandidateQuery, vector: np.ndarray, n: int) -> list[Candidate]:
+        """Exact over the rows of the query's scope when the scope is small (or there is no graph yet),
+        else the HNSW graph's candidates; either way checked against the full visibility clause by
+        rowid, over-fetching until ``n`` are visible, and exact over the rows SQL selects as a last
+        resort (a very selective filter)."""
+        with self._lock:
+            index = self._sync_index()
+            if index is None or len(index) == 0 or n <= 0:
+                return []
+            sc = query.scope
+            mask = index.scope_mask((sc.tenant, sc.user, sc.agent, sc.session))
+            in_scope = 0 if mask is None else int(mask.sum())
+            if in_scope == 0:
+                return []
+            where, params = visibility(query, "sqlite", to_us)
+            fetch = max(4 * n, 64)
+            exact = not index.has_graph or in_scope <= max(SCOPE_EXACT * len(index), fetch)
+            for _ in range(4):
+                keys, sims = index.exact(vector, fetch, mask) if exact else index.search(vector, fetch)
+                hits = self._visible_rows(keys, where, params)
+                result = dedupe(
+                    [
+                        Candidate(hits[int(k)], float(v))
+                        for k, v in zip(keys, sims, strict=True)
+                        if int(k) in hits
+                    ]
+                )
+                if len(result) >= n or fetch >= (in_scope if exact else len(index)):
+                    return result[:n]
+                fetch = min(fetch * 4, ANN_MAX_FETCH)
+            # the filter keeps few of the scope's rows: exact over the rows SQL selects
+            rowids = np.array(
+                [r[0] for r in self._conn.execute(f"SELECT r.rowid FROM records r WHERE {where}", params)],
+                dtype=np.int64,
+            )
+            keys, mat = index.vectors(rowids)
+            if len(keys) == 0:
+                return []
+            sims = mat @ np.asarray(vector, dtype=np.float32)
+            top = top_k_desc(sims, n)
+            hits = self._visible_rows(keys[top], where, params)
+            return dedupe(
+                [Candidate(hits[int(keys[i])], float(sims[i])) for i in top if int(keys[i]) in hits]
+            )[:n]
+
+    def _visible_rows(self, keys: np.ndarray, where: str, params: list[Any]) -> dict[int, str]:
+        out: dict[int, str] = {}
+        for chunk in chunks([int(k) for k in keys], 900):
+            for rowid, rid in self._conn.execute(
+                f"SELECT r.rowid, r.id FROM records r NOT INDEXED WHERE r.rowid IN ({marks(len(chunk))}) AND {where}",
+                (*chunk, *params),
+            ):
+                out[rowid] = rid
+        return out
+
+    def lexical_candidates(self, query: CandidateQuery, text: str, n: int) -> list[Candidate]:
+        terms = query_terms(text)
+        if not terms or n <= 0:
+            return []
+        match = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+        where, params = visibility(query, "sqlite", to_us)
+        rows = self._read(
+            "SELECT r.id, bm25(records_fts) AS s FROM records_fts JOIN records r ON r.rowid = records_fts.rowid "
+            f"WHERE records_fts MATCH ? AND {where} ORDER BY s LIMIT ?",
+            (match, *params, n),
+        )
+        return dedupe([Candidate(rid, -float(score)) for rid, score in rows])
+
+    def candidate_rows(self, query: CandidateQuery, ids: Sequence[str]) -> dict[str, CandidateRow]:
+        ids = list(dict.fromkeys(ids))
+        where, params = visibility(query, "sqlite", to_us)
+        out: dict[str, CandidateRow] = {}
+        for chunk in chunks(ids, 500):
+            for rid, kind, text, valid_from, recorded_at, q, shown, used, rsum, stats, links in self._read(
+                "SELECT r.id, r.kind, r.text, r.valid_from, r.recorded_at, u.q, u.n_shown, u.n_used, "
+                "u.reward_sum, u.stats, (SELECT group_concat(l.dst, char(31)) FROM links l WHERE l.src = r.id) "
+                "FROM records r NOT INDEXED LEFT JOIN utility u ON u.id = r.id "
+                f"WHERE r.rowid IN (SELECT rowid FROM records WHERE id IN ({marks(len(chunk))})) AND {where}",
+                (*chunk, *params),
+            ):
+                out[rid] = CandidateRow(
+                    id=rid,
+                    kind=kind,
+                    text=text,
+                    links=tuple(links.split(_SEP)) if links else (),
+                    valid_from=from_us(valid_from),
+                    recorded_at=from_us(recorded_at),  # type: ignore[arg-type]
+                    q=q,
+                    n_shown=shown or 0,
+                    n_used=used or 0,
+                    reward_sum=rsum or 0.0,
+                    stats=json.loads(stats) if stats else {},
+                )
+        return out
+
+    def visible(
+        self, query: CandidateQuery, ids: Sequence[str], *, with_embedding: bool = False
+    ) -> dict[str, MemoryRecord]:
+        ids = list(dict.fromkeys(ids))
+        where, params = visibility(query, "sqlite", to_us)
+        cols = RECORD_COLUMNS + (", embedding" if with_embedding else "")
+        out: dict[str, MemoryRecord] = {}
+        for chunk in chunks(ids, 500):
+            rows = self._read(
+                # look the candidates up by id (their rowids), never by walking the tenant's visibility index
+                f"SELECT {cols} FROM records r NOT INDEXED WHERE r.rowid IN "
+                f"(SELECT rowid FROM records WHERE id IN ({marks(len(chunk))})) AND {where}",
+                (*chunk, *params),
+            )
+            out.update((r.id, r) for r in self._hydrate(rows, with_embedding))
+        return out
+
+    def vectors(self, tenant: str, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        for chunk in chunks(list(dict.fromkeys(ids)), 500):
+            for rid, blob in self._read(
+                f"SELECT id, embedding FROM records WHERE tenant = ? AND id IN ({marks(len(chunk))}) "
+                "AND expired_at IS NULL AND embedding IS NOT NULL",
+                (tenant, *chunk),
+            ):
+                out[rid] = np.frombuffer(blob, dtype=np.float32).copy()
+        return out
+
+    def _space_tag(self) -> tuple[str, int] | None:
+        rows = dict(
+            self._conn.execute(
+                "SELECT key, value FROM meta WHERE key IN ('embedding_model', 'embedding_dim', 'vec_epoch')"
+            ).fetchall()
+        )
+        if "embedding_model" not in rows:
+            return None
+        return f"{rows['embedding_model']}|{rows['embedding_dim']}|{rows.get('vec_epoch', '0')}", int(
+            rows["embedding_dim"]
+        )
+
+    def _sync_index(self) -> VectorIndex | None:
+        """Load, build or catch up the in-memory index so it matches the committed rows (lock held).
+
+        ``PRAGMA data_version`` changes only when another connection commits: while it stands still,
+        the index (which this connection's own writes keep current) needs no catching up."""
+        version = self._retry(lambda: self._conn.execute("PRAGMA data_version").fetchone()[0])
+        if self._index is not None and version == self._data_version:
+            return self._index
+        tag = self._retry(self._space_tag)
+        if tag is None:
+            self._index = None
+            return None
+        space, dim = tag
+        if self._index is None or self._index.mark.space != space:
+            self._index = VectorIndex.load(self.index_path, dim, space, self.exact_threshold) or fresh_index(
+                dim, space, self.exact_threshold
+            )
+            self._catch_up(self._index)
+            expected = self._retry(
+                lambda: self._conn.execute(
+                    "SELECT count(*) FROM records WHERE embedding IS NOT NULL"
+                ).fetchone()[0]
+            )
+            if len(self._index) != expected:  # the saved file disagrees with the rows: rebuild
+                self._index = fresh_index(dim, space, self.exact_threshold)
+                self._catch_up(self._index)
+                self._save_index()
+        else:
+            self._catch_up(self._index)
+        self._data_version = version
+        return self._index
+
+    def _catch_up(self, index: VectorIndex) -> None:
+        def read() -> tuple[list[tuple[int, int]], int]:
+            removed = self._conn.execute(
+                "SELECT seq, row FROM vec_removed WHERE seq > ? ORDER BY seq", (index.mark.removed,)
+            ).fetchall()
+            top = self._conn.execute("SELECT coalesce(max(rowid), 0) FROM records").fetchone()[0]
+            return removed, top
+
+        removed, top = self._retry(read)
+        if removed:
+            index.remove(np.array([r for _, r in removed], dtype=np.int64))
+            index.mark.removed = removed[-1][0]
+            self._unsaved += len(removed)
+        while index.mark.rows < top:
+            rows = self._retry(
+                lambda: self._conn.execute(
+                    "SELECT rowid, tenant, user_id, agent_id, session_id, embedding FROM records "
+                    "WHERE rowid > ? AND rowid <= ? AND embedding IS NOT NULL ORDER BY rowid LIMIT 20000",
+                    (index.mark.rows, top),
+                ).fetchall()
+            )
+            if not rows:
+                index.mark.rows = top
+                break
+            keys = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            vecs = np.frombuffer(b"".join(r[5] for r in rows), dtype=np.float32).reshape(len(rows), -1)
+            index.add(keys, vecs, [r[1:5] for r in rows])
+            self._unsaved += len(rows)
+            index.mark.rows = int(keys[-1]) if len(rows) == 20000 else top
+
+    def _index_added(self, wrote_vectors: bool) -> None:
+        """After a commit that wrote vectors: the index reads them back at once (kept current on add),
+        and is saved beside the file once enough of it is unsaved (a crash then re-reads little)."""
+        if not wrote_vectors:
+            return
+        with self._lock:
+            self._data_version = None
+            index = self._sync_index()
+            if index is not None and self._unsaved >= max(SAVE_EVERY, len(index) // 2):
+                self._save_index()
+
+    def _save_index(self) -> None:
+        if self._index is not None:
+            self._index.save(self.index_path)
+            self._unsaved = 0
+
+    def verify_index(self) -> bool:
+        """True when the vector index holds exactly the rows that have vectors (used by tests)."""
+        with self._lock:
+            index = self._sync_index()
+            rows = {r[0] for r in self._read("SELECT rowid FROM records WHERE embedding IS NOT NULL")}
+            keys = set() if index is None else {int(k) for k in index.all_keys()}
+            return rows == keys
+
+
+def fresh_index(dim: int, space: str, hnsw_from: int) -> VectorIndex:
+    index = VectorIndex(dim, hnsw_from)
+    index.mark.space = space
+    return index
+
+
+def top_k_desc(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k largest scores, best first (stable among ties)."""
+    if k >= len(scores):
+        return np.argsort(-scores, kind="stable")
+    part = np.argpartition(-scores, k - 1)[:k]
+    part.sort()
+    return part[np.argsort(-scores[part], kind="stable")]
+
+
+def dedupe(candidates: list[Candidate]) -> list[Candidate]:
+    seen: set[str] = set()
+    out = []
+    for c in candidates:
+        if c.id not in seen:
+            seen.add(c.id)
+            out.append(c)
+    return out

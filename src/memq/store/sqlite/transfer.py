@@ -1,0 +1,110 @@
+"""The SQLite store's export, import and re-embedding."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+from memq.errors import ConflictError, NotFoundError
+from memq.store.sqlcommon import RECORD_COLUMNS
+from memq.store.sqlite.base import check_or_set_space, event, from_us, spaces
+from memq.store.sqlite.records import SQLiteRecords, bump, insert_links, insert_version, upsert_utility
+from memq.types import HistoryEvent, HistoryOp, MemoryRecord
+
+
+class SQLiteTransfer(SQLiteRecords):
+    """Moving rows in and out (part of :class:`memq.store.contract.Records`)."""
+
+    def export_rows(self, tenant: str | None) -> Iterator[MemoryRecord | HistoryEvent]:
+        cond, params = ("WHERE tenant = ?", [tenant]) if tenant else ("", [])
+        last = 0
+        while True:
+            rows = self._read(
+                f"SELECT rowid, {RECORD_COLUMNS}, embedding FROM records {cond} "
+                f"{'AND' if cond else 'WHERE'} rowid > ? ORDER BY rowid LIMIT 500",
+                (*params, last),
+            )
+            if not rows:
+                break
+            last = rows[-1][0]
+            yield from self._hydrate([r[1:] for r in rows], True)
+        for tenant_, rid, op, version, at, actor, reason in self._read(
+            f"SELECT tenant, record_id, op, version, at, actor, reason FROM events {cond} ORDER BY seq",
+            params,
+        ):
+            yield HistoryEvent(
+                record_id=rid, op=HistoryOp(op), version=version, at=from_us(at), actor=actor, reason=reason
+            )
+            del tenant_
+
+    def import_rows(self, rows: Sequence[MemoryRecord | HistoryEvent]) -> int:
+        records = [r for r in rows if isinstance(r, MemoryRecord)]
+        events = [r for r in rows if isinstance(r, HistoryEvent)]
+        tenant_of = {r.id: r.scope.tenant for r in records}
+
+        used = spaces(records)
+
+        def tx(conn: sqlite3.Connection) -> None:
+            for model_id, dim in used:
+                check_or_set_space(conn, model_id, dim)
+            for record in records:
+                if conn.execute(
+                    "SELECT 1 FROM records WHERE id = ? AND version = ?", (record.id, record.version)
+                ).fetchone():
+                    raise ConflictError(f"record {record.id} version {record.version} already exists")
+                insert_version(conn, record)
+                insert_links(conn, record)
+                upsert_utility(conn, record)
+            for ev in events:
+                tenant = tenant_of.get(ev.record_id)
+                if tenant is None:
+                    row = conn.execute(
+                        "SELECT tenant FROM records WHERE id = ? LIMIT 1", (ev.record_id,)
+                    ).fetchone()
+                    if row is None:
+                        raise NotFoundError(f"history event for unknown record {ev.record_id}")
+                    tenant = row[0]
+                event(
+                    conn,
+                    tenant,
+                    ev.record_id,
+                    ev.op,
+                    ev.version,
+                    ev.at,
+                    ev.actor,
+                    ev.reason,
+                )
+
+        self._write(tx)
+        self._index_added(bool(used))
+        return len(records)
+
+    def embeddable(self, after: int, limit: int) -> list[tuple[int, str]]:
+        """(row key, text) of up to ``limit`` versions with a key above ``after``, in key order."""
+        rows = self._read(
+            "SELECT rowid, text FROM records WHERE rowid > ? ORDER BY rowid LIMIT ?", (after, limit)
+        )
+        return [(int(r), t) for r, t in rows]
+
+    def replace_embeddings(
+        self, model_id: str, dim: int, rows: Sequence[tuple[int, np.ndarray]], *, first: bool, last: bool
+    ) -> None:
+        def tx(conn: sqlite3.Connection) -> None:
+            if first:
+                conn.execute("DELETE FROM meta WHERE key IN ('embedding_model', 'embedding_dim')")
+                conn.execute("UPDATE records SET embedding = NULL, embedding_model = NULL")
+                check_or_set_space(conn, model_id, dim)
+                bump(conn, "vec_epoch")
+            conn.executemany(
+                "UPDATE records SET embedding = ?, embedding_model = ? WHERE rowid = ?",
+                [(np.asarray(v, dtype=np.float32).tobytes(), model_id, key) for key, v in rows],
+            )
+
+        self._write(tx)
+        if last:
+            with self._lock:
+                self._index = None
+                self.index_path.unlink(missing_ok=True)
+                self._sync_index()
