@@ -345,6 +345,18 @@ def memory_config(design: Design) -> Any:
     return MemoryConfig(**fields)
 
 
+def write_config(design: Design, path: str | Path) -> Path:
+    """The design as a config file holding only what differs from memq's defaults (so it keeps loading
+    when MemoryConfig gains fields); ``MemoryConfig.load`` / ``Memory(config=path)`` read it."""
+    import json
+
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    data = memory_config(design).model_dump(mode="json", exclude_defaults=True)
+    p.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    return p
+
+
 def to_results(result: EvolveResult, args: dict[str, Any]) -> ResultsFile:
     """The run as a results file: search-half and held-out rows for the chosen design and the default."""
     versions = package_versions()

@@ -83,8 +83,9 @@ def evolve(
     ),
 ) -> None:
     """Search retrieval and write settings for the best recall@5 / latency trade-off; report it on held-out data."""
+    from memq.config import MemoryConfig
     from memq.errors import InvalidInputError
-    from memq_bench.evolve import memory_config, run_evolve, to_results
+    from memq_bench.evolve import run_evolve, to_results, write_config
     from memq_bench.results import write_results
 
     try:
@@ -125,9 +126,8 @@ def evolve(
                 seed=seed,
                 progress=progress,
             )
-        config = memory_config(result.chosen)
-        config.save(config_out)
-        result.config = config.model_dump(mode="json")
+        write_config(result.chosen, config_out)
+        result.config = MemoryConfig.load(config_out).model_dump(mode="json", exclude_defaults=True)
     except (MemqError, OSError, ValueError) as exc:
         console.print(f"[red]error[/] ({getattr(exc, 'code', type(exc).__name__)}): {exc}")
         raise typer.Exit(2) from None
