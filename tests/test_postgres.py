@@ -454,22 +454,25 @@ def test_an_index_made_before_the_watermark_keeps_serving(pg_url: str) -> None:
 # -- lexical search: BM25 from the lexicon -----------------------------------------------------------------
 
 
-# the lexicon as the trigger keeps it, and counted afresh from the records: (lexeme -> df, (docs, length))
+# the lexicon as the trigger keeps it, and counted afresh from the records:
+# ({(tenant, lexeme): document frequency}, {tenant: (documents, total length)})
 LEXICON = (
-    "SELECT lexeme, sum(df) FROM lexicon GROUP BY lexeme HAVING sum(df) <> 0",
-    "SELECT sum(docs), sum(lexemes) FROM lexicon_docs",
+    "SELECT tenant, lexeme, sum(df) FROM lexicon GROUP BY 1, 2 HAVING sum(df) <> 0",
+    "SELECT tenant, sum(docs), sum(lexemes) FROM lexicon_docs GROUP BY 1 HAVING sum(docs) <> 0",
 )
 RECOUNT = (
-    "SELECT u.lexeme, count(*) FROM records r, unnest(tsvector_to_array(r.tsv)) AS u(lexeme) GROUP BY 1",
-    "SELECT count(*), coalesce(sum(length(tsv)), 0) FROM records",
+    "SELECT r.tenant, u.lexeme, count(*) FROM records r, unnest(tsvector_to_array(r.tsv)) AS u(lexeme) GROUP BY 1, 2",
+    "SELECT tenant, count(*), coalesce(sum(length(tsv)), 0) FROM records GROUP BY 1",
 )
 
 
-def _counts(url: str, queries: tuple[str, str]) -> tuple[dict[str, int], tuple[int, int]]:
+def _counts(
+    url: str, queries: tuple[str, str]
+) -> tuple[dict[tuple[str, str], int], dict[str, tuple[int, int]]]:
     with psycopg.connect(url) as conn:
         df = conn.execute(queries[0]).fetchall()
-        docs = conn.execute(queries[1]).fetchone()
-    return {lexeme: int(n) for lexeme, n in df}, (int(docs[0]), int(docs[1]))
+        docs = conn.execute(queries[1]).fetchall()
+    return {(t, lexeme): int(n) for t, lexeme, n in df}, {t: (int(n), int(total)) for t, n, total in docs}
 
 
 def test_the_lexicon_follows_inserts_versions_and_purges(pg_url: str) -> None:
@@ -487,10 +490,8 @@ def test_the_lexicon_follows_inserts_versions_and_purges(pg_url: str) -> None:
         store.write_version(VersionChange("t0", first.id, new, HistoryOp.UPDATE))
         purged = store.list(CandidateQuery(scope=Scope(tenant="t1")), cursor=None, limit=3).records
         assert store.purge("t1", [r.id for r in purged]) == 3
-        assert (
-            _counts(pg_url, LEXICON) == _counts(pg_url, RECOUNT)
-            and _counts(pg_url, RECOUNT)[1][0] == 4 * 12 + 1 - 3
-        )
+        assert _counts(pg_url, LEXICON) == _counts(pg_url, RECOUNT)
+        assert sum(n for n, _ in _counts(pg_url, RECOUNT)[1].values()) == 4 * 12 + 1 - 3
 
 
 def test_lexical_scores_are_bm25(pg_url: str) -> None:
@@ -507,7 +508,9 @@ def test_lexical_scores_are_bm25(pg_url: str) -> None:
         got = store.lexical_candidates(
             CandidateQuery(scope=Scope(tenant="t")), "Which golden retriever went to the beach?", 10
         )
-    df, (docs, total) = _counts(pg_url, RECOUNT)
+    counted, per_tenant = _counts(pg_url, RECOUNT)  # the tenant's own statistics: "other" plays no part
+    df = {lexeme: n for (tenant, lexeme), n in counted.items() if tenant == "t"}
+    docs, total = per_tenant["t"]
     with psycopg.connect(pg_url) as conn:
         terms = [
             r[0]

@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from memq.store.base import Candidate, CandidateQuery, CandidateRow
+from memq.store.base import Candidate, CandidateQuery
 from memq.store.postgres import hnsw
-from memq.store.postgres.rows import columns, dedupe, hydrate, utc, vector_from_send, where
+from memq.store.postgres.rows import columns, dedupe, hydrate, where
 from memq.store.postgres.steps import Op, Q
 from memq.store.sqlcommon import query_terms
 from memq.types import MemoryRecord
@@ -38,49 +38,6 @@ def visible(query: CandidateQuery, ids: Sequence[str], with_embedding: bool) -> 
     )
     records = yield from hydrate(rows, with_embedding)
     return {r.id: r for r in records}
-
-
-def candidate_rows(query: CandidateQuery, ids: Sequence[str]) -> Op[dict[str, CandidateRow]]:
-    """The light rows ranking needs, looked up by id (each visible version, its utility, its links)."""
-    ids = list(dict.fromkeys(ids))
-    if not ids:
-        return {}
-    clause, params = where(query)
-    rows = yield Q(
-        "SELECT r.id, r.kind, r.text, r.valid_from, r.recorded_at, u.q, u.n_shown, u.n_used, u.reward_sum, u.stats, "
-        "(SELECT array_agg(l.dst) FROM links l WHERE l.tenant = r.tenant AND l.src = r.id) "
-        f"FROM records r LEFT JOIN utility u ON u.id = r.id WHERE r.id = ANY(%s) AND {clause}",
-        (ids, *params),
-    )
-    return {
-        rid: CandidateRow(
-            id=rid,
-            kind=kind,
-            text=text,
-            links=tuple(links or ()),
-            valid_from=utc(valid_from),
-            recorded_at=utc(recorded_at),  # type: ignore[arg-type]
-            q=q,
-            n_shown=shown or 0,
-            n_used=used or 0,
-            reward_sum=rsum or 0.0,
-            stats=stats or {},
-        )
-        for rid, kind, text, valid_from, recorded_at, q, shown, used, rsum, stats, links in rows
-    }
-
-
-def vectors(tenant: str, ids: Sequence[str]) -> Op[dict[str, np.ndarray]]:
-    """The current vector of each id that has one."""
-    ids = list(dict.fromkeys(ids))
-    if not ids:
-        return {}
-    rows = yield Q(
-        "SELECT id, vector_send(embedding) FROM records WHERE tenant = %s AND id = ANY(%s) "
-        "AND expired_at IS NULL AND embedding IS NOT NULL",
-        (tenant, ids),
-    )
-    return {rid: np.asarray(vector_from_send(bytes(data)), dtype=np.float32) for rid, data in rows}
 
 
 # -- dense ------------------------------------------------------------------------------------------------
@@ -149,11 +106,13 @@ def _exact(clause: str, params: list[Any], vec: np.ndarray, n: int) -> Op[list[C
 
 # -- lexical: BM25 -------------------------------------------------------------------------------------
 
-# the query's lexemes (PostgreSQL's english stemming and stopwords) with their document frequency,
-# and the corpus' document count and total length, from the lexicon the insert/delete trigger keeps
+# the query's lexemes (PostgreSQL's english stemming and stopwords) with their document frequency in
+# the tenant, and the tenant's document count and total length, from the lexicon the trigger keeps
 LEXEMES = (
-    "SELECT q.lexeme, coalesce((SELECT sum(x.df) FROM lexicon x WHERE x.lexeme = q.lexeme), 0)::float8, "
-    "(SELECT sum(docs) FROM lexicon_docs)::float8, (SELECT sum(lexemes) FROM lexicon_docs)::float8 "
+    "SELECT q.lexeme, "
+    "coalesce((SELECT sum(x.df) FROM lexicon x WHERE x.tenant = %s AND x.lexeme = q.lexeme), 0)::float8, "
+    "(SELECT sum(docs) FROM lexicon_docs WHERE tenant = %s)::float8, "
+    "(SELECT sum(lexemes) FROM lexicon_docs WHERE tenant = %s)::float8 "
     "FROM unnest(tsvector_to_array(to_tsvector('english', %s))) AS q(lexeme)"
 )
 # a matched row: its key, id, length (distinct lexemes) and the query's lexemes in it with positions
@@ -168,8 +127,8 @@ def lexical_candidates(query: CandidateQuery, text: str, n: int) -> Op[list[Cand
     """Up to ``n`` visible records by BM25 over the ``tsv`` column (English stemming), best first.
 
     Any query term may match (an OR of the terms, as in the SQLite store). Scores are Okapi BM25 with
-    FTS5's parameters, term statistics from the ``lexicon`` table (every version of every tenant, as
-    FTS5 counts), document length in distinct lexemes. Which rows are scored is planned from the
+    FTS5's parameters, term statistics from the ``lexicon`` table (every version of the tenant's
+    records: a tenant's scores depend on its own records only), document length in distinct lexemes. Which rows are scored is planned from the
     terms' document frequencies (:func:`plan_lexical`) so the work stays bounded as the store grows;
     when that leaves fewer than ``n`` visible rows, every matching row is scored. Lexemes reach the
     ``tsquery`` quoted (:func:`quote`), so no user text is ever parsed as tsquery syntax.
@@ -177,7 +136,8 @@ def lexical_candidates(query: CandidateQuery, text: str, n: int) -> Op[list[Cand
     terms = query_terms(text)
     if not terms or n <= 0:
         return []
-    rows = yield Q(LEXEMES, (" ".join(terms),))
+    tenant = query.scope.tenant
+    rows = yield Q(LEXEMES, (tenant, tenant, tenant, " ".join(terms)))
     if not rows:  # only words PostgreSQL drops (its stopwords)
         return []
     docs = max(float(rows[0][2] or 0.0), 1.0)

@@ -19,6 +19,7 @@ from memq.store.postgres import schema
 from memq.store.postgres.log import add_stats
 from memq.store.postgres.rows import (
     COLUMNS,
+    COPY_EVENTS,
     EVENT_COLUMNS,
     INSERT_EVENT,
     RECORD_FIELDS,
@@ -74,9 +75,9 @@ def insert_rows(
         raise ConflictError(f"a record with id {clash[0]} already exists")
     yield from write_records(records)
     yield Q(
-        INSERT_EVENT,
+        COPY_EVENTS,
         [event_params(r.scope.tenant, r.id, op, r.version, r.recorded_at, actor, reason) for r in records],
-        mode="many",
+        mode="copy",
     )
 
 
@@ -178,7 +179,7 @@ def archive(tenant: str, record_ids: Sequence[str], reason: str | None, actor: s
         if rid in version
     ]
     if params:
-        yield Q(INSERT_EVENT, params, mode="many")
+        yield Q(COPY_EVENTS, params, mode="copy")
     return len(params)
 
 

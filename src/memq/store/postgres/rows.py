@@ -18,7 +18,7 @@ import numpy as np
 from psycopg.types.json import Json, Jsonb
 
 from memq.errors import NotFoundError
-from memq.store.base import Candidate, CandidateQuery, LogRow
+from memq.store.base import Candidate, CandidateQuery
 from memq.store.postgres import hnsw
 from memq.store.postgres.steps import Op, Q
 from memq.store.sqlcommon import visibility
@@ -48,8 +48,16 @@ RECORD_FIELDS = (
     "source_message_ids, parent_ids, valid_from, valid_to, recorded_at, expired_at, deleted, embedding_model, "
     "embedding"
 )
-# new rows go in by COPY: one statement per batch, however many rows (the lexicon trigger fires once)
-COPY_RECORDS = f"COPY records ({RECORD_FIELDS}, deferred) FROM STDIN"
+# new rows go in by COPY: one statement per batch, however many rows (the lexicon trigger fires once),
+# in binary (vectors travel as float32 bytes, not as decimal text)
+COPY_RECORDS = f"COPY records ({RECORD_FIELDS}, deferred) FROM STDIN (FORMAT BINARY)"
+COPY_RECORD_TYPES = (
+    *["text", "int4"],
+    *["text"] * 6,
+    *["json", "json", "text", "jsonb", "jsonb"],
+    *["timestamptz"] * 4,
+    *["bool", "text", "vector", "bool"],
+)
 INSERT_LINK = (
     "INSERT INTO links (tenant, src, dst, type, created_at) VALUES (%s, %s, %s, %s, %s) "
     "ON CONFLICT (src, type, dst) DO NOTHING"
@@ -64,15 +72,11 @@ UTILITY_COLUMNS = "id, q, n_shown, n_used, reward_sum, last_feedback_at, stats"
 # the columns a LoggedRetrieval is built from, in the order logged() reads them
 RETRIEVAL_COLUMNS = (
     "id, tenant, query, query_vector, embedding_model, policy, policy_version, k, pool, shown, created_at, "
-    'feedback, learner, "window", feature_set, features, shadow'
+    "feedback"
 )
-# what the feedback transaction reads of a logged search (no pool, no features)
-RETRIEVAL_HEAD = "id, tenant, query, policy, policy_version, k, shown, created_at, feedback, learner"
-# what learning reads (memq.store.base.LogRow)
-LOG_ROW_COLUMNS = (
-    'id, learner, policy, k, "window", features, feature_set, shown, feedback, query_vector, shadow'
-)
-INSERT_EVENT = "INSERT INTO events (tenant, record_id, op, version, at, actor, reason) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+EVENT_FIELDS = "tenant, record_id, op, version, at, actor, reason"  # event_params() fills them
+INSERT_EVENT = f"INSERT INTO events ({EVENT_FIELDS}) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+COPY_EVENTS = f"COPY events ({EVENT_FIELDS}) FROM STDIN"  # the events of a batch, in one statement
 EVENT_COLUMNS = "record_id, op, version, at, actor, reason"
 
 _dumps = partial(json.dumps, ensure_ascii=False)
@@ -199,22 +203,10 @@ def event(row: Sequence[Any], version_record: MemoryRecord | None = None) -> His
     )
 
 
-def _learner(learner: str | None, policy: str) -> str | None:
-    """The learner a logged search trained (a search logged before the column: its learner policy)."""
-    from memq.learn import LEARNERS
-
-    return learner if learner is not None else (policy if policy in LEARNERS else None)
-
-
 def logged(row: Sequence[Any]) -> LoggedRetrieval:
     """A LoggedRetrieval from a ``RETRIEVAL_COLUMNS`` row (jsonb arrives parsed)."""
-    (rid, tenant, query, qvec, model, policy, version, k, pool, shown, created, feedback, learner, window,
-     feature_set, feats, shadow) = row  # fmt: skip
-    window = list(window or [])
-    features = None
-    if feats is not None and window:
-        features = np.frombuffer(bytes(feats), dtype="<f4").reshape(len(window), -1).tolist()
-    return LoggedRetrieval.model_construct(
+    rid, tenant, query, qvec, model, policy, version, k, pool, shown, created, feedback = row
+    return LoggedRetrieval(
         id=rid,
         tenant=tenant,
         query=query,
@@ -223,58 +215,10 @@ def logged(row: Sequence[Any]) -> LoggedRetrieval:
         policy=policy,
         policy_version=version,
         k=k,
-        pool=[PoolEntry.model_construct(**p) for p in pool],
-        shown=[ShownEntry.model_construct(**x) for x in shown],
+        pool=[PoolEntry.model_validate(p) for p in pool],
+        shown=[ShownEntry.model_validate(x) for x in shown],
         created_at=utc(created),
         feedback=None if feedback is None else FeedbackRecord.model_validate(feedback),
-        learner=_learner(learner, policy),
-        window=window,
-        feature_set=feature_set,
-        features=features,
-        shadow=None if shadow is None else list(shadow),
-    )
-
-
-def logged_head(row: Sequence[Any]) -> LoggedRetrieval:
-    """A LoggedRetrieval from a ``RETRIEVAL_HEAD`` row: no pool, no window (what feedback reads)."""
-    rid, tenant, query, policy, version, k, shown, created, feedback, learner = row
-    return LoggedRetrieval.model_construct(
-        id=rid,
-        tenant=tenant,
-        query=query,
-        query_vector=None,
-        embedding_model=None,
-        policy=policy,
-        policy_version=version,
-        k=k,
-        pool=[],
-        shown=[ShownEntry.model_construct(**x) for x in shown],
-        created_at=utc(created),
-        feedback=None if feedback is None else FeedbackRecord.model_validate(feedback),
-        learner=_learner(learner, policy),
-    )
-
-
-def log_row(row: Sequence[Any]) -> LogRow:
-    """A ``LOG_ROW_COLUMNS`` row as the LogRow learning reads."""
-    rid, learner, policy, k, window, feats, feature_set, shown, feedback, qvec, shadow = row
-    ids = tuple(window or ())
-    return LogRow(
-        id=rid,
-        learner=_learner(learner, policy),
-        k=k,
-        window=ids,
-        features=None
-        if feats is None or not ids
-        else np.frombuffer(bytes(feats), dtype="<f4").reshape(len(ids), -1),
-        feature_set=feature_set,
-        shown=tuple(
-            (x["id"], float(x.get("propensity", 1.0)), bool(x.get("explored", False))) for x in shown
-        ),
-        credits=feedback.get("credits") or {},
-        reward=float(feedback["reward"]),
-        query_vector=None if qvec is None else np.frombuffer(bytes(qvec), dtype="<f4"),
-        shadow=None if shadow is None else tuple(shadow),
     )
 
 
@@ -349,6 +293,7 @@ def write_records(records: Sequence[MemoryRecord], *, utility: bool = True) -> O
         COPY_RECORDS,
         [(*record_params(r), deferred and r.embedding is not None) for r in records],
         mode="copy",
+        types=COPY_RECORD_TYPES,
     )
     yield from write_links(records)
     rows = [utility_params(r) for r in records if utility and not default_utility(r.utility)]

@@ -157,12 +157,13 @@ MIGRATIONS: list[list[str]] = [
     # 3: bulk loads and lexical search at scale.
     # ``deferred``: rows written without a graph insert, for the next HNSW build (hnsw.py); an index
     # made before this migration covers every row, so it keeps serving with watermark 0.
-    # ``lexicon``: each lexeme's document frequency, and ``lexicon_docs``: the number of documents and
-    # their total length in lexemes, for BM25 (candidates.py); a statement trigger keeps both on every
-    # insert and delete of records (memq never changes a row's text in place). Both are split in 16
-    # shards by backend, so concurrent writers on different connections rarely wait on one row; a
-    # writer takes its shard's lexicon_docs row first, so two writers of one shard queue rather than
-    # deadlock over lexemes.
+    # ``lexicon``: each tenant's document frequency of each lexeme, and ``lexicon_docs``: each tenant's
+    # number of documents and their total length in lexemes, for BM25 (candidates.py). Per tenant, so a
+    # tenant's scores depend on its own records only. A statement trigger keeps both on every insert
+    # and delete of records (memq never changes a row's text in place). Both are split in 16 shards by
+    # backend, so concurrent writers on different connections rarely wait on one row; a writer takes
+    # its shard's lexicon_docs rows first (in tenant order), so two writers of one shard queue rather
+    # than deadlock over lexemes.
     [
         "ALTER TABLE records ADD COLUMN deferred boolean NOT NULL DEFAULT false",
         "CREATE INDEX records_deferred ON records (row_key) WHERE deferred",
@@ -170,33 +171,38 @@ MIGRATIONS: list[list[str]] = [
         "WHERE to_regclass('records_embedding_hnsw') IS NOT NULL",
         """
         CREATE TABLE lexicon (
+            tenant text NOT NULL,
             lexeme text NOT NULL,
             shard smallint NOT NULL,
             df bigint NOT NULL,
-            PRIMARY KEY (lexeme, shard)
+            PRIMARY KEY (tenant, lexeme, shard)
         )
         """,
-        "CREATE TABLE lexicon_docs (shard smallint PRIMARY KEY, docs bigint NOT NULL, lexemes bigint NOT NULL)",
-        "INSERT INTO lexicon_docs (shard, docs, lexemes) SELECT g, 0, 0 FROM generate_series(0, 15) AS g",
+        """
+        CREATE TABLE lexicon_docs (
+            tenant text NOT NULL,
+            shard smallint NOT NULL,
+            docs bigint NOT NULL,
+            lexemes bigint NOT NULL,
+            PRIMARY KEY (tenant, shard)
+        )
+        """,
         """
         CREATE FUNCTION memq_lexicon() RETURNS trigger LANGUAGE plpgsql AS $$
         DECLARE
             direction integer := CASE WHEN TG_OP = 'INSERT' THEN 1 ELSE -1 END;
             shard_no smallint := pg_backend_pid() % 16;
-            n bigint;
-            total bigint;
         BEGIN
-            SELECT count(*), coalesce(sum(length(c.tsv)), 0) INTO n, total FROM changed AS c;
-            IF n = 0 THEN
-                RETURN NULL;
-            END IF;
-            UPDATE lexicon_docs SET docs = docs + direction * n, lexemes = lexemes + direction * total
-                WHERE shard = shard_no;
-            INSERT INTO lexicon AS x (lexeme, shard, df)
-                SELECT u.lexeme, shard_no, direction * count(*)
+            INSERT INTO lexicon_docs AS d (tenant, shard, docs, lexemes)
+                SELECT c.tenant, shard_no, direction * count(*), direction * coalesce(sum(length(c.tsv)), 0)
+                FROM changed AS c GROUP BY c.tenant ORDER BY c.tenant
+                ON CONFLICT (tenant, shard) DO UPDATE
+                SET docs = d.docs + excluded.docs, lexemes = d.lexemes + excluded.lexemes;
+            INSERT INTO lexicon AS x (tenant, lexeme, shard, df)
+                SELECT c.tenant, u.lexeme, shard_no, direction * count(*)
                 FROM changed AS c, unnest(tsvector_to_array(c.tsv)) AS u(lexeme)
-                GROUP BY u.lexeme ORDER BY u.lexeme
-                ON CONFLICT (lexeme, shard) DO UPDATE SET df = x.df + excluded.df;
+                GROUP BY c.tenant, u.lexeme ORDER BY c.tenant, u.lexeme
+                ON CONFLICT (tenant, lexeme, shard) DO UPDATE SET df = x.df + excluded.df;
             RETURN NULL;
         END
         $$
@@ -205,22 +211,10 @@ MIGRATIONS: list[list[str]] = [
         "FOR EACH STATEMENT EXECUTE FUNCTION memq_lexicon()",
         "CREATE TRIGGER records_lexicon_delete AFTER DELETE ON records REFERENCING OLD TABLE AS changed "
         "FOR EACH STATEMENT EXECUTE FUNCTION memq_lexicon()",
-        "INSERT INTO lexicon (lexeme, shard, df) SELECT u.lexeme, 0, count(*) "
-        "FROM records AS r, unnest(tsvector_to_array(r.tsv)) AS u(lexeme) GROUP BY u.lexeme",
-        "UPDATE lexicon_docs SET docs = s.n, lexemes = s.total "
-        "FROM (SELECT count(*) AS n, coalesce(sum(length(tsv)), 0) AS total FROM records) AS s WHERE shard = 0",
-    ],
-    # 4: one read path for learning — what was served and its feature vectors (float32 bytes, as
-    # SQLite keeps them); versioned learner states with a feedback count
-    [
-        "ALTER TABLE retrievals ADD COLUMN learner text",
-        "ALTER TABLE retrievals ADD COLUMN \"window\" jsonb NOT NULL DEFAULT '[]'",
-        "ALTER TABLE retrievals ADD COLUMN feature_set text",
-        "ALTER TABLE retrievals ADD COLUMN features bytea",
-        "ALTER TABLE retrievals ADD COLUMN shadow jsonb",
-        "ALTER TABLE learner_state ADD COLUMN version integer NOT NULL DEFAULT 1",
-        "ALTER TABLE learner_state ADD COLUMN feedbacks bigint NOT NULL DEFAULT 0",
-        "CREATE INDEX retrievals_feedback ON retrievals (tenant, created_at) WHERE feedback IS NOT NULL",
+        "INSERT INTO lexicon (tenant, lexeme, shard, df) SELECT r.tenant, u.lexeme, 0, count(*) "
+        "FROM records AS r, unnest(tsvector_to_array(r.tsv)) AS u(lexeme) GROUP BY r.tenant, u.lexeme",
+        "INSERT INTO lexicon_docs (tenant, shard, docs, lexemes) "
+        "SELECT tenant, 0, count(*), coalesce(sum(length(tsv)), 0) FROM records GROUP BY tenant",
     ],
 ]
 

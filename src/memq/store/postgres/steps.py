@@ -46,6 +46,7 @@ class Q:
     sql: str
     params: Sequence[Any] | None = None
     mode: Mode = "all"
+    types: Sequence[str] | None = None  # ``copy``: the columns' types, for a ``FORMAT BINARY`` copy
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +114,8 @@ def execute(cur: psycopg.Cursor[Any], q: Q) -> Any:
         return None
     if q.mode == "copy":
         with cur.copy(q.sql) as copy:
+            if q.types:
+                copy.set_types(q.types)
             for row in q.params or ():
                 copy.write_row(row)
         return None
@@ -127,6 +130,8 @@ async def execute_async(cur: psycopg.AsyncCursor[Any], q: Q) -> Any:
         return None
     if q.mode == "copy":
         async with cur.copy(q.sql) as copy:
+            if q.types:
+                copy.set_types(q.types)
             for row in q.params or ():
                 await copy.write_row(row)
         return None

@@ -10,8 +10,8 @@ import numpy as np
 from memq.errors import ConflictError, NotFoundError
 from memq.store.postgres import schema
 from memq.store.postgres.rows import (
+    COPY_EVENTS,
     EVENT_COLUMNS,
-    INSERT_EVENT,
     columns,
     event,
     event_params,
@@ -92,7 +92,7 @@ def import_rows(rows: Sequence[MemoryRecord | HistoryEvent]) -> Op[int]:
             raise NotFoundError(f"history event for unknown record {e.record_id}")
         params.append(event_params(tenant, e.record_id, e.op, e.version, e.at, e.actor, e.reason))
     if params:
-        yield Q(INSERT_EVENT, params, mode="many")
+        yield Q(COPY_EVENTS, params, mode="copy")
     return len(records)
 
 
