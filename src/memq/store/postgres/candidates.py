@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from memq.store.base import Candidate, CandidateQuery
+from memq.store.base import Candidate, CandidateQuery, CandidateRow
 from memq.store.postgres import hnsw
-from memq.store.postgres.rows import columns, dedupe, hydrate, where
+from memq.store.postgres.rows import columns, dedupe, hydrate, utc, vector_from_send, where
 from memq.store.postgres.steps import Op, Q
 from memq.store.sqlcommon import query_terms
 from memq.types import MemoryRecord
@@ -38,6 +38,49 @@ def visible(query: CandidateQuery, ids: Sequence[str], with_embedding: bool) -> 
     )
     records = yield from hydrate(rows, with_embedding)
     return {r.id: r for r in records}
+
+
+def candidate_rows(query: CandidateQuery, ids: Sequence[str]) -> Op[dict[str, CandidateRow]]:
+    """The light rows ranking needs, looked up by id (each visible version, its utility, its links)."""
+    ids = list(dict.fromkeys(ids))
+    if not ids:
+        return {}
+    clause, params = where(query)
+    rows = yield Q(
+        "SELECT r.id, r.kind, r.text, r.valid_from, r.recorded_at, u.q, u.n_shown, u.n_used, u.reward_sum, u.stats, "
+        "(SELECT array_agg(l.dst) FROM links l WHERE l.tenant = r.tenant AND l.src = r.id) "
+        f"FROM records r LEFT JOIN utility u ON u.id = r.id WHERE r.id = ANY(%s) AND {clause}",
+        (ids, *params),
+    )
+    return {
+        rid: CandidateRow(
+            id=rid,
+            kind=kind,
+            text=text,
+            links=tuple(links or ()),
+            valid_from=utc(valid_from),
+            recorded_at=utc(recorded_at),  # type: ignore[arg-type]
+            q=q,
+            n_shown=shown or 0,
+            n_used=used or 0,
+            reward_sum=rsum or 0.0,
+            stats=stats or {},
+        )
+        for rid, kind, text, valid_from, recorded_at, q, shown, used, rsum, stats, links in rows
+    }
+
+
+def vectors(tenant: str, ids: Sequence[str]) -> Op[dict[str, np.ndarray]]:
+    """The current vector of each id that has one."""
+    ids = list(dict.fromkeys(ids))
+    if not ids:
+        return {}
+    rows = yield Q(
+        "SELECT id, vector_send(embedding) FROM records WHERE tenant = %s AND id = ANY(%s) "
+        "AND expired_at IS NULL AND embedding IS NOT NULL",
+        (tenant, ids),
+    )
+    return {rid: np.asarray(vector_from_send(bytes(data)), dtype=np.float32) for rid, data in rows}
 
 
 # -- dense ------------------------------------------------------------------------------------------------

@@ -3,27 +3,30 @@ feedback transaction, and per-record learner stats (``add_stats``). Operations, 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime
 
 import numpy as np
 from psycopg.types.json import Jsonb
 
-from memq.store.base import FeedbackPlan, PlanFn, StoredLearnerState, merge_stats
-from memq.store.postgres.learners import save_learner_state
+from memq.store.base import FeedbackPlan, LogEntry, LogRow, PlanFn, merge_stats
 from memq.store.postgres.rows import (
+    LOG_ROW_COLUMNS,
     RETRIEVAL_COLUMNS,
+    RETRIEVAL_HEAD,
     UPSERT_UTILITY,
     UTILITY_COLUMNS,
     fetch_one,
+    log_row,
     logged,
+    logged_head,
     no_retrieval,
     utility_of,
     utility_row,
     vector_bytes,
 )
 from memq.store.postgres.steps import Op, Q
-from memq.types import LoggedRetrieval, PoolEntry, Retrieval, Utility
+from memq.types import LoggedRetrieval, Utility
 
 # missing utility rows of the tenant's existing records, created with the defaults (in id order)
 CREATE_UTILITY = (
@@ -35,19 +38,18 @@ LOCK_UTILITY = (
 )
 
 
-def log_retrieval(
-    retrieval: Retrieval,
-    pool: Sequence[PoolEntry],
-    query_vector: np.ndarray | None,
-    embedding_model: str | None,
-) -> Op[None]:
+def log_retrieval(entry: LogEntry) -> Op[None]:
+    retrieval = entry.retrieval
     shown = [
         {"id": h.record.id, "rank": h.rank, "score": h.score, "propensity": h.propensity}
+        | ({"explored": True} if h.explored else {})
         for h in retrieval.hits
     ]
+    features = None if entry.features is None else np.ascontiguousarray(entry.features, dtype="<f4").tobytes()
     yield Q(
         "INSERT INTO retrievals (id, tenant, query, policy, policy_version, k, shown, pool, query_vector, "
-        "embedding_model, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        'embedding_model, created_at, learner, "window", feature_set, features, shadow) '
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
         (
             retrieval.id,
             retrieval.scope.tenant,
@@ -56,10 +58,15 @@ def log_retrieval(
             retrieval.policy_version,
             retrieval.k,
             Jsonb(shown),
-            Jsonb([p.model_dump(exclude_none=True) for p in pool]),
-            vector_bytes(query_vector),
-            embedding_model,
+            Jsonb([p.model_dump(exclude_none=True) for p in entry.pool]),
+            vector_bytes(entry.query_vector),
+            entry.embedding_model,
             retrieval.created_at,
+            retrieval.learner,
+            Jsonb(list(entry.window)),
+            entry.feature_set,
+            features,
+            None if entry.shadow is None else Jsonb(list(entry.shadow)),
         ),
         mode="none",
     )
@@ -77,7 +84,7 @@ def get_retrieval(tenant: str, retrieval_id: str, lock: bool = False) -> Op[Logg
 
 
 def list_retrievals(
-    tenant: str, since: datetime | None, limit: int, with_feedback: bool
+    tenant: str, since: datetime | None, limit: int, with_feedback: bool, latest: bool = False
 ) -> Op[list[LoggedRetrieval]]:
     clause, params = "tenant = %s", [tenant]
     if since is not None:
@@ -85,13 +92,29 @@ def list_retrievals(
         params.append(since)
     if with_feedback:
         clause += " AND feedback IS NOT NULL"
+    order = "DESC" if latest else ""
     # ids tie-break bytewise (COLLATE "C"), as in SQLite, whatever the database's collation
     rows = yield Q(
         f"SELECT {RETRIEVAL_COLUMNS} FROM retrievals WHERE {clause} "
-        'ORDER BY created_at, id COLLATE "C" LIMIT %s',
+        f'ORDER BY created_at {order}, id COLLATE "C" {order} LIMIT %s',
         (*params, limit),
     )
-    return [logged(r) for r in rows]
+    out = [logged(r) for r in rows]
+    return out[::-1] if latest else out
+
+
+def training_log(tenant: str, limit: int, since: datetime | None) -> Op[list[LogRow]]:
+    """The newest ``limit`` searches with feedback (since ``since``), oldest first, as LogRows."""
+    clause, params = "tenant = %s AND feedback IS NOT NULL", [tenant]
+    if since is not None:
+        clause += " AND created_at >= %s"
+        params.append(since)
+    rows = yield Q(
+        f"SELECT {LOG_ROW_COLUMNS} FROM retrievals WHERE {clause} "
+        'ORDER BY created_at DESC, id COLLATE "C" DESC LIMIT %s',
+        (*params, limit),
+    )
+    return [log_row(r) for r in reversed(rows)]
 
 
 def prune_retrievals(before: datetime, tenant: str | None) -> Op[int]:
@@ -104,9 +127,7 @@ def prune_retrievals(before: datetime, tenant: str | None) -> Op[int]:
     )
 
 
-def apply_feedback(
-    tenant: str, retrieval_id: str, plan: PlanFn, learner: str | None, known_stamp: datetime | None
-) -> Op[FeedbackPlan]:
+def apply_feedback(tenant: str, retrieval_id: str, plan: PlanFn) -> Op[FeedbackPlan]:
     """Feedback on one logged retrieval, as one transaction (the runner's).
 
     The retrieval row is locked first (``FOR UPDATE``), so concurrent feedbacks on one retrieval
@@ -114,12 +135,15 @@ def apply_feedback(
     unless accumulating). The shown records' utility rows are locked next, in id order; missing
     rows of records that still exist are first inserted with the defaults, so two feedbacks on
     different retrievals that showed one record never both start from "no row" and lose an update.
-    With ``learner``, that learner's state row is locked last (``FOR UPDATE``), so feedbacks from
-    any instance update it one after the other; its JSON is read only when ``updated_at`` is not
-    ``known_stamp``. ``plan`` runs between the reads and the writes; anything it raises rolls
-    everything back.
+    ``plan`` runs between the reads and the writes; anything it raises rolls everything back. When
+    the search trained a learner, that learner's feedback count goes up (the row created if needed).
     """
-    retrieval = yield from get_retrieval(tenant, retrieval_id, lock=True)
+    row = yield from fetch_one(
+        f"SELECT {RETRIEVAL_HEAD} FROM retrievals WHERE tenant = %s AND id = %s FOR UPDATE",
+        (tenant, retrieval_id),
+        no_retrieval(tenant, retrieval_id),
+    )
+    retrieval = logged_head(row)
     ids = sorted({s.id for s in retrieval.shown})
     current = {s.id: Utility() for s in retrieval.shown}
     present: set[str] = set()
@@ -127,17 +151,7 @@ def apply_feedback(
         yield Q(CREATE_UTILITY, (tenant, ids), mode="none")
         for r in (yield Q(LOCK_UTILITY, (tenant, ids))):
             current[r[0]] = utility_of(r)
-    stored = None
-    if learner is not None:
-        got = yield Q(
-            "SELECT updated_at, CASE WHEN updated_at IS DISTINCT FROM %s::timestamptz THEN state END "
-            "FROM learner_state WHERE tenant = %s AND name = %s FOR UPDATE",
-            (known_stamp, tenant, learner),
-            mode="one",
-        )
-        if got is not None:
-            stored = StoredLearnerState(state=got[1], updated_at=got[0])
-    result = plan(retrieval, current, stored)
+    result = plan(retrieval, current)
     if ids:
         found = yield Q("SELECT DISTINCT id FROM records WHERE tenant = %s AND id = ANY(%s)", (tenant, ids))
         present = {r[0] for r in found}
@@ -150,14 +164,16 @@ def apply_feedback(
         (Jsonb(result.feedback.model_dump(mode="json")), tenant, retrieval_id),
         mode="none",
     )
-    if result.learner_state is not None:
-        name, state = result.learner_state
-        after = stored.updated_at if stored is not None and name == learner else None
-        stamp = yield from save_learner_state(tenant, name, state, after=after)
-        if name == learner:
-            result.learner_stamp = stamp
-    elif learner is not None:
-        result.learner_stamp = None if stored is None else stored.updated_at
+    result.learner = retrieval.learner
+    if retrieval.learner is not None:
+        counted = yield Q(
+            "INSERT INTO learner_state AS s (tenant, name, state, updated_at, version, feedbacks) "
+            "VALUES (%s, %s, '{}', %s, 0, 1) ON CONFLICT (tenant, name) DO UPDATE SET feedbacks = s.feedbacks + 1 "
+            "RETURNING feedbacks",
+            (tenant, retrieval.learner, result.feedback.at),
+            mode="one",
+        )
+        result.learner_feedbacks = int(counted[0])
     return result
 
 

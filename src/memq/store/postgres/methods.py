@@ -23,7 +23,10 @@ import numpy as np
 from memq.store.base import (
     Candidate,
     CandidateQuery,
+    CandidateRow,
     FeedbackPlan,
+    LogEntry,
+    LogRow,
     PlanFn,
     StoredLearnerState,
     VersionChange,
@@ -38,8 +41,6 @@ from memq.types import (
     LoggedRetrieval,
     MemoryRecord,
     Page,
-    PoolEntry,
-    Retrieval,
     StoreStats,
     Utility,
 )
@@ -125,53 +126,39 @@ class StoreMethods:
     def purge(self, tenant: str, record_ids: Sequence[str]) -> Result[int]:
         return self._write(lambda: record_ops.purge(tenant, record_ids))
 
-    def log_retrieval(
-        self,
-        retrieval: Retrieval,
-        *,
-        pool: Sequence[PoolEntry] = (),
-        query_vector: np.ndarray | None = None,
-        embedding_model: str | None = None,
-    ) -> Result[None]:
-        return self._write(lambda: log.log_retrieval(retrieval, pool, query_vector, embedding_model))
+    def log_retrieval(self, entry: LogEntry) -> Result[None]:
+        return self._write(lambda: log.log_retrieval(entry))
 
     def prune_retrievals(self, before: datetime, tenant: str | None = None) -> Result[int]:
         return self._write(lambda: log.prune_retrievals(before, tenant))
 
-    def apply_feedback(
-        self,
-        tenant: str,
-        retrieval_id: str,
-        plan: PlanFn,
-        *,
-        learner: str | None = None,
-        known_stamp: datetime | None = None,
-    ) -> Result[FeedbackPlan]:
-        """One transaction: lock the retrieval and its shown records' utility, call ``plan``, write.
+    def apply_feedback(self, tenant: str, retrieval_id: str, plan: PlanFn) -> Result[FeedbackPlan]:
+        """One transaction: lock the retrieval and its shown records' utility, call ``plan``, write
+        (and count the feedback for the learner the search trained).
 
-        A deadlock before ``plan`` ran is retried as any write; after it ran it is not (the plan may
-        have updated a learner in memory, and running it twice would teach it the reward twice).
+        A deadlock before ``plan`` ran is retried as any write; after it ran it is not, so a plan
+        with side effects never runs twice.
         """
         planned = False
 
-        def once(
-            logged: LoggedRetrieval, current: dict[str, Utility], stored: StoredLearnerState | None
-        ) -> FeedbackPlan:
+        def once(logged: LoggedRetrieval, current: dict[str, Utility]) -> FeedbackPlan:
             nonlocal planned
             planned = True
-            return plan(logged, current, stored)
+            return plan(logged, current)
 
-        return self._write(
-            lambda: log.apply_feedback(tenant, retrieval_id, once, learner, known_stamp),
-            retry=lambda: not planned,
-        )
+        return self._write(lambda: log.apply_feedback(tenant, retrieval_id, once), retry=lambda: not planned)
+
+    def training_log(self, tenant: str, *, limit: int, since: datetime | None = None) -> Result[list[LogRow]]:
+        return self._read(lambda: log.training_log(tenant, limit, since))
 
     def add_stats(self, tenant: str, deltas: Mapping[str, Mapping[str, float]]) -> Result[None]:
         """One transaction: create missing utility rows, lock them in id order, add the deltas."""
         return self._write(lambda: log.add_stats(tenant, deltas))
 
-    def save_learner_state(self, tenant: str, name: str, state: dict[str, Any]) -> Result[datetime]:
-        return self._write(lambda: learners.save_learner_state(tenant, name, state))
+    def save_learner_state(
+        self, tenant: str, name: str, state: dict[str, Any], *, expected_version: int | None
+    ) -> Result[int]:
+        return self._write(lambda: learners.save_learner_state(tenant, name, state, expected_version))
 
     # -- reads -----------------------------------------------------------------------------------------
     def get(
@@ -195,19 +182,28 @@ class StoreMethods:
     ) -> Result[dict[str, MemoryRecord]]:
         return self._read(lambda: candidates.visible(query, ids, with_embedding))
 
+    def candidate_rows(self, query: CandidateQuery, ids: Sequence[str]) -> Result[dict[str, CandidateRow]]:
+        return self._read(lambda: candidates.candidate_rows(query, ids))
+
+    def vectors(self, tenant: str, ids: Sequence[str]) -> Result[dict[str, np.ndarray]]:
+        return self._read(lambda: candidates.vectors(tenant, ids))
+
     def get_retrieval(self, tenant: str, retrieval_id: str) -> Result[LoggedRetrieval]:
         return self._read(lambda: log.get_retrieval(tenant, retrieval_id))
 
     def list_retrievals(
-        self, tenant: str, *, since: datetime | None = None, limit: int = 1000, with_feedback: bool = False
+        self,
+        tenant: str,
+        *,
+        since: datetime | None = None,
+        limit: int = 1000,
+        with_feedback: bool = False,
+        latest: bool = False,
     ) -> Result[list[LoggedRetrieval]]:
-        return self._read(lambda: log.list_retrievals(tenant, since, limit, with_feedback))
+        return self._read(lambda: log.list_retrievals(tenant, since, limit, with_feedback, latest))
 
-    def learner_state(self, tenant: str, name: str) -> Result[dict[str, Any] | None]:
+    def learner_state(self, tenant: str, name: str) -> Result[StoredLearnerState | None]:
         return self._read(lambda: learners.learner_state(tenant, name))
-
-    def learner_state_stamped(self, tenant: str, name: str) -> Result[tuple[dict[str, Any], datetime] | None]:
-        return self._read(lambda: learners.learner_state_stamped(tenant, name))
 
     def history(self, tenant: str, record_id: str) -> Result[list[HistoryEvent]]:
         return self._read(lambda: record_ops.history(tenant, record_id))

@@ -18,7 +18,7 @@ import numpy as np
 from psycopg.types.json import Json, Jsonb
 
 from memq.errors import NotFoundError
-from memq.store.base import Candidate, CandidateQuery
+from memq.store.base import Candidate, CandidateQuery, LogRow
 from memq.store.postgres import hnsw
 from memq.store.postgres.steps import Op, Q
 from memq.store.sqlcommon import visibility
@@ -72,7 +72,13 @@ UTILITY_COLUMNS = "id, q, n_shown, n_used, reward_sum, last_feedback_at, stats"
 # the columns a LoggedRetrieval is built from, in the order logged() reads them
 RETRIEVAL_COLUMNS = (
     "id, tenant, query, query_vector, embedding_model, policy, policy_version, k, pool, shown, created_at, "
-    "feedback"
+    'feedback, learner, "window", feature_set, features, shadow'
+)
+# what the feedback transaction reads of a logged search (no pool, no features)
+RETRIEVAL_HEAD = "id, tenant, query, policy, policy_version, k, shown, created_at, feedback, learner"
+# what learning reads (memq.store.base.LogRow)
+LOG_ROW_COLUMNS = (
+    'id, learner, policy, k, "window", features, feature_set, shown, feedback, query_vector, shadow'
 )
 EVENT_FIELDS = "tenant, record_id, op, version, at, actor, reason"  # event_params() fills them
 INSERT_EVENT = f"INSERT INTO events ({EVENT_FIELDS}) VALUES (%s, %s, %s, %s, %s, %s, %s)"
@@ -203,10 +209,22 @@ def event(row: Sequence[Any], version_record: MemoryRecord | None = None) -> His
     )
 
 
+def _learner(learner: str | None, policy: str) -> str | None:
+    """The learner a logged search trained (a search logged before the column: its learner policy)."""
+    from memq.learn import LEARNERS
+
+    return learner if learner is not None else (policy if policy in LEARNERS else None)
+
+
 def logged(row: Sequence[Any]) -> LoggedRetrieval:
     """A LoggedRetrieval from a ``RETRIEVAL_COLUMNS`` row (jsonb arrives parsed)."""
-    rid, tenant, query, qvec, model, policy, version, k, pool, shown, created, feedback = row
-    return LoggedRetrieval(
+    (rid, tenant, query, qvec, model, policy, version, k, pool, shown, created, feedback, learner, window,
+     feature_set, feats, shadow) = row  # fmt: skip
+    window = list(window or [])
+    features = None
+    if feats is not None and window:
+        features = np.frombuffer(bytes(feats), dtype="<f4").reshape(len(window), -1).tolist()
+    return LoggedRetrieval.model_construct(
         id=rid,
         tenant=tenant,
         query=query,
@@ -215,10 +233,58 @@ def logged(row: Sequence[Any]) -> LoggedRetrieval:
         policy=policy,
         policy_version=version,
         k=k,
-        pool=[PoolEntry.model_validate(p) for p in pool],
-        shown=[ShownEntry.model_validate(x) for x in shown],
+        pool=[PoolEntry.model_construct(**p) for p in pool],
+        shown=[ShownEntry.model_construct(**x) for x in shown],
         created_at=utc(created),
         feedback=None if feedback is None else FeedbackRecord.model_validate(feedback),
+        learner=_learner(learner, policy),
+        window=window,
+        feature_set=feature_set,
+        features=features,
+        shadow=None if shadow is None else list(shadow),
+    )
+
+
+def logged_head(row: Sequence[Any]) -> LoggedRetrieval:
+    """A LoggedRetrieval from a ``RETRIEVAL_HEAD`` row: no pool, no window (what feedback reads)."""
+    rid, tenant, query, policy, version, k, shown, created, feedback, learner = row
+    return LoggedRetrieval.model_construct(
+        id=rid,
+        tenant=tenant,
+        query=query,
+        query_vector=None,
+        embedding_model=None,
+        policy=policy,
+        policy_version=version,
+        k=k,
+        pool=[],
+        shown=[ShownEntry.model_construct(**x) for x in shown],
+        created_at=utc(created),
+        feedback=None if feedback is None else FeedbackRecord.model_validate(feedback),
+        learner=_learner(learner, policy),
+    )
+
+
+def log_row(row: Sequence[Any]) -> LogRow:
+    """A ``LOG_ROW_COLUMNS`` row as the LogRow learning reads."""
+    rid, learner, policy, k, window, feats, feature_set, shown, feedback, qvec, shadow = row
+    ids = tuple(window or ())
+    return LogRow(
+        id=rid,
+        learner=_learner(learner, policy),
+        k=k,
+        window=ids,
+        features=None
+        if feats is None or not ids
+        else np.frombuffer(bytes(feats), dtype="<f4").reshape(len(ids), -1),
+        feature_set=feature_set,
+        shown=tuple(
+            (x["id"], float(x.get("propensity", 1.0)), bool(x.get("explored", False))) for x in shown
+        ),
+        credits=feedback.get("credits") or {},
+        reward=float(feedback["reward"]),
+        query_vector=None if qvec is None else np.frombuffer(bytes(qvec), dtype="<f4"),
+        shadow=None if shadow is None else tuple(shadow),
     )
 
 

@@ -216,6 +216,18 @@ MIGRATIONS: list[list[str]] = [
         "INSERT INTO lexicon_docs (tenant, shard, docs, lexemes) "
         "SELECT tenant, 0, count(*), coalesce(sum(length(tsv)), 0) FROM records GROUP BY tenant",
     ],
+    # 4: one read path for learning — what was served and its feature vectors (float32 bytes, as
+    # SQLite keeps them); versioned learner states with a feedback count
+    [
+        "ALTER TABLE retrievals ADD COLUMN learner text",
+        "ALTER TABLE retrievals ADD COLUMN \"window\" jsonb NOT NULL DEFAULT '[]'",
+        "ALTER TABLE retrievals ADD COLUMN feature_set text",
+        "ALTER TABLE retrievals ADD COLUMN features bytea",
+        "ALTER TABLE retrievals ADD COLUMN shadow jsonb",
+        "ALTER TABLE learner_state ADD COLUMN version integer NOT NULL DEFAULT 1",
+        "ALTER TABLE learner_state ADD COLUMN feedbacks bigint NOT NULL DEFAULT 0",
+        "CREATE INDEX retrievals_feedback ON retrievals (tenant, created_at) WHERE feedback IS NOT NULL",
+    ],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
