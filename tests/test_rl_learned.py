@@ -107,3 +107,17 @@ def test_a_bad_policy_path_writes_nothing(mem: Memory, tmp_path) -> None:
     with pytest.raises(InvalidInputError, match="no policy file"):
         mem.add("Eve lives in the city of Cairo.", manager=f"learned:{tmp_path / 'nope.json'}")
     assert list(mem.iter()) == []
+
+
+def test_the_learned_manager_needs_neither_gymnasium_nor_torch(policy_path) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from memq.manage import make_manager\n"
+        f"assert make_manager('learned:{policy_path}').policy.k == 5\n"
+        "print(sorted(m for m in ('gymnasium', 'torch', 'optuna', 'trl') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -131,7 +131,7 @@ def evolve(
     except (MemqError, OSError, ValueError) as exc:
         console.print(f"[red]error[/] ({getattr(exc, 'code', type(exc).__name__)}): {exc}")
         raise typer.Exit(2) from None
-    command = "memq evolve " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = "memq " + " ".join(shlex.quote(a) for a in sys.argv[1:])  # argv[1] is "evolve"
     args = {
         "command": command,
         "bench": bench,

@@ -34,7 +34,7 @@ EmbedderOpt = Annotated[str, typer.Option(help="Embedder spec: minilm (default),
 
 
 def _command() -> str:
-    return "memq rl " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    return "memq " + " ".join(shlex.quote(a) for a in sys.argv[1:])  # argv[1] is "rl"
 
 
 def _fail(exc: Exception) -> None:
