@@ -195,10 +195,14 @@ def test_pruned_search_is_exact() -> None:
     for r in range(1, 3001):
         words = rng.choices(common, k=rng.randint(3, 12)) + rng.choices(rare, k=rng.randint(0, 2))
         texts[r] = " ".join(words + ["filler"] * rng.randint(0, 8))
-    index = build(texts, batch=500)
+    scopes = {r: ("t", f"u{r % 3}", None, None) for r in texts}
+    index = build(texts, scopes, batch=500)
     for q in (["rare1", "alpha", "beta"], ["rare5", "rare6", "gamma", "delta", "alpha"], ["rare7", "filler"]):
         for n in (1, 5, 20):
             assert_same_ranking(index.search(q, n, "t"), brute_force(index, texts, q, n))
+            # within a user: the same global statistics, only that user's rows
+            want = [(r, s) for r, s in brute_force(index, texts, q, len(texts)) if r % 3 == 1][:n]
+            assert_same_ranking(index.search(q, n, "t", user="u1"), want)
 
 
 def test_locomo_turns_rank_as_fts5_ranks_them() -> None:
