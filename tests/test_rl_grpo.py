@@ -8,7 +8,7 @@ import pytest
 from memq.errors import InvalidInputError
 from memq.rl.actions import action_features, action_mask, feature_dim
 from memq.rl.env import MemoryOpsEnv, play
-from memq.rl.features import Candidate, observe
+from memq.rl.features import Candidate, observe, pair_values, words
 from memq.rl.grpo import GRPOConfig, Sample, evaluate, group_advantages, surrogate_gradient, train
 from memq.rl.policy import Policy, load_policy
 from rl_toy import ToyMoves
@@ -20,6 +20,26 @@ def _obs():
         Candidate("b", "Bob lives in the city of Oslo.", 0.6, 2),
     ]
     return observe("Alice lives in the city of Rome.", cands, 3)
+
+
+@pytest.mark.parametrize(
+    ("new", "old", "frame"),
+    [
+        ("The capital of Tang Empire is Xi'an.", "The capital of Tang Empire is Chang'an.", 6 / 7),
+        ("The Governor of Texas is Greg Abbott.", "The Governor of Texas is Rick Perry.", 5 / 7),
+        ("Ann is a citizen of United States of America.", "Ann is a citizen of United Kingdom.", 6 / 7),
+        # another subject of the same relation: the remainders share "is"
+        (
+            "The chief executive officer of Microsoft is Satya Nadella.",
+            "The chief executive officer of WWE is Vince McMahon.",
+            0.0,
+        ),
+        ("Bob worked in the city of Rome.", "Bob was born in the city of Oslo.", 0.0),  # another relation
+        ("Bob worked in the city of Rome.", "Bob worked in the city of Rome.", 0.0),  # the same sentence
+    ],
+)
+def test_the_frame_feature_needs_no_templates(new: str, old: str, frame: float) -> None:
+    assert pair_values(words(new), words(old), 0.9)["frame"] == pytest.approx(frame)
 
 
 def test_group_advantages_and_the_zero_std_group() -> None:
@@ -84,6 +104,9 @@ def test_policy_file_round_trip_and_bad_files(tmp_path) -> None:
     with pytest.raises(InvalidInputError, match="not a memq write policy"):
         load_policy(tmp_path / "other.json")
     data = policy.to_json()
+    (tmp_path / "v1.json").write_text(__import__("json").dumps({**data, "feature_version": 1}))
+    with pytest.raises(InvalidInputError, match="feature version 1"):
+        load_policy(tmp_path / "v1.json")
     data["pair_features"] = [*data["pair_features"], "new_feature"]
     (tmp_path / "old.json").write_text(__import__("json").dumps(data))
     with pytest.raises(InvalidInputError, match="other pair features"):

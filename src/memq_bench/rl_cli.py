@@ -151,8 +151,10 @@ def train_cmd(
     rf = to_results(runs, held, args={"command": _command()}, config=config, spec=spec)
     write_results(out, rf)
     for r in runs:
+        f = r.final
         console.print(
-            f"seed {r.seed}: {r.policy_path} ({r.seconds:.0f}s; validation em@1 {r.final['val_em_first']:.3f} → {r.final['val_em_last']:.3f})"
+            f"seed {r.seed}: {r.policy_path} ({r.seconds:.0f}s; validation em@1 {f['val_em_first']:.3f} → "
+            f"{f['val_em_last']:.3f}; kept update {int(f['best_update'])}, em@1 {f['val_em_best']:.3f})"
         )
     if held:
         _held_out_table(rf.results, "held-out FactConsolidation, em@1")

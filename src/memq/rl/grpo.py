@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from memq.rl.actions import action_features
-from memq.rl.env import MemoryOpsEnv, Rollout, play
+from memq.rl.env import Episode, MemoryOpsEnv, Rollout, play
 from memq.rl.policy import Policy
 
 VALIDATION_SEED0 = 1_000_000  # validation episodes use seeds from here; training seeds stay below
@@ -72,6 +72,7 @@ class GRPOConfig:
     model: str = "linear"
     hidden: int = 16
     init_add_bias: float = 2.0  # start near the append policy (ADD preferred), still exploring
+    keep_best: bool = True  # return the policy of the best validation return, not the last one
 
 
 @dataclass
@@ -89,9 +90,10 @@ class CurvePoint:
 
 @dataclass
 class TrainResult:
-    policy: Policy
+    policy: Policy  # the best on validation (``keep_best``), else the last
     curve: list[CurvePoint] = field(default_factory=list)
     seconds: float = 0.0
+    best_update: int = 0
 
 
 @dataclass
@@ -160,11 +162,11 @@ def surrogate_gradient(
     return grad / max(1, len(samples))
 
 
-def evaluate(env: MemoryOpsEnv, policy: Policy, seeds: Sequence[int]) -> tuple[float, float]:
-    """(mean EM, mean return) of the greedy policy on ``seeds``."""
+def evaluate(env: MemoryOpsEnv, policy: Policy, episodes: Sequence[int | Episode]) -> tuple[float, float]:
+    """(mean EM, mean return) of the greedy policy on ``episodes`` (seeds of the env's source, or episodes)."""
     ems, rets = [], []
-    for s in seeds:
-        ro = play(env, policy, seed=s)
+    for e in episodes:
+        ro = play(env, policy, episode=e) if isinstance(e, Episode) else play(env, policy, seed=e)
         ems.append(ro.info["em"])
         rets.append(ro.ret)
     return float(np.mean(ems)), float(np.mean(rets))
@@ -207,9 +209,14 @@ def train(
     config: GRPOConfig,
     *,
     policy: Policy | None = None,
+    validation: Sequence[int | Episode] | None = None,
     on_update: Callable[[CurvePoint], None] | None = None,
 ) -> TrainResult:
-    """Train a policy on ``env``'s episodes (training seeds below :data:`VALIDATION_SEED0`)."""
+    """Train a policy on ``env``'s episodes (training seeds below :data:`VALIDATION_SEED0`).
+
+    Every ``eval_every`` updates the greedy policy plays ``validation`` (default: ``eval_episodes``
+    seeds from :data:`VALIDATION_SEED0`); with ``keep_best`` the policy returned is the one with the
+    best validation return (the curve still shows every evaluation)."""
     if config.updates < 1 or config.group_size < 2 or config.episodes_per_update < 1:
         raise ValueError("updates >= 1, group_size >= 2 and episodes_per_update >= 1 are required")
     if config.mode not in ("decision", "episode"):
@@ -222,14 +229,19 @@ def train(
     opt = _Adam(policy.n_params, config.lr) if config.optimizer == "adam" else _SGD(config.lr)
     reference = policy.copy()
     seed_rng = np.random.default_rng([config.seed, 7])
-    val_seeds = [VALIDATION_SEED0 + i for i in range(config.eval_episodes)]
+    if validation is None:
+        validation = [VALIDATION_SEED0 + i for i in range(config.eval_episodes)]
     result = TrainResult(policy)
+    best: tuple[float, int, np.ndarray] | None = None
     started = time.perf_counter()
     played = 0
 
     def record(point: CurvePoint, do_eval: bool) -> None:
-        if do_eval and config.eval_episodes:
-            point.eval_em, point.eval_return = evaluate(env, policy, val_seeds)
+        nonlocal best
+        if do_eval and validation:
+            point.eval_em, point.eval_return = evaluate(env, policy, validation)
+            if best is None or point.eval_return > best[0]:
+                best = (point.eval_return, point.update, policy.params.copy())
         point.seconds = time.perf_counter() - started
         result.curve.append(point)
         if on_update:
@@ -287,5 +299,17 @@ def train(
         )
         record(point, update % config.eval_every == 0 or update == config.updates)
     result.seconds = time.perf_counter() - started
-    policy.meta.update({"trainer": "grpo", "config": asdict(config), "seconds": round(result.seconds, 1)})
+    if config.keep_best and best is not None:
+        result.policy = policy.copy()
+        result.policy.params, result.best_update = best[2], best[1]
+    else:
+        result.best_update = config.updates
+    result.policy.meta.update(
+        {
+            "trainer": "grpo",
+            "config": asdict(config),
+            "seconds": round(result.seconds, 1),
+            "update": result.best_update,
+        }
+    )
     return result

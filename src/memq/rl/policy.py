@@ -20,7 +20,7 @@ import numpy as np
 
 from memq.errors import InvalidInputError
 from memq.rl.actions import action_features, feature_dim
-from memq.rl.features import ITEM_FEATURES, PAIR_FEATURES, Observation
+from memq.rl.features import FEATURE_VERSION, ITEM_FEATURES, PAIR_FEATURES, Observation
 
 FORMAT = "memq-write-policy"
 VERSION = 1
@@ -145,6 +145,7 @@ class Policy:
             "model": self.model,
             "k": self.k,
             "hidden": self.hidden if self.model == "mlp" else None,
+            "feature_version": FEATURE_VERSION,
             "item_features": list(ITEM_FEATURES),
             "pair_features": list(PAIR_FEATURES),
             "weights": weights,
@@ -170,6 +171,11 @@ def policy_from_json(data: Any, source: str = "the policy") -> Policy:
     if data.get("version") != VERSION:
         raise InvalidInputError(
             f"{source} has policy format version {data.get('version')}, memq reads {VERSION}"
+        )
+    if data.get("feature_version", 1) != FEATURE_VERSION:
+        raise InvalidInputError(
+            f"{source} was trained on feature version {data.get('feature_version', 1)}; this memq computes "
+            f"version {FEATURE_VERSION} (a feature's definition changed): retrain it with `memq rl train`"
         )
     for key, names in (("item_features", ITEM_FEATURES), ("pair_features", PAIR_FEATURES)):
         if list(data.get(key) or []) != list(names):
