@@ -33,8 +33,12 @@ def test_sync_and_async_facades_offer_the_same_methods() -> None:
         if name in ("usage",):  # in-memory counters: the same plain method on both
             assert a is s
             continue
-        assert inspect.iscoroutinefunction(a) or inspect.isasyncgenfunction(a), f"AsyncMemory.{name} is not async"
-        assert not (inspect.iscoroutinefunction(s) or inspect.isasyncgenfunction(s)), f"Memory.{name} is async"
+        assert inspect.iscoroutinefunction(a) or inspect.isasyncgenfunction(a), (
+            f"AsyncMemory.{name} is not async"
+        )
+        assert not (inspect.iscoroutinefunction(s) or inspect.isasyncgenfunction(s)), (
+            f"Memory.{name} is async"
+        )
         if name != "iter":  # the same parameters: both are bound from one operation
             assert list(inspect.signature(a).parameters) == list(inspect.signature(s).parameters), name
 
@@ -49,7 +53,10 @@ def test_every_store_offers_the_whole_contract_and_the_postgres_pair_matches() -
     for cls in (SQLiteStore, PostgresStore, AsyncPostgresStore):
         missing = contract - store_methods(cls)
         assert not missing, f"{cls.__name__} lacks {sorted(missing)}"
-    assert store_methods(PostgresStore) - {"connect", "open"} == store_methods(AsyncPostgresStore) - {"connect", "open"}
+    assert store_methods(PostgresStore) - {"connect", "open"} == store_methods(AsyncPostgresStore) - {
+        "connect",
+        "open",
+    }
 
 
 def _module_name(path: Path) -> str:
@@ -74,7 +81,7 @@ def _top_level_imports(path: Path, package: str) -> set[str]:
             elif isinstance(n, ast.ImportFrom) and n.module:
                 base = n.module
                 if n.level:  # relative
-                    base = ".".join(package.split(".")[: len(package.split(".")) - n.level + 1] + [n.module])
+                    base = ".".join([*package.split(".")[: len(package.split(".")) - n.level + 1], n.module])
                 found.add(base)
                 found |= {f"{base}.{a.name}" for a in n.names}
     return found
@@ -90,7 +97,9 @@ def test_no_import_cycles_in_src() -> None:
     # a package imports its own submodules through __init__; importing a submodule imports its
     # package first: only cycles between modules, not package/child edges, count
     for name in list(graph):
-        graph[name] = {m for m in graph[name] if not m.startswith(name + ".") and not name.startswith(m + ".")}
+        graph[name] = {
+            m for m in graph[name] if not m.startswith(name + ".") and not name.startswith(m + ".")
+        }
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []

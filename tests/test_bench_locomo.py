@@ -300,12 +300,29 @@ def test_online_variant_trains_on_the_first_conversations_and_compares_without_t
     data = _tiny_locomo(tmp_path / "l.json")
     with pytest.raises(InvalidInputError, match="online variant"):
         run_locomo(["memq-memrl"], embedder, data, variants=["online"])  # 2 conversations, 5 to train
-    rf = run_locomo(["memq-memrl", "memq"], embedder, data, variants=["online"], online_train=1, ks=[1, 5])
-    learned, base = rf.results  # fixed recipes have no online variant
-    assert (learned.system, learned.variant, base.variant) == ("memq-memrl", "online", "online-baseline")
+    rf = run_locomo(
+        ["memq-memrl", "memq"],
+        embedder,
+        data,
+        variants=["online"],
+        online_train=1,
+        ks=[1, 5],
+        seeds=(0, 1),
+        promotions=("guarded",),
+    )
+    # fixed recipes have no online variant; a learner: the recipe alone, each seed, their mean
+    assert [r.variant for r in rf.results] == ["online-baseline", "online/seed0", "online/seed1", "online"]
+    base, seed0, seed1, learned = rf.results
+    assert {r.system for r in rf.results} == {"memq-memrl"}
     assert learned.config["train_conversations"] == [1] and base.config["eval_conversations"] == [2]
     assert learned.metrics["train_questions"] == 4  # conversation 1's questions with evidence
     assert 0.0 <= learned.metrics["train_reward_mean"] <= 1.0
+    assert learned.metrics["recall@5"] == pytest.approx(
+        (seed0.metrics["recall@5"] + seed1.metrics["recall@5"]) / 2
+    )
     assert learned.metrics["recall@5/gain"] == pytest.approx(
         learned.metrics["recall@5"] - base.metrics["recall@5"]
     )
+    # four feedbacks cannot promote a learner: the recipe ranked every evaluation search
+    assert learned.metrics["promoted"] == 0.0 and learned.metrics["served_share"] == 0.0
+    assert learned.metrics["recall@5"] == pytest.approx(base.metrics["recall@5"])

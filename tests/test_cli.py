@@ -90,7 +90,9 @@ def test_real_process_help_and_exit_code(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("policy", ["similarity", "memrl", "memento_q", "memq"])
-def test_every_learner_searches_replays_evaluates_and_reports_from_the_cli(db: list[str], policy: str) -> None:
+def test_every_learner_searches_replays_evaluates_and_reports_from_the_cli(
+    db: list[str], policy: str
+) -> None:
     """Each learner works as a user would drive it: search with it, give feedback, replay, evaluate,
     and see its status (a learned policy used to refuse the search's own --mode default)."""
     _ok([*db, "add", "Alice moved to Berlin"])

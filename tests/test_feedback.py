@@ -111,7 +111,10 @@ def test_log_keeps_query_pool_shown_policy_and_propensities(mem: Memory, embedde
     # the window (the recipe's top candidates, in its order) and one logged feature row per candidate
     assert logged.window[: len(result.ids)] == result.ids and set(logged.window) == set(by_id)
     assert logged.feature_set == FEATURE_SET
-    assert logged.features is not None and np.asarray(logged.features).shape == (len(logged.window), len(NAMES))
+    assert logged.features is not None and np.asarray(logged.features).shape == (
+        len(logged.window),
+        len(NAMES),
+    )
     base = np.asarray(logged.features)[:, NAMES.index("base")]
     assert base[0] == 1.0 and list(base) == sorted(base, reverse=True)  # the recipe's order
     # the learner's top k as it was (cold: the recipe's), for the promotion test
@@ -148,7 +151,9 @@ def test_memrl_exploration_logs_propensities_of_the_formula(db_url: str, embedde
             assert cand == [rid for rid, d in zip(window.ids, dense, strict=True) if d >= 0.0][:5]
             m, shown = len(cand), len(logged.shown)
             assert shown == 2 and m > shown
-            greedy = {rid for rid, _ in sorted(zip(window.ids, score, strict=True), key=lambda p: -p[1])[:shown]}
+            greedy = {
+                rid for rid, _ in sorted(zip(window.ids, score, strict=True), key=lambda p: -p[1])[:shown]
+            }
             p_random = math.comb(m - 1, shown - 1) / math.comb(m, shown)
             for s, hit in zip(logged.shown, result.hits, strict=True):
                 expected = (1 - eps) * (s.id in greedy) + eps * p_random

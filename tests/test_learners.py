@@ -73,7 +73,9 @@ def test_memrl_two_phase_and_update() -> None:
     learner = MemRLLearner(k1=3, delta=0.5, lam=0.5, q_init=0.5)
     rng = np.random.default_rng(0)
     # below the gate (dense cosine < δ): nothing is shown
-    assert learner.select(_window([{"base": 1.0, "dense": 0.2}, {"base": 0.5, "dense": 0.4}]), 2, rng).ids == []
+    assert (
+        learner.select(_window([{"base": 1.0, "dense": 0.2}, {"base": 0.5, "dense": 0.4}]), 2, rng).ids == []
+    )
     # the gate and k1 keep 3 of 4; z(base): 0 → 1.22, 1 → 0, 2 → −1.22; z(q): −0.71, −0.71, 1.41
     rows = [
         {"base": 0.9, "dense": 0.9, "q": 0.0},
@@ -265,7 +267,9 @@ def test_stream_runner_poison_hurts_similarity_and_oracle_is_the_ceiling(tmp_pat
     assert results["oracle"].overall > results["similarity"].overall + 0.1
     assert results["memq"].overall > results["similarity"].overall
     assert all(r.ms_per_step > 0 and 0 <= r.test <= 1 for r in results.values())
-    clean = run_stream(RunSpec("similarity", 0.0, 0, 3, None), "synthetic", texts, vecs, labels, 8, workdir=tmp_path)
+    clean = run_stream(
+        RunSpec("similarity", 0.0, 0, 3, None), "synthetic", texts, vecs, labels, 8, workdir=tmp_path
+    )
     assert clean.poisoned == 0 and clean.overall > 0.9
 
 

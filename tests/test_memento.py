@@ -206,7 +206,9 @@ def test_prefilter_is_respected(trained: MementoQLearner) -> None:
         best = int(np.argmax(q))
         # move the case the model likes best to the end of the recipe's order: only a wide read sees it
         order = [i for i in range(len(window)) if i != best] + [best]
-        moved = Window([window.ids[i] for i in order], window.x[order], window.query_vector, window.vectors[order])  # type: ignore[index]
+        moved = Window(
+            [window.ids[i] for i in order], window.x[order], window.query_vector, window.vectors[order]
+        )  # type: ignore[index]
         sel = narrow.select(moved, K, task.rng)
         assert set(sel.ids) <= set(moved.ids[:5]) and window.ids[best] not in sel.ids
         assert wide.select(moved, K, task.rng).ids[0] == window.ids[best]
@@ -245,7 +247,13 @@ def test_protocol_hooks(trained: MementoQLearner) -> None:
 
 
 def test_bad_arguments() -> None:
-    for kwargs in ({"prefilter": 0}, {"dropout": 1.0}, {"buffer": 10, "min_rows": 64}, {"lr": 0}, {"max_weight": 0.5}):
+    for kwargs in (
+        {"prefilter": 0},
+        {"dropout": 1.0},
+        {"buffer": 10, "min_rows": 64},
+        {"lr": 0},
+        {"max_weight": 0.5},
+    ):
         with pytest.raises(ValueError):
             MementoQLearner(**kwargs)
     learner = MementoQLearner()

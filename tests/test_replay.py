@@ -95,7 +95,11 @@ def _served(n: int, explore: float, shadow_better: bool, seed: int = 0) -> list[
         last = ("d", explore, True) if explored else ("s", 1.0 - explore, False)
         shown = (("a", 1.0, False), ("b", 1.0, False), last)
         p_last = good if explored else bad
-        credits = {"a": float(rng.random() < 0.5), "b": float(rng.random() < 0.5), last[0]: float(rng.random() < p_last)}
+        credits = {
+            "a": float(rng.random() < 0.5),
+            "b": float(rng.random() < 0.5),
+            last[0]: float(rng.random() < p_last),
+        }
         rows.append(
             LogRow(
                 id=str(j),

@@ -41,10 +41,14 @@ class LearningConfig(BaseModel):
             "(only when the two disagree); propensities are logged, so the log can compare them."
         ),
     )
-    min_searches: int = Field(default=100, ge=1, description="Logged searches with feedback a promotion needs.")
+    min_searches: int = Field(
+        default=100, ge=1, description="Logged searches with feedback a promotion needs."
+    )
     alpha: float = Field(default=0.05, gt=0, lt=0.5, description="One-sided level of the promotion bound.")
     history: int = Field(
-        default=2000, ge=10, description="The newest logged searches with feedback a fit and a promotion test read."
+        default=2000,
+        ge=10,
+        description="The newest logged searches with feedback a fit and a promotion test read.",
     )
     update_every: int = Field(
         default=50,

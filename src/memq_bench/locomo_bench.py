@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from memq.embed.base import Embedder
 from memq.errors import InvalidInputError
 from memq_bench.locomo import Conversation, load_locomo
@@ -30,9 +32,9 @@ DATASET = "locomo10"
 AUDIT_FILE = "locomo/locomo10_audit_errors.json"
 DEFAULT_KS = (1, 5, 10, 25, 50)
 SCORED_CATEGORIES = (1, 2, 3, 4)
-VARIANTS = ("default", "audit", "online")
+VARIANTS = ("default", "audit", "online", "within")
 ONLINE_TRAIN = 5  # conversations 1..5 train, the rest evaluate
-ONLINE_SHOWN = 5  # records shown per training question (reward = evidence share among them)
+ONLINE_SHOWN = 5  # records shown per training question (the citing agent cites the evidence among them)
 _WELL_FORMED = re.compile(r"D\d+:\d+")
 _SALVAGE = re.compile(r"D:?(\d+):(\d+)")
 
@@ -317,65 +319,199 @@ def run_online(
     *,
     train_count: int = ONLINE_TRAIN,
     shown: int = ONLINE_SHOWN,
+    seeds: Sequence[int] = (0, 1, 2),
+    promotion: str = "guarded",
     progress: Any = None,
 ) -> list[BenchResult]:
-    """Train on the first ``train_count`` chosen conversations, evaluate on the rest; same without training.
+    """A learner preset trained by a citing agent on the first ``train_count`` chosen conversations
+    (every question, in order, k = ``shown``), then evaluated frozen on the rest (k = max(ks)), one run
+    per seed of citation noise; against the recipe alone on the same conversations (``online-baseline``).
 
-    Training: every question with evidence is asked with k = ``shown`` and rewarded with the share
-    of evidence among the shown records. Evaluation asks with k = max(ks) and gives no feedback.
-    Returns ``online`` (learned state) and ``online-baseline`` (a fresh system, no training).
+    ``promotion``: ``guarded`` (memq's default: the learner ranks once its off-policy test shows it
+    better) or ``always`` (it ranks from its first fit: the learned reranker itself).
     """
+    from memq_bench.online import CitingAgent, served_share, train_questions
+
     train, test = list(indices[:train_count]), list(indices[train_count:])
     if not train or not test:
         raise InvalidInputError(
             f"the online variant needs more than {train_count} conversations (got {len(indices)})"
         )
-    results = []
-    for variant, learn in (("online", True), ("online-baseline", False)):
+    variant = "online" if promotion == "guarded" else f"online-{promotion}"
+    started = time.perf_counter()
+    # the recipe alone, on a store that holds the same conversations (training ones unasked), so both
+    # sides rank with the same corpus statistics
+    base_answers = _frozen(
+        make_system("memq", embedder), convs, test, ks, progress, "memq (recipe)", also=train
+    )
+    base = aggregate(_scored(base_answers, False), ks)
+    config = {
+        "k": max(ks),
+        "train_conversations": [i + 1 for i in train],
+        "eval_conversations": [i + 1 for i in test],
+        "shown": shown,
+        "noise": 0.2,
+    }
+    results = [
+        _result(name, "online-baseline", base, time.perf_counter() - started, config, ["the recipe alone"])
+    ]
+    per_seed: list[dict[str, float]] = []
+    for seed in seeds:
         started = time.perf_counter()
-        system = Timed(make_system(name, embedder))
-        counts = EvidenceCounts()
+        system = Timed(make_system(name, embedder, learning={"promotion": promotion}, seed=seed))
+        if not isinstance(system.system, LearningSystem):
+            raise InvalidInputError(f"{name} does not learn from feedback")
+        agent = CitingAgent(np.random.default_rng(seed))
+        on_turn, on_question = _hooks(progress, f"{name} ({variant}, seed {seed})", convs, train)
         rewards: list[float] = []
-        answers: list[tuple[Asked, tuple[str, ...]]] = []
-        used = (train + test) if learn else test
-        on_turn, on_question = _hooks(progress, f"{name} ({variant})", convs, used)
         try:
-            if learn:
-                if not isinstance(system.system, LearningSystem):
-                    raise InvalidInputError(f"{name} does not learn from feedback")
-                for i in train:
-                    conv, space = convs[i], _space(convs[i], i)
-                    ingest(system, space, turn_docs(conv), on_turn)
-                    for a in questions_of(conv, i, {}, EvidenceCounts()):
-                        keys = system.search(space, a.question, shown)
-                        reward = len(a.gold & set(keys)) / max(1, len(keys))
-                        system.feedback(space, reward, keys)
-                        rewards.append(reward)
-                        if on_question:
-                            on_question(1)
-            for i in test:
+            for i in train:
                 conv, space = convs[i], _space(convs[i], i)
                 ingest(system, space, turn_docs(conv), on_turn)
-                answers += ask(system, space, questions_of(conv, i, {}, counts), max(ks), on_question)
-            timing = system.latency_metrics()
+                asked = [(a.question, a.gold) for a in questions_of(conv, i, {}, EvidenceCounts())]
+                rewards += [
+                    r
+                    for _, r in train_questions(
+                        system, space, asked, agent, shown=shown, on_question=on_question
+                    )
+                ]
+            memory = system.system.memory  # type: ignore[attr-defined]
+            status = memory.learning_status()
+            memory.config.learning.explore = 0.0  # frozen: no exploration, no feedback
+            before = len(system.system.served)  # type: ignore[attr-defined]
+            answers = _frozen(
+                system, convs, test, ks, progress, f"{name} ({variant}, seed {seed}) eval", own=False
+            )
+            eval_share = served_share(system, since=before)
         finally:
             system.close()
-        metrics = {**aggregate(_scored(answers, False), ks), **timing, "llm_calls": 0.0, "llm_tokens": 0.0}
-        if learn:
-            metrics["train_questions"] = float(len(rewards))
-            metrics["train_reward_mean"] = sum(rewards) / max(1, len(rewards))
-        config = {
-            "k": max(ks),
-            "train_conversations": [i + 1 for i in train] if learn else [],
-            "eval_conversations": [i + 1 for i in test],
-            "shown": shown,
-        }
-        results.append(_result(name, variant, metrics, time.perf_counter() - started, config))
-    learned, base = results
-    for key in [f"recall@{k}" for k in ks] + ["ndcg@10"]:
-        if key in learned.metrics and key in base.metrics:
-            learned.metrics[f"{key}/gain"] = learned.metrics[key] - base.metrics[key]
+        metrics = aggregate(_scored(answers, False), ks)
+        metrics.update(
+            train_questions=float(len(rewards)),
+            train_reward_mean=float(np.mean(rewards)) if rewards else 0.0,
+            promoted=float(status.serving),
+            served_share=float(eval_share),
+        )
+        if status.estimate:
+            metrics.update({f"estimate_{k}": float(v) for k, v in status.estimate.items()})
+        per_seed.append(metrics)
+        results.append(
+            _result(
+                name,
+                f"{variant}/seed{seed}",
+                metrics,
+                time.perf_counter() - started,
+                {**config, "seed": seed},
+            )
+        )
+    mean = {
+        key: float(np.mean([m[key] for m in per_seed]))
+        for key in per_seed[0]
+        if all(key in m for m in per_seed)
+    }
+    for key in list(mean):
+        if key in base and (key.startswith("recall@") or key.startswith("ndcg@")):
+            mean[f"{key}/gain"] = mean[key] - base[key]
+    mean["recall@5/std"] = float(np.std([m["recall@5"] for m in per_seed]))
+    results.append(
+        _result(
+            name,
+            variant,
+            mean,
+            sum(r.seconds for r in results[1:]),
+            {**config, "seeds": list(seeds), "promotion": promotion},
+        )
+    )
     return results
+
+
+def _frozen(
+    system: Any,
+    convs: Sequence[Conversation],
+    indices: Sequence[int],
+    ks: Sequence[int],
+    progress: Any,
+    label: str,
+    own: bool = True,
+    also: Sequence[int] = (),
+) -> list[tuple[Asked, tuple[str, ...]]]:
+    """Ingest (when ``own``: a fresh system, closed after) and ask every question without feedback;
+    the conversations ``also`` are ingested first and not asked."""
+    timed = system if isinstance(system, Timed) else Timed(system)
+    on_turn, on_question = _hooks(progress, label, convs, indices)
+    answers: list[tuple[Asked, tuple[str, ...]]] = []
+    try:
+        for i in also:
+            ingest(timed, _space(convs[i], i), turn_docs(convs[i]))
+        for i in indices:
+            conv, space = convs[i], _space(convs[i], i)
+            ingest(timed, space, turn_docs(conv), on_turn)
+            answers += ask(timed, space, questions_of(conv, i, {}, EvidenceCounts()), max(ks), on_question)
+    finally:
+        if own:
+            timed.close()
+    return answers
+
+
+def run_within(
+    name: str,
+    embedder: Embedder,
+    convs: Sequence[Conversation],
+    indices: Sequence[int],
+    *,
+    shown: int = ONLINE_SHOWN,
+    seed: int = 0,
+    promotion: str = "guarded",
+    bins: int = 5,
+    progress: Any = None,
+) -> BenchResult:
+    """Feedback while answering: each conversation in a fresh store, its questions asked in order with
+    the citing agent's feedback; recall@``shown`` of each served list, by position in the
+    conversation (``bins`` equal parts), against the recipe's on the same questions."""
+    from memq_bench.online import CitingAgent, train_questions
+
+    started = time.perf_counter()
+    learner_curve = np.zeros(bins)
+    recipe_curve = np.zeros(bins)
+    counts = np.zeros(bins)
+    for i in indices:
+        conv, space = convs[i], _space(convs[i], i)
+        asked = questions_of(conv, i, {}, EvidenceCounts())
+        pairs = [(a.question, a.gold) for a in asked]
+        base = Timed(make_system("memq", embedder))
+        learner = Timed(make_system(name, embedder, learning={"promotion": promotion}, seed=seed))
+        try:
+            ingest(base, space, turn_docs(conv))
+            ingest(learner, space, turn_docs(conv))
+            served = train_questions(
+                learner, space, pairs, CitingAgent(np.random.default_rng(seed)), shown=shown
+            )
+            recipe = [tuple(base.search(space, q, shown)) for q, _ in pairs]
+        finally:
+            base.close()
+            learner.close()
+        for j, ((keys, _), ref, (_, gold)) in enumerate(zip(served, recipe, pairs, strict=True)):
+            b = min(bins - 1, j * bins // max(1, len(pairs)))
+            learner_curve[b] += recall_at_k(list(keys), gold, shown)
+            recipe_curve[b] += recall_at_k(list(ref), gold, shown)
+            counts[b] += 1
+        if progress is not None:
+            progress.console.log(f"{name}: conversation {i + 1} done (within-conversation curve)")
+    learner_curve /= np.maximum(counts, 1)
+    recipe_curve /= np.maximum(counts, 1)
+    metrics = {f"recall@{shown}/bin{b + 1}": float(learner_curve[b]) for b in range(bins)}
+    metrics |= {f"recall@{shown}/recipe/bin{b + 1}": float(recipe_curve[b]) for b in range(bins)}
+    later = slice(bins // 2, bins)
+    metrics[f"recall@{shown}/later/gain"] = float(learner_curve[later].mean() - recipe_curve[later].mean())
+    config = {
+        "shown": shown,
+        "seed": seed,
+        "promotion": promotion,
+        "conversations": [i + 1 for i in indices],
+        "bins": bins,
+    }
+    return _result(name, "online-within" if promotion == "guarded" else f"online-within-{promotion}", metrics,
+                   time.perf_counter() - started, config)  # fmt: skip
 
 
 def run_locomo(
@@ -388,6 +524,8 @@ def run_locomo(
     ks: Sequence[int] = DEFAULT_KS,
     variants: Sequence[str] = VARIANTS,
     online_train: int = ONLINE_TRAIN,
+    seeds: Sequence[int] = (0, 1, 2),
+    promotions: Sequence[str] = ("guarded", "always"),
     progress: Any = None,
     args: Mapping[str, Any] | None = None,
 ) -> ResultsFile:
@@ -418,9 +556,16 @@ def run_locomo(
             )
             out.results += [r for r in got if r.variant in variants]
         if "online" in variants and supports_online(name):
-            out.results += run_online(
-                name, embedder, convs, indices, ks, train_count=online_train, progress=progress
-            )
+            for mode in promotions:
+                out.results += run_online(
+                    name, embedder, convs, indices, ks, train_count=online_train, seeds=seeds, promotion=mode,
+                    progress=progress,
+                )  # fmt: skip
+        if "within" in variants and supports_online(name):
+            for mode in promotions:
+                out.results.append(
+                    run_within(name, embedder, convs, indices, promotion=mode, progress=progress)
+                )
     out.extra["conversations"] = [convs[i].sample_id for i in indices]
     return out
 

@@ -73,10 +73,19 @@ def locomo(
     variants: Annotated[
         str,
         typer.Option(
-            help="default (official evidence), audit (corrected evidence), online (learner presets: "
-            "feedback on conversations 1-5, evaluated on 6-10)."
+            help="default (official evidence), audit (corrected evidence), online (learner presets: a "
+            "citing agent's feedback on conversations 1-5, evaluated frozen on 6-10), within (feedback "
+            "while answering each conversation: recall on its later questions)."
         ),
     ] = "default,audit,online",
+    seeds: Annotated[int, typer.Option(min=1, help="online: seeds of citation noise.")] = 3,
+    promotion: Annotated[
+        str,
+        typer.Option(
+            help="online/within: guarded (memq's default: the learner ranks once shown better), always "
+            "(it ranks from its first fit), or both, comma-separated."
+        ),
+    ] = "guarded,always",
     out: Annotated[Path, typer.Option(help="Where to write the results JSON.")] = Path("results-locomo.json"),
     cache: Annotated[
         Path, typer.Option(help="Embedding cache file (each text is embedded once across systems and runs).")
@@ -107,6 +116,10 @@ def locomo(
         console.print(f"[red]error[/]: --k takes positive integers like 5,10, got {k!r}")
         raise typer.Exit(2)
     chosen = [v.strip() for v in variants.split(",") if v.strip()]
+    modes = tuple(m.strip() for m in promotion.split(",") if m.strip())
+    if not modes or any(m not in ("guarded", "always") for m in modes):
+        console.print(f"[red]error[/]: --promotion takes guarded, always or both, got {promotion!r}")
+        raise typer.Exit(2)
     try:
         data_path = dataset_file(LOCOMO_FILE, data)
         audit_path = audit if audit is not None else data_path.parent / Path(AUDIT_FILE).name
@@ -137,6 +150,8 @@ def locomo(
                 conversations=conversations,
                 ks=ks,
                 variants=chosen,
+                seeds=tuple(range(seeds)),
+                promotions=modes,
                 progress=bar,
                 args=args,
             )

@@ -82,6 +82,9 @@ class MemqSystem:
         *,
         workdir: str | Path | None = None,
         search_options: Mapping[str, Any] | None = None,
+        learning: Mapping[str, Any] | None = None,
+        learner_params: Mapping[str, Any] | None = None,
+        seed: int = 0,
     ) -> None:
         from memq.config import MemoryConfig
         from memq.memory import Memory
@@ -94,10 +97,17 @@ class MemqSystem:
         self._own_dir = workdir is None
         self._dir = Path(workdir or tempfile.mkdtemp(prefix=f"memq-bench-{preset}-"))
         self._dir.mkdir(parents=True, exist_ok=True)
-        # Only learner presets need the retrieval log (feedback reads it).
-        config = MemoryConfig(log_retrievals=self._policy is not None)
+        # Only learner presets need the retrieval log (feedback reads it); fixed recipes train nothing.
+        config = MemoryConfig(
+            log_retrievals=self._policy is not None,
+            learning={**dict(learning or {}), "learner": self._policy},
+            learner_params={self._policy: dict(learner_params)} if learner_params and self._policy else {},
+            seed=seed,
+        )
         self.memory = Memory(self._dir / "memq.db", embedder=embedder, config=config, scope="bench")
         self._last: dict[str, str] = {}  # space → last retrieval id
+        self._shown: dict[str, dict[str, str]] = {}  # space → key → record id of the last search's hits
+        self.served: list[str] = []  # what ranked each search (the recipe's name, or the learner's)
         self._ids: dict[str, dict[str, str]] = {}  # space → doc key → record id
         self._records = 0
 
@@ -134,12 +144,17 @@ class MemqSystem:
     def search(self, space: str, query: str, k: int) -> list[str]:
         got = self.memory.search(query, k=k, scope=self._scope(space), policy=self._policy, **self._options)
         self._last[space] = got.id
+        self._shown[space] = {str(h.record.metadata.get("key")): h.record.id for h in got.hits}
+        self.served.append(got.policy)
         return [str(h.record.metadata.get("key")) for h in got.hits]
 
     def feedback(self, space: str, reward: float, used: Sequence[str] | None = None) -> None:
+        """Reward the last search of ``space``; ``used``: the keys of the shown docs the agent cited
+        (``used`` credit), or None (every shown doc gets the reward)."""
         if self._policy is None:
             return  # fixed recipes do not learn
-        self.memory.feedback(self._last[space], reward, scope=self._scope(space))
+        ids = None if used is None else [self._shown[space][key] for key in used]
+        self.memory.feedback(self._last[space], reward, used=ids, scope=self._scope(space))
 
     def footprint(self) -> dict[str, float]:
         return {"records": float(self._records), "bytes": float(_dir_bytes(self._dir))}

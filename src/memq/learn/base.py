@@ -142,7 +142,9 @@ def greedy(window: Window, scores: np.ndarray, k: int) -> Selection:
     """The top ``k`` of the window by ``scores`` (deterministic: propensity 1)."""
     order = top_k(scores, k)
     ids = [window.ids[int(i)] for i in order]
-    return Selection(ids, [1.0] * len(ids), {rid: float(s) for rid, s in zip(window.ids, scores, strict=True)})
+    return Selection(
+        ids, [1.0] * len(ids), {rid: float(s) for rid, s in zip(window.ids, scores, strict=True)}
+    )
 
 
 def recipe_scores(window: Window) -> np.ndarray:
@@ -150,7 +152,9 @@ def recipe_scores(window: Window) -> np.ndarray:
     return -np.arange(len(window), dtype=np.float64)
 
 
-def clipped_z(values: np.ndarray, mean: float | None = None, std: float | None = None, clip: float = 3.0) -> np.ndarray:
+def clipped_z(
+    values: np.ndarray, mean: float | None = None, std: float | None = None, clip: float = 3.0
+) -> np.ndarray:
     """z-scores clipped to ±clip; with std 0 every z is 0 (the term then drops out)."""
     mu = float(values.mean()) if mean is None else mean
     sd = float(values.std()) if std is None else std

@@ -42,6 +42,8 @@ from memq.types import Utility
 
 STATE_FORMAT = 2
 BASE = COLUMN["base"]
+# the record's own feedback history: fit second, on top of the rest (see fit)
+HISTORY = ("q", "shown", "used_rate", "evidence")
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -108,6 +110,7 @@ class ContextualLearner:
         reward_range: tuple[float, float] = (0.0, 1.0),
         min_base_weight: float | None = 0.0,
         neighbours: int = 16,
+        ignore: Sequence[str] = (),
     ) -> None:
         if l2 <= 0 or fit_every < 1 or min_rows < 1 or max_weight < 1 or reward_range[1] <= reward_range[0]:
             raise ValueError(
@@ -115,6 +118,12 @@ class ContextualLearner:
             )
         if min_base_weight is not None and not np.isfinite(min_base_weight):
             raise ValueError("memq learner: min_base_weight must be a finite number or None (unconstrained)")
+        unknown = sorted(set(ignore) - set(NAMES))
+        if unknown or "base" in ignore or "bias" in ignore:
+            raise ValueError(
+                f"memq learner: ignore names features other than base and bias; unknown: {unknown}"
+            )
+        self.ignore = tuple(ignore)
         self.l2, self.fit_every, self.min_rows, self.max_weight = l2, fit_every, min_rows, max_weight
         self.reward_range, self.neighbours = reward_range, neighbours
         self.min_base_weight = None if min_base_weight is None else float(min_base_weight)
@@ -152,20 +161,35 @@ class ContextualLearner:
         return memrl_q(utility.q, credit), stats
 
     def fit(self, data: TrainingData) -> None:
-        """Weighted, prior-centred logistic regression on the logged rows, w_base ≥ the floor."""
+        """Weighted, prior-centred logistic regression on the logged rows, in two stages.
+
+        1. Every feature but the record's own feedback history (:data:`HISTORY`), w_base ≥ the floor:
+           the model of a record nobody has given feedback on yet — every new memory.
+        2. The history features, with the stage-1 score as a fixed offset: how a record's own track
+           record moves it away from that.
+        Fitting both at once would let history explain away the transferable features (records that
+        were shown often are the ones the recipe ranks high), and the weights learned for them would
+        then be wrong for the new records that have no history.
+        """
         if len(data) < self.min_rows:
             return
         lo, hi = self.reward_range
         y = np.clip((data.y - lo) / (hi - lo), 0.0, 1.0)
         sw = np.minimum(data.w, self.max_weight)
-        free = np.ones(len(NAMES), dtype=bool)
-        w = fit_logistic(data.x, y, sw, self.w, self.w0, free, self.l2)
+        fixed = {COLUMN[name] for name in self.ignore}
+        history = {COLUMN[name] for name in HISTORY}
+        w = self.w.copy()
+        w[list(history | fixed)] = self.w0[list(history | fixed)]
+        first = np.array([i not in history | fixed for i in range(len(NAMES))])
+        w = fit_logistic(data.x, y, sw, w, self.w0, first, self.l2)
         floor = self.min_base_weight
         if floor is not None and w[BASE] < floor:
-            start = w.copy()
-            start[BASE] = floor
-            free[BASE] = False
-            w = fit_logistic(data.x, y, sw, start, self.w0, free, self.l2)
+            w[BASE] = floor
+            first[BASE] = False
+            w = fit_logistic(data.x, y, sw, w, self.w0, first, self.l2)
+        second = np.array([i in history - fixed for i in range(len(NAMES))])
+        if second.any():
+            w = fit_logistic(data.x, y, sw, w, self.w0, second, self.l2)
         self.w = w
         self.fits += 1
         self.rows = len(data)
@@ -186,7 +210,13 @@ class ContextualLearner:
 
     # -- persistence ---------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {"format": STATE_FORMAT, "features": list(NAMES), "w": self.w.tolist(), "fits": self.fits, "rows": self.rows}
+        return {
+            "format": STATE_FORMAT,
+            "features": list(NAMES),
+            "w": self.w.tolist(),
+            "fits": self.fits,
+            "rows": self.rows,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """A state of this format and feature set; any other (an older memq's) leaves the learner cold."""

@@ -74,8 +74,18 @@ class MementoQLearner(NoRecordState):
         seed: int = 0,
     ) -> None:
         if prefilter < 1 or hidden < 1 or not 0 <= dropout < 1 or min_rows < 1 or buffer < min_rows:
-            raise ValueError("memento_q needs prefilter, hidden, min_rows >= 1, 0 <= dropout < 1, buffer >= min_rows")
-        if fit_every < 1 or steps < 1 or batch < 1 or lr <= 0 or weight_decay < 0 or clip <= 0 or max_weight < 1:
+            raise ValueError(
+                "memento_q needs prefilter, hidden, min_rows >= 1, 0 <= dropout < 1, buffer >= min_rows"
+            )
+        if (
+            fit_every < 1
+            or steps < 1
+            or batch < 1
+            or lr <= 0
+            or weight_decay < 0
+            or clip <= 0
+            or max_weight < 1
+        ):
             raise ValueError(
                 "memento_q needs fit_every, steps, batch >= 1, lr > 0, weight_decay >= 0, clip > 0, max_weight >= 1"
             )
@@ -119,7 +129,9 @@ class MementoQLearner(NoRecordState):
         if self.dim is None:
             raise ValueError("memento_q has no model yet (nothing trained)")
         wc, wq, b1, w2, b2 = self.params
-        h = np.maximum(case_vectors.astype(np.float32) @ wc + (query_vector.astype(np.float32) @ wq + b1), 0.0)
+        h = np.maximum(
+            case_vectors.astype(np.float32) @ wc + (query_vector.astype(np.float32) @ wq + b1), 0.0
+        )
         return 1.0 / (1.0 + np.exp(-(h @ w2 + b2[0])))
 
     # -- policy ----------------------------------------------------------------------------------------
@@ -128,7 +140,9 @@ class MementoQLearner(NoRecordState):
         if not self.trained or window.vectors is None or window.query_vector is None:
             return scores
         top = np.arange(min(self.prefilter, len(window)))
-        top = top[np.isfinite(window.vectors[top]).all(axis=1) & (np.abs(window.vectors[top]).sum(axis=1) > 0)]
+        top = top[
+            np.isfinite(window.vectors[top]).all(axis=1) & (np.abs(window.vectors[top]).sum(axis=1) > 0)
+        ]
         if len(top):
             q = self.q_values(window.query_vector, window.vectors[top])
             scores = scores - len(window) - 1.0  # every Q beats every unscored candidate
@@ -168,7 +182,13 @@ class MementoQLearner(NoRecordState):
         self.steps_done += self.steps
 
     def _step(
-        self, c: np.ndarray, q: np.ndarray, y: np.ndarray, sw: np.ndarray, pos_weight: float, rng: np.random.Generator
+        self,
+        c: np.ndarray,
+        q: np.ndarray,
+        y: np.ndarray,
+        sw: np.ndarray,
+        pos_weight: float,
+        rng: np.random.Generator,
     ) -> None:
         wc, wq, b1, w2, b2 = self.params
         a = c @ wc + q @ wq + b1
@@ -196,7 +216,12 @@ class MementoQLearner(NoRecordState):
     # -- persistence -----------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """The weights as base64 float32 (about 1 MB at d = 384, hidden = 256), saved at each fit."""
-        state: dict[str, Any] = {"format": STATE_FORMAT, "dim": self.dim, "hidden": self.hidden, "steps_done": self.steps_done}
+        state: dict[str, Any] = {
+            "format": STATE_FORMAT,
+            "dim": self.dim,
+            "hidden": self.hidden,
+            "steps_done": self.steps_done,
+        }
         if self.dim is not None:
             state["params"] = [_b64(p) for p in self.params]
         return state

@@ -82,7 +82,9 @@ def compare(
 
     def values(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(s[..., 1] > 0, s[..., 0] / s[..., 1], 0.0), np.where(s[..., 3] > 0, s[..., 2] / s[..., 3], 0.0)
+            return np.where(s[..., 1] > 0, s[..., 0] / s[..., 1], 0.0), np.where(
+                s[..., 3] > 0, s[..., 2] / s[..., 3], 0.0
+            )
 
     v_shadow, v_serving = values(sums)
     # bootstrap over searches: multinomial resampling counts (a resample = each search's weight)

@@ -63,7 +63,9 @@ def ips_estimate(logs: Iterable[LogRow], target: TargetPolicy) -> OffPolicyEstim
     )
 
 
-def window_of(log: LogRow | LoggedRetrieval, vectors: Mapping[str, np.ndarray] | None = None) -> Window | None:
+def window_of(
+    log: LogRow | LoggedRetrieval, vectors: Mapping[str, np.ndarray] | None = None
+) -> Window | None:
     """The logged window as a learner sees it (None for a search logged without this feature set)."""
     if not log.window or log.features is None or len(log.features) == 0 or log.feature_set != FEATURE_SET:
         return None

@@ -61,7 +61,9 @@ class LearnerEntry:
 
 def check_policy(name: str) -> None:
     if name not in LEARNERS:
-        raise InvalidInputError(f"unknown policy {name!r}; use one of {', '.join(LEARNERS)} (or none: the recipe)")
+        raise InvalidInputError(
+            f"unknown policy {name!r}; use one of {', '.join(LEARNERS)} (or none: the recipe)"
+        )
 
 
 def _new(core: Core, name: str) -> Learner:
@@ -129,7 +131,9 @@ def update_rule(core: Core, name: str | None) -> Learner | None:
     return rule
 
 
-def _plan_fn(core: Core, reward: float, used: Sequence[str] | None, strategy: str, accumulate: bool) -> PlanFn:
+def _plan_fn(
+    core: Core, reward: float, used: Sequence[str] | None, strategy: str, accumulate: bool
+) -> PlanFn:
     def plan(logged: LoggedRetrieval, current: Mapping[str, Utility]) -> FeedbackPlan:
         return plan_feedback(
             logged,
@@ -249,7 +253,9 @@ def prune_log(
     return (yield db.prune_retrievals(before, None if all_tenants else core.scope(scope).tenant))
 
 
-def replay(core: Core, policy: str, *, scope: ScopeLike | None = None, since: datetime | None = None) -> Op[int]:
+def replay(
+    core: Core, policy: str, *, scope: ScopeLike | None = None, since: datetime | None = None
+) -> Op[int]:
     """Re-train a learner from scratch on this tenant's logged feedback (the features as logged) and
     save it; its serving state (promoted or not) is kept. Returns the searches it learned from."""
     check_policy(policy)
@@ -262,7 +268,9 @@ def replay(core: Core, policy: str, *, scope: ScopeLike | None = None, since: da
     if learner.needs_vectors:
         vectors = yield db.vectors(tenant, sorted({rid for log in logs for rid, _, _ in log.shown}))
     count = yield work(retrain, learner, logs, vectors)
-    entry = LearnerEntry(learner, fitted=stored.feedbacks if stored else 0, promoted=old.promoted, estimate=old.estimate)
+    entry = LearnerEntry(
+        learner, fitted=stored.feedbacks if stored else 0, promoted=old.promoted, estimate=old.estimate
+    )
     state = {"model": learner.state_dict(), "serving": _serving(entry)}
     entry.version = yield db.save_learner_state(tenant, policy, state, expected_version=None)
     with core.lock:
@@ -306,7 +314,9 @@ def status(
     """Which scorer serves this tenant, the learner's last promotion estimate and its learning curve."""
     name = policy or core.config.learning.learner
     if name is None:
-        raise InvalidInputError("no learner configured (config.learning.learner is None); name one with policy=")
+        raise InvalidInputError(
+            "no learner configured (config.learning.learner is None); name one with policy="
+        )
     tenant = core.scope(scope).tenant
     entry = yield from learner_for(core, tenant, name)
     stored = yield db.learner_state(tenant, name)

@@ -106,7 +106,9 @@ def search(
             rank=position,
             propensity=prop,
             explored=rid == explored,
-            signals=_explain(ranked, rid, learned_scores.get(rid), mmr_scores.get(rid)) if opts.explain else None,
+            signals=_explain(ranked, rid, learned_scores.get(rid), mmr_scores.get(rid))
+            if opts.explain
+            else None,
         )
         for position, (rid, prop) in enumerate(zip(served.ids, served.propensities, strict=True), start=1)
         if rid in records
@@ -125,7 +127,9 @@ def search(
             LogEntry(
                 retrieval,
                 pool=[
-                    PoolEntry(id=rid, dense=s.dense, lexical=_raw(signals, "lexical", rid), score=ranked.scores[rid])
+                    PoolEntry(
+                        id=rid, dense=s.dense, lexical=_raw(signals, "lexical", rid), score=ranked.scores[rid]
+                    )
                     for rid, s in ranked.signals.items()
                 ],
                 query_vector=vector,
@@ -180,7 +184,9 @@ def _diversify(
     pool = [rid for rid in order if rid in found]
     if not pool:
         return served, {}
-    chosen, values = diversify(pool, [scores[rid] for rid in pool], np.stack([found[r] for r in pool]), opts.k, opts.mmr_lambda)
+    chosen, values = diversify(
+        pool, [scores[rid] for rid in pool], np.stack([found[r] for r in pool]), opts.k, opts.mmr_lambda
+    )
     return Selection(chosen, [1.0] * len(chosen), dict(scores)), values
 
 

@@ -158,7 +158,9 @@ def call_from_thread(store: Any, loop: asyncio.AbstractEventLoop | None) -> Call
 def _signature(op: Callable[..., Any]) -> inspect.Signature:
     sig = inspect.signature(op)
     params = list(sig.parameters.values())
-    return sig.replace(parameters=[inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD), *params[1:]])
+    return sig.replace(
+        parameters=[inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD), *params[1:]]
+    )
 
 
 def sync_op(op: Callable[Concatenate[Any, P], Op[T]]) -> Callable[Concatenate[Any, P], T]:
@@ -173,7 +175,9 @@ def sync_op(op: Callable[Concatenate[Any, P], Op[T]]) -> Callable[Concatenate[An
     return method
 
 
-def async_op(op: Callable[Concatenate[Any, P], Op[T]]) -> Callable[Concatenate[Any, P], Coroutine[Any, Any, T]]:
+def async_op(
+    op: Callable[Concatenate[Any, P], Op[T]],
+) -> Callable[Concatenate[Any, P], Coroutine[Any, Any, T]]:
     """``op`` as a coroutine method of an async facade."""
 
     async def method(self: Any, *args: P.args, **kwargs: P.kwargs) -> T:

@@ -40,7 +40,9 @@ def import_(core: Core, src: str | Path | IO[str]) -> Op[int]:
     return (yield db.import_rows(rows))
 
 
-def reembed(core: Core, embedder: Embedder, *, batch: int = 256, progress: Callable[[int], Any] | None = None) -> Op[int]:
+def reembed(
+    core: Core, embedder: Embedder, *, batch: int = 256, progress: Callable[[int], Any] | None = None
+) -> Op[int]:
     """Re-embed every stored version with ``embedder`` and switch the store to its space."""
     count = 0
     rows = yield db.embeddable(0, batch)
@@ -48,7 +50,9 @@ def reembed(core: Core, embedder: Embedder, *, batch: int = 256, progress: Calla
     if not rows:
         yield db.replace_embeddings(embedder.model_id, embedder.dim, [], first=True, last=True)
     while rows:
-        vectors = yield work(lambda r=rows: np.asarray(embedder.embed_documents([t for _, t in r]), np.float32))
+        vectors = yield work(
+            lambda r=rows: np.asarray(embedder.embed_documents([t for _, t in r]), np.float32)
+        )
         following = yield db.embeddable(rows[-1][0], batch)
         yield db.replace_embeddings(
             embedder.model_id,
@@ -83,7 +87,9 @@ def export_header(space: tuple[str, int] | None) -> str:
 def export_line(row: MemoryRecord | HistoryEvent) -> str:
     if isinstance(row, MemoryRecord):
         return json.dumps({"type": "record", "record": row.model_dump(mode="json")}, ensure_ascii=False)
-    return json.dumps({"type": "event", "event": row.model_dump(mode="json", exclude={"record"})}, ensure_ascii=False)
+    return json.dumps(
+        {"type": "event", "event": row.model_dump(mode="json", exclude={"record"})}, ensure_ascii=False
+    )
 
 
 def _write_export(

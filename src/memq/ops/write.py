@@ -224,7 +224,9 @@ def remember_experience(
     check_text(task, core.config)
     yield from ensure_space(core)
     vector = yield work(core.embed_query, task)
-    nearest = yield db.dense_candidates(core.query(sc, None, [Kind.EXPERIENCE.value], include_invalidated=True), vector, NEIGHBOURS)
+    nearest = yield db.dense_candidates(
+        core.query(sc, None, [Kind.EXPERIENCE.value], include_invalidated=True), vector, NEIGHBOURS
+    )
     neighbours = {r.id: r for r in (yield db.get(sc.tenant, [c.id for c in nearest]))}
     item = experience_item(task, answer_or_plan, outcome, reward, trajectory, metadata, nearest, neighbours)
     records, _ = core.prepare_add(item, sc, {})

@@ -2,15 +2,16 @@
 
 The recipe's own signals (dense and lexical scores and ranks, the fused score, what link spreading
 added, age), the record's utility statistics (q, how often it was shown and used, its reward
-evidence, agreement with its neighbours), its kind, and query–record features that carry over to
-records no feedback has touched yet (term overlap, names, dates and numbers of the query found in the
-record). Formulas: docs/algorithms.md §features; the names are :data:`NAMES`, versioned as
+evidence, agreement with its neighbours), its kind and length, and query–record features that carry
+over to records no feedback has touched yet (term overlap; names, metadata values such as a speaker,
+dates and numbers of the query found in the record). Formulas: docs/algorithms.md §features; the names are :data:`NAMES`, versioned as
 :data:`FEATURE_SET` — the retrieval log keeps the set's name beside each logged matrix, so a learner
 never reads columns of another layout.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -42,8 +43,10 @@ NAMES: tuple[str, ...] = (
     "agree",
     "overlap",
     "names",
+    "meta",
     "dates",
     "numbers",
+    "length",
     *(f"kind_{k}" for k in KINDS),
     "kind_other",
 )
@@ -64,7 +67,9 @@ _STOP = frozenset(
     "what when where which who whom why will with would you your".split()
 )
 # capitalised words that are not names when they open a question
-_QUESTION_WORDS = frozenset("what when where which who whom why how did does do is are was were can could would".split())
+_QUESTION_WORDS = frozenset(
+    "what when where which who whom why how did does do is are was were can could would".split()
+)
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,7 @@ class QueryTerms:
     """The query's terms, computed once per search."""
 
     words: frozenset[str]  # content words, lower case, stopwords dropped
+    all_words: frozenset[str]  # every word, lower case
     names: frozenset[str]  # capitalised words (lower-cased) that are not question words
     dates: frozenset[str]  # month / weekday names and four-digit years
     numbers: frozenset[str]
@@ -96,15 +102,37 @@ def query_terms(text: str) -> QueryTerms:
     lower = [t.lower() for t in tokens]
     words = frozenset(t for t in lower if t not in _STOP)
     names = frozenset(
-        t.lower() for t in tokens if t[:1].isupper() and t.lower() not in _QUESTION_WORDS and t.lower() not in _STOP
+        t.lower()
+        for t in tokens
+        if t[:1].isupper() and t.lower() not in _QUESTION_WORDS and t.lower() not in _STOP
     )
     years = {t for t in lower if len(t) == 4 and t.isdigit() and t[:2] in ("19", "20")}
     dates = frozenset({t for t in lower if t in _DATE_WORDS} | years)
-    return QueryTerms(words, names - dates, dates, frozenset(_NUMBER.findall(text)) - years)
+    return QueryTerms(words, frozenset(lower), names - dates, dates, frozenset(_NUMBER.findall(text)) - years)
 
 
 def _share(wanted: frozenset[str], have: set[str]) -> float:
     return len(wanted & have) / len(wanted) if wanted else 0.0
+
+
+def _meta_mentioned(metadata: object, words: frozenset[str]) -> float:
+    """1 when a short text value of the record's metadata (a speaker, a user, a topic) is named in the
+    query — every word of it among the query's words — else 0."""
+    if not metadata or not words:
+        return 0.0
+    if isinstance(metadata, str):
+        try:
+            metadata = json.loads(metadata)
+        except ValueError:
+            return 0.0
+    if not isinstance(metadata, dict):
+        return 0.0
+    for value in metadata.values():
+        if isinstance(value, str) and 2 <= len(value) <= 40 and any(c.isalpha() for c in value):
+            tokens = {t.lower() for t in _WORD.findall(value)}
+            if tokens and tokens <= words:
+                return 1.0
+    return 0.0
 
 
 def _rank_value(rank: int | None) -> float:
@@ -140,16 +168,18 @@ def feature_matrix(
             "lexical_rank": _rank_value(sig.lexical_rank),
             "fused": sig.fused,
             "links": sig.links,
-            "age": math.log1p(age_days),
+            "age": min(math.log1p(age_days) / math.log1p(3650.0), 1.5),
             "q": Q_INIT if row.q is None else row.q,
-            "shown": math.log1p(row.n_shown),
+            "shown": min(math.log1p(row.n_shown) / math.log1p(1000.0), 1.5),
             "used_rate": (row.n_used + 1.0) / (row.n_shown + 2.0),
-            "evidence": math.log(mean / (1.0 - mean)) * n / (n + 2.0),
+            "evidence": (2.0 * mean - 1.0) * n / (n + 2.0),
             "agree": st.get("agree", 0.0) / total if total > 0 else 0.5,
             "overlap": _share(terms.words, words),
             "names": _share(terms.names, words),
+            "meta": _meta_mentioned(row.metadata, terms.all_words),
             "dates": _share(terms.dates, words),
             "numbers": _share(terms.numbers, numbers),
+            "length": min(math.log1p(len(row.text)) / 7.0, 1.5),
             f"kind_{kind}": 1.0,
         }
         for name, value in values.items():

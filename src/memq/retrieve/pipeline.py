@@ -141,7 +141,9 @@ def recipe(
     return Recipe(order, scores, out, recency)
 
 
-def diversify(ids: Sequence[str], scores: Sequence[float], vectors: np.ndarray, k: int, lam: float) -> tuple[list[str], dict[str, float]]:
+def diversify(
+    ids: Sequence[str], scores: Sequence[float], vectors: np.ndarray, k: int, lam: float
+) -> tuple[list[str], dict[str, float]]:
     """MMR over the top of a ranking (``ids`` best first, their ``scores`` and vectors): k ids and their
     MMR scores."""
     picked, values = mmr(list(scores), vectors, k, lam)

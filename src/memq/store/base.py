@@ -140,6 +140,7 @@ class CandidateRow:
     n_used: int = 0
     reward_sum: float = 0.0
     stats: Mapping[str, float] = field(default_factory=dict)
+    metadata: Mapping[str, Any] | str | None = None  # as the backend returns it (JSON text is parsed lazily)
 
 
 @dataclass(frozen=True)

@@ -216,9 +216,7 @@ class RetrievalLog(Protocol):
         back with the learner's name and count."""
         ...
 
-    def training_log(
-        self, tenant: str, *, limit: int, since: datetime | None = None
-    ) -> list[LogRow]:
+    def training_log(self, tenant: str, *, limit: int, since: datetime | None = None) -> list[LogRow]:
         """The newest ``limit`` logged searches with feedback (created at or after ``since``), oldest
         first, as learning reads them."""
         ...

@@ -48,7 +48,7 @@ def candidate_rows(query: CandidateQuery, ids: Sequence[str]) -> Op[dict[str, Ca
     clause, params = where(query)
     rows = yield Q(
         "SELECT r.id, r.kind, r.text, r.valid_from, r.recorded_at, u.q, u.n_shown, u.n_used, u.reward_sum, u.stats, "
-        "(SELECT array_agg(l.dst) FROM links l WHERE l.tenant = r.tenant AND l.src = r.id) "
+        "(SELECT array_agg(l.dst) FROM links l WHERE l.tenant = r.tenant AND l.src = r.id), r.metadata "
         f"FROM records r LEFT JOIN utility u ON u.id = r.id WHERE r.id = ANY(%s) AND {clause}",
         (ids, *params),
     )
@@ -65,8 +65,9 @@ def candidate_rows(query: CandidateQuery, ids: Sequence[str]) -> Op[dict[str, Ca
             n_used=used or 0,
             reward_sum=rsum or 0.0,
             stats=stats or {},
+            metadata=meta,
         )
-        for rid, kind, text, valid_from, recorded_at, q, shown, used, rsum, stats, links in rows
+        for rid, kind, text, valid_from, recorded_at, q, shown, used, rsum, stats, links, meta in rows
     }
 
 

@@ -3,13 +3,15 @@
 * Writes run in ``BEGIN IMMEDIATE`` transactions; a busy database is retried with backoff until
   ``lock_timeout`` seconds have passed, so several processes can share one file and callers never
   see "database is locked" unless the file stays locked that long (then: :class:`StoreError`).
-* One connection, behind one lock, serves this process (reads of WAL mode never block on a writer
-  of another process; inside the process, calls run one at a time).
+* One writer connection, behind one lock, runs this process's transactions and keeps the in-memory
+  indexes; reads run on a small pool of reader connections (WAL mode: readers never wait for the
+  writer, and threads read in parallel).
 """
 
 from __future__ import annotations
 
 import json
+import queue
 import random
 import sqlite3
 import threading
@@ -27,6 +29,7 @@ from memq.types import HistoryOp, Link, MemoryRecord, Provenance, Scope, Utility
 T = TypeVar("T")
 
 EXACT_THRESHOLD = 20_000  # from this many vectors on, an HNSW graph picks dense candidates
+READERS = 4  # reader connections kept per store (more threads share them)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -86,6 +89,8 @@ class SQLiteBase:
         self._conn.execute("PRAGMA synchronous = NORMAL")
         self._conn.execute("PRAGMA foreign_keys = ON")
         self._retry(lambda: migrate(self._conn))
+        self._readers: queue.LifoQueue[sqlite3.Connection] = queue.LifoQueue()
+        self._reader_count = 0
         self._closed = False
 
     @property
@@ -125,12 +130,37 @@ class SQLiteBase:
         except sqlite3.IntegrityError as exc:
             raise ConflictError(f"write rejected by a constraint: {exc}") from exc
 
-    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        def run() -> list[tuple[Any, ...]]:
-            with self._lock:
-                return self._conn.execute(sql, params).fetchall()
+    def _reader(self) -> sqlite3.Connection:
+        """A reader connection from the pool (opened on demand, at most ``READERS`` kept)."""
+        try:
+            return self._readers.get_nowait()
+        except queue.Empty:
+            pass
+        with self._lock:
+            if self._closed:
+                raise StoreError(f"the store {self.path} is closed")
+            self._reader_count += 1
+        try:
+            conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=5.0)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open SQLite database {self.path}: {exc}") from exc
+        conn.execute("PRAGMA busy_timeout = 5000")
+        conn.execute("PRAGMA query_only = 1")
+        return conn
 
-        return self._retry(run)
+    def _release(self, conn: sqlite3.Connection) -> None:
+        if self._closed or self._readers.qsize() >= READERS:
+            conn.close()
+        else:
+            self._readers.put(conn)
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """One query on a reader connection: it sees every committed write, and waits for no writer."""
+        conn = self._reader()
+        try:
+            return self._retry(lambda: conn.execute(sql, params).fetchall())
+        finally:
+            self._release(conn)
 
     def close(self) -> None:
         with self._lock:
@@ -144,6 +174,8 @@ class SQLiteBase:
                     pass  # the index is a cache; it is rebuilt on open if stale
             self._conn.close()
             self._closed = True
+            while not self._readers.empty():
+                self._readers.get_nowait().close()
 
     def __enter__(self) -> SQLiteBase:
         return self

@@ -34,50 +34,50 @@ class SQLiteCandidates(SQLiteBase):
         else the HNSW graph's candidates; either way checked against the full visibility clause by
         rowid, over-fetching until ``n`` are visible, and exact over the rows SQL selects as a last
         resort (a very selective filter)."""
-        with self._lock:
+        with self._lock:  # the index only: SQL reads below run on reader connections
             index = self._sync_index()
             if index is None or len(index) == 0 or n <= 0:
                 return []
             sc = query.scope
             mask = index.scope_mask((sc.tenant, sc.user, sc.agent, sc.session))
             in_scope = 0 if mask is None else int(mask.sum())
-            if in_scope == 0:
-                return []
-            where, params = visibility(query, "sqlite", to_us)
-            fetch = max(4 * n, 64)
-            exact = not index.has_graph or in_scope <= max(SCOPE_EXACT * len(index), fetch)
-            for _ in range(4):
+            total = len(index)
+            graph = index.has_graph
+        if in_scope == 0:
+            return []
+        where, params = visibility(query, "sqlite", to_us)
+        fetch = max(4 * n, 64)
+        exact = not graph or in_scope <= max(SCOPE_EXACT * total, fetch)
+        for _ in range(4):
+            with self._lock:
                 keys, sims = index.exact(vector, fetch, mask) if exact else index.search(vector, fetch)
-                hits = self._visible_rows(keys, where, params)
-                result = dedupe(
-                    [
-                        Candidate(hits[int(k)], float(v))
-                        for k, v in zip(keys, sims, strict=True)
-                        if int(k) in hits
-                    ]
-                )
-                if len(result) >= n or fetch >= (in_scope if exact else len(index)):
-                    return result[:n]
-                fetch = min(fetch * 4, ANN_MAX_FETCH)
-            # the filter keeps few of the scope's rows: exact over the rows SQL selects
-            rowids = np.array(
-                [r[0] for r in self._conn.execute(f"SELECT r.rowid FROM records r WHERE {where}", params)],
-                dtype=np.int64,
+            hits = self._visible_rows(keys, where, params)
+            result = dedupe(
+                [Candidate(hits[int(k)], float(v)) for k, v in zip(keys, sims, strict=True) if int(k) in hits]
             )
+            if len(result) >= n or fetch >= (in_scope if exact else total):
+                return result[:n]
+            fetch = min(fetch * 4, ANN_MAX_FETCH)
+        # the filter keeps few of the scope's rows: exact over the rows SQL selects
+        rowids = np.array(
+            [r[0] for r in self._read(f"SELECT r.rowid FROM records r WHERE {where}", params)], dtype=np.int64
+        )
+        with self._lock:
             keys, mat = index.vectors(rowids)
-            if len(keys) == 0:
-                return []
-            sims = mat @ np.asarray(vector, dtype=np.float32)
-            top = top_k_desc(sims, n)
-            hits = self._visible_rows(keys[top], where, params)
-            return dedupe(
-                [Candidate(hits[int(keys[i])], float(sims[i])) for i in top if int(keys[i]) in hits]
-            )[:n]
+        if len(keys) == 0:
+            return []
+        sims = mat @ np.asarray(vector, dtype=np.float32)
+        top = top_k_desc(sims, n)
+        hits = self._visible_rows(keys[top], where, params)
+        return dedupe([Candidate(hits[int(keys[i])], float(sims[i])) for i in top if int(keys[i]) in hits])[
+            :n
+        ]
 
     def _visible_rows(self, keys: np.ndarray, where: str, params: list[Any]) -> dict[int, str]:
+        """rowid → id of the ``keys`` the visibility clause keeps (looked up by rowid)."""
         out: dict[int, str] = {}
         for chunk in chunks([int(k) for k in keys], 900):
-            for rowid, rid in self._conn.execute(
+            for rowid, rid in self._read(
                 f"SELECT r.rowid, r.id FROM records r NOT INDEXED WHERE r.rowid IN ({marks(len(chunk))}) AND {where}",
                 (*chunk, *params),
             ):
@@ -102,9 +102,23 @@ class SQLiteCandidates(SQLiteBase):
         where, params = visibility(query, "sqlite", to_us)
         out: dict[str, CandidateRow] = {}
         for chunk in chunks(ids, 500):
-            for rid, kind, text, valid_from, recorded_at, q, shown, used, rsum, stats, links in self._read(
+            for (
+                rid,
+                kind,
+                text,
+                valid_from,
+                recorded_at,
+                q,
+                shown,
+                used,
+                rsum,
+                stats,
+                links,
+                meta,
+            ) in self._read(
                 "SELECT r.id, r.kind, r.text, r.valid_from, r.recorded_at, u.q, u.n_shown, u.n_used, "
-                "u.reward_sum, u.stats, (SELECT group_concat(l.dst, char(31)) FROM links l WHERE l.src = r.id) "
+                "u.reward_sum, u.stats, (SELECT group_concat(l.dst, char(31)) FROM links l WHERE l.src = r.id), "
+                "r.metadata "
                 "FROM records r NOT INDEXED LEFT JOIN utility u ON u.id = r.id "
                 f"WHERE r.rowid IN (SELECT rowid FROM records WHERE id IN ({marks(len(chunk))})) AND {where}",
                 (*chunk, *params),
@@ -121,6 +135,7 @@ class SQLiteCandidates(SQLiteBase):
                     n_used=used or 0,
                     reward_sum=rsum or 0.0,
                     stats=json.loads(stats) if stats else {},
+                    metadata=meta,
                 )
         return out
 

@@ -177,12 +177,15 @@ class VectorIndex:
     def exact(
         self, vector: np.ndarray, n: int, mask: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Exact top ``n`` (keys, cosine similarities) over the slots in ``mask`` (all when None)."""
+        """Exact top ``n`` (keys, cosine similarities) over the slots in ``mask`` (all when None).
+
+        A scope that holds a large share of the slots is scored with one matrix-vector product over
+        the whole mirror (contiguous, BLAS); a small one by gathering its rows first."""
         slots = np.flatnonzero(self._key >= 0) if mask is None else np.flatnonzero(mask)
         if len(slots) == 0 or n <= 0:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
         v = np.asarray(vector, dtype=np.float32)
-        sims = (self._mat @ v)[slots] if mask is None else self._mat[slots] @ v
+        sims = (self._mat @ v)[slots] if len(slots) * 4 >= len(self._mat) else self._mat[slots] @ v
         top = _top(sims, n)
         return self._key[slots[top]], sims[top]
 

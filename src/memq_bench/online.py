@@ -1,0 +1,69 @@
+"""Learning online as an agent gives feedback: a citing agent on LoCoMo (``memq bench locomo`` variant
+``online``) and on LongMemEval S-60 (``memq bench longmemeval --variants online``).
+
+The agent: after each search (k = 5) it cites, as ``used``, the shown records that are gold evidence —
+each citation dropped with probability ``noise`` — and with probability ``noise`` it also cites one
+shown record that is not evidence; its reward is 1 when it cited any evidence, else 0. Searches and
+feedback go through the library's real path (:class:`memq_bench.systems.MemqSystem` on
+:class:`memq.Memory`), so what is measured is what a user gets: a learner trains in the shadow of the
+recipe, and ranks only once its promotion test (:mod:`memq.learn.promotion`) shows it better —
+``promotion="guarded"``, memq's default; ``promotion="always"`` measures the learned reranker itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+NOISE = 0.2
+SHOWN = 5
+
+
+@dataclass
+class CitingAgent:
+    """Cites the shown evidence, with citation noise (seeded)."""
+
+    rng: np.random.Generator
+    noise: float = NOISE
+
+    def cite(self, shown: Sequence[str], gold: frozenset[str] | set[str]) -> tuple[list[str], float]:
+        """(cited keys, reward) for one search's shown keys."""
+        cited = [key for key in shown if key in gold and self.rng.random() >= self.noise]
+        wrong = [key for key in shown if key not in gold]
+        if wrong and self.rng.random() < self.noise:
+            cited.append(wrong[int(self.rng.integers(len(wrong)))])
+        return cited, 1.0 if any(key in gold for key in cited) else 0.0
+
+
+def train_questions(
+    system: object,
+    space: str,
+    asked: Sequence[tuple[str, frozenset[str]]],
+    agent: CitingAgent,
+    *,
+    shown: int = SHOWN,
+    on_question: Callable[[int], None] | None = None,
+) -> list[tuple[tuple[str, ...], float]]:
+    """Ask each (question, gold) in order with k = ``shown`` and give the agent's feedback; returns
+    each search's shown keys and reward (the within-conversation curve reads them)."""
+    out = []
+    for question, gold in asked:
+        keys = tuple(system.search(space, question, shown))  # type: ignore[attr-defined]
+        cited, reward = agent.cite(keys, gold)
+        if keys:
+            system.feedback(space, reward, cited)  # type: ignore[attr-defined]
+        out.append((keys, reward))
+        if on_question:
+            on_question(1)
+    return out
+
+
+def served_share(system: object, since: int = 0) -> float:
+    """The share of a MemqSystem's searches (from the ``since``-th on) that its learner ranked
+    (0 while the recipe served)."""
+    inner = getattr(system, "system", system)
+    served = getattr(inner, "served", [])[since:]
+    policy = getattr(inner, "_policy", None)
+    return sum(1 for p in served if p == policy) / len(served) if served else 0.0
