@@ -51,9 +51,19 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import store_bench as sb
+from lexical_engines import (
+    BATCH,
+    TENANT,
+    Bm25sEngine,
+    Engine,
+    Fts5Engine,
+    Fts5RankEngine,
+    Fts5RareEngine,
+    MemqEngine,
+    TantivyEngine,
+)
+from lexical_report import CAP_AFTER, CAP_MS, SINGLES, SLOW_MS, render_doc
 from memq.store.sqlcommon import query_terms
-from memq.store.sqlite.lexical import LexicalIndex
-from memq.store.sqlite.lexical_terms import Vocabulary
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUTPUT = ROOT / "benchmarks" / "results" / "lexical.json"
@@ -64,13 +74,8 @@ COMMAND = ".venv/bin/python benchmarks/lexical_bench.py"
 ENGINES = ("fts5", "fts5-rank", "fts5-rare", "tantivy", "bm25s", "memq")
 TOP = 50
 MARKER = "zqxlastrow"  # appended to the last row added, which a search right after must find
-BATCH = 500
 USERS = 100  # user u<i % 100> owns row i: each user holds 1% of the rows
-SINGLES = 300  # rows added one at a time after the bulk load
 SEED = 20240607
-TENANT = "bench"
-SLOW_MS = 40.0  # engines slower than this get one timing round
-CAP_MS, CAP_AFTER = 150.0, 10  # engines slower than this on average are timed on 10 queries only
 
 
 def log(msg: str) -> None:
@@ -86,12 +91,6 @@ def rss_mib() -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
-
-def dir_bytes(path: Path) -> int:
-    if path.is_file():
-        return path.stat().st_size
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
 # -- data ----------------------------------------------------------------------------------------------
@@ -134,303 +133,6 @@ def locomo_convs(root: Path) -> list[dict[str, Any]]:
                 qas.append((str(qa["question"]), ev))
         out.append({"turns": turns, "qas": qas})
     return out
-
-
-# -- engines -------------------------------------------------------------------------------------------
-
-
-class Engine:
-    name = ""
-    exact = False
-
-    def __init__(self, workdir: Path) -> None:
-        self.dir = workdir
-
-    def add(self, rows: list[int], texts: list[str], users: list[str]) -> None: ...
-    def search(self, terms: list[str], n: int, user: str | None) -> list[int]: ...
-    def save(self) -> None:
-        pass
-
-    def reopen(self) -> None: ...
-    def disk_bytes(self) -> int:
-        return dir_bytes(self.dir)
-
-    def close(self) -> None: ...
-
-
-class MemqEngine(Engine):
-    name, exact = "memq", True
-
-    def __init__(self, workdir: Path) -> None:
-        super().__init__(workdir)
-        self.index = LexicalIndex()
-        self.path = workdir / "index.lexical"
-
-    def add(self, rows: list[int], texts: list[str], users: list[str]) -> None:
-        self.index.add(rows, texts, [(TENANT, u, None, None) for u in users])
-
-    def search(self, terms: list[str], n: int, user: str | None) -> list[int]:
-        return self.index.search(terms, n, TENANT, user=user)[0].tolist()
-
-    def scores(self, terms: list[str], n: int) -> list[float]:
-        return self.index.search(terms, n, TENANT)[1].tolist()
-
-    def save(self) -> None:
-        self.index.save(self.path)
-
-    def reopen(self) -> None:
-        self.index = None  # type: ignore[assignment]
-        gc.collect()
-        loaded = LexicalIndex.load(self.path)
-        assert loaded is not None
-        self.index = loaded
-
-    def array_bytes(self) -> int:
-        i = self.index
-        segs = sum(s.terms.nbytes + s.starts.nbytes + s.docs.nbytes + s.tfs.nbytes for s in i._segments)
-        return segs + i._df.nbytes + i._dl.nbytes + i._scope.nbytes + i._acc.nbytes + i._ghost.nbytes
-
-
-class Fts5Engine(Engine):
-    """memq's own schema and ``lexical_candidates`` (rows inserted with SQL, as memq's insert does)."""
-
-    name, exact = "fts5", True
-
-    def __init__(self, workdir: Path) -> None:
-        from memq.store.sqlite import SQLiteStore
-
-        super().__init__(workdir)
-        self.path = workdir / "store.db"
-        self.store = SQLiteStore(self.path)
-        self.conn = sqlite3.connect(self.path, isolation_level=None)
-        self.conn.execute("PRAGMA journal_mode = WAL")
-        self.conn.execute("PRAGMA synchronous = NORMAL")
-
-    def add(self, rows: list[int], texts: list[str], users: list[str]) -> None:
-        self.conn.execute("BEGIN IMMEDIATE")
-        self.conn.executemany(
-            "INSERT INTO records (rowid, id, version, tenant, user_id, kind, text, payload, metadata, "
-            "source_message_ids, parent_ids, recorded_at) VALUES (?, ?, 1, ?, ?, 'episode', ?, '{}', '{}', "
-            "'[]', '[]', 0)",
-            [(r, f"r{r}", TENANT, u, t) for r, t, u in zip(rows, texts, users, strict=True)],
-        )
-        self.conn.execute("COMMIT")
-
-    def search(self, terms: list[str], n: int, user: str | None) -> list[int]:
-        from memq.store.base import CandidateQuery
-        from memq.types import Scope
-
-        q = CandidateQuery(scope=Scope(tenant=TENANT, user=user))
-        return [int(c.id[1:]) for c in self.store.lexical_candidates(q, " ".join(terms), n)]
-
-    def reopen(self) -> None:
-        from memq.store.sqlite import SQLiteStore
-
-        self.store.close()
-        self.store = SQLiteStore(self.path)
-
-    def fts_bytes(self) -> int:
-        return int(
-            self.conn.execute("SELECT sum(pgsize) FROM dbstat WHERE name LIKE 'records_fts%'").fetchone()[0]
-            or 0
-        )
-
-    def close(self) -> None:
-        self.store.close()
-        self.conn.close()
-
-
-def match_expr(terms: list[str]) -> str:
-    return " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
-
-
-class Fts5RankEngine(Engine):
-    """The FTS5 table alone, ``ORDER BY rank`` (scoped: rows of the user by an ``IN`` sub-query)."""
-
-    name, exact = "fts5-rank", True
-
-    def __init__(self, workdir: Path, shared: Fts5Engine) -> None:
-        super().__init__(workdir)
-        self.shared = shared
-        self.conn = sqlite3.connect(shared.path, isolation_level=None)
-
-    def add(self, rows: list[int], texts: list[str], users: list[str]) -> None:
-        pass  # reads the fts5 engine's database
-
-    def search(self, terms: list[str], n: int, user: str | None) -> list[int]:
-        if user is None:
-            sql = "SELECT rowid FROM records_fts WHERE records_fts MATCH ? ORDER BY rank LIMIT ?"
-            return [r for (r,) in self.conn.execute(sql, (match_expr(terms), n))]
-        sql = (
-            "SELECT rowid FROM records_fts WHERE records_fts MATCH ? AND rowid IN "
-            "(SELECT rowid FROM records WHERE tenant = ? AND user_id = ?) ORDER BY rank LIMIT ?"
-        )
-        return [r for (r,) in self.conn.execute(sql, (match_expr(terms), TENANT, user, n))]
-
-    def reopen(self) -> None:
-        self.conn.close()
-        self.conn = sqlite3.connect(self.shared.path, isolation_level=None)
-
-    def disk_bytes(self) -> int:
-        return 0
-
-    def close(self) -> None:
-        self.conn.close()
-
-
-class Fts5RareEngine(Fts5RankEngine):
-    """The full OR query, scored by FTS5, over the rows that hold one of its two rarest terms."""
-
-    name, exact = "fts5-rare", False
-
-    def __init__(self, workdir: Path, shared: Fts5Engine) -> None:
-        super().__init__(workdir, shared)
-        self.vocab = Vocabulary()
-        self._vocab_table()
-
-    def reopen(self) -> None:
-        super().reopen()
-        self._vocab_table()
-
-    def _vocab_table(self) -> None:
-        self.conn.execute(
-            "CREATE VIRTUAL TABLE IF NOT EXISTS temp.fts_rows USING fts5vocab(main, records_fts, 'row')"
-        )
-
-    def search(self, terms: list[str], n: int, user: str | None) -> list[int]:
-        stems = [self.vocab.tokens.resolve([t])[0] for t in terms]
-        df = []
-        for t, s in zip(terms, stems, strict=True):
-            row = self.conn.execute(
-                "SELECT doc FROM temp.fts_rows WHERE term = ?", (s[0] if s else "",)
-            ).fetchone()
-            df.append((row[0] if row else 0, t))
-        rare = [t for d, t in sorted(df) if d > 0][:2]
-        if not rare:
-            return []
-        scope = (
-            ""
-            if user is None
-            else " AND rowid IN (SELECT rowid FROM records WHERE tenant = ? AND user_id = ?)"
-        )
-        sql = (
-            "SELECT rowid FROM records_fts WHERE records_fts MATCH ? AND rowid IN "
-            f"(SELECT rowid FROM records_fts WHERE records_fts MATCH ?){scope} ORDER BY rank LIMIT ?"
-        )
-        params: list[Any] = [match_expr(terms), match_expr(rare)] + ([] if user is None else [TENANT, user])
-        return [r for (r,) in self.conn.execute(sql, (*params, n))]
-
-
-def stems_of(vocab: Vocabulary, texts: list[str]) -> list[list[str]]:
-    return [[vocab.stems[i] for i in ids] for ids in vocab.doc_ids(texts)]
-
-
-class TantivyEngine(Engine):
-    name = "tantivy"
-
-    def __init__(self, workdir: Path) -> None:
-        import tantivy
-
-        super().__init__(workdir)
-        self.t = tantivy
-        sb_ = tantivy.SchemaBuilder()
-        sb_.add_text_field("text", tokenizer_name="whitespace", index_option="freq")
-        sb_.add_text_field("user", tokenizer_name="raw", index_option="basic")
-        sb_.add_integer_field("rowid", stored=True, fast=True)
-        self.schema = sb_.build()
-        (workdir / "tantivy").mkdir()
-        self.index = tantivy.Index(self.schema, path=str(workdir / "tantivy"))
-        self.writer = self.index.writer(heap_size=64_000_000, num_threads=1)
-        self.vocab = Vocabulary()
-
-    def add(self, rows: list[int], texts: list[str], users: list[str]) -> None:
-        for r, stems, u in zip(rows, stems_of(self.vocab, texts), users, strict=True):
-            self.writer.add_document(self.t.Document(text=" ".join(stems), user=u, rowid=r))
-        self.writer.commit()
-        self.index.reload()  # a search right after the add sees it
-
-    def search(self, terms: list[str], n: int, user: str | None) -> list[int]:
-        t = self.t
-        stems = [s for term in terms for s in self.vocab.tokens.resolve([term])[0]]
-        if not stems:
-            return []
-        q = t.Query.boolean_query(
-            [(t.Occur.Should, t.Query.term_query(self.schema, "text", s)) for s in stems]
-        )
-        if user is not None:
-            only = t.Query.const_score_query(t.Query.term_query(self.schema, "user", user), 0.0)
-            q = t.Query.boolean_query([(t.Occur.Must, q), (t.Occur.Must, only)])
-        searcher = self.index.searcher()
-        return [searcher.doc(addr)["rowid"][0] for _, addr in searcher.search(q, n).hits]
-
-    def save(self) -> None:
-        self.writer.wait_merging_threads()  # consumes the writer (and its lock)
-        self.writer = None
-
-    def reopen(self) -> None:
-        self.index = self.t.Index.open(str(self.dir / "tantivy"))
-
-
-class Bm25sEngine(Engine):
-    """bm25s with FTS5's idf (``robertson``); it has no incremental add, so every add rebuilds it."""
-
-    name = "bm25s"
-
-    def __init__(self, workdir: Path) -> None:
-        super().__init__(workdir)
-        self.vocab = Vocabulary()
-        self.rows: list[int] = []
-        self.ids: list[list[int]] = []
-        self.users: list[str] = []
-        self.model: Any = None
-
-    def add(self, rows: list[int], texts: list[str], users: list[str]) -> None:
-        self.rows += rows
-        self.ids += self.vocab.doc_ids(texts)
-        self.users += users
-        self._rebuild()
-
-    def bulk(self, rows: list[int], texts: list[str], users: list[str]) -> None:
-        """Tokenize in batches, build once (how bm25s is meant to be used)."""
-        for i in range(0, len(rows), BATCH):
-            self.rows += rows[i : i + BATCH]
-            self.ids += self.vocab.doc_ids(texts[i : i + BATCH])
-            self.users += users[i : i + BATCH]
-        self._rebuild()
-
-    def _rebuild(self) -> None:
-        import bm25s
-        from bm25s.tokenization import Tokenized
-
-        vocab = {s: i for i, s in enumerate(self.vocab.stems)}
-        self.model = bm25s.BM25(method="robertson", k1=1.2, b=0.75)
-        self.model.index(Tokenized(ids=self.ids, vocab=vocab), show_progress=False)
-        self.user_arr = np.array(self.users)
-        self.row_arr = np.array(self.rows)
-
-    def search(self, terms: list[str], n: int, user: str | None) -> list[int]:
-        stems = [self.vocab.stems[i] for i in self.vocab.query_ids(terms)]
-        if not stems:
-            return []
-        scores = self.model.get_scores(stems)
-        if user is not None:
-            scores = np.where(self.user_arr == user, scores, 0.0)
-        n = min(n, int((scores > 0).sum()))
-        if n == 0:
-            return []
-        top = np.argpartition(-scores, n - 1)[:n]
-        top = top[np.argsort(-scores[top], kind="stable")]
-        return self.row_arr[top].tolist()
-
-    def save(self) -> None:
-        self.model.save(str(self.dir / "bm25s"), show_progress=False)
-
-    def reopen(self) -> None:
-        import bm25s
-
-        self.model = None
-        gc.collect()
-        self.model = bm25s.BM25.load(str(self.dir / "bm25s"), show_progress=False)
 
 
 # -- measurements --------------------------------------------------------------------------------------
@@ -647,182 +349,6 @@ def locomo_recall(engines: Sequence[str], convs: list[dict[str, Any]], work: Pat
     return out
 
 
-# -- report --------------------------------------------------------------------------------------------
-
-
-def render_doc(data: dict[str, Any]) -> str:
-    res = data["results"]
-    lines = [
-        "# Lexical search: BM25 top-k that does not slow down as the store grows",
-        "",
-        "<!-- generated by benchmarks/lexical_bench.py from benchmarks/results/lexical.json; do not edit by hand -->",
-        "",
-        f"Generated {data['created']} by `{data['command']}` at commit `{data['git']}`. "
-        "`--quick` is a smoke run; `--doc-only` rewrites this page from the JSON.",
-        "",
-        "## Results",
-        "",
-        "Top 50 of one tenant (*all*) and of one user holding 1% of the rows (*user*); query times in ms, "
-        "the least disturbed of up to 3 passes over 200 questions (1 pass for engines slower than "
-        f"{SLOW_MS:.0f} ms; engines averaging over {CAP_MS:.0f} ms are timed on their first {CAP_AFTER} questions). "
-        f"Adds: rows/s in batches of {BATCH} (one transaction / commit each), and one at a time "
-        f"({SINGLES} rows after the bulk load; bm25s, which has no incremental add: 3 rebuilds, 1 above 100,000 "
-        "rows). *open*: drop the engine's in-memory state (memq, bm25s: and collect garbage), reopen what it saved and "
-        "answer one query. *disk*: the FTS5 index alone (dbstat) for "
-        "fts5, the saved files otherwise. *overlap*: share of FTS5's exact top 50 (the `fts5-rank` rows) that the "
-        "engine returns; FTS5 cuts ties at the 50th score arbitrarily, so for memq the share counting tied rows "
-        "as agreeing is given too.",
-        "",
-        "| engine | rows | all p50 | all p95 | user p50 | user p95 | add rows/s (batch) | add rows/s (one) | "
-        "open s | disk MiB | RSS growth MiB | overlap@50 |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in res:
-        ov = r.get("overlap_at_50")
-        if (
-            ov is not None
-            and r.get("overlap_queries", data["parameters"]["queries"]) < data["parameters"]["queries"]
-        ):
-            ov = f"{ov} ({r['overlap_queries']} questions)"
-        if "overlap_at_50_ties_counted" in r:
-            ov = f"{ov} ({r['overlap_at_50_ties_counted']} with ties)"
-        lines.append(
-            f"| {r['engine']} | {r['size']:,} | {r['unscoped']['p50_ms']} | {r['unscoped']['p95_ms']} | "
-            f"{r['scoped']['p50_ms']} | {r['scoped']['p95_ms']} | {r.get('add_batched_rps', '–')} | "
-            f"{r.get('add_single_rps', '–')} | {r['open_s']} | {r.get('fts_index_mib', r['disk_mib'])} | "
-            f"{r.get('rss_growth_mib', '–')} | {ov if ov is not None else '–'} |"
-        )
-    lines += [
-        "",
-        "memq's in-memory arrays: "
-        + ", ".join(f"{r['size']:,} rows {r['array_mib']} MiB" for r in res if "array_mib" in r)
-        + ".",
-        "",
-    ]
-    lines += [
-        "What FTS5 costs an add (memq's schema, batches of 500, with and without its insert trigger):",
-        "",
-        "| rows | with FTS5 rows/s | without rows/s | FTS5 µs/row |",
-        "|---:|---:|---:|---:|",
-    ]
-    for size, c in data["fts5_add_cost"].items():
-        lines.append(
-            f"| {int(size):,} | {c['with_fts5_rps']} | {c['without_fts5_rps']} | {c['fts5_us_per_row']} |"
-        )
-    lines += [
-        "",
-        "LoCoMo lexical recall (categories 1-4, each conversation indexed on its own, top-k by the engine):",
-        "",
-        "| engine | questions | recall@5 | recall@50 |",
-        "|---|---:|---:|---:|",
-    ]
-    for r in data["locomo"]:
-        lines.append(f"| {r['engine']} | {r['questions']} | {r['recall_at_5']} | {r['recall_at_50']} |")
-    m = data["machine"]
-    lines += [
-        "",
-        "## Setup",
-        "",
-        f"* Corpus: {data['corpus']}",
-        f"* Machine: {m['cpus']} cores, {m['platform']}, Python {m['python']}, SQLite {m['sqlite']}; "
-        f"{', '.join(f'{k} {v}' for k, v in data['versions'].items())}.",
-        f"* The machine was shared with other work (load average {m['loadavg_start']} at the start, "
-        f"{m['loadavg_end']} at the end, on {m['cpus']} cores): absolute times are inflated and noisy; "
-        "engines were measured in the same run, one after another, so their ratios are the figure to read.",
-        "",
-    ]
-    notes = [f"* {n}" for n in data.get("notes", [])]
-    lines += ["Notes on this run:", "", *notes, ""] if notes else []
-    return "\n".join(lines + reading(data)) + "\n" + DESIGN
-
-
-def reading(data: dict[str, Any]) -> list[str]:
-    """The figures that decide, read out of the results."""
-    by = {(r["engine"], r["size"]): r for r in data["results"]}
-    sizes = sorted({r["size"] for r in data["results"]})
-    out = ["## Reading the numbers", ""]
-    for size in sizes:
-        m, f = by.get(("memq", size)), by.get(("fts5", size))
-        if not (m and f):
-            continue
-        out.append(
-            f"* **{size:,} rows.** memq's index answers the top 50 of the whole store in "
-            f"{m['unscoped']['p50_ms']} ms p50 ({m['unscoped']['p95_ms']} ms p95) where memq's FTS5 query takes "
-            f"{f['unscoped']['p50_ms']} ms ({f['unscoped']['p50_ms'] / max(m['unscoped']['p50_ms'], 1e-9):.0f}x), and "
-            f"one user's 1% in {m['scoped']['p50_ms']} ms against {f['scoped']['p50_ms']} ms. It indexes "
-            f"{m['add_batched_rps']:,.0f} rows/s in batches and {m['add_single_rps']:,.0f} rows/s one at a time; "
-            f"reopening (drop it, collect garbage, load the saved file, answer a query) takes {m['open_s']} s; "
-            f"its arrays hold {m['array_mib']} MiB; it returns {m.get('overlap_at_50', 0):.2%} of FTS5's top 50."
-        )
-    big = max(sizes)
-    t, b, rare = by.get(("tantivy", big)), by.get(("bm25s", big)), by.get(("fts5-rare", big))
-    if t:
-        out.append(
-            f"* **tantivy** ({big:,} rows: {t['unscoped']['p50_ms']} ms p50) is fast to query, but a search sees "
-            f"an add only after a commit and a reader reload: {t['add_single_rps']:,.0f} rows/s one at a time. "
-            f"Its BM25 is Lucene's (idf ln(1 + (N - n + 0.5)/(n + 0.5)), document lengths quantized to a byte), so "
-            f"it returns {t.get('overlap_at_50', 0):.1%} of FTS5's top 50."
-        )
-    if b:
-        out.append(
-            f"* **bm25s** ({big:,} rows: {b['unscoped']['p50_ms']} ms p50) stores each (row, term) score computed "
-            "at build time (N, average length and idf of that moment), so it has no incremental add: an add "
-            f"rebuilds it ({b['add_single_rps'] if b['add_single_rps'] >= 0.1 else 'under 0.1'} rows/s one at a "
-            "time)."
-        )
-    if rare:
-        out.append(
-            f"* **Rare-term-first in FTS5** is not exact ({rare.get('overlap_at_50', 0):.1%} of the top 50 at "
-            f"{big:,} rows) and not faster: SQLite evaluates the `rowid IN (MATCH ...)` sub-query row by row "
-            f"({rare['unscoped']['p50_ms']} ms p50). FTS5's best exact plan, `ORDER BY rank` on the FTS table "
-            f"alone, still scores every matching row ({by[('fts5-rank', big)]['unscoped']['p50_ms']} ms p50)."
-        )
-    out.append(
-        "* **Where memq's index is not FTS5 to the row**: scores are summed in float32 (FTS5: double), so rows "
-        "whose scores differ by less than ~1e-6 at the 50th place can swap; and a question term FTS5 splits into "
-        "several tokens is a phrase there, separate terms here (`siac_gee`, one of the 200 questions). Both show "
-        "only as the last fraction of a percent of overlap; this run does not separate them."
-    )
-    loc = {r["engine"]: r for r in data["locomo"]}
-    if "memq" in loc and "fts5" in loc:
-        out.append(
-            f"* **Quality.** On LoCoMo, memq's index finds the evidence turns as FTS5 does (recall@5 "
-            f"{loc['memq']['recall_at_5']} vs {loc['fts5']['recall_at_5']}, @50 {loc['memq']['recall_at_50']} vs "
-            f"{loc['fts5']['recall_at_50']}): same tokens, same formula."
-        )
-    return [*out, ""]
-
-
-DESIGN = """## The choice: an index kept beside the rows, as the vector index is
-
-`memq.store.sqlite.lexical.LexicalIndex` (terms in `memq.store.sqlite.lexical_terms`):
-
-* **Same ranking as FTS5.** Tokens come from SQLite's own `porter unicode61 remove_diacritics 2`
-  tokenizer: each distinct word is tokenized once by SQLite (an in-memory FTS5 table and its
-  `fts5vocab` instance view, ~5 µs a word) and cached. No Python stemmer can stand in: SQLite's porter
-  is not Snowball's (`technology` -> `technolog`, not `technologi`; `incredibly` -> `incred`). Scores are
-  FTS5's BM25 (k1 = 1.2, b = 0.75, idf `log((N - n + 0.5)/(n + 0.5))` floored at 1e-6, N and the average
-  length over every row, all tenants, as FTS5 counts them), summed in float32 (within 1e-6 of FTS5's
-  doubles); ties go to the lower rowid. One deviation: a query term FTS5 splits into several tokens
-  (`foo_bar`) is a phrase there and separate terms here.
-* **Postings** (rowid, term frequency) sit in immutable segments sorted by (term, rowid), merged four at
-  a time by size class as in Lucene; one-at-a-time adds go to a small buffer first. A removal (purge)
-  updates N, lengths and document frequencies at once; its postings are dropped at the next merge.
-* **Search** scores terms rarest first into a dense float32 accumulator; once the 50th best partial
-  score exceeds what the remaining terms could still add (MaxScore), the remaining common terms are only
-  looked up for the rows that can still reach the top, by binary search. The scope (tenant, user,
-  agent, session) is a code per row checked while the postings are read; the rest of the visibility
-  clause (expired versions, world time, filters) is checked by rowid on the few rows returned.
-* **Kept current and saved like the vector index**: the store catches it up after every write
-  (rows past the `rows` watermark, removals logged in `lex_removed` past `removed`), saves it beside the
-  database file (`<db>.lexical`, numpy arrays plus a JSON watermark sidecar), loads it on open and
-  catches up; a file that is missing, unreadable, from another SQLite build or whose count disagrees
-  with the rows is rebuilt from the rows.
-* **No new dependency**: numpy and the sqlite3 module only (tantivy and bm25s are in the `bench`
-  extra for this comparison).
-"""
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n")[0],
@@ -844,8 +370,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--quick", action="store_true", help="smoke run: 5,000 rows, 40 queries, into benchmarks/.cache/"
     )
     p.add_argument("--doc-only", action="store_true", help="rewrite the docs page from the JSON")
-    p.add_argument("--output", type=Path, default=None)
-    p.add_argument("--doc", type=Path, default=None)
+    p.add_argument(
+        "--output", type=Path, default=None, help="results JSON (default: benchmarks/results/lexical.json)"
+    )
+    p.add_argument(
+        "--doc", type=Path, default=None, help="markdown page (default: docs/benchmarks-lexical.md)"
+    )
     args = p.parse_args(argv)
     output = args.output or (QUICK_OUTPUT if args.quick else DEFAULT_OUTPUT)
     doc = args.doc or (QUICK_DOC if args.quick else DEFAULT_DOC)
