@@ -161,8 +161,8 @@ def generic_tables(rf: ResultsFile) -> list[str]:
 
 
 def ttl_tables(rf: ResultsFile) -> list[str]:
-    from memq_bench.ttl import markdown_table as ttl_table
     from memq_bench.ttl_report import baseline_deltas
+    from memq_bench.ttl_report import markdown_table as ttl_table
 
     out = [
         "Accuracy, mean ± std over seeds; *last 2,000* = the final 2,000 steps of the stream; "

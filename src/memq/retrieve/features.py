@@ -139,6 +139,9 @@ def _rank_value(rank: int | None) -> float:
     return 0.0 if rank is None else 1.0 / math.log2(1.0 + rank)
 
 
+FEATURE_BOUND = 1e6
+
+
 def feature_matrix(
     terms: QueryTerms,
     rows: Sequence[CandidateRow],
@@ -184,4 +187,9 @@ def feature_matrix(
         }
         for name, value in values.items():
             out[i, COLUMN[name]] = value
-    return out
+    # recipe signals of extreme inputs (a huge importance, a far-future date) stay finite and fit float32
+    return np.clip(
+        np.nan_to_num(out, nan=0.0, posinf=FEATURE_BOUND, neginf=-FEATURE_BOUND),
+        -FEATURE_BOUND,
+        FEATURE_BOUND,
+    )
