@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from memq.errors import ConflictError, DimensionMismatchError, StoreError
+from memq.store.sqlite.lexical import LexicalIndex
 from memq.store.sqlite.schema import migrate
 from memq.store.sqlite.vectors import VectorIndex
 from memq.types import HistoryOp, Link, MemoryRecord, Provenance, Scope, Utility
@@ -76,6 +77,9 @@ class SQLiteBase:
         self._index: VectorIndex | None = None
         self._data_version: int | None = None  # PRAGMA data_version when the index last caught up
         self._unsaved = 0  # rows added to the index since it was last saved
+        self._lex: LexicalIndex | None = None  # the lexical index (memq.store.sqlite.lexical)
+        self._lex_version: int | None = None  # PRAGMA data_version when it last caught up
+        self._lex_unsaved = 0  # rows it took in since it was last saved
         if self.path.parent and not self.path.parent.exists():
             self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -96,6 +100,10 @@ class SQLiteBase:
     @property
     def index_path(self) -> Path:
         return self.path.with_name(self.path.name + ".usearch")
+
+    @property
+    def lexical_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".lexical")
 
     def _retry(self, fn: Callable[[], T]) -> T:
         deadline = time.monotonic() + self.lock_timeout
@@ -172,6 +180,12 @@ class SQLiteBase:
                     self._index.save(self.index_path)
                 except (OSError, RuntimeError, StoreError):
                     pass  # the index is a cache; it is rebuilt on open if stale
+            if self._lex is not None and self._lex_unsaved:
+                try:
+                    self._sync_lexical()
+                    self._lex.save(self.lexical_path)
+                except (OSError, StoreError):
+                    pass  # a cache too: caught up from its watermarks on open
             self._conn.close()
             self._closed = True
             while not self._readers.empty():
@@ -188,6 +202,9 @@ class SQLiteBase:
         raise NotImplementedError
 
     def _index_added(self, wrote_vectors: bool) -> None:
+        raise NotImplementedError
+
+    def _sync_lexical(self) -> LexicalIndex:
         raise NotImplementedError
 
     # -- embedding space ----------------------------------------------------------------------------

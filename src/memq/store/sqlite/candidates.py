@@ -1,6 +1,7 @@
 """What search reads from the SQLite store: dense candidates (a usearch HNSW index kept beside the
-file, exact below ``exact_threshold`` vectors), lexical candidates (FTS5 BM25), the light rows ranking
-needs, and the shown records.
+file, exact below ``exact_threshold`` vectors), lexical candidates (BM25 from the in-memory lexical
+index kept beside the file, :mod:`memq.store.sqlite.lexical`), the light rows ranking needs, and the
+shown records.
 
 Candidates are looked up by id (their rowids), never by walking a tenant-wide index, so the cost of a
 search does not grow with the store; over-fetching keeps a filter from starving the ANN result.
@@ -17,6 +18,7 @@ import numpy as np
 from memq.store.base import Candidate, CandidateQuery, CandidateRow
 from memq.store.sqlcommon import RECORD_COLUMNS, query_terms, visibility
 from memq.store.sqlite.base import SQLiteBase, chunks, from_us, marks, to_us
+from memq.store.sqlite.lexical import LexicalIndex
 from memq.store.sqlite.vectors import VectorIndex
 from memq.types import MemoryRecord
 
@@ -85,17 +87,30 @@ class SQLiteCandidates(SQLiteBase):
         return out
 
     def lexical_candidates(self, query: CandidateQuery, text: str, n: int) -> list[Candidate]:
+        """FTS5's BM25 ranking from the lexical index, which filters the scope itself; the rest of the
+        visibility clause (expired versions, world time, filters) is checked by rowid, over-fetching
+        until ``n`` are visible or no other row matches."""
         terms = query_terms(text)
         if not terms or n <= 0:
             return []
-        match = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
-        where, params = visibility(query, "sqlite", to_us)
-        rows = self._read(
-            "SELECT r.id, bm25(records_fts) AS s FROM records_fts JOIN records r ON r.rowid = records_fts.rowid "
-            f"WHERE records_fts MATCH ? AND {where} ORDER BY s LIMIT ?",
-            (match, *params, n),
-        )
-        return dedupe([Candidate(rid, -float(score)) for rid, score in rows])
+        scope = query.scope
+        with self._lock:
+            lex = self._sync_lexical()
+            where, params = visibility(query, "sqlite", to_us)
+            fetch = n + max(16, n // 4)
+            while True:
+                keys, scores = lex.search(terms, fetch, scope.tenant, scope.user, scope.agent, scope.session)
+                hits = self._visible_rows(keys, where, params)
+                result = dedupe(
+                    [
+                        Candidate(hits[k], float(s))
+                        for k, s in zip(keys.tolist(), scores.tolist(), strict=True)
+                        if k in hits
+                    ]
+                )
+                if len(result) >= n or len(keys) < fetch:
+                    return result[:n]
+                fetch *= 4
 
     def candidate_rows(self, query: CandidateQuery, ids: Sequence[str]) -> dict[str, CandidateRow]:
         ids = list(dict.fromkeys(ids))
@@ -242,8 +257,15 @@ class SQLiteCandidates(SQLiteBase):
             index.mark.rows = int(keys[-1]) if len(rows) == 20000 else top
 
     def _index_added(self, wrote_vectors: bool) -> None:
-        """After a commit that wrote vectors: the index reads them back at once (kept current on add),
-        and is saved beside the file once enough of it is unsaved (a crash then re-reads little)."""
+        """After a commit that added or removed rows: the indexes read them back at once (kept current
+        on add), and are saved beside the file once enough of them is unsaved (a crash then re-reads
+        little). The lexical index takes every row; the vector index the rows with vectors."""
+        with self._lock:
+            self._lex_version = None
+            lex = self._sync_lexical()
+            if self._lex_unsaved >= max(SAVE_EVERY, len(lex) // 2):
+                lex.save(self.lexical_path)
+                self._lex_unsaved = 0
         if not wrote_vectors:
             return
         with self._lock:
@@ -256,6 +278,47 @@ class SQLiteCandidates(SQLiteBase):
         if self._index is not None:
             self._index.save(self.index_path)
             self._unsaved = 0
+
+    def _sync_lexical(self) -> LexicalIndex:
+        """Load, build or catch up the lexical index so it matches the committed rows (lock held).
+
+        Opening loads the saved file and catches up from its watermarks (rows past ``rows``, removals
+        logged in ``lex_removed`` past ``removed``); a file that is missing, unreadable or disagrees
+        with the row count is rebuilt from the rows (the truth)."""
+        version = self._retry(lambda: self._conn.execute("PRAGMA data_version").fetchone()[0])
+        if self._lex is not None and version == self._lex_version:
+            return self._lex
+
+        def read(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+            return self._retry(lambda: self._conn.execute(sql, params).fetchall())
+
+        def count() -> int:
+            return int(read("SELECT count(*) FROM records", ())[0][0])
+
+        if self._lex is None:
+            lex = LexicalIndex.load(self.lexical_path) or LexicalIndex()
+            before = lex.mark.rows + lex.mark.removed
+            lex.catch_up(read, "lex_removed")
+            self._lex_unsaved = lex.mark.rows + lex.mark.removed - before
+            if len(lex) != count():  # the saved file disagrees with the rows: rebuild
+                lex = LexicalIndex()
+                lex.catch_up(read, "lex_removed")
+                lex.save(self.lexical_path)
+                self._lex_unsaved = 0
+            self._lex = lex
+        else:
+            before = self._lex.mark.rows + self._lex.mark.removed
+            self._lex.catch_up(read, "lex_removed")
+            self._lex_unsaved += self._lex.mark.rows + self._lex.mark.removed - before
+        self._lex_version = version
+        return self._lex
+
+    def verify_lexical(self) -> bool:
+        """True when the lexical index holds exactly the rows (used by tests)."""
+        with self._lock:
+            lex = self._sync_lexical()
+            rows = [r[0] for r in self._read("SELECT rowid FROM records ORDER BY rowid")]
+            return lex.rowids().tolist() == rows
 
     def verify_index(self) -> bool:
         """True when the vector index holds exactly the rows that have vectors (used by tests)."""

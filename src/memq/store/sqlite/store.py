@@ -1,10 +1,11 @@
-"""The embedded SQLite store: one database file (WAL) plus a rebuildable vector index beside it.
+"""The embedded SQLite store: one database file (WAL) plus a rebuildable vector index and lexical index
+beside it.
 
 It is assembled from one part per concern of the store contract (:mod:`memq.store.contract`):
 
 * :mod:`.records` and :mod:`.transfer` — records and versions, export/import, re-embedding;
-* :mod:`.candidates` — dense (usearch HNSW, exact below ``exact_threshold``) and lexical (FTS5 BM25)
-  candidates, the light rows ranking needs, the shown records;
+* :mod:`.candidates` — dense (usearch HNSW, exact below ``exact_threshold``) and lexical (BM25 as FTS5
+  ranks it, from :mod:`.lexical`) candidates, the light rows ranking needs, the shown records;
 * :mod:`.log` — the retrieval log and the feedback transaction;
 * :mod:`.learners` — learner states;
 
