@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator
+import os
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -14,6 +16,7 @@ from memq.embed.base import Embedder
 from memq.errors import InvalidInputError
 from memq.ops.core import Core
 from memq.ops.runner import Op, db, work
+from memq.store.contract import EXPORT_EVENTS_PAGE, EXPORT_RECORDS_PAGE
 from memq.types import HistoryEvent, HistoryOp, MemoryRecord
 from memq.validate import ScopeLike
 
@@ -24,11 +27,29 @@ EXPORT_VERSION = 1
 def export(
     core: Core, dest: str | Path | IO[str], *, scope: ScopeLike | None = None, all_tenants: bool = False
 ) -> Op[int]:
-    """Write every version and history event as JSONL (with vectors). Returns lines written."""
+    """Write every version and history event as JSONL (with vectors). Returns lines written.
+
+    The store is read a page at a time (versions, then events), so memory stays bounded by a page
+    whatever the store's size. Each page is its own read: export a store that is not being written
+    for an exact copy. A file path is written beside the target and renamed into place at the end,
+    so a failed export leaves no partial file.
+    """
     tenant = None if all_tenants else core.scope(scope).tenant
     space = yield db.embedding_space()
-    rows = yield db.export_rows(tenant)  # streamed from the store while the lines are written
-    return (yield work(_write_export, dest, space, rows))
+    out = yield work(_ExportFile, dest, space)
+    try:
+        for page_of, size in (
+            (db.export_records, EXPORT_RECORDS_PAGE),
+            (db.export_events, EXPORT_EVENTS_PAGE),
+        ):
+            after = 0
+            while page := (yield page_of(tenant, after, size)):
+                after = page[-1][0]
+                yield work(out.write, [row for _, row in page])
+    except BaseException:
+        out.discard()  # no yield here: a closed generator may not yield; removing a file is quick
+        raise
+    return (yield work(out.finish))
 
 
 def import_(core: Core, src: str | Path | IO[str]) -> Op[int]:
@@ -92,16 +113,51 @@ def export_line(row: MemoryRecord | HistoryEvent) -> str:
     )
 
 
-def _write_export(
-    dest: str | Path | IO[str], space: tuple[str, int] | None, rows: Iterable[MemoryRecord | HistoryEvent]
-) -> int:
-    lines = 0
-    with _open_text(dest, "w") as out:
-        out.write(export_header(space) + "\n")
-        for row in rows:
-            out.write(export_line(row) + "\n")
-            lines += 1
-    return lines
+class _ExportFile:
+    """The export being written: the header on opening, then a page of lines at a time.
+
+    A path that is a regular file (or none yet) is written to a temporary file beside it, renamed
+    over it by :meth:`finish` and removed by :meth:`discard`; a stream, or a path such as
+    /dev/stdout, is written in place (and left open: the caller owns a stream)."""
+
+    def __init__(self, dest: str | Path | IO[str], space: tuple[str, int] | None) -> None:
+        self.lines = 0
+        self._own = isinstance(dest, str | Path)  # a path: opened (and closed) here
+        self._target: Path | None = None  # the file a finished export is renamed to
+        if isinstance(dest, str | Path):
+            path = Path(dest)
+            if path.is_file() or not path.exists():
+                self._target, path = path, path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+            self._fh: IO[str] = open(path, "w", encoding="utf-8")  # noqa: SIM115 (finish/discard close it)
+            self._path = path
+        else:
+            self._fh = dest
+        try:
+            self._fh.write(export_header(space) + "\n")
+        except BaseException:
+            self.discard()
+            raise
+
+    def write(self, rows: Sequence[MemoryRecord | HistoryEvent]) -> None:
+        self._fh.write("".join(export_line(row) + "\n" for row in rows))
+        self.lines += len(rows)
+
+    def finish(self) -> int:
+        if self._own:
+            self._fh.close()
+        if self._target is not None:
+            try:
+                os.replace(self._path, self._target)
+            except OSError:
+                self._path.unlink(missing_ok=True)
+                raise
+        return self.lines
+
+    def discard(self) -> None:
+        if self._own:
+            self._fh.close()
+        if self._target is not None:
+            self._path.unlink(missing_ok=True)
 
 
 def _read_export(src: str | Path | IO[str]) -> list[MemoryRecord | HistoryEvent]:

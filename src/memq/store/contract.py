@@ -134,8 +134,19 @@ class Records(Protocol):
 
     def stats(self, tenant: str | None = None) -> StoreStats: ...
 
+    def export_records(self, tenant: str | None, after: int, limit: int) -> list[tuple[int, MemoryRecord]]:
+        """One page of an export: (row key, version with its vector) of up to ``limit`` versions (of
+        ``tenant``, or of every tenant for None) whose key is above ``after``, in key order (insertion
+        order). A page is its own read: pages read while the store is written may mix states."""
+        ...
+
+    def export_events(self, tenant: str | None, after: int, limit: int) -> list[tuple[int, HistoryEvent]]:
+        """(sequence number, event) of up to ``limit`` history events numbered above ``after``, in order."""
+        ...
+
     def export_rows(self, tenant: str | None) -> Iterator[MemoryRecord | HistoryEvent]:
-        """Every version (with embedding), then every history event, for JSONL export."""
+        """Every version (with embedding), then every history event: :meth:`export_records` then
+        :meth:`export_events`, streamed (a sync PostgreSQL store reads them from one snapshot)."""
         ...
 
     def import_rows(self, rows: Sequence[MemoryRecord | HistoryEvent]) -> int:
@@ -256,17 +267,38 @@ class AsyncStore(Protocol):
     is_async: bool
 
 
+# The pages an export reads: versions carry a vector each, events are small.
+EXPORT_RECORDS_PAGE = 500
+EXPORT_EVENTS_PAGE = 5000
+
+
+def paged_export(store: Records, tenant: str | None) -> Iterator[MemoryRecord | HistoryEvent]:
+    """Every version, then every event, of a sync store, read a page at a time."""
+    pages = (
+        (store.export_records, EXPORT_RECORDS_PAGE),
+        (store.export_events, EXPORT_EVENTS_PAGE),
+    )
+    for page_of, size in pages:
+        after = 0
+        while page := page_of(tenant, after, size):
+            after = page[-1][0]
+            yield from (item for _, item in page)
+
+
 def store_methods(cls: type) -> set[str]:
     """The public method names a store class offers (for parity checks)."""
     return {n for n in dir(cls) if not n.startswith("_") and callable(getattr(cls, n, None))}
 
 
 __all__ = [
+    "EXPORT_EVENTS_PAGE",
+    "EXPORT_RECORDS_PAGE",
     "AsyncStore",
     "Candidates",
     "LearnerStates",
     "Records",
     "RetrievalLog",
     "Store",
+    "paged_export",
     "store_methods",
 ]

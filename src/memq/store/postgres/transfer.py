@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from memq.errors import ConflictError, NotFoundError
+from memq.store.contract import EXPORT_EVENTS_PAGE, EXPORT_RECORDS_PAGE
 from memq.store.postgres import schema
 from memq.store.postgres.rows import (
     COPY_EVENTS,
@@ -22,9 +23,6 @@ from memq.store.postgres.rows import (
 )
 from memq.store.postgres.steps import Emit, Op, Q
 from memq.types import HistoryEvent, MemoryRecord
-
-EXPORT_BATCH = 500
-EVENT_BATCH = 5000
 
 
 def export_records(tenant: str | None, after: int, limit: int) -> Op[list[tuple[int, MemoryRecord]]]:
@@ -52,7 +50,7 @@ def export_events(tenant: str | None, after: int, limit: int) -> Op[list[tuple[i
 
 def export_rows(tenant: str | None) -> Op[None]:
     """Emit every version (with its vector) in insertion order, then every history event."""
-    for page_of, size in ((export_records, EXPORT_BATCH), (export_events, EVENT_BATCH)):
+    for page_of, size in ((export_records, EXPORT_RECORDS_PAGE), (export_events, EXPORT_EVENTS_PAGE)):
         last = 0
         while page := (yield from page_of(tenant, last, size)):
             last = page[-1][0]

@@ -8,6 +8,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from memq.errors import ConflictError, NotFoundError
+from memq.store.contract import paged_export
 from memq.store.sqlcommon import RECORD_COLUMNS
 from memq.store.sqlite.base import check_or_set_space, event, from_us, spaces
 from memq.store.sqlite.records import SQLiteRecords, bump, insert_links, insert_version, upsert_utility
@@ -17,27 +18,45 @@ from memq.types import HistoryEvent, HistoryOp, MemoryRecord
 class SQLiteTransfer(SQLiteRecords):
     """Moving rows in and out (part of :class:`memq.store.contract.Records`)."""
 
+    def export_records(self, tenant: str | None, after: int, limit: int) -> list[tuple[int, MemoryRecord]]:
+        """One page of an export: (row key, version with its vector) of up to ``limit`` versions with a
+        key above ``after``, in key order (insertion order)."""
+        cond, params = ("tenant = ? AND ", [tenant]) if tenant else ("", [])
+        rows = self._read(
+            f"SELECT rowid, {RECORD_COLUMNS}, embedding FROM records WHERE {cond}rowid > ? "
+            "ORDER BY rowid LIMIT ?",
+            (*params, after, limit),
+        )
+        records = self._hydrate([r[1:] for r in rows], True)
+        return [(int(r[0]), rec) for r, rec in zip(rows, records, strict=True)]
+
+    def export_events(self, tenant: str | None, after: int, limit: int) -> list[tuple[int, HistoryEvent]]:
+        """(sequence number, event) of up to ``limit`` history events numbered above ``after``, in order."""
+        cond, params = ("tenant = ? AND ", [tenant]) if tenant else ("", [])
+        rows = self._read(
+            f"SELECT seq, record_id, op, version, at, actor, reason FROM events WHERE {cond}seq > ? "
+            "ORDER BY seq LIMIT ?",
+            (*params, after, limit),
+        )
+        return [
+            (
+                int(seq),
+                HistoryEvent(
+                    record_id=rid,
+                    op=HistoryOp(op),
+                    version=version,
+                    at=from_us(at),
+                    actor=actor,
+                    reason=reason,
+                ),
+            )
+            for seq, rid, op, version, at, actor, reason in rows
+        ]
+
     def export_rows(self, tenant: str | None) -> Iterator[MemoryRecord | HistoryEvent]:
-        cond, params = ("WHERE tenant = ?", [tenant]) if tenant else ("", [])
-        last = 0
-        while True:
-            rows = self._read(
-                f"SELECT rowid, {RECORD_COLUMNS}, embedding FROM records {cond} "
-                f"{'AND' if cond else 'WHERE'} rowid > ? ORDER BY rowid LIMIT 500",
-                (*params, last),
-            )
-            if not rows:
-                break
-            last = rows[-1][0]
-            yield from self._hydrate([r[1:] for r in rows], True)
-        for tenant_, rid, op, version, at, actor, reason in self._read(
-            f"SELECT tenant, record_id, op, version, at, actor, reason FROM events {cond} ORDER BY seq",
-            params,
-        ):
-            yield HistoryEvent(
-                record_id=rid, op=HistoryOp(op), version=version, at=from_us(at), actor=actor, reason=reason
-            )
-            del tenant_
+        """Every version (with its vector), then every event, read a page at a time
+        (:meth:`export_records`, :meth:`export_events`): memory stays bounded by a page."""
+        yield from paged_export(self, tenant)
 
     def import_rows(self, rows: Sequence[MemoryRecord | HistoryEvent]) -> int:
         records = [r for r in rows if isinstance(r, MemoryRecord)]
