@@ -156,3 +156,30 @@ def test_the_cli_imports_no_benchmark_harness_and_no_torch(argv: list[str]) -> N
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-500:]
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def _loaded_after(code: str, modules: tuple[str, ...]) -> list[str]:
+    """Which of ``modules`` a fresh interpreter has imported after running ``code``."""
+    probe = f"{code}\nimport sys\nprint(sorted(m for m in {modules!r} if m in sys.modules))\n"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-500:]
+    return ast.literal_eval(done.stdout.strip().splitlines()[-1])
+
+
+def test_cli_help_loads_neither_the_memory_stack_nor_client_libraries() -> None:
+    # `memq --help` lists the commands; each command imports what it runs on when it runs
+    code = "from memq.cli import app\ntry:\n    app(['--help'])\nexcept SystemExit:\n    pass"
+    lazy = ("memq.memory", "memq.ops.runner", "memq.embed", "httpx", "asyncio", "onnxruntime")
+    assert _loaded_after(code, lazy) == []
+
+
+def test_a_sync_search_loads_no_http_client_and_no_asyncio(tmp_path: Path) -> None:
+    # httpx is the OpenAI-compatible embedder's, asyncio the async runner's: a sync search needs neither
+    code = (
+        "from memq import Memory\n"
+        "from memq.embed import HashingEmbedder\n"
+        f"with Memory({str(tmp_path / 'm.db')!r}, embedder=HashingEmbedder(64), scope='t') as mem:\n"
+        "    mem.add('Alice moved to Berlin')\n"
+        "    assert mem.search('where is Alice?', k=1).hits"
+    )
+    assert _loaded_after(code, ("httpx", "asyncio", "memq.embed.openai_compat")) == []

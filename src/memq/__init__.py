@@ -4,7 +4,11 @@ Start with :class:`Memory` (sync) or :class:`AsyncMemory`; records, scopes and r
 :mod:`memq.types`, errors in :mod:`memq.errors`.
 """
 
-from memq.config import MemoryConfig
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from memq.errors import (
     ConflictError,
     DimensionMismatchError,
@@ -19,25 +23,71 @@ from memq.errors import (
     StoreError,
     TextTooLongError,
 )
-from memq.learn.forgetting import ForgettingPolicy
-from memq.memory import AsyncMemory, Memory
-from memq.retrieve.pipeline import SearchOptions
-from memq.types import (
-    HistoryEvent,
-    HistoryOp,
-    Hit,
-    Kind,
-    Link,
-    MemoryRecord,
-    NewRecord,
-    Page,
-    Provenance,
-    Retrieval,
-    Scope,
-    SignalScores,
-    StoreStats,
-    Utility,
-)
+
+if TYPE_CHECKING:
+    from memq.config import MemoryConfig
+    from memq.learn.forgetting import ForgettingPolicy
+    from memq.memory import AsyncMemory, Memory
+    from memq.retrieve.pipeline import SearchOptions
+    from memq.types import (
+        HistoryEvent,
+        HistoryOp,
+        Hit,
+        Kind,
+        Link,
+        MemoryRecord,
+        NewRecord,
+        Page,
+        Provenance,
+        Retrieval,
+        Scope,
+        SignalScores,
+        StoreStats,
+        Utility,
+    )
+
+# The rest of the API is imported on first use (PEP 562), so that `import memq.cli` for `memq --help`
+# does not load numpy, pydantic models and the whole stack.
+_LAZY = {
+    "AsyncMemory": "memq.memory",
+    "Memory": "memq.memory",
+    "MemoryConfig": "memq.config",
+    "ForgettingPolicy": "memq.learn.forgetting",
+    "SearchOptions": "memq.retrieve.pipeline",
+    **dict.fromkeys(
+        [
+            "HistoryEvent",
+            "HistoryOp",
+            "Hit",
+            "Kind",
+            "Link",
+            "MemoryRecord",
+            "NewRecord",
+            "Page",
+            "Provenance",
+            "Retrieval",
+            "Scope",
+            "SignalScores",
+            "StoreStats",
+            "Utility",
+        ],
+        "memq.types",
+    ),
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'memq' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __version__ = "0.1.0"
 

@@ -14,7 +14,6 @@ import os
 
 from memq.cli import learn, records, service  # noqa: F401  (each module registers its commands)
 from memq.cli.common import app
-from memq.memory import _resolve_llm  # noqa: F401  (kept for callers of the former module)
 
 __all__ = ["app", "run"]
 

@@ -11,16 +11,18 @@ from __future__ import annotations
 import json
 import sys
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from memq.errors import MemqError
-from memq.memory import Memory
 from memq.server.cli import keys_app, serve
-from memq.types import MemoryRecord, Scope
+
+if TYPE_CHECKING:  # the commands import the stack when they run: `memq --help` does not load it
+    from memq.memory import Memory
+    from memq.types import MemoryRecord, Scope
 
 app = typer.Typer(
     name="memq",
@@ -79,7 +81,7 @@ err_console = Console(stderr=True)
 
 class _State:
     db: str = "memq.db"
-    scope: Scope = Scope(tenant="default")
+    scope: Scope  # set by the global options (main), before any command runs
     embedder: str = "minilm"
     as_json: bool = False
 
@@ -107,6 +109,8 @@ def main(
     ] = "minilm",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
+    from memq.types import Scope
+
     state.db = db
     state.scope = Scope(tenant=tenant, user=user, agent=agent, session=session)
     state.embedder = embedder
@@ -115,6 +119,7 @@ def main(
 
 def _memory() -> Memory:
     from memq.embed import embedder_from_spec
+    from memq.memory import Memory
 
     return Memory(state.db, embedder=embedder_from_spec(state.embedder), scope=state.scope)
 

@@ -3,7 +3,7 @@ path and learning from reward."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -18,7 +18,9 @@ from memq.cli.common import (
     console,
     state,
 )
-from memq.types import Retrieval
+
+if TYPE_CHECKING:
+    from memq.types import Retrieval
 
 
 @app.command()

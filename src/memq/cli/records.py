@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -25,8 +25,9 @@ from memq.cli.common import (
     console,
     state,
 )
-from memq.memory import Memory, _resolve_llm
-from memq.types import MemoryRecord
+
+if TYPE_CHECKING:
+    from memq.types import MemoryRecord
 
 
 @app.command()
@@ -91,6 +92,8 @@ def add(
             items = [text]
         with _memory() as mem:
             if llm is not None:
+                from memq.memory import _resolve_llm
+
                 mem.llm = _resolve_llm(llm)
             out = mem.add(
                 items,
@@ -394,6 +397,7 @@ def reembed(
 ) -> None:
     """Re-embed every stored version with another embedder and switch the store to it."""
     from memq.embed import embedder_from_spec
+    from memq.memory import Memory
 
     if not yes and not typer.confirm(f"Re-embed the whole store {state.db} with {to}?"):
         raise typer.Exit(1)

@@ -13,7 +13,6 @@ from memq.cli.common import (
     app,
     state,
 )
-from memq.types import Scope
 
 
 @app.command(name="mcp")
@@ -40,6 +39,8 @@ def mcp_(
     if db is not None:
         state.db = db
     if tenant is not None:
+        from memq.types import Scope
+
         state.scope = Scope(tenant=tenant)
     mem = _run(_memory)
     try:

@@ -12,13 +12,35 @@
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING, Any
 
 from memq.embed.base import Embedder
 from memq.embed.cache import CachedEmbedder, cache_key
 from memq.embed.hashing import HashingEmbedder
-from memq.embed.minilm import SentenceTransformerEmbedder
 from memq.embed.onnx import OnnxMiniLMEmbedder
-from memq.embed.openai_compat import OpenAICompatibleEmbedder
+
+if TYPE_CHECKING:
+    from memq.embed.minilm import SentenceTransformerEmbedder
+    from memq.embed.openai_compat import OpenAICompatibleEmbedder
+
+# imported on first use: the HTTP client (httpx) and the torch wrapper cost every process that
+# embeds with the default model
+_LAZY = {
+    "OpenAICompatibleEmbedder": "memq.embed.openai_compat",
+    "SentenceTransformerEmbedder": "memq.embed.minilm",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'memq.embed' has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "CachedEmbedder",
@@ -72,6 +94,8 @@ def embedder_from_spec(spec: str) -> Embedder:
     if name == "minilm-int8":
         return OnnxMiniLMEmbedder(precision="int8")
     if name == "minilm-torch":
+        from memq.embed.minilm import SentenceTransformerEmbedder
+
         return SentenceTransformerEmbedder()
     if name == "hashing":
         return HashingEmbedder(int(rest)) if rest else HashingEmbedder()
@@ -81,6 +105,8 @@ def embedder_from_spec(spec: str) -> Embedder:
             raise InvalidInputError(
                 "the openai embedder spec is openai:MODEL:DIM, e.g. openai:text-embedding-3-small:1536"
             )
+        from memq.embed.openai_compat import OpenAICompatibleEmbedder
+
         base = os.environ.get("OPENAI_BASE_URL", "https://api.openai.com/v1")
         return OpenAICompatibleEmbedder(model=model, dim=int(dim), base_url=base)
     extra = _extra_embedder(name, rest)

@@ -18,12 +18,14 @@ docs/architecture.md says why it was chosen over generating the sync code from t
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
 from collections.abc import Callable, Coroutine, Generator
 from dataclasses import dataclass, field
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
+
+if TYPE_CHECKING:  # imported where an async operation runs: a sync process never loads asyncio
+    import asyncio
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -102,6 +104,8 @@ def run_sync(op: Op[T], store: Any) -> T:
 
 async def run_async(op: Op[T], store: Any) -> T:
     """Run an operation to its end without blocking the event loop."""
+    import asyncio
+
     native = is_async_store(store)
     value: Any = None
     error: BaseException | None = None
@@ -144,6 +148,8 @@ def call_from_thread(store: Any, loop: asyncio.AbstractEventLoop | None) -> Call
         method = getattr(store, step.method)
         if loop is None or not is_async_store(store):
             return method(*step.args, **step.kwargs)
+        import asyncio
+
         return asyncio.run_coroutine_threadsafe(method(*step.args, **step.kwargs), loop).result()
 
     return perform
