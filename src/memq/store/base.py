@@ -78,6 +78,19 @@ class VersionChange:
     actor: str | None = None
     reason: str | None = None
 
+    @property
+    def event(self) -> tuple[str, str, HistoryOp, int, datetime, str | None, str | None]:
+        """(tenant, record id, op, version, at, actor, reason): the history event the change writes."""
+        return (
+            self.tenant,
+            self.record_id,
+            self.op,
+            self.new.version,
+            self.new.recorded_at,
+            self.actor,
+            self.reason,
+        )
+
 
 @dataclass(frozen=True)
 class InsertGroup:

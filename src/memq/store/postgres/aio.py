@@ -28,6 +28,7 @@ from memq.store.postgres.steps import (
     complete_async,
     first_step,
     mask_dsn,
+    pool_settings,
     translate,
 )
 from memq.types import HistoryEvent, MemoryRecord
@@ -82,13 +83,7 @@ class AsyncPostgresStore(StoreMethods):
             raise translate(exc, self.location) from exc
         pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
             self._dsn,
-            min_size=self._min_size,
-            max_size=self._max_size,
-            kwargs={"autocommit": True},
-            configure=_configure,
-            check=AsyncConnectionPool.check_connection,
-            open=False,
-            name=f"memq {self.location}",
+            **pool_settings(AsyncConnectionPool, self.location, self._min_size, self._max_size, _configure),
         )
         try:
             await pool.open(wait=True)

@@ -11,21 +11,23 @@ from psycopg.types.json import Jsonb
 
 from memq.store.base import FeedbackPlan, LogEntry, LogRow, PlanFn, merge_stats
 from memq.store.postgres.rows import (
-    LOG_ROW_COLUMNS,
-    RETRIEVAL_COLUMNS,
-    RETRIEVAL_HEAD,
     UPSERT_UTILITY,
-    UTILITY_COLUMNS,
     fetch_one,
     log_row,
     logged,
     logged_head,
-    no_retrieval,
     utility_of,
     utility_row,
     vector_bytes,
 )
 from memq.store.postgres.steps import Op, Q
+from memq.store.sqlcommon import (
+    LOG_ROW_COLUMNS,
+    RETRIEVAL_COLUMNS,
+    RETRIEVAL_HEAD,
+    UTILITY_COLUMNS,
+    no_retrieval,
+)
 from memq.types import LoggedRetrieval, Utility
 
 # missing utility rows of the tenant's existing records, created with the defaults (in id order)

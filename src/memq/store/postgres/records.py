@@ -20,7 +20,6 @@ from memq.store.postgres.log import add_stats
 from memq.store.postgres.rows import (
     COLUMNS,
     COPY_EVENTS,
-    EVENT_COLUMNS,
     INSERT_EVENT,
     RECORD_FIELDS,
     columns,
@@ -34,7 +33,7 @@ from memq.store.postgres.rows import (
     write_records,
 )
 from memq.store.postgres.steps import Op, Q
-from memq.store.sqlcommon import archived_clause
+from memq.store.sqlcommon import EVENT_COLUMNS, archived_clause, store_stats
 from memq.types import HistoryEvent, HistoryOp, MemoryRecord, Page, StoreStats, utcnow
 
 # -- the embedding space ---------------------------------------------------------------------------------
@@ -111,19 +110,7 @@ def write_version(change: VersionChange) -> Op[MemoryRecord]:
     if expired != 1:
         raise ConflictError(f"record {change.record_id} changed concurrently; reload and retry")
     yield from write_records([new], utility=False)
-    yield Q(
-        INSERT_EVENT,
-        event_params(
-            change.tenant,
-            change.record_id,
-            change.op,
-            new.version,
-            new.recorded_at,
-            change.actor,
-            change.reason,
-        ),
-        mode="none",
-    )
+    yield Q(INSERT_EVENT, event_params(*change.event), mode="none")
     return new
 
 
@@ -304,7 +291,7 @@ def history(tenant: str, record_id: str) -> Op[list[HistoryEvent]]:
 
 def stats(tenant: str | None, backend: str, location: str) -> Op[StoreStats]:
     cond, params = ("WHERE tenant = %s", [tenant]) if tenant else ("", [])
-    versions, records, deleted, invalidated, tenants = yield Q(
+    counts = yield Q(
         "SELECT count(*), count(DISTINCT id), count(*) FILTER (WHERE deleted), "
         "count(*) FILTER (WHERE expired_at IS NULL AND valid_to IS NOT NULL), "
         f"count(DISTINCT tenant) FROM records {cond}",
@@ -322,16 +309,4 @@ def stats(tenant: str | None, backend: str, location: str) -> Op[StoreStats]:
         (list(schema.TABLES),),
         mode="one",
     )
-    return StoreStats(
-        backend=backend,
-        location=location,
-        records=records or 0,
-        versions=versions or 0,
-        deleted=deleted or 0,
-        invalidated=invalidated or 0,
-        tenants=tenants or 0,
-        embedding_model=space[0] if space else None,
-        embedding_dim=space[1] if space else None,
-        bytes=int(size[0] or 0),
-        kinds={k: int(c) for k, c in kinds},
-    )
+    return store_stats(backend, location, counts, space, int(size[0] or 0), {k: int(c) for k, c in kinds})

@@ -17,32 +17,21 @@ from typing import Any
 import numpy as np
 from psycopg.types.json import Json, Jsonb
 
-from memq.errors import NotFoundError
-from memq.store.base import Candidate, CandidateQuery, LogRow
+from memq.store import sqlcommon
+from memq.store.base import Candidate, CandidateQuery
 from memq.store.postgres import hnsw
 from memq.store.postgres.steps import Op, Q
-from memq.store.sqlcommon import visibility
-from memq.types import (
-    FeedbackRecord,
-    HistoryEvent,
-    HistoryOp,
-    Link,
-    LoggedRetrieval,
-    MemoryRecord,
-    PoolEntry,
-    Provenance,
-    Scope,
-    ShownEntry,
-    Utility,
-)
+from memq.store.sqlcommon import EVENT_COLUMNS as EVENT_COLUMNS  # transfer.py reads it here
+from memq.store.sqlcommon import UTILITY_COLUMNS, RowDecoder, RowEncoder, record_of, record_values, visibility
+from memq.types import HistoryEvent, HistoryOp, Link, MemoryRecord, Utility
 
-# the columns a MemoryRecord is built from, in the order record() reads them
+# the columns a MemoryRecord is built from (memq.store.sqlcommon.record_of reads them in this order)
 COLUMNS = (
     "r.id, r.version, r.tenant, r.user_id, r.agent_id, r.session_id, r.kind, r.text, r.payload_json, "
     "r.metadata_json, r.source, r.source_message_ids, r.parent_ids, r.valid_from, r.valid_to, "
     "r.recorded_at, r.expired_at, r.deleted, r.embedding_model"
 )
-# the columns record_params() fills, in its order
+# the columns memq.store.sqlcommon.record_values fills, in its order
 RECORD_FIELDS = (
     "id, version, tenant, user_id, agent_id, session_id, kind, text, payload_json, metadata_json, source, "
     "source_message_ids, parent_ids, valid_from, valid_to, recorded_at, expired_at, deleted, embedding_model, "
@@ -68,22 +57,9 @@ UPSERT_UTILITY = (
     "ON CONFLICT (id) DO UPDATE SET q = excluded.q, n_shown = excluded.n_shown, n_used = excluded.n_used, "
     "reward_sum = excluded.reward_sum, last_feedback_at = excluded.last_feedback_at, stats = excluded.stats"
 )
-UTILITY_COLUMNS = "id, q, n_shown, n_used, reward_sum, last_feedback_at, stats"
-# the columns a LoggedRetrieval is built from, in the order logged() reads them
-RETRIEVAL_COLUMNS = (
-    "id, tenant, query, query_vector, embedding_model, policy, policy_version, k, pool, shown, created_at, "
-    'feedback, learner, "window", feature_set, features, shadow'
-)
-# what the feedback transaction reads of a logged search (no pool, no features)
-RETRIEVAL_HEAD = "id, tenant, query, policy, policy_version, k, shown, created_at, feedback, learner"
-# what learning reads (memq.store.base.LogRow)
-LOG_ROW_COLUMNS = (
-    'id, learner, policy, k, "window", features, feature_set, shown, feedback, query_vector, shadow'
-)
 EVENT_FIELDS = "tenant, record_id, op, version, at, actor, reason"  # event_params() fills them
 INSERT_EVENT = f"INSERT INTO events ({EVENT_FIELDS}) VALUES (%s, %s, %s, %s, %s, %s, %s)"
 COPY_EVENTS = f"COPY events ({EVENT_FIELDS}) FROM STDIN"  # the events of a batch, in one statement
-EVENT_COLUMNS = "record_id, op, version, at, actor, reason"
 
 _dumps = partial(json.dumps, ensure_ascii=False)
 
@@ -141,34 +117,7 @@ def hydrate(rows: Sequence[Sequence[Any]], with_embedding: bool) -> Op[list[Memo
         )
         for r in utility_rows:
             utility[r[0]] = utility_of(r)
-    return [record(r, with_embedding, links.get(r[0], []), utility.get(r[0])) for r in rows]
-
-
-def record(
-    r: Sequence[Any], with_embedding: bool, links: list[Link], utility: Utility | None
-) -> MemoryRecord:
-    embedding = None
-    if with_embedding and r[19] is not None:
-        embedding = vector_from_send(r[19])
-    return MemoryRecord.model_construct(
-        id=r[0],
-        version=r[1],
-        scope=Scope(tenant=r[2], user=r[3], agent=r[4], session=r[5]),
-        kind=r[6],
-        text=r[7],
-        payload=r[8],
-        metadata=r[9],
-        provenance=Provenance(source=r[10], source_message_ids=r[11], parent_ids=r[12]),
-        links=links,
-        valid_from=utc(r[13]),
-        valid_to=utc(r[14]),
-        recorded_at=utc(r[15]),
-        expired_at=utc(r[16]),
-        deleted=bool(r[17]),
-        embedding_model=r[18],
-        embedding=embedding,
-        utility=utility or Utility(),
-    )
+    return [record_of(r, DECODE, links.get(r[0], []), utility.get(r[0]), with_embedding) for r in rows]
 
 
 def vector_from_send(data: bytes) -> list[float]:
@@ -182,116 +131,21 @@ def utc(value: datetime | None) -> datetime | None:
     return None if value is None else value.astimezone(UTC)
 
 
-def utility_of(r: Sequence[Any]) -> Utility:
-    """A Utility from a ``UTILITY_COLUMNS`` row."""
-    _, q, n_shown, n_used, reward_sum, last, stats = r
-    return Utility(
-        q=q,
-        n_shown=n_shown,
-        n_used=n_used,
-        reward_sum=reward_sum,
-        last_feedback_at=utc(last),
-        stats=stats,
-    )
+def _parsed(value: Any) -> Any:
+    return value  # psycopg parses json and jsonb columns itself
+
+
+# how psycopg returns what this store wrote (see memq.store.sqlcommon for the row decoders)
+DECODE = RowDecoder(time=utc, json=_parsed, vector=vector_from_send)
+utility_of = partial(sqlcommon.utility_of, decode=DECODE)
+logged = partial(sqlcommon.logged, decode=DECODE)
+logged_head = partial(sqlcommon.logged_head, decode=DECODE)
+log_row = partial(sqlcommon.log_row, decode=DECODE)
 
 
 def event(row: Sequence[Any], version_record: MemoryRecord | None = None) -> HistoryEvent:
     """A HistoryEvent from an ``EVENT_COLUMNS`` row."""
-    record_id, op, version, at, actor, reason = row
-    return HistoryEvent(
-        record_id=record_id,
-        op=HistoryOp(op),
-        version=version,
-        at=utc(at),
-        actor=actor,
-        reason=reason,
-        record=version_record,
-    )
-
-
-def _learner(learner: str | None, policy: str) -> str | None:
-    """The learner a logged search trained (a search logged before the column: its learner policy)."""
-    from memq.learn import LEARNERS
-
-    return learner if learner is not None else (policy if policy in LEARNERS else None)
-
-
-def logged(row: Sequence[Any]) -> LoggedRetrieval:
-    """A LoggedRetrieval from a ``RETRIEVAL_COLUMNS`` row (jsonb arrives parsed)."""
-    (rid, tenant, query, qvec, model, policy, version, k, pool, shown, created, feedback, learner, window,
-     feature_set, feats, shadow) = row  # fmt: skip
-    window = list(window or [])
-    features = None
-    if feats is not None and window:
-        features = np.frombuffer(bytes(feats), dtype="<f4").reshape(len(window), -1).tolist()
-    return LoggedRetrieval.model_construct(
-        id=rid,
-        tenant=tenant,
-        query=query,
-        query_vector=None if qvec is None else np.frombuffer(bytes(qvec), dtype="<f4").tolist(),
-        embedding_model=model,
-        policy=policy,
-        policy_version=version,
-        k=k,
-        pool=[PoolEntry.model_construct(**p) for p in pool],
-        shown=[ShownEntry.model_construct(**x) for x in shown],
-        created_at=utc(created),
-        feedback=None if feedback is None else FeedbackRecord.model_validate(feedback),
-        learner=_learner(learner, policy),
-        window=window,
-        feature_set=feature_set,
-        features=features,
-        shadow=None if shadow is None else list(shadow),
-    )
-
-
-def logged_head(row: Sequence[Any]) -> LoggedRetrieval:
-    """A LoggedRetrieval from a ``RETRIEVAL_HEAD`` row: no pool, no window (what feedback reads)."""
-    rid, tenant, query, policy, version, k, shown, created, feedback, learner = row
-    return LoggedRetrieval.model_construct(
-        id=rid,
-        tenant=tenant,
-        query=query,
-        query_vector=None,
-        embedding_model=None,
-        policy=policy,
-        policy_version=version,
-        k=k,
-        pool=[],
-        shown=[ShownEntry.model_construct(**x) for x in shown],
-        created_at=utc(created),
-        feedback=None if feedback is None else FeedbackRecord.model_validate(feedback),
-        learner=_learner(learner, policy),
-    )
-
-
-def log_row(row: Sequence[Any]) -> LogRow:
-    """A ``LOG_ROW_COLUMNS`` row as the LogRow learning reads."""
-    rid, learner, policy, k, window, feats, feature_set, shown, feedback, qvec, shadow = row
-    ids = tuple(window or ())
-    return LogRow(
-        id=rid,
-        learner=_learner(learner, policy),
-        k=k,
-        window=ids,
-        features=None
-        if feats is None or not ids
-        else np.frombuffer(bytes(feats), dtype="<f4").reshape(len(ids), -1),
-        feature_set=feature_set,
-        shown=tuple(
-            (x["id"], float(x.get("propensity", 1.0)), bool(x.get("explored", False))) for x in shown
-        ),
-        credits=feedback.get("credits") or {},
-        reward=float(feedback["reward"]),
-        query_vector=None if qvec is None else np.frombuffer(bytes(qvec), dtype="<f4"),
-        shadow=None if shadow is None else tuple(shadow),
-    )
-
-
-def no_retrieval(tenant: str, retrieval_id: str) -> NotFoundError:
-    return NotFoundError(
-        f"no retrieval {retrieval_id} in tenant {tenant!r} (unknown, or pruned from the log)"
-    )
+    return sqlcommon.event_of(row, DECODE, version_record)
 
 
 def dedupe(candidates: list[Candidate]) -> list[Candidate]:
@@ -308,35 +162,14 @@ def dedupe(candidates: list[Candidate]) -> list[Candidate]:
 # -- memq types to rows -----------------------------------------------------------------------------
 
 
-def record_params(r: MemoryRecord) -> tuple[Any, ...]:
-    """The values of ``RECORD_FIELDS`` for one record version."""
-    return (
-        r.id,
-        r.version,
-        r.scope.tenant,
-        r.scope.user,
-        r.scope.agent,
-        r.scope.session,
-        r.kind,
-        r.text,
-        Json(r.payload, dumps=_dumps),
-        Json(r.metadata, dumps=_dumps),
-        r.provenance.source,
-        Jsonb(r.provenance.source_message_ids),
-        Jsonb(r.provenance.parent_ids),
-        r.valid_from,
-        r.valid_to,
-        r.recorded_at,
-        r.expired_at,
-        r.deleted,
-        r.embedding_model,
-        vector_param(r.embedding),
-    )
-
-
 def vector_param(embedding: Sequence[float] | np.ndarray | None) -> np.ndarray | None:
     """A vector as pgvector's adapter takes it (exact float32)."""
     return None if embedding is None else np.asarray(embedding, dtype=np.float32)
+
+
+# how psycopg takes what this store writes: the values of ``RECORD_FIELDS`` come from
+# memq.store.sqlcommon.record_values
+ENCODE = RowEncoder(time=identity, document=partial(Json, dumps=_dumps), ids=Jsonb, vector=vector_param)
 
 
 def fetch_one(sql: str, params: Sequence[Any], missing: Exception) -> Op[Sequence[Any]]:
@@ -357,7 +190,7 @@ def write_records(records: Sequence[MemoryRecord], *, utility: bool = True) -> O
     deferred = yield from hnsw.defer(sum(r.embedding is not None for r in records))
     yield Q(
         COPY_RECORDS,
-        [(*record_params(r), deferred and r.embedding is not None) for r in records],
+        [(*record_values(r, ENCODE), deferred and r.embedding is not None) for r in records],
         mode="copy",
         types=COPY_RECORD_TYPES,
     )

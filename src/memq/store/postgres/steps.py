@@ -17,7 +17,7 @@ retry policy.
 from __future__ import annotations
 
 import re
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -76,6 +76,23 @@ RETRYABLE: tuple[type[Exception], ...] = (
     psycopg.errors.SerializationFailure,
 )
 WRITE_ATTEMPTS = 5
+
+
+def pool_settings(
+    pool_class: type[Any], location: str, min_size: int, max_size: int, configure: Callable[[Any], Any]
+) -> dict[str, Any]:
+    """What both stores open their pool with (``pool_class`` sync or async): ``min_size`` to
+    ``max_size`` connections in autocommit mode (transactions are explicit), each set up by
+    ``configure`` and checked on checkout; the caller opens it."""
+    return {
+        "min_size": min_size,
+        "max_size": max_size,
+        "kwargs": {"autocommit": True},
+        "configure": configure,
+        "check": pool_class.check_connection,
+        "open": False,
+        "name": f"memq {location}",
+    }
 
 
 def backoff(attempt: int) -> float:

@@ -28,6 +28,7 @@ from memq.store.postgres.steps import (
     drive,
     first_step,
     mask_dsn,
+    pool_settings,
     translate,
 )
 from memq.types import HistoryEvent, MemoryRecord
@@ -72,14 +73,7 @@ class PostgresStore(StoreMethods):
         except psycopg.Error as exc:
             raise translate(exc, self.location) from exc
         self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
-            dsn,
-            min_size=min_size,
-            max_size=max_size,
-            kwargs={"autocommit": True},
-            configure=_configure,
-            check=ConnectionPool.check_connection,
-            open=False,
-            name=f"memq {self.location}",
+            dsn, **pool_settings(ConnectionPool, self.location, min_size, max_size, _configure)
         )
         try:
             self._pool.open(wait=True)

@@ -18,14 +18,19 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
+
 from memq.errors import ConflictError, DimensionMismatchError, StoreError
+from memq.store import sqlcommon
+from memq.store.sqlcommon import UTILITY_COLUMNS, RowDecoder, RowEncoder, record_of
 from memq.store.sqlite.lexical import LexicalIndex
 from memq.store.sqlite.schema import migrate
 from memq.store.sqlite.vectors import VectorIndex
-from memq.types import HistoryOp, Link, MemoryRecord, Provenance, Scope, Utility
+from memq.types import HistoryOp, Link, MemoryRecord, Utility
 
 T = TypeVar("T")
 
@@ -46,6 +51,23 @@ def to_us(value: datetime | None) -> int | None:
 
 def from_us(value: int | None) -> datetime | None:
     return None if value is None else _EPOCH + timedelta(microseconds=value)
+
+
+def _vector(blob: bytes) -> list[float]:
+    return np.frombuffer(blob, dtype=np.float32).tolist()
+
+
+def _blob(embedding: Sequence[float] | None) -> bytes | None:
+    return None if embedding is None else np.asarray(embedding, dtype=np.float32).tobytes()
+
+
+# how sqlite3 returns what this store wrote, and takes what it writes (memq.store.sqlcommon maps the
+# rows): times as integer microseconds, JSON as text, vectors as float32 blobs
+DECODE = RowDecoder(time=from_us, json=json.loads, vector=_vector)
+ENCODE = RowEncoder(
+    time=to_us, document=partial(json.dumps, ensure_ascii=False), ids=json.dumps, vector=_blob
+)
+utility_of = partial(sqlcommon.utility_of, decode=DECODE)
 
 
 def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
@@ -234,58 +256,13 @@ class SQLiteBase:
             ):
                 links.setdefault(src, []).append(Link(target=dst, type=typ))
             for row in self._read(
-                f"SELECT {UTILITY_COLS} FROM utility WHERE id IN ({marks(len(chunk))})", chunk
+                f"SELECT {UTILITY_COLUMNS} FROM utility WHERE id IN ({marks(len(chunk))})", chunk
             ):
                 utility[row[0]] = utility_of(row)
-        out = []
-        for r in rows:
-            embedding = None
-            if with_embedding and r[19] is not None:
-                import numpy as np
-
-                embedding = np.frombuffer(r[19], dtype=np.float32).tolist()
-            out.append(
-                MemoryRecord.model_construct(
-                    id=r[0],
-                    version=r[1],
-                    scope=Scope(tenant=r[2], user=r[3], agent=r[4], session=r[5]),
-                    kind=r[6],
-                    text=r[7],
-                    payload=json.loads(r[8]),
-                    metadata=json.loads(r[9]),
-                    provenance=Provenance(
-                        source=r[10], source_message_ids=json.loads(r[11]), parent_ids=json.loads(r[12])
-                    ),
-                    links=links.get(r[0], []),
-                    valid_from=from_us(r[13]),
-                    valid_to=from_us(r[14]),
-                    recorded_at=from_us(r[15]),
-                    expired_at=from_us(r[16]),
-                    deleted=bool(r[17]),
-                    embedding_model=r[18],
-                    embedding=embedding,
-                    utility=utility.get(r[0], Utility()),
-                )
-            )
-        return out
+        return [record_of(r, DECODE, links.get(r[0], []), utility.get(r[0]), with_embedding) for r in rows]
 
 
 # -- helpers used inside transactions ---------------------------------------------------------------
-
-UTILITY_COLS = "id, q, n_shown, n_used, reward_sum, last_feedback_at, stats"
-
-
-def utility_of(row: Sequence[Any]) -> Utility:
-    """A utility row (columns of UTILITY_COLS) as a Utility."""
-    _, q, n_shown, n_used, reward_sum, last, stats = row
-    return Utility(
-        q=q,
-        n_shown=n_shown,
-        n_used=n_used,
-        reward_sum=reward_sum,
-        last_feedback_at=from_us(last),
-        stats=json.loads(stats),
-    )
 
 
 def write_utility(conn: sqlite3.Connection, tenant: str, rid: str, u: Utility) -> None:

@@ -4,23 +4,28 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from functools import partial
 
 import numpy as np
 
-from memq.errors import NotFoundError
-from memq.learn import LEARNERS
+from memq.store import sqlcommon
 from memq.store.base import FeedbackPlan, LogEntry, LogRow, PlanFn
-from memq.store.sqlite.base import UTILITY_COLS, SQLiteBase, from_us, marks, to_us, utility_of, write_utility
-from memq.store.sqlite.records import add_stats_tx
-from memq.types import FeedbackRecord, LoggedRetrieval, PoolEntry, ShownEntry, Utility
-
-_COLS = (
-    "id, tenant, query, query_vector, embedding_model, policy, policy_version, k, pool, shown, created_at, "
-    "feedback, learner, window, feature_set, features, shadow"
+from memq.store.sqlcommon import (
+    LOG_ROW_COLUMNS,
+    RETRIEVAL_COLUMNS,
+    RETRIEVAL_HEAD,
+    UTILITY_COLUMNS,
+    no_retrieval,
 )
+from memq.store.sqlite.base import DECODE, SQLiteBase, marks, to_us, utility_of, write_utility
+from memq.store.sqlite.records import add_stats_tx
+from memq.types import LoggedRetrieval, Utility
+
+logged = partial(sqlcommon.logged, decode=DECODE)
+head = partial(sqlcommon.logged_head, decode=DECODE)
+log_row = partial(sqlcommon.log_row, decode=DECODE)
 
 
 class SQLiteLog(SQLiteBase):
@@ -64,10 +69,10 @@ class SQLiteLog(SQLiteBase):
 
     def get_retrieval(self, tenant: str, retrieval_id: str) -> LoggedRetrieval:
         rows = self._read(
-            f"SELECT {_COLS} FROM retrievals WHERE tenant = ? AND id = ?", (tenant, retrieval_id)
+            f"SELECT {RETRIEVAL_COLUMNS} FROM retrievals WHERE tenant = ? AND id = ?", (tenant, retrieval_id)
         )
         if not rows:
-            raise _missing(tenant, retrieval_id)
+            raise no_retrieval(tenant, retrieval_id)
         return logged(rows[0])
 
     def list_retrievals(
@@ -82,7 +87,7 @@ class SQLiteLog(SQLiteBase):
         cond = " AND feedback IS NOT NULL" if with_feedback else ""
         order = "DESC" if latest else ""
         rows = self._read(
-            f"SELECT {_COLS} FROM retrievals WHERE tenant = ? AND created_at >= ?{cond} "
+            f"SELECT {RETRIEVAL_COLUMNS} FROM retrievals WHERE tenant = ? AND created_at >= ?{cond} "
             f"ORDER BY created_at {order}, id {order} LIMIT ?",
             (tenant, to_us(since) if since else 0, limit),
         )
@@ -102,10 +107,10 @@ class SQLiteLog(SQLiteBase):
     def apply_feedback(self, tenant: str, retrieval_id: str, plan: PlanFn) -> FeedbackPlan:
         def tx(conn: sqlite3.Connection) -> FeedbackPlan:
             row = conn.execute(
-                f"SELECT {_HEAD} FROM retrievals WHERE tenant = ? AND id = ?", (tenant, retrieval_id)
+                f"SELECT {RETRIEVAL_HEAD} FROM retrievals WHERE tenant = ? AND id = ?", (tenant, retrieval_id)
             ).fetchone()
             if row is None:
-                raise _missing(tenant, retrieval_id)
+                raise no_retrieval(tenant, retrieval_id)
             entry = head(row)
             learner = entry.learner
             ids = [s.id for s in entry.shown]
@@ -113,7 +118,7 @@ class SQLiteLog(SQLiteBase):
             present: set[str] = set()
             if ids:
                 for urow in conn.execute(
-                    f"SELECT {UTILITY_COLS} FROM utility WHERE tenant = ? AND id IN ({marks(len(ids))})",
+                    f"SELECT {UTILITY_COLUMNS} FROM utility WHERE tenant = ? AND id IN ({marks(len(ids))})",
                     (tenant, *ids),
                 ):
                     current[urow[0]] = utility_of(urow)
@@ -148,8 +153,7 @@ class SQLiteLog(SQLiteBase):
 
     def training_log(self, tenant: str, *, limit: int, since: datetime | None = None) -> list[LogRow]:
         rows = self._read(
-            "SELECT id, learner, policy, k, window, features, feature_set, shown, feedback, query_vector, shadow "
-            "FROM retrievals WHERE tenant = ? AND feedback IS NOT NULL AND created_at >= ? "
+            f"SELECT {LOG_ROW_COLUMNS} FROM retrievals WHERE tenant = ? AND feedback IS NOT NULL AND created_at >= ? "
             "ORDER BY created_at DESC, id DESC LIMIT ?",
             (tenant, to_us(since) if since else 0, limit),
         )
@@ -158,86 +162,3 @@ class SQLiteLog(SQLiteBase):
     def add_stats(self, tenant: str, deltas: Mapping[str, Mapping[str, float]]) -> None:
         if deltas:
             self._write(lambda conn: add_stats_tx(conn, tenant, deltas))
-
-
-def _missing(tenant: str, retrieval_id: str) -> NotFoundError:
-    return NotFoundError(
-        f"no retrieval {retrieval_id} in tenant {tenant!r} (unknown, or pruned from the log)"
-    )
-
-
-_HEAD = "id, tenant, query, policy, policy_version, k, shown, created_at, feedback, learner"
-
-
-def head(row: Sequence[Any]) -> LoggedRetrieval:
-    """A row of ``_HEAD`` as a LoggedRetrieval without its pool and window (what feedback reads)."""
-    rid, tenant, query, policy, version, k, shown, created, feedback, learner = row
-    return LoggedRetrieval.model_construct(
-        id=rid,
-        tenant=tenant,
-        query=query,
-        query_vector=None,
-        embedding_model=None,
-        policy=policy,
-        policy_version=version,
-        k=k,
-        pool=[],
-        shown=[ShownEntry.model_construct(**x) for x in json.loads(shown)],
-        created_at=from_us(created),
-        feedback=None if feedback is None else FeedbackRecord.model_validate_json(feedback),
-        learner=learner if learner is not None else (policy if policy in LEARNERS else None),
-    )
-
-
-def log_row(row: Sequence[Any]) -> LogRow:
-    """A row of :meth:`SQLiteLog.training_log`'s columns as a LogRow."""
-    rid, learner, policy, k, window, feats, feature_set, shown, feedback, qvec, shadow = row
-    ids = tuple(json.loads(window)) if window else ()
-    fb = json.loads(feedback)
-    return LogRow(
-        id=rid,
-        learner=learner if learner is not None else (policy if policy in LEARNERS else None),
-        k=k,
-        window=ids,
-        features=None
-        if feats is None or not ids
-        else np.frombuffer(feats, dtype=np.float32).reshape(len(ids), -1),
-        feature_set=feature_set,
-        shown=tuple(
-            (x["id"], float(x.get("propensity", 1.0)), bool(x.get("explored", False)))
-            for x in json.loads(shown)
-        ),
-        credits=fb.get("credits") or {},
-        reward=float(fb["reward"]),
-        query_vector=None if qvec is None else np.frombuffer(qvec, dtype=np.float32),
-        shadow=None if shadow is None else tuple(json.loads(shadow)),
-    )
-
-
-def logged(row: Sequence[Any]) -> LoggedRetrieval:
-    """A row of ``_COLS`` as a LoggedRetrieval."""
-    (rid, tenant, query, qvec, model, policy, version, k, pool, shown, created, feedback, learner, window,
-     feature_set, feats, shadow) = row  # fmt: skip
-    window_ids = json.loads(window) if window else []
-    features = None
-    if feats is not None and window_ids:
-        features = np.frombuffer(feats, dtype=np.float32).reshape(len(window_ids), -1).tolist()
-    return LoggedRetrieval.model_construct(
-        id=rid,
-        tenant=tenant,
-        query=query,
-        query_vector=None if qvec is None else np.frombuffer(qvec, dtype=np.float32).tolist(),
-        embedding_model=model,
-        policy=policy,
-        policy_version=version,
-        k=k,
-        pool=[PoolEntry.model_construct(**p) for p in json.loads(pool)],
-        shown=[ShownEntry.model_construct(**x) for x in json.loads(shown)],
-        created_at=from_us(created),
-        feedback=None if feedback is None else FeedbackRecord.model_validate_json(feedback),
-        learner=learner if learner is not None else (policy if policy in LEARNERS else None),
-        window=window_ids,
-        feature_set=feature_set,
-        features=features,
-        shadow=None if shadow is None else json.loads(shadow),
-    )

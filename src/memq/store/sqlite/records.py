@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
-
 from memq.errors import ConflictError, NotFoundError
 from memq.store.base import CandidateQuery, VersionChange, WriteBatch, merge_stats
-from memq.store.sqlcommon import RECORD_COLUMNS, archived_clause, visibility
+from memq.store.sqlcommon import (
+    EVENT_COLUMNS,
+    RECORD_COLUMNS,
+    UTILITY_COLUMNS,
+    archived_clause,
+    event_of,
+    record_values,
+    store_stats,
+    visibility,
+)
 from memq.store.sqlite.base import (
-    UTILITY_COLS,
+    DECODE,
+    ENCODE,
     SQLiteBase,
     check_or_set_space,
     chunks,
     event,
-    from_us,
     spaces,
     to_us,
     utility_of,
@@ -241,7 +247,7 @@ class SQLiteRecords(SQLiteBase):
 
     def history(self, tenant: str, record_id: str) -> list[HistoryEvent]:
         events = self._read(
-            "SELECT op, version, at, actor, reason FROM events WHERE tenant = ? AND record_id = ? ORDER BY seq",
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE tenant = ? AND record_id = ? ORDER BY seq",
             (tenant, record_id),
         )
         if not events:
@@ -251,22 +257,11 @@ class SQLiteRecords(SQLiteBase):
             (tenant, record_id),
         )
         versions = {r.version: r for r in self._hydrate(rows, False)}
-        return [
-            HistoryEvent(
-                record_id=record_id,
-                op=HistoryOp(op),
-                version=version,
-                at=from_us(at),
-                actor=actor,
-                reason=reason,
-                record=versions.get(version),
-            )
-            for op, version, at, actor, reason in events
-        ]
+        return [event_of(e, DECODE, versions.get(e[2])) for e in events]
 
     def stats(self, tenant: str | None = None) -> StoreStats:
         cond, params = ("WHERE tenant = ?", [tenant]) if tenant else ("", [])
-        (versions, records, deleted, invalidated, tenants) = self._read(
+        counts = self._read(
             "SELECT count(*), count(DISTINCT id), "
             "sum(CASE WHEN deleted = 1 THEN 1 ELSE 0 END), "
             "sum(CASE WHEN expired_at IS NULL AND valid_to IS NOT NULL THEN 1 ELSE 0 END), "
@@ -280,21 +275,8 @@ class SQLiteRecords(SQLiteBase):
                 params,
             )
         )
-        space = self.embedding_space()
         size = sum(p.stat().st_size for p in self.path.parent.glob(self.path.name + "*") if p.is_file())
-        return StoreStats(
-            backend=self.backend,
-            location=self.location,
-            records=records or 0,
-            versions=versions or 0,
-            deleted=deleted or 0,
-            invalidated=invalidated or 0,
-            tenants=tenants or 0,
-            embedding_model=space[0] if space else None,
-            embedding_dim=space[1] if space else None,
-            bytes=size,
-            kinds=kinds,
-        )
+        return store_stats(self.backend, self.location, counts, self.embedding_space(), size, kinds)
 
 
 # -- helpers used inside transactions ----------------------------------------------------------------
@@ -344,16 +326,7 @@ def write_version_tx(conn: sqlite3.Connection, change: VersionChange) -> MemoryR
     conn.execute("UPDATE records SET expired_at = ? WHERE rowid = ?", (to_us(new.recorded_at), cur[0]))
     insert_version(conn, new)
     insert_links(conn, new)
-    event(
-        conn,
-        change.tenant,
-        change.record_id,
-        change.op,
-        new.version,
-        new.recorded_at,
-        change.actor,
-        change.reason,
-    )
+    event(conn, *change.event)
     return new
 
 
@@ -371,7 +344,7 @@ def add_stats_tx(conn: sqlite3.Connection, tenant: str, deltas: Mapping[str, Map
         ):
             current[rid] = Utility()
         for row in conn.execute(
-            f"SELECT {UTILITY_COLS} FROM utility WHERE tenant = ? AND id IN ({marks})",
+            f"SELECT {UTILITY_COLUMNS} FROM utility WHERE tenant = ? AND id IN ({marks})",
             (tenant, *chunk),
         ):
             if row[0] in current:
@@ -381,35 +354,11 @@ def add_stats_tx(conn: sqlite3.Connection, tenant: str, deltas: Mapping[str, Map
         write_utility(conn, tenant, rid, u.model_copy(update={"stats": merge_stats(u.stats, deltas[rid])}))
 
 
+INSERT_VERSION = f"INSERT INTO records ({RECORD_COLUMNS}, embedding) VALUES ({','.join('?' * 20)})"
+
+
 def insert_version(conn: sqlite3.Connection, r: MemoryRecord) -> None:
-    blob = None if r.embedding is None else np.asarray(r.embedding, dtype=np.float32).tobytes()
-    conn.execute(
-        "INSERT INTO records (id, version, tenant, user_id, agent_id, session_id, kind, text, payload, metadata, "
-        "source, source_message_ids, parent_ids, valid_from, valid_to, recorded_at, expired_at, deleted, "
-        "embedding_model, embedding) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        (
-            r.id,
-            r.version,
-            r.scope.tenant,
-            r.scope.user,
-            r.scope.agent,
-            r.scope.session,
-            r.kind,
-            r.text,
-            json.dumps(r.payload, ensure_ascii=False),
-            json.dumps(r.metadata, ensure_ascii=False),
-            r.provenance.source,
-            json.dumps(r.provenance.source_message_ids),
-            json.dumps(r.provenance.parent_ids),
-            to_us(r.valid_from),
-            to_us(r.valid_to),
-            to_us(r.recorded_at),
-            to_us(r.expired_at),
-            1 if r.deleted else 0,
-            r.embedding_model,
-            blob,
-        ),
-    )
+    conn.execute(INSERT_VERSION, record_values(r, ENCODE))
 
 
 def insert_links(conn: sqlite3.Connection, r: MemoryRecord) -> None:
