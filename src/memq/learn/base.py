@@ -171,3 +171,16 @@ class NoRecordState:
 
     def on_write(self, new: PoolItem, neighbours: Sequence[PoolItem]) -> dict[str, dict[str, float]]:
         return {}
+
+
+class NoModel:
+    """Mixin for learners with no fitted model: fitting does nothing and the saved state is empty."""
+
+    def fit(self, data: TrainingData) -> None:
+        return None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        return None

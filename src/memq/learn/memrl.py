@@ -17,12 +17,11 @@ candidate passes. With all Q equal (no feedback yet) z(Q) = 0 and the order is t
 from __future__ import annotations
 
 from math import comb
-from typing import Any
 
 import numpy as np
 
+from memq.learn.base import NoModel, Selection, Window, clipped_z, top_k
 from memq.learn.base import NoRecordState as _NoWriteHook
-from memq.learn.base import Selection, TrainingData, Window, clipped_z, top_k
 from memq.retrieve.features import Q_INIT
 from memq.types import Utility
 
@@ -33,7 +32,7 @@ def memrl_q(q: float | None, credit: float, alpha: float = 0.3, q_init: float = 
     return current + alpha * (credit - current)
 
 
-class MemRLLearner(_NoWriteHook):
+class MemRLLearner(_NoWriteHook, NoModel):
     name = "memrl"
     needs_vectors = False
     version = "1"
@@ -96,12 +95,3 @@ class MemRLLearner(_NoWriteHook):
 
     def update_record(self, utility: Utility, credit: float) -> tuple[float | None, dict[str, float]]:
         return memrl_q(utility.q, credit, self.alpha, self.q_init), dict(utility.stats)
-
-    def fit(self, data: TrainingData) -> None:
-        return None
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        return None

@@ -6,14 +6,12 @@ The baseline every learner is measured against, and what every learner serves be
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
-from memq.learn.base import NoRecordState, Selection, TrainingData, Window, greedy, recipe_scores
+from memq.learn.base import NoModel, NoRecordState, Selection, Window, greedy, recipe_scores
 
 
-class SimilarityLearner(NoRecordState):
+class SimilarityLearner(NoRecordState, NoModel):
     name = "similarity"
     needs_vectors = False
     version = "1"
@@ -25,12 +23,3 @@ class SimilarityLearner(NoRecordState):
 
     def select(self, window: Window, k: int, rng: np.random.Generator) -> Selection:
         return greedy(window, self.score(window), k)
-
-    def fit(self, data: TrainingData) -> None:
-        return None
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        return None
