@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -39,11 +41,19 @@ def _fail(exc: Exception) -> None:
     raise typer.Exit(2)
 
 
-def _keys(ctx: typer.Context) -> KeyStore:
+@contextmanager
+def _keys(ctx: typer.Context) -> Iterator[KeyStore]:
+    """The key store beside the database, closed after the block; a MemqError exits with its code."""
     try:
-        return open_key_store(str(_root(ctx, "db", "memq.db")))
+        ks = open_key_store(str(_root(ctx, "db", "memq.db")))
     except MemqError as exc:
         _fail(exc)
+    try:
+        yield ks
+    except MemqError as exc:
+        _fail(exc)
+    finally:
+        ks.close()
 
 
 @keys_app.command("create")
@@ -56,13 +66,8 @@ def keys_create(
     name: Annotated[str | None, typer.Option(help="A label to recognise the key by.")] = None,
 ) -> None:
     """Create a key and print its secret — shown this once; only its SHA-256 is stored."""
-    ks = _keys(ctx)
-    try:
+    with _keys(ctx) as ks:
         key, secret = ks.create(tenant, scopes.split(","), name=name)
-    except MemqError as exc:
-        _fail(exc)
-    finally:
-        ks.close()
     if _root(ctx, "as_json", False):
         sys.stdout.write(json.dumps({**key.model_dump(mode="json"), "key": secret}) + "\n")
         return
@@ -79,13 +84,8 @@ def keys_list(
     tenant: Annotated[str | None, typer.Option(help="Only this tenant's keys.")] = None,
 ) -> None:
     """List keys (never their secrets), revoked ones too."""
-    ks = _keys(ctx)
-    try:
+    with _keys(ctx) as ks:
         keys = ks.list(tenant)
-    except MemqError as exc:
-        _fail(exc)
-    finally:
-        ks.close()
     if _root(ctx, "as_json", False):
         sys.stdout.write(json.dumps([k.model_dump(mode="json") for k in keys], indent=2) + "\n")
         return
@@ -109,13 +109,8 @@ def keys_revoke(
     ctx: typer.Context, key_id: Annotated[str, typer.Argument(help="The key's id (from `memq keys list`).")]
 ) -> None:
     """Revoke a key: it stops working at once, in every server process."""
-    ks = _keys(ctx)
-    try:
+    with _keys(ctx) as ks:
         key = ks.revoke(key_id)
-    except MemqError as exc:
-        _fail(exc)
-    finally:
-        ks.close()
     console.print(f"revoked key [cyan]{key.id}[/] (tenant {key.tenant})")
 
 

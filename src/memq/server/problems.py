@@ -71,6 +71,14 @@ class Problem(BaseModel):
     errors: list[dict[str, Any]] | None = None
 
 
+def problem_responses(descriptions: Mapping[int, str]) -> dict[int | str, dict[str, Any]]:
+    """A router's ``responses=`` for OpenAPI: each status a :class:`Problem` as problem+json, described."""
+    return {
+        code: {"model": Problem, "content": {PROBLEM_JSON: {}}, "description": desc}
+        for code, desc in descriptions.items()
+    }
+
+
 def status_for(exc: MemqError) -> int:
     if exc.code in STATUS_BY_CODE:
         return STATUS_BY_CODE[exc.code]

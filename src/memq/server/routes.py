@@ -35,7 +35,7 @@ from memq.server.models import (
     UpdateIn,
     WhoAmI,
 )
-from memq.server.problems import Problem
+from memq.server.problems import problem_responses
 from memq.types import (
     FeedbackRecord,
     HistoryEvent,
@@ -46,9 +46,8 @@ from memq.types import (
     Scope,
 )
 
-_PROBLEMS: dict[int | str, dict[str, Any]] = {
-    code: {"model": Problem, "content": {"application/problem+json": {}}, "description": desc}
-    for code, desc in {
+_PROBLEMS = problem_responses(
+    {
         400: "Invalid input (memq error code)",
         401: "Missing, unknown or revoked API key",
         403: "The key lacks the scope",
@@ -57,8 +56,8 @@ _PROBLEMS: dict[int | str, dict[str, Any]] = {
         422: "Request does not match the schema",
         429: "Rate limited (see Retry-After)",
         503: "Store unavailable",
-    }.items()
-}
+    }
+)
 
 
 router = APIRouter(prefix="/v1", responses=_PROBLEMS)
