@@ -87,9 +87,12 @@ def compare(
             )
 
     v_shadow, v_serving = values(sums)
-    # bootstrap over searches: multinomial resampling counts (a resample = each search's weight)
+    # bootstrap over searches: each resample draws len(m) searches with replacement; its counts
+    # (a multinomial draw, built by one bincount) weight the searches' sums
     rng = np.random.default_rng(seed)
-    counts = rng.multinomial(len(m), np.full(len(m), 1.0 / len(m)), size=rounds).astype(np.float64)
+    n = len(m)
+    picks = rng.integers(0, n, size=(rounds, n)) + (np.arange(rounds) * n)[:, None]
+    counts = np.bincount(picks.ravel(), minlength=rounds * n).reshape(rounds, n).astype(np.float64)
     boot_shadow, boot_serving = values(counts @ m)
     diff = boot_shadow - boot_serving
     w = np.asarray(shadow_w)
