@@ -207,14 +207,18 @@ class Manager(Protocol):
     def plan(self, inputs: Sequence[MemoryRecord], ctx: ManageContext) -> Plan: ...
 
 
+class ManagerParams(BaseModel):
+    """The base of every manager's ``Params``: unknown keyword arguments are an error."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
 class BaseManager:
-    """Shared plumbing: ``Params`` (a pydantic model) validates the constructor's keyword arguments."""
+    """Shared plumbing: ``Params`` (a :class:`ManagerParams`) validates the constructor's keyword arguments."""
 
     name: ClassVar[str] = "base"
     uses_llm: ClassVar[bool] = False
-
-    class Params(BaseModel):
-        model_config = ConfigDict(extra="forbid")
+    Params: ClassVar[type[ManagerParams]] = ManagerParams
 
     def __init__(self, **params: Any) -> None:
         try:

@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from memq.manage.base import BaseManager, Change, Insert, ManageContext, Plan, short
+from memq.manage.base import BaseManager, Change, Insert, ManageContext, ManagerParams, Plan, short
 from memq.types import MemoryRecord, Provenance
 
 _PUNCT_EDGES = re.compile(r"^[\W_]+|[\W_]+$")
@@ -51,9 +51,7 @@ def merged_metadata(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
 class DedupeManager(BaseManager):
     name = "dedupe"
 
-    class Params(BaseModel):
-        model_config = ConfigDict(extra="forbid")
-
+    class Params(ManagerParams):
         threshold: float = Field(
             default=0.95, gt=0.0, le=1.0, description="Cosine at or above which items merge."
         )

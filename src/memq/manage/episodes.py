@@ -24,9 +24,9 @@ from datetime import timedelta
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from memq.manage.base import BaseManager, ManageContext, Plan, short
+from memq.manage.base import BaseManager, ManageContext, ManagerParams, Plan, short
 from memq.manage.prompts import EpisodeDigest, digest_prompt, segment_prompt, segments_schema
 from memq.manage.reconcile import inherited_metadata, turns
 from memq.types import Kind, Link, MemoryRecord, Provenance
@@ -36,9 +36,7 @@ class EpisodesManager(BaseManager):
     name = "episodes"
     uses_llm = True
 
-    class Params(BaseModel):
-        model_config = ConfigDict(extra="forbid")
-
+    class Params(ManagerParams):
         boundary: Literal["llm", "gap", "topic"] = Field(default="llm", description="How episodes are cut.")
         gap_minutes: float = Field(
             default=30.0, gt=0, description="A longer pause between messages starts an episode."

@@ -18,12 +18,12 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from memq.errors import InvalidInputError
 from memq.ids import new_id
 from memq.learn.experience import NEIGHBOURS, TASK_KEY_SIMILARITY, experience_payload
-from memq.manage.base import BaseManager, ManageContext, Plan, short
+from memq.manage.base import BaseManager, ManageContext, ManagerParams, Plan, short
 from memq.manage.prompts import Reflection, Script, experience_prompt
 from memq.store.base import Candidate
 from memq.types import Kind, Link, MemoryRecord, NewRecord
@@ -81,9 +81,7 @@ class ExperienceManager(BaseManager):
     name = "experience"
     uses_llm = True
 
-    class Params(BaseModel):
-        model_config = ConfigDict(extra="forbid")
-
+    class Params(ManagerParams):
         reflect: bool = Field(
             default=True, description="Ask for a reflection on failures (else store as is)."
         )

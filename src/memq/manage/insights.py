@@ -18,9 +18,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from memq.manage.base import BaseManager, ManageContext, Plan, short
+from memq.manage.base import BaseManager, ManageContext, ManagerParams, Plan, short
 from memq.manage.experience import outcome_of
 from memq.manage.prompts import insights_prompt, rule_ops_schema
 from memq.types import HistoryOp, Kind, MemoryRecord, Provenance
@@ -30,9 +30,7 @@ class InsightsManager(BaseManager):
     name = "insights"
     uses_llm = True
 
-    class Params(BaseModel):
-        model_config = ConfigDict(extra="forbid")
-
+    class Params(ManagerParams):
         initial_strength: int = Field(default=2, ge=1, description="Strength of a new rule (ExpeL: 2).")
         max_rules: int = Field(default=30, ge=1, le=200, description="Most rules shown to the model.")
         max_pairs: int = Field(default=3, ge=1, le=10, description="Most success/failure pairs per call.")

@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from memq.manage.base import BaseManager, ManageContext, Plan, short
+from memq.manage.base import BaseManager, ManageContext, ManagerParams, Plan, short
 from memq.rl.actions import decode
 from memq.rl.features import Candidate, Observation, observe
 from memq.rl.policy import Policy, load_policy
@@ -189,9 +189,7 @@ class LearnedManager(BaseManager):
     name = "learned"
     uses_llm = False
 
-    class Params(BaseModel):
-        model_config = ConfigDict(extra="forbid")
-
+    class Params(ManagerParams):
         path: str = Field(description="The policy file (JSON) written by `memq rl train`.")
 
     def __init__(self, **params: Any) -> None:

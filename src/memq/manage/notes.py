@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from memq.manage.base import BaseManager, ManageContext, Plan, short
+from memq.manage.base import BaseManager, ManageContext, ManagerParams, Plan, short
 from memq.manage.prompts import NoteAnalysis, evolution_schema, evolve_prompt, note_prompt
 from memq.types import Kind, Link, MemoryRecord, Provenance
 
@@ -24,9 +24,7 @@ class NotesManager(BaseManager):
     name = "notes"
     uses_llm = True
 
-    class Params(BaseModel):
-        model_config = ConfigDict(extra="forbid")
-
+    class Params(ManagerParams):
         neighbours: int = Field(
             default=5, ge=1, le=20, description="Older notes considered per note (A-MEM: 5)."
         )

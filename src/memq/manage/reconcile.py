@@ -22,11 +22,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from memq.llm.base import Message
 from memq.llm.safety import FLAGS_KEY
-from memq.manage.base import BaseManager, ManageContext, Plan, short
+from memq.manage.base import BaseManager, ManageContext, ManagerParams, Plan, short
 from memq.manage.dedupe import normalise
 from memq.manage.prompts import Facts, decisions_schema, extract_prompt, reconcile_prompt
 from memq.types import HistoryOp, Link, MemoryRecord, Provenance
@@ -63,9 +63,7 @@ class ReconcileManager(BaseManager):
     name = "reconcile"
     uses_llm = True
 
-    class Params(BaseModel):
-        model_config = ConfigDict(extra="forbid")
-
+    class Params(ManagerParams):
         neighbours: int = Field(
             default=5, ge=1, le=50, description="Similar memories retrieved per fact (s)."
         )
