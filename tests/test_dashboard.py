@@ -3,13 +3,17 @@
 A real uvicorn server on 127.0.0.1 serves the memq app; memories, an update and feedback are
 seeded through the REST API with an API key, then the browser pastes the key, searches, opens a
 record and the test checks what renders (versions, the q plot's points, the retrieval log, a
-benchmark report). The screenshot lands in ``test-artifacts/dashboard.png``.
+benchmark report). A second server, configured (by a MemoryConfig file, as ``memq serve`` takes
+it) to fit its learner every few feedbacks and promote it at once, gives the Learning panel a
+promotion estimate and a serving learner. Screenshots land in ``test-artifacts/dashboard*.png``.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +91,12 @@ def test_dashboard_json_is_tenant_scoped_and_needs_a_key(site: dict[str, Any]) -
     assert httpx.get(base + "/ui/api/retrievals", headers=other).json()["rows"] == []
     r = httpx.get(f"{base}/ui/api/memories/{alice}/utility", headers=other)
     assert r.status_code == 404 and r.json()["code"] == "not_found"
-    for path in ("/ui/api/retrievals", f"/ui/api/memories/{alice}/utility", "/ui/api/reports"):
+    for path in (
+        "/ui/api/retrievals",
+        f"/ui/api/memories/{alice}/utility",
+        "/ui/api/reports",
+        "/ui/api/learning",
+    ):
         r = httpx.get(base + path)
         assert r.status_code == 401 and r.headers["content-type"].startswith("application/problem+json")
     assert httpx.get(base + "/ui/").status_code == 200  # the page itself is static and public
@@ -103,6 +112,109 @@ def test_reports_listing_and_serving_stay_in_the_directory(site: dict[str, Any])
     )
     for bad in ("notes.txt", "..%2Fsecret.json", "%2E%2E%2Fsecret.json", "missing.json"):
         assert api.get("/ui/api/reports/" + bad).status_code == 404, bad
+
+
+# -- the Learning panel's JSON ----------------------------------------------------------------------
+LEARNING_REWARDS = [1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 0.0, 1.0, 1.0, 1.0]
+
+
+@contextmanager
+def _serve(tmp: Path, name: str, config: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """A served app on ``tmp/name.db`` opened with ``config`` (a MemoryConfig file, as `memq serve
+    --config` takes it); yields (base URL, an acme read-write key). Shutdown closes its Memory."""
+    path = tmp / f"{name}.json"
+    path.write_text(json.dumps(config))
+    settings = ServerSettings(db=str(tmp / f"{name}.db"), embedder="hashing", rate_per_s=0, config=str(path))
+    app = create_app(settings)
+    _, key = app.state.keys.create("acme", ["read", "write"], name="ui")
+    with live_server(app) as base:
+        yield base, key
+
+
+@pytest.fixture(scope="module")
+def learning_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """A tenant whose learner (memq) was refit and tested during its feedback, and serves (always)."""
+    config = {
+        "learning": {"learner": "memq", "promotion": "always", "update_every": 4, "min_searches": 5},
+        "learner_params": {"memq": {"fit_every": 4, "min_rows": 1}},
+    }
+    with _serve(tmp_path_factory.mktemp("learning"), "learning", config) as (base, key):
+        api = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"})
+        for i in range(12):
+            assert (
+                api.post("/v1/memories", json={"text": f"note {i}: the blue door opens"}).status_code == 201
+            )
+        for reward in LEARNING_REWARDS:
+            got = api.post("/v1/search", json={"query": "blue door", "k": 3}).json()
+            used = [got["hits"][0]["record"]["id"]]
+            fb = api.post(f"/v1/retrievals/{got['id']}/feedback", json={"reward": reward, "used": used})
+            assert fb.status_code == 200, fb.text
+        yield {"base": base, "key": key, "api": api}
+        api.close()
+
+
+def _rolling(rewards: list[float], window: int) -> list[float]:
+    return [sum(rewards[max(0, n - window) : n]) / min(n, window) for n in range(1, len(rewards) + 1)]
+
+
+def test_learning_on_a_fresh_tenant(site: dict[str, Any]) -> None:
+    other = {"Authorization": f"Bearer {site['other']}"}  # globex: no search, no feedback
+    view = httpx.get(site["base"] + "/ui/api/learning", headers=other).json()
+    assert view["default"] == "memq" and view["promotion"] == "guarded"
+    assert set(view["learners"]) == {"similarity", "memrl", "memento_q", "memq"}
+    st = view["status"]
+    assert st["learner"] == "memq" and st["serving"] is False and st["trained"] is False
+    assert st["feedbacks"] == 0 and st["estimate"] is None and st["curve"] == []
+
+
+def test_learning_counts_the_tenants_feedback(site: dict[str, Any]) -> None:
+    api = site["api"]
+    st = api.get("/ui/api/learning").json()["status"]
+    assert st["learner"] == "memq" and st["feedbacks"] == 3 and st["serving"] is False  # guarded, 3 < 100
+    assert [n for n, _ in st["curve"]] == [1, 2, 3]
+    assert [v for _, v in st["curve"]] == pytest.approx(_rolling([1.0, 0.0, 1.0], 100))
+    short = api.get("/ui/api/learning", params={"window": 2}).json()["status"]["curve"]
+    assert [v for _, v in short] == pytest.approx(_rolling([1.0, 0.0, 1.0], 2))
+    # a learner that none of these searches trained
+    memrl = api.get("/ui/api/learning", params={"learner": "memrl"}).json()["status"]
+    assert memrl["learner"] == "memrl" and memrl["feedbacks"] == 0 and memrl["curve"] == []
+
+
+def test_learning_rejects_an_unknown_learner(site: dict[str, Any]) -> None:
+    api = site["api"]
+    r = api.get("/ui/api/learning", params={"learner": "nope"})
+    assert r.status_code == 400 and r.headers["content-type"].startswith("application/problem+json")
+    assert r.json()["code"] == "invalid_input" and "memrl" in r.json()["detail"]
+    r = api.get("/ui/api/learning", params={"window": 0})
+    assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json")
+    responses = api.get("/openapi.json").json()["paths"]["/ui/api/learning"]["get"]["responses"]
+    assert {"200", "400", "401", "422"} <= set(responses)
+
+
+def test_learning_with_an_estimate_and_a_serving_learner(learning_site: dict[str, Any]) -> None:
+    api = learning_site["api"]
+    view = api.get("/ui/api/learning").json()
+    assert view["promotion"] == "always" and view["min_searches"] == 5
+    st = view["status"]
+    assert st["serving"] is True and st["trained"] is True and st["state_version"] >= 1
+    assert st["feedbacks"] == len(LEARNING_REWARDS)
+    assert [v for _, v in st["curve"]] == pytest.approx(_rolling(LEARNING_REWARDS, 100))
+    est = st["estimate"]
+    assert est is not None and 0 < est["searches"] <= len(LEARNING_REWARDS)
+    assert est["lower"] <= est["difference"] <= est["upper"]
+    assert est["difference"] == pytest.approx(est["shadow"] - est["serving"])
+    # similarity never serves, whatever the promotion mode
+    sim = api.get("/ui/api/learning", params={"learner": "similarity"}).json()["status"]
+    assert sim["serving"] is False and sim["feedbacks"] == 0
+
+
+def test_learning_without_a_configured_learner(tmp_path: Path) -> None:
+    with _serve(tmp_path, "none", {"learning": {"learner": None}}) as (base, key):
+        auth = {"Authorization": f"Bearer {key}"}
+        view = httpx.get(base + "/ui/api/learning", headers=auth).json()
+        assert view["default"] is None and view["status"] is None  # the recipe ranks every search
+        named = httpx.get(base + "/ui/api/learning", params={"learner": "memrl"}, headers=auth).json()
+        assert named["status"]["learner"] == "memrl"
 
 
 # -- the browser -----------------------------------------------------------------------------------
@@ -194,6 +306,49 @@ def test_dashboard_in_headless_chromium(site: dict[str, Any], browser: Any) -> N
     assert wait.until(lambda _: browser.find_element(By.ID, "report-title")).text == "TTL benchmark"
     browser.switch_to.default_content()
     browser.save_screenshot(str(ARTIFACTS / "dashboard-reports.png"))
+    assert not browser.find_element(By.ID, "error").is_displayed()
+
+
+def test_learning_panel_in_headless_chromium(learning_site: dict[str, Any], browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    wait = WebDriverWait(browser, 20)
+    api = learning_site["api"]
+    browser.get(learning_site["base"] + "/ui/")
+    browser.find_element(By.ID, "api-key").send_keys(learning_site["key"])
+    browser.find_element(By.ID, "save-key").click()
+    wait.until(ec.text_to_be_present_in_element((By.ID, "whoami"), "tenant acme"))
+    browser.find_element(By.ID, "tab-learning").click()
+
+    serving = browser.find_element(By.ID, "serving")
+    wait.until(lambda _: serving.get_attribute("data-serving") == "learner")
+    assert serving.get_attribute("data-learner") == "memq" and "memq ranks" in serving.text
+    st = api.get("/ui/api/learning").json()["status"]
+
+    def cell(dl: str, key: str) -> str:
+        return str(browser.find_element(By.CSS_SELECTOR, f"#{dl} dd[data-key='{key}']").text)
+
+    assert cell("learner-fields", "feedbacks") == str(st["feedbacks"])
+    assert cell("estimate-fields", "searches") == str(st["estimate"]["searches"])
+    assert cell("estimate-fields", "serving") == f"{st['estimate']['serving']:.3f}"
+    points = browser.find_elements(By.CSS_SELECTOR, "#curve-plot svg circle")
+    assert [int(p.get_attribute("data-searches")) for p in points] == [n for n, _ in st["curve"]]
+    assert [float(p.get_attribute("data-reward")) for p in points] == pytest.approx(
+        [v for _, v in st["curve"]]
+    )
+    assert (
+        browser.find_element(By.CSS_SELECTOR, "#curve-plot svg path.line").get_attribute("d").startswith("M")
+    )
+    ARTIFACTS.mkdir(exist_ok=True)
+    assert browser.save_screenshot(str(ARTIFACTS / "dashboard-learning.png"))
+
+    Select(browser.find_element(By.ID, "learner-select")).select_by_value("similarity")
+    wait.until(lambda _: serving.get_attribute("data-learner") == "similarity")
+    assert serving.get_attribute("data-serving") == "recipe" and "recipe" in serving.text
+    assert browser.find_elements(By.CSS_SELECTOR, "#curve-plot svg circle") == []
+    assert "No logged feedback" in browser.find_element(By.ID, "curve-note").text
     assert not browser.find_element(By.ID, "error").is_displayed()
 
 

@@ -10,19 +10,20 @@ import pathlib
 from collections import deque
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from pydantic import BaseModel
 
-from memq.learn import make_learner
+from memq.learn import LEARNERS, make_learner
 from memq.memory import Memory
+from memq.ops.learning import LearnerStatus
 from memq.server.auth import Principal, require
 from memq.server.dashboard.reports import MEDIA_TYPES, Report, list_reports, report_path, reports_dir
 from memq.server.dashboard.utility import UtilitySeries, q_series
 from memq.server.deps import get_memory
-from memq.server.problems import Problem
+from memq.server.problems import problem_responses
 from memq.server.routes import RecordIdPath
 from memq.types import FeedbackRecord, LoggedRetrieval, ShownEntry
 
@@ -34,17 +35,16 @@ Read = Annotated[Principal, Depends(require("read"))]
 Mem = Annotated[Memory, Depends(get_memory)]
 
 page_router = APIRouter(prefix="/ui", include_in_schema=False)
-_PROBLEMS: dict[int | str, dict[str, Any]] = {
-    code: {"model": Problem, "content": {"application/problem+json": {}}, "description": desc}
-    for code, desc in {
+_PROBLEMS = problem_responses(
+    {
         401: "Missing, unknown or revoked API key",
         403: "The key lacks the read scope",
         404: "Not found in this tenant (or not a listed report)",
         422: "Request does not match the schema",
         429: "Rate limited (see Retry-After)",
         503: "Store unavailable",
-    }.items()
-}
+    }
+)
 api_router = APIRouter(prefix="/ui/api", tags=["dashboard"], responses=_PROBLEMS)
 
 
@@ -133,6 +133,51 @@ def utility(record_id: RecordIdPath, p: Read, mem: Mem) -> UtilitySeries:
         record,
         _logs(mem, p.tenant, with_feedback=True),
         lambda name: make_learner(name, **params.get(name, {})),
+    )
+
+
+class LearningView(BaseModel):
+    """The Learning panel: which scorer ranks this tenant's searches, and what a learner has learned."""
+
+    learners: list[str]  # the known learners: the values ``?learner=`` takes
+    default: str | None  # the config's learner, which searches without ``policy=`` train (None: none)
+    promotion: str  # the config's promotion mode: guarded | always | never
+    min_searches: int  # guarded: logged searches a switch needs
+    alpha: float  # guarded: one-sided level of the bound on the difference
+    window: int  # the curve's rolling mean covers this many feedbacks
+    status: LearnerStatus | None  # None only when no learner is asked for and none is configured
+
+
+@api_router.get(
+    "/learning",
+    summary="Which scorer ranks this tenant's searches; a learner's promotion estimate and learning curve",
+    responses=problem_responses({400: "Unknown learner (the detail lists the known ones)"}),
+)
+def learning(
+    p: Read,
+    mem: Mem,
+    learner: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=64,
+            description=f"One of {', '.join(LEARNERS)} (default: the config's learner).",
+        ),
+    ] = None,
+    window: Annotated[
+        int, Query(ge=1, le=10_000, description="Feedbacks in the curve's rolling mean.")
+    ] = 100,
+) -> LearningView:
+    cfg = mem.config.learning
+    name = learner or cfg.learner
+    return LearningView(
+        learners=list(LEARNERS),
+        default=cfg.learner,
+        promotion=cfg.promotion,
+        min_searches=cfg.min_searches,
+        alpha=cfg.alpha,
+        window=window,
+        status=None if name is None else mem.learning_status(name, scope=p.scope(), window=window),
     )
 
 

@@ -142,11 +142,12 @@
       `${result.hits.length} hit(s) for “${result.query}” · policy ${result.policy} · retrieval ${result.id}`;
   }
 
-  function field(dl, name, value) {
+  function field(dl, name, value, key) {
     const dt = document.createElement("dt");
     dt.textContent = name;
     const dd = document.createElement("dd");
     dd.textContent = value === null || value === undefined ? "–" : String(value);
+    if (key) dd.dataset.key = key;
     dl.append(dt, dd);
   }
 
@@ -239,6 +240,97 @@
     $("#log-caption").textContent = `${log.rows.length} newest of ${log.scanned} logged retrieval(s)`;
   }
 
+  // -- learning --------------------------------------------------------------------------------------
+  function signed(v) {
+    return (v < 0 ? "−" : "+") + Math.abs(v).toFixed(3);
+  }
+
+  // Why the learner serves or not, in the words of the promotion mode.
+  function servingReason(view, st) {
+    if (st.learner === "similarity") return "Similarity never serves: it is the recipe's own order.";
+    if (view.promotion === "never") return "Promotion never: the learner only learns, in the shadow.";
+    if (view.promotion === "always") return "Promotion always: the learner ranks as soon as it is asked for.";
+    return st.serving
+      ? "Guarded promotion: the log showed it better than the recipe; it stops when the recipe is shown better."
+      : `Guarded promotion: it takes over once the lower bound of its difference over the recipe is above 0 ` +
+        `(level α = ${view.alpha}) on at least ${view.min_searches} logged searches.`;
+  }
+
+  function renderEstimate(view, st) {
+    const dl = $("#estimate-fields");
+    dl.replaceChildren();
+    const est = st.estimate;
+    if (!est) {
+      $("#estimate-note").textContent = st.feedbacks
+        ? "No promotion test yet: it runs each time the learner is refit from the logged feedback."
+        : "No promotion test yet: no feedback on searches that trained this learner.";
+      return;
+    }
+    const [servingName, shadowName] = st.serving ? [st.learner, "the recipe"] : ["the recipe", st.learner];
+    field(dl, `serving (${servingName})`, est.serving.toFixed(3), "serving");
+    field(dl, `shadow (${shadowName})`, est.shadow.toFixed(3), "shadow");
+    field(dl, "difference", `${signed(est.difference)}  [${signed(est.lower)}, ${signed(est.upper)}]`, "difference");
+    field(dl, "searches", est.searches, "searches");
+    field(dl, "explored", est.explored, "explored");
+    field(dl, "effective sample size (shadow)", Number(est.effective).toFixed(1), "effective");
+    $("#estimate-note").textContent =
+      "Self-normalised IPS value per shown record on the same logged searches; difference = shadow − serving, " +
+      `with bootstrap bounds at α = ${view.alpha} on each side. Explored: searches whose last slot showed a shadow pick.`;
+  }
+
+  async function loadLearning() {
+    const select = $("#learner-select");
+    const params = new URLSearchParams();
+    if (select.value) params.set("learner", select.value);
+    const view = await api("/ui/api/learning?" + params.toString());
+    const st = view.status;
+    const options = (view.default === null ? [""] : []).concat(view.learners);
+    select.replaceChildren(...options.map((name) => {
+      const opt = document.createElement("option");
+      opt.value = name;
+      opt.textContent = name === "" ? "(none configured)" : name === view.default ? `${name} (default)` : name;
+      return opt;
+    }));
+    select.value = st ? st.learner : "";
+    $("#learning-caption").textContent = `promotion ${view.promotion} (all learners of this server)`;
+
+    const serving = $("#serving");
+    const fields = $("#learner-fields");
+    fields.replaceChildren();
+    $("#curve-plot").replaceChildren();
+    if (!st) {
+      serving.dataset.serving = "recipe";
+      delete serving.dataset.learner;
+      serving.replaceChildren("The ", Object.assign(document.createElement("strong"), { textContent: "recipe" }),
+        " ranks every search: no learner is configured. Pick one to see what it learned from searches that named it.");
+      $("#estimate-fields").replaceChildren();
+      $("#estimate-note").textContent = "";
+      $("#curve-note").textContent = "";
+      return;
+    }
+    serving.dataset.serving = st.serving ? "learner" : "recipe";
+    serving.dataset.learner = st.learner;
+    const who = document.createElement("strong");
+    who.textContent = st.serving ? st.learner : "recipe";
+    serving.replaceChildren(
+      st.serving ? "The learner " : "The ", who,
+      st.serving ? " ranks this tenant's searches. " : ` (hybrid dense + BM25) ranks this tenant's searches; ${st.learner} learns in the shadow. `,
+      servingReason(view, st),
+    );
+    field(fields, "learner", st.learner, "learner");
+    field(fields, "trained", st.trained ? "yes" : "no", "trained");
+    field(fields, "feedbacks counted", st.feedbacks, "feedbacks");
+    field(fields, "model version", st.version, "version");
+    field(fields, "saved state version", st.state_version, "state_version");
+    renderEstimate(view, st);
+
+    $("#curve-plot").replaceChildren(window.memqPlot.curvePlot(st.curve, view.window));
+    $("#curve-note").textContent = st.curve.length
+      ? `Mean reward of the last ${view.window} feedbacks, after each of the ${st.curve[st.curve.length - 1][0]} ` +
+        `logged searches with feedback that trained ${st.learner} (the newest a fit reads).`
+      : `No logged feedback yet on searches that trained ${st.learner}.`;
+  }
+
   // -- reports ---------------------------------------------------------------------------------------
   async function loadReports() {
     const reports = await api("/ui/api/reports");
@@ -284,6 +376,7 @@
     for (const p of document.querySelectorAll(".panel")) p.hidden = p.id !== "panel-" + name;
     if (name === "retrievals") guarded(loadLog);
     if (name === "reports") guarded(loadReports);
+    if (name === "learning") guarded(loadLearning);
   }
 
   async function start() {
@@ -303,6 +396,7 @@
       sessionStorage.removeItem(KEY);
       $("#records tbody").replaceChildren();
       $("#detail").hidden = true;
+      for (const id of ["#serving", "#learner-fields", "#estimate-fields", "#curve-plot"]) $(id).replaceChildren();
       whoami();
     });
     $("#scope-form").addEventListener("submit", (e) => {
@@ -316,6 +410,8 @@
     $("#more-btn").addEventListener("click", () => guarded(() => browse(true)));
     $("#feedback-only").addEventListener("change", () => guarded(loadLog));
     $("#refresh-log").addEventListener("click", () => guarded(loadLog));
+    $("#learner-select").addEventListener("change", () => guarded(loadLearning));
+    $("#refresh-learning").addEventListener("click", () => guarded(loadLearning));
     start();
   });
 })();
