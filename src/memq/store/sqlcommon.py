@@ -13,7 +13,7 @@ import numpy as np
 
 from memq.errors import NotFoundError
 from memq.retrieve.filters import Dialect, SqlTarget, compile_filter
-from memq.store.base import CandidateQuery, LogRow
+from memq.store.base import Candidate, CandidateQuery, LogRow
 from memq.types import (
     FeedbackRecord,
     HistoryEvent,
@@ -143,6 +143,17 @@ _STOPWORDS = frozenset(
     "me my of on or our she so than that the their them then there these they this to was we were what when "
     "where which who whom why will with you your".split()
 )
+
+
+def dedupe(candidates: list[Candidate]) -> list[Candidate]:
+    """The candidates with each id once (its first, best, occurrence kept)."""
+    seen: set[str] = set()
+    out = []
+    for c in candidates:
+        if c.id not in seen:
+            seen.add(c.id)
+            out.append(c)
+    return out
 
 
 def query_terms(text: str, limit: int = 32) -> list[str]:

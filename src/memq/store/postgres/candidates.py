@@ -13,9 +13,9 @@ import numpy as np
 
 from memq.store.base import Candidate, CandidateQuery, CandidateRow
 from memq.store.postgres import hnsw
-from memq.store.postgres.rows import columns, dedupe, hydrate, utc, vector_from_send, where
+from memq.store.postgres.rows import columns, hydrate, utc, vector_from_send, where
 from memq.store.postgres.steps import Op, Q
-from memq.store.sqlcommon import query_terms
+from memq.store.sqlcommon import dedupe, query_terms
 from memq.types import MemoryRecord
 
 # BM25 parameters: those of SQLite FTS5's bm25(), so both stores rank alike

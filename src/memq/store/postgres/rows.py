@@ -18,7 +18,7 @@ import numpy as np
 from psycopg.types.json import Json, Jsonb
 
 from memq.store import sqlcommon
-from memq.store.base import Candidate, CandidateQuery
+from memq.store.base import CandidateQuery
 from memq.store.postgres import hnsw
 from memq.store.postgres.steps import Op, Q
 from memq.store.sqlcommon import EVENT_COLUMNS as EVENT_COLUMNS  # transfer.py reads it here
@@ -146,17 +146,6 @@ log_row = partial(sqlcommon.log_row, decode=DECODE)
 def event(row: Sequence[Any], version_record: MemoryRecord | None = None) -> HistoryEvent:
     """A HistoryEvent from an ``EVENT_COLUMNS`` row."""
     return sqlcommon.event_of(row, DECODE, version_record)
-
-
-def dedupe(candidates: list[Candidate]) -> list[Candidate]:
-    """The candidates with each id once (its first, best, occurrence kept)."""
-    seen: set[str] = set()
-    out = []
-    for c in candidates:
-        if c.id not in seen:
-            seen.add(c.id)
-            out.append(c)
-    return out
 
 
 # -- memq types to rows -----------------------------------------------------------------------------

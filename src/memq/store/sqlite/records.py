@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from memq.errors import ConflictError, NotFoundError
@@ -85,17 +86,8 @@ class SQLiteRecords(SQLiteBase):
         self, tenant: str, record_id: str, *, actor: str | None = None, reason: str | None = None
     ) -> None:
         def tx(conn: sqlite3.Connection) -> None:
-            cur = conn.execute(
-                "SELECT rowid, version FROM records WHERE id = ? AND tenant = ? AND expired_at IS NULL",
-                (record_id, tenant),
-            ).fetchone()
-            if cur is None:
+            if not soft_delete(conn, tenant, record_id, HistoryOp.DELETE, utcnow(), actor, reason):
                 raise NotFoundError(f"no current record {record_id} in tenant {tenant!r}")
-            now = utcnow()
-            conn.execute(
-                "UPDATE records SET expired_at = ?, deleted = 1 WHERE rowid = ?", (to_us(now), cur[0])
-            )
-            event(conn, tenant, record_id, HistoryOp.DELETE, cur[1], now, actor, reason)
 
         self._write(tx)
 
@@ -108,20 +100,8 @@ class SQLiteRecords(SQLiteBase):
 
         def tx(conn: sqlite3.Connection) -> int:
             now = utcnow()
-            count = 0
-            for rid in ids:
-                cur = conn.execute(
-                    "SELECT rowid, version FROM records WHERE id = ? AND tenant = ? AND expired_at IS NULL",
-                    (rid, tenant),
-                ).fetchone()
-                if cur is None:
-                    continue  # unknown, deleted or archived meanwhile: nothing to archive
-                conn.execute(
-                    "UPDATE records SET expired_at = ?, deleted = 1 WHERE rowid = ?", (to_us(now), cur[0])
-                )
-                event(conn, tenant, rid, HistoryOp.ARCHIVE, cur[1], now, actor, reason)
-                count += 1
-            return count
+            # an id unknown, deleted or archived meanwhile has nothing to archive
+            return sum(soft_delete(conn, tenant, rid, HistoryOp.ARCHIVE, now, actor, reason) for rid in ids)
 
         return self._write(tx)
 
@@ -288,6 +268,27 @@ def bump(conn: sqlite3.Connection, key: str) -> None:
         "ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1",
         (key,),
     )
+
+
+def soft_delete(
+    conn: sqlite3.Connection,
+    tenant: str,
+    record_id: str,
+    op: HistoryOp,
+    now: datetime,
+    actor: str | None,
+    reason: str | None,
+) -> bool:
+    """Expire and flag the record's current version, with an ``op`` event; False when it has none."""
+    cur = conn.execute(
+        "SELECT rowid, version FROM records WHERE id = ? AND tenant = ? AND expired_at IS NULL",
+        (record_id, tenant),
+    ).fetchone()
+    if cur is None:
+        return False
+    conn.execute("UPDATE records SET expired_at = ?, deleted = 1 WHERE rowid = ?", (to_us(now), cur[0]))
+    event(conn, tenant, record_id, op, cur[1], now, actor, reason)
+    return True
 
 
 def insert_records(
