@@ -207,6 +207,30 @@ class SystemRun:
     per_question: list[dict[str, float]] = field(default_factory=list)
     by_type: dict[str, list[dict[str, float]]] = field(default_factory=dict)
 
+    def metrics(self) -> dict[str, float]:
+        """The averages, plus ``session_recall_all@k/<type>`` and ``turn_recall_any@k/<type>``."""
+        out = average(self.per_question)
+        for qtype, rows in sorted(self.by_type.items()):
+            for key, v in average(rows).items():
+                if key.startswith(("session_recall_all@", "turn_recall_any@")):
+                    out[f"{key}/{qtype}"] = v
+        return out
+
+
+def space_of(question: LmeQuestion) -> str:
+    """The space a question's haystack goes into."""
+    return f"lme-{question.question_id}"
+
+
+def ingest_haystack(system: Timed, question: LmeQuestion, roles: Roles) -> str:
+    """Add a question's haystack to its own space, one ``add`` per session; returns the space."""
+    space = space_of(question)
+    for session in question.sessions:
+        docs = docs_of(session, roles)
+        if docs:
+            system.add(space, docs)
+    return space
+
 
 def run_retrieval(
     system: Timed,
@@ -220,11 +244,7 @@ def run_retrieval(
     """Ingest each haystack into its own space (one add per session), ask, score."""
     run = SystemRun()
     for q in questions:
-        space = f"lme-{q.question_id}"
-        for session in q.sessions:
-            docs = docs_of(session, roles)
-            if docs:
-                system.add(space, docs)
+        space = ingest_haystack(system, q, roles)
         ranked = system.search(space, q.question, search_k)
         m = question_metrics(q, ranked, ks, roles)
         if m:
@@ -299,11 +319,7 @@ def run_benchmark(
                 search_k=search_k,
                 on_question=(lambda t=q_task: progress.advance(t, 1)) if progress else None,
             )
-            metrics = average(run.per_question)
-            for qtype, rows in sorted(run.by_type.items()):
-                for key, v in average(rows).items():
-                    if key.startswith(("session_recall_all@", "turn_recall_any@")):
-                        metrics[f"{key}/{qtype}"] = v
+            metrics = run.metrics()
             metrics.update(system.latency_metrics())
         finally:
             system.close()

@@ -75,13 +75,16 @@ def _command() -> str:
     return "memq " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
-def _table(results: ResultsFile, title: str, columns: list[str]) -> Table:
+def _table(results: ResultsFile, title: str, columns: list[str], online: bool | None = None) -> Table:
+    """``online``: only the online rows (True), only the others (False), or every row (None)."""
     table = Table(title=title)
     table.add_column("system")
     table.add_column("variant")
     for c in columns:
         table.add_column(c, justify="right")
     for r in results.results:
+        if online is not None and r.variant.startswith("online") != online:
+            continue
         cells = []
         for c in columns:
             v = r.metrics.get(c)
@@ -120,6 +123,30 @@ def longmemeval(
     search_k: Annotated[
         int, typer.Option(min=1, help="Turns retrieved per question (sessions are ranked from them).")
     ] = 50,
+    variants: Annotated[
+        str,
+        typer.Option(
+            help="default (every system, one space per question), online (learner presets such as "
+            "memq-memq: a citing agent's feedback on the questions at even positions, evaluated frozen "
+            "on the odd ones, against the recipe alone), or both, comma-separated."
+        ),
+    ] = "default",
+    seeds: Annotated[int, typer.Option(min=1, help="online: seeds of citation noise.")] = 3,
+    promotion: Annotated[
+        str,
+        typer.Option(
+            help="online: guarded (memq's default: the learner ranks once shown better), always "
+            "(it ranks from its first fit), or both, comma-separated."
+        ),
+    ] = "guarded,always",
+    fit_every: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="online: feedbacks between the learner's refits and promotion tests (default: the "
+            "learner's own; memq's refits every 50, more than the 30 training questions give).",
+        ),
+    ] = None,
     out: Annotated[Path, typer.Option(help="Where to write the results JSON.")] = Path(
         "results-longmemeval.json"
     ),
@@ -128,6 +155,7 @@ def longmemeval(
 ) -> None:
     """LongMemEval retrieval on the S sample: session recall_all/ndcg_any@k, turn recall_any@k, latency, ingest rate."""
     from memq_bench.data import dataset_file
+    from memq_bench.lme_online import run_online_benchmark
     from memq_bench.longmemeval import ORACLE_FILE, S_FILE, load_longmemeval, run_benchmark
 
     names = _names(systems)
@@ -135,10 +163,18 @@ def longmemeval(
     if roles not in ("user", "all"):
         console.print(f"[red]error[/]: --roles is user or all, got {roles!r}")
         raise typer.Exit(2)
+    chosen = [v.strip() for v in variants.split(",") if v.strip()]
+    modes = [m.strip() for m in promotion.split(",") if m.strip()]
+    if not chosen or any(v not in ("default", "online") for v in chosen):
+        console.print(f"[red]error[/]: --variants takes default, online or both, got {variants!r}")
+        raise typer.Exit(2)
+    if not modes or any(m not in ("guarded", "always") for m in modes):
+        console.print(f"[red]error[/]: --promotion takes guarded, always or both, got {promotion!r}")
+        raise typer.Exit(2)
     try:
         questions = load_longmemeval(dataset_file(S_FILE, data), limit)
         oracle_qs = None
-        if oracle_limit != 0:
+        if oracle_limit != 0 and "default" in chosen:
             oracle_qs = load_longmemeval(dataset_file(ORACLE_FILE, oracle), oracle_limit)
         emb = _embedder(embedder, cache)
         args = {
@@ -151,27 +187,63 @@ def longmemeval(
             "roles": roles,
             "search_k": search_k,
             "embedder": emb.model_id,
+            "variants": chosen,
         }
+        if "online" in chosen:
+            args |= {"seeds": seeds, "promotion": modes, "fit_every": fit_every}
         with _progress() as bar:
-            results = run_benchmark(
-                questions,
-                oracle_qs,
-                names,
-                emb,
-                ks=ks,
-                roles=roles,
-                search_k=search_k,
-                args=args,
-                progress=bar,
-                checkpoint=lambda rf: write_results(out, rf),
-            )
+            results = None
+            if "default" in chosen:
+                results = run_benchmark(
+                    questions,
+                    oracle_qs,
+                    names,
+                    emb,
+                    ks=ks,
+                    roles=roles,
+                    search_k=search_k,
+                    args=args,
+                    progress=bar,
+                    checkpoint=lambda rf: write_results(out, rf),
+                )
+            if "online" in chosen:
+                results = run_online_benchmark(
+                    questions,
+                    names,
+                    emb,
+                    ks=ks,
+                    roles=roles,
+                    search_k=search_k,
+                    seeds=range(seeds),
+                    promotions=modes,
+                    fit_every=fit_every,
+                    results=results,
+                    args=args,
+                    progress=bar,
+                    checkpoint=lambda rf: write_results(out, rf),
+                )
     except MemqError as exc:
         console.print(f"[red]error[/] ({exc.code}): {exc}")
         raise typer.Exit(2) from None
+    assert results is not None  # at least one variant ran
     write_results(out, results)
-    cols = [f"session_recall_all@{x}" for x in ks] + [f"session_ndcg_any@{x}" for x in ks]
-    cols += [f"turn_recall_any@{x}" for x in ks] + ["add_ms_p50", "search_ms_p50", "ingest_turns_per_s"]
-    console.print(_table(results, f"LongMemEval (LME-S60, {len(questions)} questions, turns: {roles})", cols))
+    title = f"LongMemEval (LME-S60, {len(questions)} questions, turns: {roles})"
+    if "default" in chosen:
+        cols = [f"session_recall_all@{x}" for x in ks] + [f"session_ndcg_any@{x}" for x in ks]
+        cols += [f"turn_recall_any@{x}" for x in ks] + ["add_ms_p50", "search_ms_p50", "ingest_turns_per_s"]
+        console.print(_table(results, title, cols, online=False))
+    if "online" in chosen:
+        cols = [f"session_recall_all@{x}" for x in ks] + [f"turn_recall_any@{x}" for x in ks]
+        cols += [
+            f"session_recall_all@{ks[0]}/gain",
+            f"turn_recall_any@{ks[0]}/gain",
+            "trained",
+            "promoted",
+            "served_share",
+        ]
+        console.print(
+            _table(results, f"{title}, online: train on even, evaluate on odd positions", cols, online=True)
+        )
     console.print(f"results: {out}")
 
 
