@@ -4,7 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_TEST := $(VENV)/.installed-test
-# torch 2.13.0 is the CPU wheel on disk; install it first so nothing pulls a CUDA build.
+# torch 2.13.0 is the CPU wheel on disk; the test target installs it first so nothing pulls a CUDA
+# build. `make run` needs no torch: the default embedder is MiniLM on ONNX Runtime.
 TORCH := torch==2.13.0
 # llama-cpp-python builds from source; a native build crashes on generation on these CPUs.
 export CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF
@@ -16,7 +17,6 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip
 
 $(STAMP_RUN): $(BIN)/python pyproject.toml
-	$(BIN)/pip install -q $(TORCH)
 	$(BIN)/pip install -q -e .
 	touch $@
 
