@@ -176,34 +176,6 @@ def test_sync_and_async_stores_offer_the_same_methods_written_once() -> None:
     assert AsyncPostgresStore.is_async and not getattr(PostgresStore, "is_async", False)
 
 
-def test_paged_export_matches_the_streamed_one(pg_url: str) -> None:
-    rng = np.random.default_rng(8)
-    with PostgresStore(pg_url) as store:
-        store.insert(_records("a", 4, 8, rng) + _records("b", 2, 8, rng))
-        first = store.get(
-            "a", [store.list(CandidateQuery(scope=Scope(tenant="a")), cursor=None, limit=1).records[0].id]
-        )[0]
-        store.write_version(
-            VersionChange(
-                "a",
-                first.id,
-                first.model_copy(update={"version": 2, "recorded_at": utcnow()}),
-                HistoryOp.UPDATE,
-            )
-        )
-        for tenant in ("a", None):
-            streamed = list(store.export_rows(tenant))
-            paged: list[object] = []
-            for page_of in (store.export_records, store.export_events):
-                last = 0
-                while page := page_of(tenant, last, 2):
-                    assert len(page) <= 2 and page[0][0] > last
-                    last = page[-1][0]
-                    paged += [item for _, item in page]
-            assert paged == streamed
-        assert len(streamed) == 7 + 7 and store.export_records("a", 0, 0) == []
-
-
 # -- migrations and the first insert under concurrency -------------------------------------------------
 
 
