@@ -13,7 +13,7 @@ import numpy as np
 
 from memq.errors import NotFoundError
 from memq.retrieve.filters import Dialect, SqlTarget, compile_filter
-from memq.store.base import Candidate, CandidateQuery, LogRow
+from memq.store.base import Candidate, CandidateQuery, CandidateRow, LogRow
 from memq.types import (
     FeedbackRecord,
     HistoryEvent,
@@ -221,6 +221,26 @@ def utility_of(row: Sequence[Any], decode: RowDecoder) -> Utility:
         reward_sum=reward_sum,
         last_feedback_at=decode.time(last),
         stats=decode.json(stats),
+    )
+
+
+def candidate_row_of(row: Sequence[Any], decode: RowDecoder, links: Sequence[str]) -> CandidateRow:
+    """A CandidateRow from ``id, kind, text, valid_from, recorded_at, q, n_shown, n_used, reward_sum,
+    stats`` (the utility columns NULL without a utility row), then its link targets and raw metadata."""
+    rid, kind, text, valid_from, recorded_at, q, shown, used, rsum, stats = row[:10]
+    return CandidateRow(
+        id=rid,
+        kind=kind,
+        text=text,
+        links=tuple(links),
+        valid_from=decode.time(valid_from),
+        recorded_at=decode.time(recorded_at),  # type: ignore[arg-type]
+        q=q,
+        n_shown=shown or 0,
+        n_used=used or 0,
+        reward_sum=rsum or 0.0,
+        stats=decode.json(stats) if stats else {},
+        metadata=row[11],
     )
 
 

@@ -13,9 +13,9 @@ import numpy as np
 
 from memq.store.base import Candidate, CandidateQuery, CandidateRow
 from memq.store.postgres import hnsw
-from memq.store.postgres.rows import columns, hydrate, utc, vector_from_send, where
+from memq.store.postgres.rows import DECODE, columns, hydrate, vector_from_send, where
 from memq.store.postgres.steps import Op, Q
-from memq.store.sqlcommon import dedupe, query_terms
+from memq.store.sqlcommon import candidate_row_of, dedupe, query_terms
 from memq.types import MemoryRecord
 
 # BM25 parameters: those of SQLite FTS5's bm25(), so both stores rank alike
@@ -52,23 +52,7 @@ def candidate_rows(query: CandidateQuery, ids: Sequence[str]) -> Op[dict[str, Ca
         f"FROM records r LEFT JOIN utility u ON u.id = r.id WHERE r.id = ANY(%s) AND {clause}",
         (ids, *params),
     )
-    return {
-        rid: CandidateRow(
-            id=rid,
-            kind=kind,
-            text=text,
-            links=tuple(links or ()),
-            valid_from=utc(valid_from),
-            recorded_at=utc(recorded_at),  # type: ignore[arg-type]
-            q=q,
-            n_shown=shown or 0,
-            n_used=used or 0,
-            reward_sum=rsum or 0.0,
-            stats=stats or {},
-            metadata=meta,
-        )
-        for rid, kind, text, valid_from, recorded_at, q, shown, used, rsum, stats, links, meta in rows
-    }
+    return {row[0]: candidate_row_of(row, DECODE, row[10] or ()) for row in rows}
 
 
 def vectors(tenant: str, ids: Sequence[str]) -> Op[dict[str, np.ndarray]]:

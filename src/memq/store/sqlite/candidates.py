@@ -9,15 +9,14 @@ search does not grow with the store; over-fetching keeps a filter from starving 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from memq.store.base import Candidate, CandidateQuery, CandidateRow
-from memq.store.sqlcommon import RECORD_COLUMNS, query_terms, visibility
-from memq.store.sqlite.base import SQLiteBase, chunks, from_us, marks, to_us
+from memq.store.sqlcommon import RECORD_COLUMNS, candidate_row_of, dedupe, query_terms, visibility
+from memq.store.sqlite.base import DECODE, SQLiteBase, chunks, marks, to_us
 from memq.store.sqlite.lexical import LexicalIndex
 from memq.store.sqlite.vectors import VectorIndex
 from memq.types import MemoryRecord
@@ -117,20 +116,7 @@ class SQLiteCandidates(SQLiteBase):
         where, params = visibility(query, "sqlite", to_us)
         out: dict[str, CandidateRow] = {}
         for chunk in chunks(ids, 500):
-            for (
-                rid,
-                kind,
-                text,
-                valid_from,
-                recorded_at,
-                q,
-                shown,
-                used,
-                rsum,
-                stats,
-                links,
-                meta,
-            ) in self._read(
+            for row in self._read(
                 "SELECT r.id, r.kind, r.text, r.valid_from, r.recorded_at, u.q, u.n_shown, u.n_used, "
                 "u.reward_sum, u.stats, (SELECT group_concat(l.dst, char(31)) FROM links l WHERE l.src = r.id), "
                 "r.metadata "
@@ -138,20 +124,7 @@ class SQLiteCandidates(SQLiteBase):
                 f"WHERE r.rowid IN (SELECT rowid FROM records WHERE id IN ({marks(len(chunk))})) AND {where}",
                 (*chunk, *params),
             ):
-                out[rid] = CandidateRow(
-                    id=rid,
-                    kind=kind,
-                    text=text,
-                    links=tuple(links.split(_SEP)) if links else (),
-                    valid_from=from_us(valid_from),
-                    recorded_at=from_us(recorded_at),  # type: ignore[arg-type]
-                    q=q,
-                    n_shown=shown or 0,
-                    n_used=used or 0,
-                    reward_sum=rsum or 0.0,
-                    stats=json.loads(stats) if stats else {},
-                    metadata=meta,
-                )
+                out[row[0]] = candidate_row_of(row, DECODE, row[10].split(_SEP) if row[10] else ())
         return out
 
     def visible(
@@ -342,13 +315,3 @@ def top_k_desc(scores: np.ndarray, k: int) -> np.ndarray:
     part = np.argpartition(-scores, k - 1)[:k]
     part.sort()
     return part[np.argsort(-scores[part], kind="stable")]
-
-
-def dedupe(candidates: list[Candidate]) -> list[Candidate]:
-    seen: set[str] = set()
-    out = []
-    for c in candidates:
-        if c.id not in seen:
-            seen.add(c.id)
-            out.append(c)
-    return out
