@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -19,6 +20,8 @@ from rich.table import Table
 
 from memq.errors import MemqError
 from memq.server.cli import keys_app, serve
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:  # the commands import the stack when they run: `memq --help` does not load it
     from memq.memory import Memory
@@ -137,6 +140,16 @@ def _run(fn: Any) -> Any:
         _fail(exc)
     except (OSError, ValueError) as exc:
         _fail(exc)
+
+
+def _with_memory(fn: Callable[[Memory], T]) -> T:
+    """``fn`` on a Memory opened from the global options (closed after); memq's errors → exit 2."""
+
+    def go() -> T:
+        with _memory() as mem:
+            return fn(mem)
+
+    return _run(go)  # type: ignore[no-any-return]
 
 
 def _print_json(obj: Any) -> None:

@@ -3,24 +3,23 @@ path and learning from reward."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from memq.cli.common import (
-    _memory,
     _parse_json,
     _parse_time,
     _print_json,
-    _run,
+    _with_memory,
     app,
     console,
     state,
 )
 
 if TYPE_CHECKING:
-    from memq.types import Retrieval
+    pass
 
 
 @app.command()
@@ -51,21 +50,19 @@ def search(
     flt = _parse_json(filters, "--filter")
     when, world = _parse_time(as_of, "--as-of"), _parse_time(valid_at, "--valid-at")
 
-    def go() -> Retrieval:
-        with _memory() as mem:
-            return mem.search(
-                query,
-                k=k,
-                mode=mode,
-                filters=flt,
-                kinds=kind,
-                as_of=when,
-                valid_at=world,
-                explain=explain,
-                policy=policy,
-            )
-
-    result = _run(go)
+    result = _with_memory(
+        lambda mem: mem.search(
+            query,
+            k=k,
+            mode=mode,
+            filters=flt,
+            kinds=kind,
+            as_of=when,
+            valid_at=world,
+            explain=explain,
+            policy=policy,
+        )
+    )
     if state.as_json:
         _print_json(result.model_dump(mode="json"))
         return
@@ -101,11 +98,9 @@ def feedback(
 ) -> None:
     """Report the reward a retrieval earned; the shown memories learn from it."""
 
-    def go() -> Any:
-        with _memory() as mem:
-            return mem.feedback(retrieval_id, reward, used=used, credit=credit, accumulate=accumulate)
-
-    fb = _run(go)
+    fb = _with_memory(
+        lambda mem: mem.feedback(retrieval_id, reward, used=used, credit=credit, accumulate=accumulate)
+    )
     if state.as_json:
         _print_json(fb.model_dump(mode="json"))
         return
@@ -123,11 +118,8 @@ def prune_log(
 ) -> None:
     """Prune the retrieval log by age."""
 
-    def go() -> int:
-        with _memory() as mem:
-            return mem.prune_log(older_than_days, all_tenants=all_tenants)
-
-    console.print(f"pruned {_run(go)} logged retrievals")
+    pruned = _with_memory(lambda mem: mem.prune_log(older_than_days, all_tenants=all_tenants))
+    console.print(f"pruned {pruned} logged retrievals")
 
 
 @app.command()
@@ -136,22 +128,15 @@ def replay(
 ) -> None:
     """Re-train a learner from the retrieval log (all logged feedback of this tenant) and save it."""
 
-    def go() -> int:
-        with _memory() as mem:
-            return mem.replay(policy)
-
-    console.print(f"replayed {_run(go)} logged feedbacks into {policy}")
+    learned = _with_memory(lambda mem: mem.replay(policy))
+    console.print(f"replayed {learned} logged feedbacks into {policy}")
 
 
 @app.command()
 def evaluate(policy: Annotated[str, typer.Argument(help="The learner to evaluate offline.")]) -> None:
     """Off-policy value of a learner on the logged feedback (IPS and self-normalised IPS)."""
 
-    def go() -> Any:
-        with _memory() as mem:
-            return mem.evaluate(policy)
-
-    est = _run(go)
+    est = _with_memory(lambda mem: mem.evaluate(policy))
     if state.as_json:
         _print_json(est.__dict__)
         return
@@ -173,11 +158,7 @@ def learn_status(
 ) -> None:
     """Which scorer ranks this tenant's searches, the learner's promotion estimate and learning curve."""
 
-    def go() -> Any:
-        with _memory() as mem:
-            return mem.learning_status(policy)
-
-    st = _run(go)
+    st = _with_memory(lambda mem: mem.learning_status(policy))
     if state.as_json:
         _print_json(st.model_dump(mode="json"))
         return

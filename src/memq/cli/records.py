@@ -21,13 +21,14 @@ from memq.cli.common import (
     _record_row,
     _records_table,
     _run,
+    _with_memory,
     app,
     console,
     state,
 )
 
 if TYPE_CHECKING:
-    from memq.types import MemoryRecord
+    pass
 
 
 @app.command()
@@ -151,11 +152,7 @@ def get(
 ) -> None:
     """Show one record (its latest version)."""
 
-    def go() -> MemoryRecord:
-        with _memory() as mem:
-            return mem.get(record_id, include_deleted=include_deleted)
-
-    record = _run(go)
+    record = _with_memory(lambda mem: mem.get(record_id, include_deleted=include_deleted))
     _print_json(_record_row(record))
 
 
@@ -171,11 +168,7 @@ def list_(
     """List records in creation order, one page at a time."""
     flt = _parse_json(filters, "--filter")
 
-    def go() -> Any:
-        with _memory() as mem:
-            return mem.list(limit=limit, cursor=cursor, filters=flt, kinds=kind)
-
-    page = _run(go)
+    page = _with_memory(lambda mem: mem.list(limit=limit, cursor=cursor, filters=flt, kinds=kind))
     if state.as_json:
         _print_json(page.model_dump(mode="json", exclude={"records": {"__all__": {"embedding"}}}))
         return
@@ -188,11 +181,7 @@ def list_(
 def history(record_id: Annotated[str, typer.Argument(help="Record id.")]) -> None:
     """Show every version and event of a record."""
 
-    def go() -> Any:
-        with _memory() as mem:
-            return mem.history(record_id)
-
-    events = _run(go)
+    events = _with_memory(lambda mem: mem.history(record_id))
     if state.as_json:
         _print_json([e.model_dump(mode="json", exclude={"record": {"embedding"}}) for e in events])
         return
@@ -229,11 +218,7 @@ def update(
     if metadata is not None:
         changes["metadata"] = _parse_json(metadata, "--metadata")
 
-    def go() -> MemoryRecord:
-        with _memory() as mem:
-            return mem.update(record_id, reason=reason, **changes)
-
-    r = _run(go)
+    r = _with_memory(lambda mem: mem.update(record_id, reason=reason, **changes))
     console.print(f"[cyan]{r.id}[/] is now at version {r.version}")
 
 
@@ -248,11 +233,7 @@ def invalidate(
     """Mark a fact as no longer true (kept, searchable with --valid-at)."""
     when = _parse_time(at, "--at")
 
-    def go() -> MemoryRecord:
-        with _memory() as mem:
-            return mem.invalidate(record_id, at=when, reason=reason)
-
-    r = _run(go)
+    r = _with_memory(lambda mem: mem.invalidate(record_id, at=when, reason=reason))
     console.print(f"[cyan]{r.id}[/] valid until {r.valid_to}")
 
 
@@ -263,11 +244,7 @@ def delete(
 ) -> None:
     """Soft-delete a record (hidden from search; history kept). Use `purge` to erase."""
 
-    def go() -> None:
-        with _memory() as mem:
-            mem.delete(record_id, reason=reason)
-
-    _run(go)
+    _with_memory(lambda mem: mem.delete(record_id, reason=reason))
     console.print(f"deleted [cyan]{record_id}[/]")
 
 
@@ -280,11 +257,7 @@ def purge(
     if not yes and not typer.confirm(f"Erase {len(record_ids)} record(s) permanently?"):
         raise typer.Exit(1)
 
-    def go() -> int:
-        with _memory() as mem:
-            return mem.purge(record_ids)
-
-    console.print(f"purged {_run(go)} record(s)")
+    console.print(f"purged {_with_memory(lambda mem: mem.purge(record_ids))} record(s)")
 
 
 @app.command()
@@ -293,11 +266,7 @@ def forget(
 ) -> None:
     """Archive the scope's lowest-keep records beyond CAPACITY (budgeted forgetting; restorable)."""
 
-    def go() -> list[str]:
-        with _memory() as mem:
-            return mem.forget(capacity)
-
-    ids = _run(go)
+    ids = _with_memory(lambda mem: mem.forget(capacity))
     if state.as_json:
         _print_json({"archived": ids})
         return
@@ -313,11 +282,7 @@ def archived(
 ) -> None:
     """List archived records (evicted by `memq forget` or a capacity), one page at a time."""
 
-    def go() -> Any:
-        with _memory() as mem:
-            return mem.archived(limit=limit, cursor=cursor)
-
-    page = _run(go)
+    page = _with_memory(lambda mem: mem.archived(limit=limit, cursor=cursor))
     if state.as_json:
         _print_json(page.model_dump(mode="json", exclude={"records": {"__all__": {"embedding"}}}))
         return
@@ -330,11 +295,7 @@ def archived(
 def restore(record_id: Annotated[str, typer.Argument(help="Id of an archived record.")]) -> None:
     """Bring an archived record back (a new current version; same text, metadata and vector)."""
 
-    def go() -> MemoryRecord:
-        with _memory() as mem:
-            return mem.restore(record_id)
-
-    record = _run(go)
+    record = _with_memory(lambda mem: mem.restore(record_id))
     if state.as_json:
         _print_json(_record_row(record))
         return
@@ -363,22 +324,14 @@ def export(
 def import_(path: Annotated[Path, typer.Argument(help="A JSONL file written by `memq export`.")]) -> None:
     """Import a JSONL export exactly (ids, versions, times kept); all or nothing."""
 
-    def go() -> int:
-        with _memory() as mem:
-            return mem.import_(path)
-
-    console.print(f"imported {_run(go)} record versions")
+    console.print(f"imported {_with_memory(lambda mem: mem.import_(path))} record versions")
 
 
 @app.command()
 def stats(all_tenants: Annotated[bool, typer.Option(help="Count every tenant.")] = False) -> None:
     """Counts, embedding space and size of the store."""
 
-    def go() -> Any:
-        with _memory() as mem:
-            return mem.stats(all_tenants=all_tenants)
-
-    s = _run(go)
+    s = _with_memory(lambda mem: mem.stats(all_tenants=all_tenants))
     if state.as_json:
         _print_json(s.model_dump(mode="json"))
         return
