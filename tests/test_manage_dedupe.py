@@ -107,3 +107,22 @@ def test_manager_params_need_a_name(mem: Memory) -> None:
     with pytest.raises(InvalidInputError, match="actor"):
         mem.add("x", manager="append", actor="me")
     assert mem.stats().records == 0
+
+
+def test_config_manager_applies_when_add_names_none(tmp_path: Path, embedder) -> None:
+    from memq import MemoryConfig
+
+    config = MemoryConfig(manager="dedupe", manager_params={"threshold": 0.95})
+    with Memory(tmp_path / "c.db", embedder=embedder, scope="acme", config=config) as m:
+        first = m.add("Alice lives in Berlin")
+        again = m.add("alice lives in berlin!")
+        assert isinstance(first, ManageResult) and isinstance(again, ManageResult)
+        assert [d.op for d in again.decisions] != [d.op for d in first.decisions]
+        assert len(m.list().records) == 1
+        plain = m.add("Bob likes tea", manager="append")  # an explicit manager wins over the config's
+        assert isinstance(plain, ManageResult) and plain.manager == "append"
+    config = MemoryConfig(manager="dedupe", manager_params={"threshold": 2.0})
+    with Memory(tmp_path / "d.db", embedder=embedder, scope="acme", config=config) as m:
+        with pytest.raises(InvalidInputError, match="threshold"):
+            m.add("Alice lives in Berlin")
+        assert m.list().records == []  # a bad configured manager writes nothing

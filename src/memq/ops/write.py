@@ -48,9 +48,13 @@ def add(
     :class:`memq.manage.ManageResult` with every decision and the versions written; every write
     is in the history with ``actor="manager:<name>"`` and the decision's reason. All LLM calls and
     embeddings happen before the first write, so an LLMError writes nothing.
-    ``manager_params`` configures a manager given by name (e.g. ``{"threshold": 0.9}``).
+    ``manager_params`` configures a manager given by name (e.g. ``{"threshold": 0.9}``). Without
+    ``manager``, ``config.manager`` (with ``config.manager_params``) applies when it names one other
+    than ``append`` — e.g. the write policy ``memq evolve`` chose.
     """
     defaults = dict(kind=kind, metadata=metadata, payload=payload, valid_from=valid_from, valid_to=valid_to)
+    if manager is None and core.config.manager not in (None, "append"):
+        manager, manager_params = core.config.manager, core.config.manager_params
     if manager is not None:
         if actor is not None:
             raise InvalidInputError("a managed add records actor='manager:<name>' itself; do not pass actor")
