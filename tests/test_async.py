@@ -60,3 +60,27 @@ async def test_async_experiences_replay_evaluate_and_prune(db_url: str, embedder
         estimate = await mem.evaluate("memrl")
         assert estimate.retrievals == 1 and estimate.items == 2
         assert await mem.prune_log(0) >= 1
+
+
+@pytest.mark.parametrize("name", ["similarity", "memrl", "memento_q", "memq"])
+async def test_every_learner_searches_replays_and_evaluates_sync_and_async(
+    db_url: str, embedder, name: str
+) -> None:
+    """search(policy=…), feedback, replay and evaluate for each learner, on the async and the sync facade."""
+    from memq import Memory
+
+    texts = ["Block my stolen card", "My card was stolen, freeze it", "Order a new card", "Change my PIN"]
+    async with await AsyncMemory.open(db_url, embedder=embedder, scope="acme") as mem:
+        await mem.add(texts)
+        first = await mem.search("card stolen", k=2, policy=name)
+        assert len(first.hits) == 2 and first.learner == name
+        await mem.feedback(first.id, 1.0, used=[first.hits[0].record.id])
+        assert await mem.replay(name) == 1
+        estimate = await mem.evaluate(name)
+        assert estimate.retrievals == 1 and estimate.items == 2
+    with Memory(db_url, embedder=embedder, scope="acme") as sync:
+        again = sync.search("card stolen", k=2, policy=name)
+        assert again.learner == name and len(again.hits) == 2
+        sync.feedback(again.id, 0.0)
+        assert sync.replay(name) == 2
+        assert sync.evaluate(name).retrievals == 2
