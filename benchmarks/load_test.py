@@ -355,8 +355,23 @@ def _metrics(tally: Tally, seconds: float) -> dict[str, float]:
 
 
 # -- the docs page -----------------------------------------------------------------------------------
+EMBEDDER_NAMES = {
+    "minilm": "all-MiniLM-L6-v2 on ONNX Runtime, one thread",
+    "minilm-int8": "all-MiniLM-L6-v2 int8 on ONNX Runtime, one thread",
+    "minilm-torch": "all-MiniLM-L6-v2 on one torch thread",
+}
+
+
+def embedder_name(spec: str) -> str:
+    """How the docs page names the server's embedder (``--embedder``)."""
+    if spec.startswith("hashing"):
+        return "memq's model-free hashing embedder"
+    return EMBEDDER_NAMES.get(spec, spec)
+
+
 def render_doc(results: ResultsFile) -> str:
     args = results.args
+    embedder = embedder_name(str(args.get("embedder", "minilm")))
     lines = [
         "# Load test: `memq serve` under concurrent clients",
         "",
@@ -365,7 +380,7 @@ def render_doc(results: ResultsFile) -> str:
         "mix `POST /v1/memories` (add one LoCoMo turn), `POST /v1/search` (a LoCoMo question, k = 5,",
         "hybrid dense + BM25) and `POST /v1/retrievals/{id}/feedback` (reward on an earlier search of the",
         "run). Latency is client-side, from sending the request to reading the whole response, and",
-        "includes the MiniLM embedding of every added text and query (all-MiniLM-L6-v2, one torch thread).",
+        f"includes the embedding of every added text and query ({embedder}).",
         "Each run is bounded by a request count and a time limit.",
         "",
         f"Run: `{args.get('command', '')}` on {results.created_at:%Y-%m-%d %H:%M} UTC, "
@@ -420,10 +435,10 @@ NOTES = [
     "  engineers' builds and tests ran at the same time (see the load averages above), and the load",
     "  generator itself runs on the same two cores as the server. The numbers are a floor for this",
     "  hardware, not a capacity figure; re-run the script on your own machine.",
-    "* **Embedding dominates.** Every add and search embeds one text with MiniLM on one torch thread,",
-    "  and the server serialises those calls; with N clients a request waits behind up to N - 1",
-    "  embeddings, so p95/p99 grow with N while the store's own work stays in the milliseconds",
-    "  (see [benchmarks-store.md](benchmarks-store.md)). Feedback embeds nothing and is the cheapest.",
+    "* **Each add and search embeds one text** (one thread) before the store works; with N clients a",
+    "  request waits behind the others' work on two",
+    "  cores, so p95/p99 grow with N (the store's own share: [benchmarks-store.md](benchmarks-store.md)).",
+    "  Feedback embeds nothing and is the cheapest.",
     "* **More clients queue.** From 2 to 8 clients throughput stays in the same range while the p50 of",
     "  add and search grows several times: the two cores are already saturated (by the server, the load",
     "  generator and other jobs), so extra concurrent requests wait rather than run.",
@@ -434,7 +449,7 @@ NOTES = [
     "  same cores; a networked PostgreSQL adds a round trip per query but moves the database's CPU",
     "  elsewhere. `memq serve --workers N --dsn …` scales the API tier; this test uses one worker.",
     "",
-    "Re-run: `.venv/bin/python benchmarks/load_test.py` (about 7 minutes here; `--quick` for a smoke run,",
+    "Re-run: `.venv/bin/python benchmarks/load_test.py` (a few minutes here; `--quick` for a smoke run,",
     "`--doc-only` to re-render this page from `benchmarks/results/load.json`).",
 ]
 

@@ -298,7 +298,14 @@ class TimedEmbedder:
             self.seconds += time.perf_counter() - t0
 
 
-TIMED_STORE_CALLS = ("insert", "dense_candidates", "lexical_candidates", "visible", "log_retrieval")
+TIMED_STORE_CALLS = (
+    "insert",
+    "dense_candidates",
+    "lexical_candidates",
+    "candidate_rows",
+    "visible",
+    "log_retrieval",
+)
 
 
 class TimedStore:
@@ -391,7 +398,9 @@ def measure_ann(vectors: np.ndarray, qvecs: np.ndarray, size: int) -> dict[str, 
     """The SQLite store's raw vector index (usearch HNSW, as configured by memq), plus exact numpy."""
     from memq.store.sqlite.vectors import VectorIndex
 
-    index = VectorIndex(vectors.shape[1])
+    index = VectorIndex(
+        vectors.shape[1], hnsw_from=0
+    )  # the graph at every size (memq: exact below HNSW_FROM)
     keys = np.arange(1, size + 1, dtype=np.int64)
     t0 = time.perf_counter()
     for start in range(0, size, ANN_ADD_CHUNK):
@@ -540,7 +549,7 @@ def measure_store(
         )
         out["store_bytes"] = store_bytes(backend, location)
 
-        # the first search pays for whatever the store builds lazily (the SQLite HNSW index)
+        # the first search pays for whatever the store has not built during the adds
         t0 = time.perf_counter()
         mem.search(queries[0], k=K)
         out["first_search_ms"] = round((time.perf_counter() - t0) * 1000, 1)
@@ -657,7 +666,7 @@ MAIN_COLUMNS = (
 def console_tables(data: dict[str, Any]) -> list[Table]:
     """Two narrow tables (a wide one does not fit a terminal): adds and cached search, then live search."""
     first = Table(title="adds and search with cached query vectors (ms)")
-    second = Table(title="live search: query embedded by MiniLM on 1 thread (ms)")
+    second = Table(title="live search: query embedded on 1 thread, uncached (ms)")
     for table in (first, second):
         table.add_column("backend")
         table.add_column("records", justify="right")
@@ -684,6 +693,13 @@ def _md_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str
     ]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return lines
+
+
+def live_embedder(p: dict[str, Any]) -> str:
+    """What embedded the queries of the live columns (and the embedder-alone row)."""
+    if p.get("vectors") == "hashing":
+        return f"memq's model-free `HashingEmbedder` ({p.get('embedding_dim', HASHING_DIM)}-d, no model)"
+    return "`SentenceTransformerEmbedder(threads=1)` (all-MiniLM-L6-v2 on torch)"
 
 
 def render_doc(data: dict[str, Any]) -> str:
@@ -719,17 +735,17 @@ def render_doc(data: dict[str, Any]) -> str:
         f"{p['queries']} questions, after {p['warmup_queries']} warm-up queries. `hybrid` is the default "
         "(dense + lexical, RRF); `dense` is dense only. In the plain columns the query vector comes from "
         "the warm cache (embedding excluded; the whole `Memory.search` call is timed, not just the store); "
-        "in the *live* columns an uncached `SentenceTransformerEmbedder(threads=1)` embeds each query, as "
-        "a live search does.",
-        "* **first search**: the first `Memory.search` after the load. For SQLite it includes building the "
-        "HNSW index, which the store does lazily on first use, not during adds.",
+        f"in the *live* columns an uncached {live_embedder(p)} embeds each query, as a live search does.",
+        "* **first search**: the first `Memory.search` after the load: whatever the store did not build "
+        "while adding (SQLite keeps its vector and lexical indexes current on add; PostgreSQL defers its "
+        "HNSW index on a bulk load and builds it on the first dense search).",
         "* **vector index alone**: `memq.store.sqlite.vectors.VectorIndex` (usearch HNSW, "
         f"M={p['hnsw_connectivity']}, ef_construction={p['hnsw_expansion_add']}, "
         f"ef_search={p['hnsw_expansion_search']}) with the same vectors: add throughput (in chunks of "
         f"{p['ann_add_chunk']:,}, all cores, as the store adds) and single-query search on one thread, "
         "beside exact numpy search.",
-        f"* **embedder alone**: all-MiniLM-L6-v2, single-query latency on 1 thread; batch throughput on "
-        f"{p['embed_sample']:,} corpus texts with 1 and 2 torch threads.",
+        f"* **embedder alone**: {live_embedder(p)}, single-query latency on 1 thread; batch throughput on "
+        f"{p['embed_sample']:,} corpus texts with 1 and 2 torch threads (the hashing embedder uses none).",
         "",
         "All numbers come from one run on one machine; "
         "p50/p95 are percentiles over the queries, in milliseconds.",
@@ -748,8 +764,10 @@ def render_doc(data: dict[str, Any]) -> str:
         "",
         "### Where the time goes",
         "",
-        "Mean milliseconds per search (cached query vectors), split by the store calls `Memory.search` makes. "
-        "*rest* is `Memory`'s own work: option parsing, RRF fusion and building the result.",
+        "Mean milliseconds per search (cached query vectors), split by the store calls `Memory.search` makes: "
+        "candidates of each signal, *candidate rows* (the light rows ranking needs: scores, links, times, "
+        "utility), *visible* (the shown records hydrated). *rest* is `Memory`'s own work: option parsing, "
+        "fusion, the feature matrix of the window and building the result.",
         "",
     ]
     rows = []
@@ -763,6 +781,7 @@ def render_doc(data: dict[str, Any]) -> str:
                     _fmt(r.get(f"{mode}_p50_ms"), 2),
                     _fmt(r.get(f"{mode}_dense_candidates_mean_ms"), 2),
                     _fmt(r.get(f"{mode}_lexical_candidates_mean_ms"), 2),
+                    _fmt(r.get(f"{mode}_candidate_rows_mean_ms"), 2),
                     _fmt(r.get(f"{mode}_visible_mean_ms"), 2),
                     _fmt(r.get(f"{mode}_log_retrieval_mean_ms"), 2),
                     _fmt(r.get(f"{mode}_embed_lookup_mean_ms"), 2),
@@ -778,11 +797,12 @@ def render_doc(data: dict[str, Any]) -> str:
             "p50",
             "dense candidates",
             "lexical candidates",
+            "candidate rows",
             "visible (hydrate)",
             "retrieval log",
             "cache lookup",
             "rest",
-            "live: MiniLM embed",
+            "live: embed",
         ],
         rows,
     )
@@ -819,10 +839,9 @@ def render_doc(data: dict[str, Any]) -> str:
     )
     lines += [
         "",
-        "*rec/s, variant*: the same load into another fresh store, changed in one way. SQLite: its vector "
-        "index was opened by a search after the first batch, so each add also brings the HNSW index level "
-        "(a fresh SQLite store defers the index to the first search). PostgreSQL: the HNSW index was "
-        "dropped after the first batch, which shows what maintaining it on every insert costs.",
+        "*rec/s, variant* (when run): the same load into another fresh store, changed in one way. SQLite: "
+        "a search after the first batch (the store keeps its indexes current on add either way). "
+        "PostgreSQL: the HNSW index was dropped after the first batch.",
         "",
         "### Vector index and embedder alone",
         "",
@@ -904,10 +923,15 @@ def render_doc(data: dict[str, Any]) -> str:
         "tenant with kind `episode` and a small metadata dict (source, role, unit), so every search covers "
         "the whole store.",
         "",
-        "Embeddings: every text was embedded once with all-MiniLM-L6-v2 (384-d) and kept in "
-        "`benchmarks/.cache/embeddings.sqlite` (git-ignored); re-runs only look them up. "
-        f"This run embedded {data['embedding_cache']['embedded_now']:,} uncached texts before measuring "
-        f"anything (the whole pass over the cache took {data['embedding_cache']['seconds']:,.0f} s).",
+        (
+            f"Embeddings: {live_embedder(p)}, for the stored texts and the queries; no model ran. The store "
+            "does the same work per vector whatever the numbers in it; dense *quality* means nothing here."
+            if p.get("vectors") == "hashing"
+            else "Embeddings: every text was embedded once with all-MiniLM-L6-v2 (384-d) and kept in "
+            "`benchmarks/.cache/embeddings.sqlite` (git-ignored); re-runs only look them up. "
+            f"This run embedded {data['embedding_cache']['embedded_now']:,} uncached texts before measuring "
+            f"anything (the whole pass over the cache took {data['embedding_cache']['seconds']:,.0f} s)."
+        ),
         "",
         "## Machine and versions",
         "",
@@ -933,6 +957,15 @@ def render_doc(data: dict[str, Any]) -> str:
 
 
 QUICK_HINT = "2,000 records, 50 queries"
+
+
+def write_page(doc: Path, text: str) -> None:
+    """Write the generated part of the page, keeping the sections after it that this script does not
+    write (store_peers.py's, hand-written ones: :func:`store_sections.kept_tail`)."""
+    from store_sections import kept_tail
+
+    tail = kept_tail(doc.read_text()) if doc.exists() else ""
+    doc.write_text(text + ("\n" + tail if tail else ""))
 
 
 def _get(data: dict[str, Any], backend: str, size: int | None) -> dict[str, Any] | None:
@@ -986,8 +1019,8 @@ def reading(data: dict[str, Any]) -> list[str]:
                 if emb
                 else ""
             )
-            + " A hybrid search costs more than a dense one because it also runs the lexical query and "
-            "hydrates up to twice as many candidates."
+            + " A hybrid search costs more than a dense one because it also runs the lexical step and ranks "
+            "the candidates of both signals."
         )
 
     # 2. adds
@@ -1010,13 +1043,9 @@ def reading(data: dict[str, Any]) -> list[str]:
         out.append(
             f"  PostgreSQL spends {pg['add_store_insert_s']:.0f} s of its {pg['add_total_s']:.0f} s inside "
             f"the store's insert ({pg['add_first10_batch_mean_ms']:,.0f} ms per batch of {p['add_batch']} at "
-            f"the start, {pg['add_last10_batch_mean_ms']:,.0f} ms at the end). Every row updates the HNSW "
-            "graph, the GIN full-text index and the generated tsvector/jsonb columns on insert."
+            f"the start, {pg['add_last10_batch_mean_ms']:,.0f} ms at the end)."
             + (
-                f" Without the HNSW index the same load runs at {pg['add_no_hnsw_rps']:,.0f} records/s, so "
-                f"maintaining it costs {100 * (1 - pg['add_rps'] / pg['add_no_hnsw_rps']):.0f}% of the add "
-                "time: pgvector inserts each row into the graph on its own, in the inserting backend, on one "
-                "core, while usearch adds a whole chunk on all cores."
+                f" Without the HNSW index the same load ran at {pg['add_no_hnsw_rps']:,.0f} records/s."
                 if pg.get("add_no_hnsw_rps")
                 else ""
             )
@@ -1025,16 +1054,18 @@ def reading(data: dict[str, Any]) -> list[str]:
     ann = _get(data, "vector-index", big)
     if sq:
         text = (
-            f"  SQLite's adds do not touch the vector index on a fresh store: it is built on the first search, "
-            f"which took {sq['first_search_ms'] / 1000:.1f} s at {big:,} records"
+            "  SQLite keeps its vector index current on add (exact search over an in-memory mirror below "
+            f"{p['sqlite_exact_threshold']:,} vectors; at that count the HNSW graph is built in one batch, then "
+            "grown with each batch) and its lexical index too; the first search after the load took "
+            f"{sq['first_search_ms']:,.0f} ms at {big:,} records"
         )
         if ann:
-            text += f" (the index alone adds {big:,} vectors in {ann['ann_add_s']:.1f} s)"
+            text += f" (the graph alone adds {big:,} vectors in {ann['ann_add_s']:.1f} s)"
         text += "."
         if sq.get("add_index_open_rps"):
             text += (
-                f" With the index already open, every add also brings it level and the same load runs at "
-                f"{sq['add_index_open_rps']:,.0f} records/s instead of {sq['add_rps']:,.0f}."
+                f" With a search after the first batch the same load ran at {sq['add_index_open_rps']:,.0f} "
+                f"records/s (against {sq['add_rps']:,.0f})."
             )
         out.append(text)
 
@@ -1047,8 +1078,8 @@ def reading(data: dict[str, Any]) -> list[str]:
             f"* **SQLite's dense step, exact (below {p['sqlite_exact_threshold']:,} vectors).** At {small:,} "
             f"records it takes {dense_small:.1f} ms per query, while an exact numpy search over the same "
             f"vectors takes {ann_small['exact_numpy_k10_p50_ms']:.2f} ms p50: the time goes to the store's "
-            "work around the arithmetic (selecting the rowid of every visible row, gathering their vectors, "
-            "looking up the ids of the top rows), not to the similarity itself."
+            "work around the arithmetic (the scope's mask over the in-memory mirror, the visibility check of "
+            "the fetched rowids in SQL, building the candidates), not to the similarity itself."
         )
     if sq and ann and big > p["sqlite_exact_threshold"]:
         dense_big = sq["dense_dense_candidates_mean_ms"]
@@ -1060,47 +1091,19 @@ def reading(data: dict[str, Any]) -> list[str]:
         )
         if dense_big > 3 * raw:
             text += (
-                " The rest is the visibility check of those 200 rowids (`_visible_rows`: `rowid IN (...)` "
-                "plus the visibility clause)."
+                " The rest is the exact rescoring of those candidates and their visibility check by rowid "
+                "(`_visible_rows`: `rowid IN (...)` plus the visibility clause)."
             )
         out.append(text)
-        text = ""
-        vis_big, vis_small = sq["dense_visible_mean_ms"], (sq_small or {}).get("dense_visible_mean_ms")
-        if dense_big > 3 * raw or (vis_small and vis_big > 2 * vis_small):
-            text = (
-                "* **SQLite's planner and the visibility index.** Two queries that fetch a few known rows "
-                "(`_visible_rows`: `rowid IN (200 keys)`; `visible`, which hydrates the candidates: "
-                "`id IN (the candidates' ids)`), each with the visibility clause `tenant = ? AND expired_at IS NULL "
-                "AND ...`, get slower as the store grows"
-            )
-            if vis_small:
-                text += (
-                    f": hydration (dense mode) takes {vis_small:.1f} ms at {small:,} records and "
-                    f"{vis_big:.1f} ms at {big:,} for the same number of ids"
-                )
-            text += (
-                ". Checked by hand with `EXPLAIN QUERY PLAN` at the measured commit: SQLite's planner "
-                "answers both from the `records_visible` index on `(tenant, expired_at, ...)`, walking every "
-                "current row of the tenant, instead of looking the rows up by rowid or by the index on "
-                "`id`. Forcing the lookup (`NOT INDEXED`, or `+r.tenant` so the tenant term cannot drive "
-                "the index) would make both independent of the store's size."
-            )
-        if text:
-            out.append(text)
 
     # PostgreSQL's lexical step
     pgb = _get(data, "postgres", big)
     if pgb and sq and pgb["hybrid_lexical_candidates_mean_ms"] > 2 * sq["hybrid_lexical_candidates_mean_ms"]:
         out.append(
-            f"* **PostgreSQL's lexical step** is the largest part of its hybrid search: "
-            f"{pgb['hybrid_lexical_candidates_mean_ms']:.0f} ms on average at {big:,} records against "
-            f"{sq['hybrid_lexical_candidates_mean_ms']:.0f} ms for SQLite's FTS5, and it sets the hybrid p95 "
-            f"({pgb['hybrid_p95_ms']:.0f} ms). The query OR-s every non-stopword term, so a question "
-            "matches thousands of rows; `ts_rank_cd` then needs each matching row's `tsv` from the heap "
-            "(a bitmap heap scan of thousands of random pages) before the top 50 can be sorted out. "
-            "FTS5 also scores every match, but `bm25()` reads only the full-text index, and each match "
-            "costs one primary-key lookup of its row for the visibility clause. Both costs grow with the "
-            "number of matching rows, i.e. with the store."
+            f"* **PostgreSQL's lexical step** takes {pgb['hybrid_lexical_candidates_mean_ms']:.0f} ms on "
+            f"average of its hybrid search ({pgb['hybrid_p50_ms']:.0f} ms p50) at {big:,} records, against "
+            f"{sq['hybrid_lexical_candidates_mean_ms']:.0f} ms for SQLite's in-memory BM25 index, and it sets "
+            f"the hybrid p95 ({pgb['hybrid_p95_ms']:.0f} ms)."
         )
 
     # 4. the fixed costs around the candidates
@@ -1109,16 +1112,18 @@ def reading(data: dict[str, Any]) -> list[str]:
         r = _get(data, b, big)
         assert r is not None
         rows.append(
-            f"{b}: hydrating the candidates {r['hybrid_visible_mean_ms']:.1f} ms, lexical "
+            f"{b}: candidate rows {r.get('hybrid_candidate_rows_mean_ms', 0):.1f} ms, hydrating the shown "
+            f"records {r['hybrid_visible_mean_ms']:.1f} ms, lexical "
             f"{r['hybrid_lexical_candidates_mean_ms']:.1f} ms, dense {r['hybrid_dense_candidates_mean_ms']:.1f} ms, "
-            f"retrieval log {r['hybrid_log_retrieval_mean_ms']:.1f} ms"
+            f"retrieval log {r['hybrid_log_retrieval_mean_ms']:.1f} ms, the rest (`Memory`) "
+            f"{r['hybrid_rest_mean_ms']:.1f} ms"
         )
     if rows:
         out.append(
-            f"* **Inside a search** (hybrid, {big:,} records, means): " + "; ".join(rows) + ". Hydration "
-            "(`visible`) reads full rows and builds a `MemoryRecord` for every candidate of both signals "
-            "(up to 2 x 50) although only k=10 are returned; the retrieval log is a write transaction on "
-            "every search (`MemoryConfig(log_retrievals=False)` turns it off)."
+            f"* **Inside a search** (hybrid, {big:,} records, means): " + "; ".join(rows) + ". Ranking reads "
+            "light rows of the candidates (`candidate_rows`); only the shown k records are hydrated (`visible`); "
+            "the retrieval log is a write transaction on every search (`MemoryConfig(log_retrievals=False)` "
+            "turns it off)."
         )
 
     # 5. the embedder
@@ -1309,7 +1314,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.doc_only:
         data = json.loads(args.output.read_text())
-        args.doc.write_text(render_doc(data))
+        write_page(args.doc, render_doc(data))
         console.print(*console_tables(data))
         console.print(f"wrote {args.doc}")
         return 0
@@ -1448,7 +1453,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(data, indent=2) + "\n")
     args.doc.parent.mkdir(parents=True, exist_ok=True)
-    args.doc.write_text(render_doc(data))
+    write_page(args.doc, render_doc(data))
     console.print(*console_tables(data))
     console.print(f"wrote {args.output} and {args.doc}")
     return 0

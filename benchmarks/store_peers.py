@@ -1,0 +1,385 @@
+#!/usr/bin/env python3
+"""memq beside chroma and raw usearch, in one run with the same vectors: the measurements of issue 12.
+
+In one process, on the same vectors and queries (k = 10):
+
+* **raw usearch**: an HNSW index with memq's settings (int8, connectivity 16, expansion 64) alone,
+  single-query search on one thread: the arithmetic memq's dense search wraps;
+* **memq** (SQLite): ``Memory.add`` of N records (default 100,000) in batches of 500 into a fresh
+  store, records spread over 100 users of one tenant (1% each); the first search after that load;
+  hybrid and dense ``Memory.search`` p50/p95 over the tenant and within one user's records, embedding
+  excluded (query vectors from a warm cache); then 10,000 more adds into the loaded store, with its
+  index live; then the first search after reopening the store;
+* **chroma** (``chromadb``, persistent client, HNSW over inner product): the same records
+  (embedding, text, ``{"user": ...}``) in batches of 5,000; dense ``query`` p50/p95 over the whole
+  collection and with ``where={"user": ...}`` (the same 1% scope).
+
+Vectors: memq's model-free ``HashingEmbedder`` by default (``--vectors minilm`` takes MiniLM vectors
+from the embedding cache, embedding what is missing first). Then, as a child process (``store_scale.py``, so its peak RSS is its own): memq at 1,000,000
+records with vectors from memq's model-free ``HashingEmbedder``.
+
+Results go to ``benchmarks/results/store-peers.json``; a section of ``docs/benchmarks-store.md``
+(the issue's targets against what was measured, pass or fail per line, with the load test's figure
+from ``benchmarks/results/load.json``) is regenerated from it. Run the load test
+(``benchmarks/load_test.py``) first or after, then ``--doc-only`` to refresh the section.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import store_bench as sb
+import store_scale as sc
+from store_sections import render_section, write_section
+
+ROOT = sb.ROOT
+DEFAULT_OUTPUT = ROOT / "benchmarks" / "results" / "store-peers.json"
+QUICK_OUTPUT = sb.CACHE_DIR / "store-peers-quick.json"
+QUICK_DOC = sb.CACHE_DIR / "benchmarks-store-quick.md"
+COMMAND = ".venv/bin/python benchmarks/store_peers.py"
+LIVE_ADDS = 10_000  # records added to the loaded store, with its index live
+CHROMA_BATCH = 5_000  # under chroma's max batch size (5,461 here)
+QUICK = {"size": 3_000, "queries": 30, "scale_size": 6_000, "live_adds": 1_000}
+
+
+def loadavg() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+# -- raw usearch ------------------------------------------------------------------------------------
+
+
+def measure_usearch(vectors: np.ndarray, qvecs: np.ndarray) -> dict[str, Any]:
+    """usearch alone, as memq configures its graph; single-query search on one thread."""
+    from usearch.index import Index
+
+    from memq.store.sqlite import vectors as sv
+
+    index = Index(
+        ndim=vectors.shape[1],
+        metric="ip",
+        dtype="i8",
+        connectivity=sv.HNSW_CONNECTIVITY,
+        expansion_add=sv.HNSW_EXPANSION_ADD,
+        expansion_search=sv.HNSW_EXPANSION_SEARCH,
+    )
+    sb.console.print(f"[bold]raw usearch: {len(vectors):,} vectors")
+    t0 = time.perf_counter()
+    index.add(np.arange(len(vectors), dtype=np.uint64), vectors, threads=0)
+    out: dict[str, Any] = {"add_s": round(time.perf_counter() - t0, 2)}
+    for k in (sb.K, 200):
+        for q in qvecs[: sb.WARMUP_QUERIES]:
+            index.search(q, k, threads=1)
+        times = []
+        for q in qvecs:
+            t0 = time.perf_counter()
+            index.search(q, k, threads=1)
+            times.append((time.perf_counter() - t0) * 1000)
+        out.update(sc.latency(f"k{k}", times))
+    del index
+    gc.collect()
+    return out
+
+
+# -- memq -------------------------------------------------------------------------------------------
+
+
+def measure_memq(
+    texts: Sequence[str], extra: Sequence[str], queries: Sequence[str], cache: Any, workdir: Path
+) -> dict[str, Any]:
+    from memq import Memory
+    from memq.store import open_store
+
+    size = len(texts)
+    path = workdir / "memq.db"
+    timed = sb.TimedEmbedder(cache)
+    mem = Memory(open_store(path), embedder=timed, scope=sb.TENANT)
+    sb.console.print(f"[bold]memq (SQLite): {size:,} records, {sc.USERS} users")
+    batch_ms = sc.load(mem, texts, f"memq {size:,}: add")
+    total_s = sum(batch_ms) / 1000
+    out: dict[str, Any] = {
+        "add_total_s": round(total_s, 2),
+        "add_rps": round(size / total_s, 1),
+        "add_embed_lookup_s": round(timed.seconds, 2),
+        "add_rps_excl_lookup": round(size / (total_s - timed.seconds), 1),
+        "add_first10_batch_mean_ms": round(float(np.mean(batch_ms[:10])), 1),
+        "add_last10_batch_mean_ms": round(float(np.mean(batch_ms[-10:])), 1),
+    }
+    t0 = time.perf_counter()
+    mem.search(queries[0], k=sb.K)
+    out["first_search_ms"] = round((time.perf_counter() - t0) * 1000, 1)
+    for mode in ("hybrid", "dense"):
+        out.update(sc.latency(mode, sc.time_searches(mem, queries, mode, None, f"memq {size:,}: {mode}")))
+        times = sc.time_searches(mem, queries, mode, sc.USERS, f"memq {size:,}: {mode}, one user (1%)")
+        out.update(sc.latency(f"scoped_{mode}", times))
+    # more adds into the loaded store: its vector index (HNSW graph) and lexical index are live
+    timed.seconds = 0.0
+    live_ms = []
+    with sb.progress() as bar:
+        task = bar.add_task(f"memq: {len(extra):,} adds into {size:,}, index live", total=len(extra))
+        for start in range(0, len(extra), sb.ADD_BATCH):
+            batch = sc.items_for(extra[start : start + sb.ADD_BATCH], size + start)
+            t0 = time.perf_counter()
+            mem.add(batch)
+            live_ms.append((time.perf_counter() - t0) * 1000)
+            bar.advance(task, len(batch))
+    live_s = sum(live_ms) / 1000
+    out.update(
+        live_adds=len(extra),
+        live_add_rps=round(len(extra) / live_s, 1),
+        live_add_rps_excl_lookup=round(len(extra) / (live_s - timed.seconds), 1),
+    )
+    mem.search(queries[1], k=sb.K)
+    mem.close()
+    # what a new process pays: open the file, load the saved indexes, search
+    t0 = time.perf_counter()
+    mem = Memory(open_store(path), embedder=cache, scope=sb.TENANT)
+    mem.search(queries[2], k=sb.K)
+    out["reopen_first_search_ms"] = round((time.perf_counter() - t0) * 1000, 1)
+    mem.close()
+    out["store_bytes"] = sc.sqlite_bytes(path)
+    return out
+
+
+# -- chroma -----------------------------------------------------------------------------------------
+
+
+def measure_chroma(
+    texts: Sequence[str], vectors: np.ndarray, qvecs: np.ndarray, workdir: Path
+) -> dict[str, Any]:
+    """chroma's dense search over the same records, unscoped and with the same 1% ``where`` filter."""
+    import chromadb
+    from chromadb.config import Settings
+
+    client = chromadb.PersistentClient(
+        path=str(workdir / "chroma"), settings=Settings(anonymized_telemetry=False)
+    )
+    col = client.create_collection("memq-bench", configuration={"hnsw": {"space": "ip"}})
+    size = len(texts)
+    sb.console.print(f"[bold]chroma: {size:,} records")
+    t0 = time.perf_counter()
+    with sb.progress() as bar:
+        task = bar.add_task(f"chroma {size:,}: add", total=size)
+        for start in range(0, size, CHROMA_BATCH):
+            end = min(start + CHROMA_BATCH, size)
+            col.add(
+                ids=[str(i) for i in range(start, end)],
+                embeddings=vectors[start:end],
+                documents=list(texts[start:end]),
+                metadatas=[{"user": sc.user_of(i)} for i in range(start, end)],
+            )
+            bar.advance(task, end - start)
+    out: dict[str, Any] = {"add_s": round(time.perf_counter() - t0, 2)}
+    out["add_rps"] = round(size / out["add_s"], 1)
+    out["hnsw"] = col.configuration_json.get("hnsw")
+    for name, scoped in (("dense", False), ("scoped_dense", True)):
+        for i, q in enumerate(qvecs[: sb.WARMUP_QUERIES]):
+            col.query(query_embeddings=[q], n_results=sb.K, where={"user": sc.user_of(i)} if scoped else None)
+        times = []
+        with sb.progress() as bar:
+            task = bar.add_task(f"chroma {size:,}: {name.replace('_', ' ')}", total=len(qvecs))
+            for i, q in enumerate(qvecs):
+                where = {"user": sc.user_of(i)} if scoped else None
+                t0 = time.perf_counter()
+                res = col.query(query_embeddings=[q], n_results=sb.K, where=where)
+                times.append((time.perf_counter() - t0) * 1000)
+                if len(res["ids"][0]) != min(sb.K, size // sc.USERS if scoped else size):
+                    raise SystemExit(f"chroma returned {len(res['ids'][0])} results for query {i}")
+                bar.advance(task)
+        out.update(sc.latency(name, times))
+    del col, client
+    gc.collect()
+    return out
+
+
+# -- the 1M child -----------------------------------------------------------------------------------
+
+
+def run_scale(size: int, queries: int, data: str | None, workdir: Path) -> dict[str, Any]:
+    sb.console.print(f"[bold]memq at {size:,} records (child process: benchmarks/store_scale.py)")
+    out = workdir / "scale.json"
+    cmd = [sys.executable, str(Path(__file__).with_name("store_scale.py")), "--size", str(size)]
+    cmd += ["--queries", str(queries), "--out", str(out)] + (["--data", data] if data else [])
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"store_scale.py failed with exit code {proc.returncode}")
+    result = json.loads(out.read_text())
+    result["wall_s"] = round(time.perf_counter() - t0, 1)
+    return result
+
+
+# -- main -------------------------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=(
+            "memq's SQLite store beside chroma and raw usearch, in one run with the same vectors and "
+            "queries: unscoped and 1%-scope search, first search after a bulk load, adds with the "
+            "index live, and memq at 1M records with peak RSS (issue 12). Writes "
+            "benchmarks/results/store-peers.json and a section of docs/benchmarks-store.md."
+        ),
+        epilog=(
+            "examples:\n"
+            f"  {COMMAND}                            # the committed run (100k, 1M; hashing vectors)\n"
+            f"  {COMMAND} --quick                    # smoke run (3,000 and 6,000 records), into benchmarks/.cache/\n"
+            f"  {COMMAND} --scale-size 0             # without the 1M child\n"
+            f"  {COMMAND} --doc-only                 # regenerate the section (e.g. after load_test.py)\n"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--size", type=int, default=100_000, help="records side by side (default: %(default)s)"
+    )
+    parser.add_argument("--queries", type=int, default=200, help="search queries (default: %(default)s)")
+    parser.add_argument(
+        "--scale-size",
+        type=int,
+        default=1_000_000,
+        help="records for memq alone, hashing vectors, in a child process; 0 skips it (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--live-adds",
+        type=int,
+        default=LIVE_ADDS,
+        help="records added to the loaded store with its index live (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--vectors",
+        choices=("minilm", "hashing"),
+        default="hashing",
+        help=(
+            "vectors for the side-by-side part (default: %(default)s): minilm (through the embedding cache --cache; texts "
+            "missing from it are embedded first, slow on a CPU) or hashing (memq's model-free "
+            f"HashingEmbedder, {sb.HASHING_DIM}-d). The 1M part always uses hashing."
+        ),
+    )
+    parser.add_argument("--data", default=None, help="folder holding the datasets (default: ../shared/data)")
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=sb.DEFAULT_CACHE,
+        help=f"embedding cache for --vectors minilm (default: {sb.DEFAULT_CACHE.relative_to(ROOT)})",
+    )
+    parser.add_argument("--quick", action="store_true", help="smoke run; results go to benchmarks/.cache/")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help=f"results JSON (default: {DEFAULT_OUTPUT.relative_to(ROOT)})",
+    )
+    parser.add_argument(
+        "--doc", type=Path, default=None, help=f"docs page (default: {sb.DEFAULT_DOC.relative_to(ROOT)})"
+    )
+    parser.add_argument("--doc-only", action="store_true", help="only regenerate the section from the JSON")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.size, args.scale_size, args.live_adds = QUICK["size"], QUICK["scale_size"], QUICK["live_adds"]
+        args.queries = min(args.queries, QUICK["queries"])
+    args.output = args.output or (QUICK_OUTPUT if args.quick else DEFAULT_OUTPUT)
+    args.doc = args.doc or (QUICK_DOC if args.quick else sb.DEFAULT_DOC)
+    if args.size < sc.USERS * sb.K or args.queries < sb.WARMUP_QUERIES:
+        parser.error(f"--size must be at least {sc.USERS * sb.K} and --queries at least {sb.WARMUP_QUERIES}")
+    if args.scale_size and args.scale_size < sb.ADD_BATCH:
+        parser.error(f"--scale-size must be 0 or at least {sb.ADD_BATCH}")
+    return args
+
+
+def command_line(args: argparse.Namespace) -> str:
+    parts = [COMMAND] + (["--quick"] if args.quick else [])
+    if not args.quick:
+        defaults = {"size": 100_000, "queries": 200, "scale_size": 1_000_000, "live_adds": LIVE_ADDS}
+        parts += [
+            f"--{k.replace('_', '-')} {getattr(args, k)}"
+            for k, v in defaults.items()
+            if getattr(args, k) != v
+        ]
+    return " ".join([*parts, f"--vectors {args.vectors}"])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.doc_only:
+        write_section(args.doc, render_section(json.loads(args.output.read_text())))
+        sb.console.print(f"wrote the section of {args.doc}")
+        return 0
+    load_start = loadavg()
+    started = time.perf_counter()
+    sources = sb.load_sources(sb.data_root(args.data))
+    corpus, corpus_info = sb.build_corpus(sources, args.size + args.live_adds)
+    texts, synthetic = sc.extend_texts([d.text for d in corpus], args.size + args.live_adds)
+    queries = sb.build_queries(sources, args.queries)
+    del sources, corpus
+    cache = sb.open_cache(args.cache, len(texts) + len(queries), args.vectors)
+    fill = sb.fill_cache(cache, [sb.Doc(t, "", "", "") for t in texts[: args.size]], queries)
+    vectors = cache.embed_documents(texts[: args.size])
+    qvecs = np.stack([cache.embed_query(q) for q in queries])
+    workdir = Path(tempfile.mkdtemp(prefix="memq-store-peers-"))
+    results: dict[str, Any] = {}
+    try:
+        results["usearch"] = measure_usearch(vectors, qvecs)
+        results["memq"] = measure_memq(texts[: args.size], texts[args.size :], queries, cache, workdir)
+        results["chroma"] = measure_chroma(texts[: args.size], vectors, qvecs, workdir)
+        load_mid = loadavg()
+        if args.scale_size:
+            results["memq_scale"] = run_scale(args.scale_size, args.queries, args.data, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    data = {
+        "benchmark": "store-peers",
+        "created": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": command_line(args),
+        "quick": args.quick,
+        "seconds": round(time.perf_counter() - started, 1),
+        "machine": {
+            **sb.machine_info(),
+            "loadavg_start": load_start,
+            "loadavg_before_scale": load_mid,
+            "loadavg_end": loadavg(),
+        },
+        "versions": {**sb.package_versions(), "chromadb": sb.version_of("chromadb")},
+        "git": sb.git_state(),
+        "parameters": {
+            "size": args.size,
+            "users": sc.USERS,
+            "queries": len(queries),
+            "k": sb.K,
+            "add_batch": sb.ADD_BATCH,
+            "chroma_batch": CHROMA_BATCH,
+            "live_adds": args.live_adds,
+            "scale_size": args.scale_size,
+            "vectors": args.vectors,
+            "embedding_model": cache.model_id,
+            "embedding_dim": cache.dim,
+            "synthetic_texts": synthetic,
+            "warmup_queries": sb.WARMUP_QUERIES,
+        },
+        "corpus": corpus_info,
+        "embedding_cache": fill,
+        "results": results,
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(data, indent=2) + "\n")
+    write_section(args.doc, render_section(data))
+    sb.console.print(f"wrote {args.output} and the section of {args.doc}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,324 @@
+"""The sections of docs/benchmarks-store.md that store_bench.py does not generate.
+
+The page is store_bench.py's generated part, then (kept as they are when it regenerates its part):
+
+* store_peers.py's section, between ``<!-- BEGIN store_peers.py`` and ``<!-- END store_peers.py -->``,
+  rendered here from benchmarks/results/store-peers.json (plus the load test's figure from
+  benchmarks/results/load.json and PostgreSQL's from benchmarks/results/store.json);
+* hand-written sections: a ``## `` heading followed by a ``<!-- hand-written`` comment.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+BEGIN = "<!-- BEGIN store_peers.py"
+END = "<!-- END store_peers.py -->"
+HAND = "<!-- hand-written"
+LOAD_JSON = ROOT / "benchmarks" / "results" / "load.json"
+STORE_JSON = ROOT / "benchmarks" / "results" / "store.json"
+LOAD_BASELINE_RPS = 62.6  # issue 12: the load test's 8-client SQLite figure before the work
+LOAD_COMMAND = ".venv/bin/python benchmarks/load_test.py"
+
+
+# -- splicing ---------------------------------------------------------------------------------------
+
+
+def _hand_written_start(lines: Sequence[str]) -> int | None:
+    """Index of the heading of the first hand-written section."""
+    for i, line in enumerate(lines):
+        if line.startswith(HAND):
+            j = i
+            while j > 0 and not lines[j].startswith("## "):
+                j -= 1
+            return j
+    return None
+
+
+def kept_tail(old: str) -> str:
+    """What store_bench.py keeps when it regenerates its part: from the first section it does not
+    write (store_peers.py's or a hand-written one) to the end of the page."""
+    lines = old.splitlines(keepends=True)
+    starts = [i for i, line in enumerate(lines) if line.startswith(BEGIN)]
+    hand = _hand_written_start(lines)
+    if hand is not None:
+        starts.append(hand)
+    return "".join(lines[min(starts) :]) if starts else ""
+
+
+def write_section(doc: Path, section: str) -> None:
+    """Put ``section`` into ``doc``: in place of the previous one, else before the first hand-written
+    section, else at the end."""
+    old = doc.read_text() if doc.exists() else ""
+    lines = old.splitlines(keepends=True)
+    begin = next((i for i, line in enumerate(lines) if line.startswith(BEGIN)), None)
+    if begin is not None:
+        end = next((i for i in range(begin, len(lines)) if lines[i].startswith(END)), None)
+        if end is None:
+            raise SystemExit(f"{doc}: {BEGIN!r} without {END!r}; fix the page by hand")
+        new = [*lines[:begin], section, *lines[end + 1 :]]
+    else:
+        at = _hand_written_start(lines)
+        at = len(lines) if at is None else at
+        head = lines[:at]
+        if head and head[-1].strip():
+            head.append("\n")
+        new = [*head, section, "\n", *lines[at:]]
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    doc.write_text("".join(new).rstrip("\n") + "\n")
+
+
+# -- rendering --------------------------------------------------------------------------------------
+
+
+def _ms(v: float | None) -> str:
+    return "-" if v is None else f"{v:,.1f} ms" if v >= 10 else f"{v:.2f} ms"
+
+
+def _rate(v: float | None) -> str:
+    return "-" if v is None else f"{v:,.0f} records/s"
+
+
+def _verdict(ok: bool | None) -> str:
+    return "not measured" if ok is None else ("**pass**" if ok else "**fail**")
+
+
+def load_test_row() -> tuple[dict[str, Any] | None, str]:
+    """The 8-client SQLite figure of the committed load test, and when it was made."""
+    if not LOAD_JSON.exists():
+        return None, ""
+    data = json.loads(LOAD_JSON.read_text())
+    for r in data.get("results", []):
+        if r.get("system") == "memq serve (sqlite)" and r.get("config", {}).get("clients") == 8:
+            return r, str(data.get("created_at", ""))[:16].replace("T", " ")
+    return None, ""
+
+
+def postgres_row(size: int) -> tuple[dict[str, Any] | None, str]:
+    """PostgreSQL at ``size`` from store_bench.py's committed run, and when it was made."""
+    if not STORE_JSON.exists():
+        return None, ""
+    data = json.loads(STORE_JSON.read_text())
+    for r in data.get("results", []):
+        if r.get("backend") == "postgres" and r.get("size") == size:
+            return r, str(data.get("created", ""))
+    return None, ""
+
+
+def target_rows(data: dict[str, Any]) -> list[list[str]]:
+    res, p = data["results"], data["parameters"]
+    m, c, u = res["memq"], res["chroma"], res["usearch"]
+    n = f"{p['size']:,}"
+    rows = [
+        [
+            f"hybrid search p50, {n} records, embedding excluded",
+            f"≤ 2 × chroma dense p50 = {_ms(2 * c['dense_p50_ms'])}",
+            f"{_ms(m['hybrid_p50_ms'])} (chroma dense {_ms(c['dense_p50_ms'])})",
+            _verdict(m["hybrid_p50_ms"] <= 2 * c["dense_p50_ms"]),
+        ],
+        [
+            f"dense search p50, {n} records",
+            f"≤ raw usearch p50 + 1 ms = {_ms(u['k10_p50_ms'] + 1)}",
+            f"{_ms(m['dense_p50_ms'])} (usearch k = 10: {_ms(u['k10_p50_ms'])})",
+            _verdict(m["dense_p50_ms"] <= u["k10_p50_ms"] + 1),
+        ],
+    ]
+    for mode in ("hybrid", "dense"):
+        rows.append(
+            [
+                f"{mode} search p50 within one user (1% of the records)",
+                "≤ 2 ms",
+                f"{_ms(m[f'scoped_{mode}_p50_ms'])} (chroma, same `where`: {_ms(c['scoped_dense_p50_ms'])})",
+                _verdict(m[f"scoped_{mode}_p50_ms"] <= 2.0),
+            ]
+        )
+    rows += [
+        [
+            f"first search after the {n}-record bulk load",
+            "≤ 1 s",
+            f"{_ms(m['first_search_ms'])} (after reopening the store: {_ms(m['reopen_first_search_ms'])})",
+            _verdict(m["first_search_ms"] <= 1000),
+        ],
+        [
+            f"adds, bulk load of {n} records (the index kept current as they come)",
+            "≥ 5,000 records/s",
+            _rate(m["add_rps"]),
+            _verdict(m["add_rps"] >= 5000),
+        ],
+        [
+            f"adds with the index live: {m['live_adds']:,} more into the loaded store",
+            "≥ 5,000 records/s",
+            _rate(m["live_add_rps"]),
+            _verdict(m["live_add_rps"] >= 5000),
+        ],
+    ]
+    load, when = load_test_row()
+    target = 2.5 * LOAD_BASELINE_RPS
+    rps = None if load is None else float(load["metrics"]["throughput_rps"])
+    rows.append(
+        [
+            "load test, 8 clients, `memq serve` (SQLite), req/s",
+            f"≥ 2.5 × {LOAD_BASELINE_RPS} = {target:.1f}",
+            "-" if rps is None else f"{rps:.1f} req/s (load.json, {when} UTC)",
+            _verdict(None if rps is None else rps >= target),
+        ]
+    )
+    pg, pg_when = postgres_row(p["size"])
+    rows += [
+        [
+            f"PostgreSQL hybrid p50, {n} records",
+            "≤ 25 ms",
+            "-" if pg is None else f"{_ms(pg['hybrid_p50_ms'])} (store.json, {pg_when})",
+            _verdict(None if pg is None else pg["hybrid_p50_ms"] <= 25),
+        ],
+        [
+            f"PostgreSQL adds, {n} records",
+            "≥ 2,000 records/s",
+            "-" if pg is None else f"{_rate(pg['add_rps'])} (store.json, {pg_when})",
+            _verdict(None if pg is None else pg["add_rps"] >= 2000),
+        ],
+    ]
+    s = res.get("memq_scale")
+    rows += [
+        [
+            f"hybrid p50 at {s['size']:,} records (hashing vectors), embedding excluded"
+            if s
+            else "hybrid p50 at 1M",
+            "≤ 10 ms",
+            _ms(s["hybrid_p50_ms"]) if s else "-",
+            _verdict(None if s is None else s["hybrid_p50_ms"] <= 10),
+        ],
+        [
+            f"peak RSS at {s['size']:,} records" if s else "peak RSS at 1M",
+            "reported",
+            f"{s['peak_rss_mib']:,.0f} MiB" if s else "-",
+            "reported" if s else "not measured",
+        ],
+    ]
+    return rows
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    out = [
+        "| " + " | ".join(headers) + " |",
+        "|" + "|".join("---" if i == 0 else "---:" for i in range(len(headers))) + "|",
+    ]
+    return out + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def render_section(data: dict[str, Any]) -> str:
+    res, p, mach = data["results"], data["parameters"], data["machine"]
+    m, c, u = res["memq"], res["chroma"], res["usearch"]
+    n = f"{p['size']:,}"
+    vectors = (
+        f"memq's model-free `HashingEmbedder` ({p['embedding_dim']}-d, the size of all-MiniLM-L6-v2)"
+        if p["vectors"] == "hashing"
+        else f"{p['embedding_model']} ({p['embedding_dim']}-d, from the embedding cache)"
+    )
+    lines = [
+        f"{BEGIN}: generated from benchmarks/results/store-peers.json (with load.json and store.json); "
+        "do not edit by hand -->",
+        f"## Issue 12 targets: memq beside chroma and raw usearch, {n} records, one run",
+        "",
+        f"Generated {data['created']} by `{data['command']}` ({data['seconds'] / 60:.0f} min), the load test "
+        f"by `{LOAD_COMMAND}`; `--doc-only` re-renders this section.",
+        "",
+    ]
+    lines += _table(["line (issue 12, *Done when*)", "target", "measured", "result"], target_rows(data))
+    lines += ["", f"### Side by side: the same {n} vectors and {p['queries']} queries, k = {p['k']}", ""]
+    rows = [
+        ["memq, hybrid (`Memory.search`)", "whole tenant", _ms(m["hybrid_p50_ms"]), _ms(m["hybrid_p95_ms"])],
+        ["memq, dense", "whole tenant", _ms(m["dense_p50_ms"]), _ms(m["dense_p95_ms"])],
+        [
+            "chroma, dense (`collection.query`)",
+            "whole collection",
+            _ms(c["dense_p50_ms"]),
+            _ms(c["dense_p95_ms"]),
+        ],
+        ["raw usearch, k = 10", "whole index", _ms(u["k10_p50_ms"]), _ms(u["k10_p95_ms"])],
+        [
+            "raw usearch, k = 200 (what memq's dense step fetches)",
+            "whole index",
+            _ms(u["k200_p50_ms"]),
+            _ms(u["k200_p95_ms"]),
+        ],
+        ["memq, hybrid", "one user (1%)", _ms(m["scoped_hybrid_p50_ms"]), _ms(m["scoped_hybrid_p95_ms"])],
+        ["memq, dense", "one user (1%)", _ms(m["scoped_dense_p50_ms"]), _ms(m["scoped_dense_p95_ms"])],
+        [
+            'chroma, dense, `where={"user": ...}`',
+            "one user (1%)",
+            _ms(c["scoped_dense_p50_ms"]),
+            _ms(c["scoped_dense_p95_ms"]),
+        ],
+    ]
+    lines += _table(["system, search", "scope", "p50", "p95"], rows)
+    lines += [
+        "",
+        f"Loading: memq {m['add_rps']:,.0f} records/s ({m['add_total_s']:.0f} s, of which "
+        f"{m['add_embed_lookup_s']:.1f} s cache lookups of the vectors; {m['add_rps_excl_lookup']:,.0f} "
+        f"records/s without them), chroma {c['add_rps']:,.0f} records/s, raw usearch {u['add_s']:.1f} s for "
+        f"the graph alone (all cores). memq's store: {m['store_bytes'] / 2**20:,.0f} MiB on disk with "
+        "its saved indexes.",
+    ]
+    s = res.get("memq_scale")
+    if s:
+        lines += ["", f"### memq alone at {s['size']:,} records", ""]
+        lines += _table(
+            ["measure", "value"],
+            [
+                ["add (hashing embedder included)", _rate(s["add_rps"])],
+                ["add excluding the embedder", _rate(s["add_rps_excl_embed"])],
+                ["first search after the load", _ms(s["first_search_ms"])],
+                ["hybrid p50 / p95", f"{_ms(s['hybrid_p50_ms'])} / {_ms(s['hybrid_p95_ms'])}"],
+                ["dense p50 / p95", f"{_ms(s['dense_p50_ms'])} / {_ms(s['dense_p95_ms'])}"],
+                ["hybrid p50, one user (1%)", _ms(s["scoped_hybrid_p50_ms"])],
+                ["dense p50, one user (1%)", _ms(s["scoped_dense_p50_ms"])],
+                [
+                    "RSS: texts built / after the load / peak",
+                    f"{s['rss_texts_mib']:,.0f} / "
+                    f"{s['rss_after_load_mib']:,.0f} / {s['peak_rss_mib']:,.0f} MiB",
+                ],
+                ["store on disk", f"{s['store_bytes'] / 2**20:,.0f} MiB"],
+            ],
+        )
+        lines += [
+            "",
+            f"Peak RSS is the child process's (`benchmarks/store_scale.py`): memq's store and indexes plus "
+            f"the benchmark's own {s['size']:,} texts ({s['rss_texts_mib']:,.0f} MiB once built, interpreter "
+            f"and libraries included). Texts: the {s['size'] - s['synthetic_texts']:,} corpus texts, then "
+            f"{s['synthetic_texts']:,} made by joining the first half of one to the second half of another "
+            f"(mean {s['mean_chars']:.0f} characters).",
+        ]
+    lines += [
+        "",
+        "### How it was measured",
+        "",
+        f"* Vectors: {vectors}; every system gets the same vectors. Dense *quality* means nothing with "
+        "hashing vectors; the work per vector is the same."
+        if p["vectors"] == "hashing"
+        else f"* Vectors: {vectors}.",
+        "* Records: the store benchmark's corpus (real LongMemEval and LoCoMo turns and paragraphs"
+        + (f", plus {p['synthetic_texts']:,} joined halves" if p["synthetic_texts"] else "")
+        + f"), spread round-robin over {p['users']} users of one tenant; query *i* searches user *i* mod "
+        f"{p['users']} in the scoped rows. memq adds in batches of {p['add_batch']} through `Memory.add`, "
+        "with a warm embedding cache (embedding excluded); searches take query vectors from that cache.",
+        "* memq: `Memory.search` end to end with the default configuration (retrieval log on), on a "
+        "fresh SQLite file. chroma: `PersistentClient` (on disk, telemetry off), collection with "
+        f"HNSW {json.dumps(c.get('hnsw'))}, the default `include` (documents, metadatas, distances). raw "
+        "usearch: memq's graph settings (int8, connectivity 16, expansion 64), `threads=1` per query.",
+        f"* One process for the {n}-record part, {p['warmup_queries']} warm-up queries before each timed "
+        "set; the 1M part runs in a child process after it.",
+        f"* Machine: {mach['cpu_count']} cores, shared. Load average (1/5/15 min) "
+        f"{', '.join(map(str, mach['loadavg_start']))} at the start, "
+        f"{', '.join(map(str, mach['loadavg_before_scale']))} before the 1M part, "
+        f"{', '.join(map(str, mach['loadavg_end']))} at the end (the benchmark accounts for about 1).",
+        f"* Versions: memq at `{(data.get('git') or {}).get('commit')}`, chromadb {data['versions'].get('chromadb')}, "
+        f"usearch {data['versions'].get('usearch')}, SQLite {data['versions'].get('sqlite')}, "
+        f"numpy {data['versions'].get('numpy')}.",
+        END,
+    ]
+    return "\n".join(lines) + "\n"
