@@ -6,17 +6,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from memq.errors import MemqError
+from memq_bench.cli_common import DEFAULT_CACHE, command_line, console, fail, split, usage_error
 
 bench_app = typer.Typer(help="Benchmarks on real data (results JSON + a table).", no_args_is_help=True)
 demo_app = typer.Typer(help="memq's demos: learning from reward (BANKING77), or a LoCoMo walk-through.")
-console = Console()
-
-DEFAULT_CACHE = Path(".memq/cache/embeddings.sqlite")
-
 
 BANKING77_TRAIN, BANKING77_TEST = "banking77/train.csv", "banking77/test.csv"
 
@@ -56,15 +52,13 @@ def ttl(
     from memq_bench.ttl import load_labelled_csv, run_with_progress, to_results_file
 
     try:
-        noises = [float(x) for x in noise.split(",") if x.strip()]
+        noises = [float(x) for x in split(noise)]
     except ValueError:
-        console.print(f"[red]error[/]: --noise takes numbers like 0.3 or 0,0.3,0.5, got {noise!r}")
-        raise typer.Exit(2) from None
-    names = [x.strip() for x in learners.split(",") if x.strip()]
+        usage_error(f"--noise takes numbers like 0.3 or 0,0.3,0.5, got {noise!r}")
+    names = split(learners)
     bad = [n for n in names if n not in LEARNERS]
     if bad or not names or not noises or any(not 0 <= p < 1 for p in noises):
-        console.print(f"[red]error[/]: learners must be among {', '.join(LEARNERS)} and 0 <= noise < 1")
-        raise typer.Exit(2)
+        usage_error(f"learners must be among {', '.join(LEARNERS)} and 0 <= noise < 1")
     try:
         if data is None:
             data = dataset_file(BANKING77_TRAIN)
@@ -84,22 +78,14 @@ def ttl(
             cache_path=cache,
         )
     except MemqError as exc:
-        console.print(f"[red]error[/] ({exc.code}): {exc}")
-        raise typer.Exit(2) from None
-    report["command"] = _command()
+        fail(exc)
+    report["command"] = command_line()
     rf = to_results_file(report)
     write_results(out, rf)
     _ttl_table(rf, f"test-time learning on {data.name}: k={k}, {seeds} seed(s), last 2,000 steps")
     console.print(f"results: {out} ({report['seconds']:.0f}s)")
     if doc:
         _write_doc(rf, doc)
-
-
-def _command() -> str:
-    import shlex
-    import sys
-
-    return "memq " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
 def _ttl_table(rf, title: str) -> None:
@@ -123,22 +109,17 @@ def _ttl_table(rf, title: str) -> None:
 def _write_doc(rf, doc: Path) -> None:
     from memq_bench.ttl_report import markdown_page
 
-    command = rf.args.get("command") or _command()
+    command = rf.args.get("command") or command_line()
     doc.parent.mkdir(parents=True, exist_ok=True)
     doc.write_text(markdown_page(rf, command))
     console.print(f"page: {doc}")
-
-
-def _fail(exc: Exception) -> None:
-    console.print(f"[red]error[/] ({getattr(exc, 'code', type(exc).__name__)}): {exc}")
-    raise typer.Exit(2) from None
 
 
 def _run_cli(fn: Any) -> Any:
     try:
         return fn()
     except (MemqError, OSError, ValueError) as exc:
-        _fail(exc)
+        fail(exc)
 
 
 @bench_app.command(name="ttl-report")
@@ -152,7 +133,7 @@ def ttl_report(
     try:
         rf = load_results(results)
     except MemqError as exc:
-        _fail(exc)
+        fail(exc)
     _write_doc(rf, doc)
 
 
@@ -168,7 +149,7 @@ def report(
     try:
         path = write_report(results, out, title=title)
     except MemqError as exc:
-        _fail(exc)
+        fail(exc)
     console.print(f"report: {path.resolve()}")
 
 
@@ -183,8 +164,7 @@ def results_md(
     from memq_bench.results_md import write_results_md
 
     if not results_dir.is_dir():
-        console.print(f"[red]error[/]: {results_dir} is not a folder")
-        raise typer.Exit(2)
+        usage_error(f"{results_dir} is not a folder")
     console.print(f"page: {write_results_md(results_dir, out)}")
 
 
@@ -202,8 +182,8 @@ def show(
     try:
         rf = load_results(results)
     except MemqError as exc:
-        _fail(exc)
-    cols = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
+        fail(exc)
+    cols = split(metrics) if metrics else None
     print_results(rf, console, metrics=cols, title=f"{rf.benchmark} ({results})")
 
 
@@ -251,7 +231,7 @@ def all_(
     try:
         selected = plan(only, skip)
     except MemqError as exc:
-        _fail(exc)
+        fail(exc)
     ok = run_all(
         selected,
         quick=quick,
@@ -314,7 +294,7 @@ def demo(
     ] = Path(".memq/demo"),
     cache: Annotated[
         Path, typer.Option(help="banking77: embedding cache (each text is embedded once).")
-    ] = Path(".memq/cache/embeddings.sqlite"),
+    ] = DEFAULT_CACHE,
     db: Annotated[Path, typer.Option(help="locomo: the demo store (replaced if present).")] = Path(
         "memq-demo.db"
     ),
@@ -341,4 +321,4 @@ def demo(
     else:
         from memq.errors import InvalidInputError
 
-        _fail(InvalidInputError(f"--dataset must be banking77 or locomo, got {dataset!r}"))
+        fail(InvalidInputError(f"--dataset must be banking77 or locomo, got {dataset!r}"))

@@ -21,13 +21,13 @@ from typing import Any
 
 import numpy as np
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from memq.memory import Memory
 from memq.types import NewRecord
 from memq_bench.data import dataset_file
 from memq_bench.locomo import CATEGORIES, LOCOMO_FILE, load_locomo
+from memq_bench.tables import bench_progress
 from memq_bench.ttl import Dataset
 
 BATCH = 64
@@ -55,15 +55,8 @@ def run_locomo_demo(
     with Memory(db, scope={"tenant": "demo", "session": conv.sample_id}) as mem:
         console.print("loading the embedder (all-MiniLM-L6-v2, offline) ...")
         mem.embedder.embed_query("warm up")
-        with Progress(
-            TextColumn("adding turns"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-        ) as bar:
-            task = bar.add_task("add", total=len(conv.turns))
+        with bench_progress(console, transient=True, eta=False) as bar:
+            task = bar.add_task("adding turns", total=len(conv.turns))
             for i in range(0, len(conv.turns), BATCH):
                 chunk = conv.turns[i : i + BATCH]
                 mem.add(

@@ -502,25 +502,17 @@ def embedders_command(
     doc: Annotated[Path | None, typer.Option(help="Also write the tables (markdown) to this file.")] = None,
 ) -> None:
     """Offline embedders side by side: LoCoMo recall@5 (memq dense and hybrid), query latency, docs/s, size."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
     from memq.errors import MemqError
+    from memq_bench.cli_common import console, fail, progress, split
     from memq_bench.data import dataset_file
     from memq_bench.results import write_results
 
-    console = Console()
-    specs = [s.strip() for s in embedders.split(",") if s.strip()]
+    specs = split(embedders)
     try:
         path = dataset_file(LOCOMO_FILE, data)
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-        ) as bar:
+        with progress() as bar:
             task = bar.add_task("loading", total=None)
 
             def phase(label: str, total: int) -> None:
@@ -540,8 +532,7 @@ def embedders_command(
                 on_step=lambda: bar.advance(task),
             )
     except MemqError as exc:
-        console.print(f"[red]error[/] ({exc.code}): {exc}")
-        raise typer.Exit(2) from None
+        fail(exc)
     write_results(out, rf)
     table = Table(title=f"embedders on LoCoMo ({rf.args['conversations']} conversations, categories 1-4)")
     for col in (

@@ -5,20 +5,16 @@ Forwarded lazily from ``memq evolve`` (memq.cli); method in :mod:`memq_bench.evo
 
 from __future__ import annotations
 
-import shlex
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from memq.errors import MemqError
-from memq_bench.retrieval_cmds import _progress  # one progress-bar layout for every benchmark
+from memq_bench.cli_common import DEFAULT_CACHE, cached_embedder, command_line, console, fail, progress, split
 
 evolve_app = typer.Typer(help="Search memq's design space (Optuna TPE) on a benchmark; writes a config.")
-console = Console()
 BENCHES = ("locomo",)
 
 
@@ -78,9 +74,7 @@ def evolve(
         Path, typer.Option("--config-out", help="The chosen configuration (MemoryConfig JSON).")
     ] = Path("memq-config.json"),
     data: Annotated[Path | None, typer.Option(help="locomo10.json (default ../shared/data/locomo/).")] = None,
-    cache: Annotated[Path, typer.Option(help="Embedding cache file.")] = Path(
-        ".memq/cache/embeddings.sqlite"
-    ),
+    cache: Annotated[Path, typer.Option(help="Embedding cache file.")] = DEFAULT_CACHE,
 ) -> None:
     """Search retrieval and write settings for the best recall@5 / latency trade-off; report it on held-out data."""
     from memq.config import MemoryConfig
@@ -95,7 +89,7 @@ def evolve(
         search_idx = _range(search or ("1" if quick else "1-5"), len(convs))
         held_idx = _range(held_out or ("6" if quick else "6-10"), len(convs))
         n_trials = trials or (6 if quick else 40)
-        names = [m.strip() for m in managers.split(",") if m.strip()]
+        names = split(managers)
         unknown = [m for m in names if m not in ("append", "dedupe", "learned", "reconcile")]
         if unknown or not names:
             raise InvalidInputError(
@@ -113,27 +107,25 @@ def evolve(
             from memq.llm.spec import llm_from_spec
 
             the_llm = llm_from_spec(llm)
-        with _progress() as progress:
+        with progress() as bar:
             result = run_evolve(
                 convs,
                 embedder_for,
                 trials=n_trials,
                 search_half=search_idx,
                 held_out=held_idx,
-                embedders=[e.strip() for e in embedders.split(",") if e.strip()],
+                embedders=split(embedders),
                 managers=names,
                 llm=the_llm,
                 seed=seed,
-                progress=progress,
+                progress=bar,
             )
         write_config(result.chosen, config_out)
         result.config = MemoryConfig.load(config_out).model_dump(mode="json", exclude_defaults=True)
     except (MemqError, OSError, ValueError) as exc:
-        console.print(f"[red]error[/] ({getattr(exc, 'code', type(exc).__name__)}): {exc}")
-        raise typer.Exit(2) from None
-    command = "memq " + " ".join(shlex.quote(a) for a in sys.argv[1:])  # argv[1] is "evolve"
+        fail(exc)
     args = {
-        "command": command,
+        "command": command_line(),  # argv[1] is "evolve"
         "bench": bench,
         "trials": n_trials,
         "search_conversations": [i + 1 for i in search_idx],
@@ -147,7 +139,6 @@ def evolve(
 
 
 def _setup(data: Path | None, cache: Path):
-    from memq.embed import CachedEmbedder, embedder_from_spec
     from memq_bench.data import dataset_file
     from memq_bench.locomo import LOCOMO_FILE, load_locomo
 
@@ -160,7 +151,7 @@ def _setup(data: Path | None, cache: Path):
 
     def embedder_for(spec: str):
         if spec not in made:
-            made[spec] = CachedEmbedder(embedder_from_spec(spec), max_entries=200_000, path=cache)
+            made[spec] = cached_embedder(spec, cache, max_entries=200_000)
         return made[spec]
 
     return convs, embedder_for

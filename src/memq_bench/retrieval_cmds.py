@@ -2,97 +2,39 @@
 
 from __future__ import annotations
 
-import shlex
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from memq.errors import MemqError
-from memq_bench.results import ResultsFile, write_results
+from memq_bench.cli_common import (
+    DEFAULT_CACHE,
+    PROMOTIONS,
+    CacheOpt,
+    EmbedderOpt,
+    SeedsOpt,
+    cached_embedder,
+    choices,
+    command_line,
+    console,
+    fail,
+    positive_ints,
+    progress,
+    system_names,
+    usage_error,
+)
+from memq_bench.results import write_results
+from memq_bench.tables import variant_table
 
-console = Console()
-DEFAULT_CACHE = Path(".memq/cache/embeddings.sqlite")
 DEFAULT_SYSTEMS = "memq,memq-dense,memq-lexical,chroma,mem0"
 
 SystemsOpt = Annotated[
     str,
     typer.Option("--systems", help="Comma-separated: memq presets (memq, memq-dense, ...), mem0, chroma."),
 ]
-CacheOpt = Annotated[
-    Path, typer.Option(help="Embedding cache file (each text is embedded once across systems).")
-]
-EmbedderOpt = Annotated[
-    str, typer.Option(help="Embedder spec: minilm (default), hashing[:DIM], openai:MODEL:DIM.")
-]
-
-
-def _ints(text: str, what: str) -> list[int]:
-    try:
-        values = sorted({int(x) for x in text.split(",") if x.strip()})
-    except ValueError:
-        values = []
-    if not values or min(values) < 1:
-        console.print(f"[red]error[/]: {what} takes positive integers like 5,10, got {text!r}")
-        raise typer.Exit(2)
-    return values
-
-
-def _names(text: str) -> list[str]:
-    from memq_bench.systems import system_names
-
-    names = [x.strip() for x in text.split(",") if x.strip()]
-    bad = [n for n in names if n not in system_names()]
-    if not names or bad:
-        console.print(
-            f"[red]error[/]: unknown system(s) {bad or text!r}; choose from {', '.join(system_names())}"
-        )
-        raise typer.Exit(2)
-    return names
-
-
-def _embedder(spec: str, cache: Path):
-    from memq.embed import CachedEmbedder, embedder_from_spec
-
-    return CachedEmbedder(embedder_from_spec(spec), max_entries=0, path=cache)
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-    )
-
-
-def _command() -> str:
-    return "memq " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-
-
-def _table(results: ResultsFile, title: str, columns: list[str], online: bool | None = None) -> Table:
-    """``online``: only the online rows (True), only the others (False), or every row (None)."""
-    table = Table(title=title)
-    table.add_column("system")
-    table.add_column("variant")
-    for c in columns:
-        table.add_column(c, justify="right")
-    for r in results.results:
-        if online is not None and r.variant.startswith("online") != online:
-            continue
-        cells = []
-        for c in columns:
-            v = r.metrics.get(c)
-            cells.append(
-                "" if v is None else (f"{v:.1f}" if "_ms_" in c or c.endswith("_per_s") else f"{v:.3f}")
-            )
-        table.add_row(r.system, r.variant.removeprefix("supersession-"), *cells)
-    return table
+KOpt = Annotated[str, typer.Option("--k", help="Cut-offs, comma-separated.")]
+OutOpt = Annotated[Path, typer.Option(help="Where to write the results JSON.")]
 
 
 def longmemeval(
@@ -113,7 +55,7 @@ def longmemeval(
         int | None,
         typer.Option(min=0, help="Oracle questions to ingest (0 skips the throughput run; default all 500)."),
     ] = None,
-    k: Annotated[str, typer.Option("--k", help="Cut-offs, comma-separated.")] = "5,10",
+    k: KOpt = "5,10",
     limit: Annotated[
         int | None, typer.Option(min=1, help="Only the first N questions of the S file (quick runs).")
     ] = None,
@@ -131,7 +73,7 @@ def longmemeval(
             "on the odd ones, against the recipe alone), or both, comma-separated."
         ),
     ] = "default",
-    seeds: Annotated[int, typer.Option(min=1, help="online: seeds of citation noise.")] = 3,
+    seeds: SeedsOpt = 3,
     promotion: Annotated[
         str,
         typer.Option(
@@ -147,9 +89,7 @@ def longmemeval(
             "learner's own; memq's refits every 50, more than the 30 training questions give).",
         ),
     ] = None,
-    out: Annotated[Path, typer.Option(help="Where to write the results JSON.")] = Path(
-        "results-longmemeval.json"
-    ),
+    out: OutOpt = Path("results-longmemeval.json"),
     cache: CacheOpt = DEFAULT_CACHE,
     embedder: EmbedderOpt = "minilm",
 ) -> None:
@@ -158,27 +98,20 @@ def longmemeval(
     from memq_bench.lme_online import run_online_benchmark
     from memq_bench.longmemeval import ORACLE_FILE, S_FILE, load_longmemeval, run_benchmark
 
-    names = _names(systems)
-    ks = _ints(k, "--k")
+    names = system_names(systems)
+    ks = positive_ints(k, "--k")
     if roles not in ("user", "all"):
-        console.print(f"[red]error[/]: --roles is user or all, got {roles!r}")
-        raise typer.Exit(2)
-    chosen = [v.strip() for v in variants.split(",") if v.strip()]
-    modes = [m.strip() for m in promotion.split(",") if m.strip()]
-    if not chosen or any(v not in ("default", "online") for v in chosen):
-        console.print(f"[red]error[/]: --variants takes default, online or both, got {variants!r}")
-        raise typer.Exit(2)
-    if not modes or any(m not in ("guarded", "always") for m in modes):
-        console.print(f"[red]error[/]: --promotion takes guarded, always or both, got {promotion!r}")
-        raise typer.Exit(2)
+        usage_error(f"--roles is user or all, got {roles!r}")
+    chosen = choices(variants, ("default", "online"), "--variants")
+    modes = choices(promotion, PROMOTIONS, "--promotion")
     try:
         questions = load_longmemeval(dataset_file(S_FILE, data), limit)
         oracle_qs = None
         if oracle_limit != 0 and "default" in chosen:
             oracle_qs = load_longmemeval(dataset_file(ORACLE_FILE, oracle), oracle_limit)
-        emb = _embedder(embedder, cache)
+        emb = cached_embedder(embedder, cache)
         args = {
-            "command": _command(),
+            "command": command_line(),
             "systems": names,
             "k": ks,
             "limit": limit,
@@ -191,7 +124,7 @@ def longmemeval(
         }
         if "online" in chosen:
             args |= {"seeds": seeds, "promotion": modes, "fit_every": fit_every}
-        with _progress() as bar:
+        with progress() as bar:
             results = None
             if "default" in chosen:
                 results = run_benchmark(
@@ -223,15 +156,14 @@ def longmemeval(
                     checkpoint=lambda rf: write_results(out, rf),
                 )
     except MemqError as exc:
-        console.print(f"[red]error[/] ({exc.code}): {exc}")
-        raise typer.Exit(2) from None
+        fail(exc)
     assert results is not None  # at least one variant ran
     write_results(out, results)
     title = f"LongMemEval (LME-S60, {len(questions)} questions, turns: {roles})"
     if "default" in chosen:
         cols = [f"session_recall_all@{x}" for x in ks] + [f"session_ndcg_any@{x}" for x in ks]
         cols += [f"turn_recall_any@{x}" for x in ks] + ["add_ms_p50", "search_ms_p50", "ingest_turns_per_s"]
-        console.print(_table(results, title, cols, online=False))
+        console.print(variant_table(results, title, cols, online=False))
     if "online" in chosen:
         cols = [f"session_recall_all@{x}" for x in ks] + [f"turn_recall_any@{x}" for x in ks]
         cols += [
@@ -242,7 +174,9 @@ def longmemeval(
             "served_share",
         ]
         console.print(
-            _table(results, f"{title}, online: train on even, evaluate on odd positions", cols, online=True)
+            variant_table(
+                results, f"{title}, online: train on even, evaluate on odd positions", cols, online=True
+            )
         )
     console.print(f"results: {out}")
 
@@ -255,7 +189,7 @@ def conflict(
             help="Conflict_Resolution.json (default: ../shared/data/memoryagentbench/Conflict_Resolution.json)."
         ),
     ] = None,
-    k: Annotated[str, typer.Option("--k", help="Cut-offs, comma-separated.")] = "1,5,10",
+    k: KOpt = "1,5,10",
     lengths: Annotated[
         str, typer.Option(help="Context lengths to run, comma-separated.")
     ] = "6k,32k,64k,262k",
@@ -283,9 +217,7 @@ def conflict(
             "All questions are still asked.",
         ),
     ] = None,
-    out: Annotated[Path, typer.Option(help="Where to write the results JSON.")] = Path(
-        "results-conflict.json"
-    ),
+    out: OutOpt = Path("results-conflict.json"),
     cache: CacheOpt = DEFAULT_CACHE,
     embedder: EmbedderOpt = "minilm",
 ) -> None:
@@ -293,30 +225,20 @@ def conflict(
     from memq_bench.conflict import CONFLICT_FILE, LENGTHS, VARIANTS, load_conflict, run_benchmark
     from memq_bench.data import dataset_file
 
-    names = _names(systems)
-    ks = _ints(k, "--k")
-    wanted = [x.strip() for x in lengths.split(",") if x.strip()]
-    chosen = [x.strip() for x in variants.split(",") if x.strip()]
-    if (
-        not wanted
-        or any(x not in LENGTHS for x in wanted)
-        or not chosen
-        or any(v not in VARIANTS for v in chosen)
-    ):
-        console.print(
-            f"[red]error[/]: --lengths among {', '.join(LENGTHS)}; --variants among {', '.join(VARIANTS)}"
-        )
-        raise typer.Exit(2)
+    names = system_names(systems)
+    ks = positive_ints(k, "--k")
+    wanted = choices(lengths, LENGTHS, "--lengths")
+    chosen = choices(variants, VARIANTS, "--variants")
     model = None
     try:
         rows = load_conflict(dataset_file(CONFLICT_FILE, data))
-        emb = _embedder(embedder, cache)
+        emb = cached_embedder(embedder, cache)
         if llm and "reconcile" in chosen:
             from memq.llm.spec import llm_from_spec
 
             model = llm_from_spec(llm)
         args = {
-            "command": _command(),
+            "command": command_line(),
             "systems": names,
             "k": ks,
             "lengths": wanted,
@@ -326,7 +248,7 @@ def conflict(
             "llm": None if model is None else model.model_id,
             "embedder": emb.model_id,
         }
-        with _progress() as bar:
+        with progress() as bar:
             results = run_benchmark(
                 rows,
                 names,
@@ -342,8 +264,7 @@ def conflict(
                 checkpoint=lambda rf: write_results(out, rf),
             )
     except MemqError as exc:
-        console.print(f"[red]error[/] ({exc.code}): {exc}")
-        raise typer.Exit(2) from None
+        fail(exc)
     finally:
         close = getattr(model, "close", None)
         if callable(close):
@@ -353,7 +274,8 @@ def conflict(
     cols += ["add_ms_p50", "search_ms_p50"]
     if model is not None:
         cols += ["llm_calls", "llm_errors"]
-    console.print(_table(results, "FactConsolidation (MemoryAgentBench): gold answer in top-k facts", cols))
+    title = "FactConsolidation (MemoryAgentBench): gold answer in top-k facts"
+    console.print(variant_table(results, title, cols))
     for note in results.extra.get("notes", []):
         console.print(f"note: {note}")
     console.print(f"results: {out}")

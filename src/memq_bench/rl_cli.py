@@ -5,24 +5,28 @@ Forwarded lazily from ``memq rl`` (memq.cli); docs/rl.md.
 
 from __future__ import annotations
 
-import shlex
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from memq.errors import MemqError
-from memq_bench.retrieval_cmds import _progress  # one progress-bar layout for every benchmark
+from memq_bench.cli_common import (
+    DEFAULT_CACHE,
+    EmbedderOpt,
+    cached_embedder,
+    command_line,
+    console,
+    fail,
+    progress,
+    split,
+)
 
 rl_app = typer.Typer(
     help="Write policies trained by reinforcement learning (FactConsolidation): train, eval, export.",
     no_args_is_help=True,
 )
-console = Console()
-DEFAULT_CACHE = Path(".memq/cache/embeddings.sqlite")
 CONFLICT_FILE = "memoryagentbench/Conflict_Resolution.json"
 
 DataOpt = Annotated[
@@ -30,32 +34,21 @@ DataOpt = Annotated[
     typer.Option(help="Conflict_Resolution.json (default: ../shared/data/memoryagentbench/, or $MEMQ_DATA)."),
 ]
 CacheOpt = Annotated[Path, typer.Option(help="Embedding cache (each text is embedded once).")]
-EmbedderOpt = Annotated[str, typer.Option(help="Embedder spec: minilm (default), hashing[:DIM], ...")]
-
-
-def _command() -> str:
-    return "memq " + " ".join(shlex.quote(a) for a in sys.argv[1:])  # argv[1] is "rl"
-
-
-def _fail(exc: Exception) -> None:
-    console.print(f"[red]error[/] ({getattr(exc, 'code', type(exc).__name__)}): {exc}")
-    raise typer.Exit(2) from None
 
 
 def _setup(data: Path | None, cache: Path, embedder: str):
-    from memq.embed import CachedEmbedder, embedder_from_spec
     from memq_bench.conflict import load_conflict
     from memq_bench.data import dataset_file
 
     rows = load_conflict(data or dataset_file(CONFLICT_FILE))
-    return rows, CachedEmbedder(embedder_from_spec(embedder), max_entries=200_000, path=cache)
+    return rows, cached_embedder(embedder, cache, max_entries=200_000)
 
 
 def _lengths(text: str) -> list[str]:
     from memq.errors import InvalidInputError
     from memq_bench.conflict import LENGTHS
 
-    out = [x.strip() for x in text.split(",") if x.strip()]
+    out = split(text)
     if not out or any(x not in LENGTHS for x in out):
         raise InvalidInputError(f"lengths are among {', '.join(LENGTHS)}, got {text!r}")
     return out
@@ -112,7 +105,7 @@ def train_cmd(
     from memq_bench.rl_bench import EpisodeSpec, evaluate_held_out, to_results, train_seeds
 
     try:
-        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+        seed_list = [int(s) for s in split(seeds)]
         lengths = _lengths(eval_lengths) if eval_lengths.strip() else []
         if model not in ("linear", "mlp") or mode not in ("decision", "episode"):
             raise ValueError(f"--model is linear or mlp, --mode decision or episode; got {model!r}, {mode!r}")
@@ -126,13 +119,13 @@ def train_cmd(
             **{k: v for k, v in given.items() if v is not None},
         )
         spec = EpisodeSpec(record_cost=record_cost)
-        with _progress() as progress:
-            tasks = {s: progress.add_task(f"GRPO seed {s}", total=updates) for s in seed_list}
+        with progress() as bar:
+            tasks = {s: bar.add_task(f"GRPO seed {s}", total=updates) for s in seed_list}
 
             def on_update(seed: int, point) -> None:
-                progress.update(tasks[seed], completed=point.update)
+                bar.update(tasks[seed], completed=point.update)
                 if point.eval_em is not None:
-                    progress.console.print(
+                    bar.console.print(
                         f"seed {seed} update {point.update}: validation em@1 {point.eval_em:.3f}, "
                         f"return {point.eval_return:.3f} ({point.seconds:.0f}s)"
                     )
@@ -144,11 +137,11 @@ def train_cmd(
             if lengths:
                 policies = [(f"learned seed {r.seed}", r.policy_path) for r in runs]
                 held = evaluate_held_out(
-                    rows, emb, policies, lengths=lengths, max_facts=max_facts, progress=progress
+                    rows, emb, policies, lengths=lengths, max_facts=max_facts, progress=bar
                 )
     except (MemqError, OSError, ValueError) as exc:
-        _fail(exc)
-    rf = to_results(runs, held, args={"command": _command()}, config=config, spec=spec)
+        fail(exc)
+    rf = to_results(runs, held, args={"command": command_line()}, config=config, spec=spec)
     write_results(out, rf)
     for r in runs:
         f = r.final
@@ -182,7 +175,7 @@ def eval_cmd(
             load_policy(p)  # a bad file fails before any work
         rows, emb = _setup(data, cache, embedder)
         named = [(p.stem, p) for p in policies]
-        with _progress() as progress:
+        with progress() as bar:
             results = evaluate_held_out(
                 rows,
                 emb,
@@ -190,12 +183,14 @@ def eval_cmd(
                 lengths=_lengths(lengths),
                 baselines=baselines,
                 max_facts=max_facts,
-                progress=progress,
+                progress=bar,
             )
     except (MemqError, OSError, ValueError) as exc:
-        _fail(exc)
+        fail(exc)
     avg = mean_row(results)
-    rf = ResultsFile(benchmark="rl", args={"command": _command()}, results=results + ([avg] if avg else []))
+    rf = ResultsFile(
+        benchmark="rl", args={"command": command_line()}, results=results + ([avg] if avg else [])
+    )
     write_results(out, rf)
     _held_out_table(rf.results, "FactConsolidation, em@1")
     console.print(f"results: {out}")
@@ -224,7 +219,7 @@ def export_cmd(
             lo, hi = (int(x) for x in seeds.split("-", 1))
             seed_list = list(range(lo, hi + 1))
         else:
-            seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+            seed_list = [int(s) for s in split(seeds)]
         pol = load_policy(policy)
         rows, emb = _setup(data, cache, embedder)
         env = MemoryOpsEnv(SampledEpisodes(group_contexts(rows, TRAIN_LENGTHS), emb), emb, k=pol.k)
@@ -233,5 +228,5 @@ def export_cmd(
         finally:
             env.close()
     except (MemqError, OSError, ValueError) as exc:
-        _fail(exc)
+        fail(exc)
     console.print(f"{n} rows from {len(seed_list)} episodes: {out}")

@@ -12,8 +12,9 @@ print_results(results_file, console)          # or metrics=["recall@5", "ndcg@10
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
+from rich import box
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -29,15 +30,15 @@ from memq_bench.results import ResultsFile
 from memq_bench.view import best_values, fmt_value, is_cost, is_count, labels, metric_names, split_metric
 
 
-def bench_progress(console: Console | None = None, *, transient: bool = False) -> Progress:
-    """Description, bar, done/total, elapsed and remaining time — the same look on every long run."""
+def bench_progress(console: Console | None = None, *, transient: bool = False, eta: bool = True) -> Progress:
+    """Description, bar, done/total, elapsed and (``eta``) remaining time — the same look on every long run."""
+    remaining = (TextColumn("eta"), TimeRemainingColumn()) if eta else ()
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
+        *remaining,
         console=console,
         transient=transient,
     )
@@ -79,6 +80,38 @@ def results_table(
             text = fmt_value(name, v)
             cells.append(f"[bold]{text}[/]" if v is not None and best.get(name) == v else text)
         table.add_row(label, *cells)
+    return table
+
+
+def variant_table(
+    rf: ResultsFile,
+    title: str,
+    columns: Mapping[str, str] | Sequence[str],
+    *,
+    online: bool | None = None,
+    compact: bool = False,
+) -> Table:
+    """One row per (system, variant), one column per metric key of ``columns`` (key -> header, or keys alone).
+
+    ``online``: only the online rows (True), only the others (False), or every row (None).
+    ``compact``: a narrow layout (no outer padding, cells never wrapped) for many columns.
+    Latencies (``_ms_``) and rates (``_per_s``) show one decimal, everything else three.
+    """
+    headers = columns if isinstance(columns, Mapping) else {c: c for c in columns}
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False) if compact else Table(title=title)
+    table.add_column("system", no_wrap=compact)
+    table.add_column("variant", no_wrap=compact)
+    for header in headers.values():
+        table.add_column(header, justify="right", no_wrap=compact, min_width=5 if compact else None)
+    for r in rf.results:
+        if online is not None and r.variant.startswith("online") != online:
+            continue
+        cells = []
+        for key in headers:
+            v = r.metrics.get(key)
+            wide = "_ms_" in key or key.endswith("_per_s")
+            cells.append("" if v is None else (f"{v:.1f}" if wide else f"{v:.3f}"))
+        table.add_row(r.system, r.variant.removeprefix("supersession-"), *cells)
     return table
 
 
