@@ -15,7 +15,6 @@ system and variant, into its own space, and both rows' questions are asked there
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -27,6 +26,7 @@ from memq.embed.base import Embedder
 from memq.errors import InvalidInputError
 from memq.llm.base import LLM
 from memq_bench.conflict_reconcile import ReconcilingMemq
+from memq_bench.data import read_json_list
 from memq_bench.metrics import substring_match
 from memq_bench.results import BenchResult, ResultsFile, package_versions
 from memq_bench.supersession import SUBJECT_FIELD, subject_key, supersede
@@ -76,12 +76,7 @@ def parse_context(context: str) -> list[str]:
 
 def load_conflict(path: str | Path) -> list[ConflictRow]:
     """Read the Conflict_Resolution file (a JSON list of rows with context/questions/answers/metadata)."""
-    try:
-        raw = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InvalidInputError(f"cannot read {path}: {exc}") from exc
-    if not isinstance(raw, list):
-        raise InvalidInputError(f"{path}: expected a JSON list of rows")
+    raw = read_json_list(path, "rows")
     rows = []
     for i, item in enumerate(raw):
         try:

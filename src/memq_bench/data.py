@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 from memq.errors import InvalidInputError
 
@@ -34,3 +36,14 @@ def dataset_file(relative: str, override: str | Path | None = None) -> Path:
             "(the project expects ../shared/data) or pass --data PATH"
         )
     return root / relative
+
+
+def read_json_list(path: str | Path, items: str) -> list[Any]:
+    """A dataset file holding a JSON list (of ``items``, named in the error), or a typed error."""
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InvalidInputError(f"cannot read {path}: {exc}") from exc
+    if not isinstance(raw, list):
+        raise InvalidInputError(f"{path}: expected a JSON list of {items}")
+    return raw

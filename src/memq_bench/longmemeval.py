@@ -20,7 +20,6 @@ Ingestion throughput is measured on the oracle split (only evidence sessions per
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from typing import Any, Literal
 
 from memq.embed.base import Embedder
 from memq.errors import InvalidInputError
+from memq_bench.data import read_json_list
 from memq_bench.metrics import first_seen, ndcg_binary, recall_all, recall_any
 from memq_bench.results import BenchResult, ResultsFile, package_versions
 from memq_bench.systems import BenchDoc, Timed, make_system
@@ -86,12 +86,7 @@ def parse_date(text: str) -> datetime | None:
 
 def load_longmemeval(path: str | Path, limit: int | None = None) -> list[LmeQuestion]:
     """Read a LongMemEval JSON file (S, M or oracle split); ``limit`` keeps the first N questions."""
-    try:
-        raw = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InvalidInputError(f"cannot read {path}: {exc}") from exc
-    if not isinstance(raw, list):
-        raise InvalidInputError(f"{path}: expected a JSON list of questions")
+    raw = read_json_list(path, "questions")
     out = []
     for i, item in enumerate(raw[:limit] if limit is not None else raw):
         try:
