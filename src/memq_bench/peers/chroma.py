@@ -19,6 +19,7 @@ from typing import Any
 
 from memq.embed.base import Embedder
 from memq.errors import InvalidInputError
+from memq_bench.peers.common import import_peer, payload
 from memq_bench.systems import BenchDoc, _dir_bytes
 
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,61}[A-Za-z0-9]$")
@@ -34,10 +35,6 @@ def collection_name(space: str) -> str:
     return f"{slug}-{hashlib.sha256(space.encode()).hexdigest()[:16]}"
 
 
-def _metadata_value(value: Any) -> str | int | float | bool:
-    return value if isinstance(value, str | int | float | bool) else str(value)
-
-
 class ChromaSystem:
     """chromadb ``PersistentClient`` in a temporary directory, one cosine collection per space."""
 
@@ -45,20 +42,14 @@ class ChromaSystem:
 
     def __init__(self, embedder: Embedder, *, workdir: str | Path | None = None) -> None:
         os.environ["ANONYMIZED_TELEMETRY"] = "False"
-        try:
-            import chromadb
-            from chromadb.config import Settings
-        except ImportError as exc:  # pragma: no cover - the bench-peers extra
-            raise InvalidInputError(
-                "the chroma peer needs the bench-peers extra: pip install 'memq[bench-peers]'"
-            ) from exc
+        chromadb, chroma_config = import_peer("chroma", "chromadb", "chromadb.config")
         self.embedder = embedder
         self._own_dir = workdir is None
         self._dir = Path(workdir or tempfile.mkdtemp(prefix="memq-bench-chroma-"))
         self._dir.mkdir(parents=True, exist_ok=True)
         self.client = chromadb.PersistentClient(
             path=str(self._dir / "chroma"),
-            settings=Settings(anonymized_telemetry=False, allow_reset=True),
+            settings=chroma_config.Settings(anonymized_telemetry=False, allow_reset=True),
         )
         self._collections: dict[str, Any] = {}
         self._next_id = 0
@@ -81,13 +72,7 @@ class ChromaSystem:
         collection = self._collection(space, create=True)
         vectors = self.embedder.embed_documents([d.text for d in docs])
         ids = [str(self._next_id + i) for i in range(len(docs))]
-        metadatas = []
-        for doc in docs:
-            meta = {k: _metadata_value(v) for k, v in doc.meta.items() if v is not None and k != "key"}
-            meta["key"] = doc.key
-            if doc.when is not None:
-                meta["when"] = doc.when.isoformat()
-            metadatas.append(meta)
+        metadatas = [payload(doc) for doc in docs]
         collection.add(ids=ids, embeddings=vectors, documents=[d.text for d in docs], metadatas=metadatas)
         self._next_id += len(docs)
         self._records += len(docs)

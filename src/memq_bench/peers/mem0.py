@@ -36,6 +36,7 @@ from typing import Any, Literal
 
 from memq.embed.base import Embedder
 from memq.errors import InvalidInputError
+from memq_bench.peers.common import import_peer, payload
 from memq_bench.systems import BenchDoc, _dir_bytes
 
 _PLACEHOLDER_KEY = "memq-bench-no-llm"  # mem0 builds an OpenAI client it never calls with infer=False
@@ -45,14 +46,7 @@ def _import_mem0() -> Any:
     """Import mem0 with telemetry off and its home folder out of ``~``."""
     os.environ["MEM0_TELEMETRY"] = "False"
     os.environ.setdefault("MEM0_DIR", str(Path(tempfile.gettempdir()) / "memq-bench-mem0-home"))
-    try:
-        import mem0
-        import mem0.memory.main as mem0_main
-        import mem0.memory.telemetry as mem0_telemetry
-    except ImportError as exc:  # pragma: no cover - the bench-peers extra
-        raise InvalidInputError(
-            "the mem0 peer needs the bench-peers extra: pip install 'memq[bench-peers]'"
-        ) from exc
+    mem0, mem0_main, mem0_telemetry = import_peer("mem0", "mem0", "mem0.memory.main", "mem0.memory.telemetry")
     # If mem0 was imported before the variable was set, turn telemetry off where it is read.
     mem0_telemetry.MEM0_TELEMETRY = False
     mem0_main.MEM0_TELEMETRY = False
@@ -145,17 +139,8 @@ class Mem0System:
 
     def add(self, space: str, docs: Sequence[BenchDoc]) -> None:
         user = self._user(space)
-        for doc in docs:
-            # qdrant payloads are JSON: anything else (a datetime, a tuple) is stored as its str()
-            metadata: dict[str, Any] = {
-                k: v if isinstance(v, str | int | float | bool) else str(v)
-                for k, v in doc.meta.items()
-                if v is not None and k != "key"
-            }
-            metadata["key"] = doc.key
-            if doc.when is not None:
-                metadata["when"] = doc.when.isoformat()
-            self.memory.add(doc.text, user_id=user, metadata=metadata, infer=False)
+        for doc in docs:  # qdrant payloads are JSON: payload() stores anything else as its str()
+            self.memory.add(doc.text, user_id=user, metadata=payload(doc), infer=False)
             self._records += 1
 
     def search(self, space: str, query: str, k: int) -> list[str]:
