@@ -27,7 +27,7 @@ from rich.progress import (
 from rich.table import Table
 
 from memq_bench.results import ResultsFile
-from memq_bench.view import best_values, fmt_value, is_cost, is_count, labels, metric_names, split_metric
+from memq_bench.view import best_values, fmt_value, labels, metric_names, quality_metrics
 
 
 def bench_progress(console: Console | None = None, *, transient: bool = False, eta: bool = True) -> Progress:
@@ -47,14 +47,7 @@ def bench_progress(console: Console | None = None, *, transient: bool = False, e
 def default_metrics(rf: ResultsFile, max_columns: int = 9) -> list[str]:
     """Unsliced quality metrics (no ``_std``), then add/search p50 latency, up to ``max_columns``."""
     names = metric_names(rf.results)
-    quality = [
-        n
-        for n in names
-        if split_metric(n)[1] is None
-        and not is_cost(n)
-        and not is_count(n, rf.results)
-        and not n.endswith("_std")
-    ]
+    quality = quality_metrics(rf.results)
     cost = [n for n in ("add_ms_p50", "search_ms_p50") if n in names]
     keep = max(1, max_columns - len(cost))
     return quality[:keep] + cost

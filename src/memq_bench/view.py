@@ -106,6 +106,25 @@ def sliced_bases(results: Sequence[BenchResult]) -> dict[str, list[str]]:
     return {b: sorted(p, key=natural_key) for b, p in out.items()}
 
 
+def quality_metrics(results: Sequence[BenchResult]) -> list[str]:
+    """The headline candidates: every metric that is not per slice, a cost, a count or a spread (``_std``)."""
+    return [
+        n
+        for n in metric_names(results)
+        if split_metric(n)[1] is None
+        and not is_cost(n)
+        and not is_count(n, results)
+        and not n.endswith("_std")
+    ]
+
+
+def slice_order(results: Sequence[BenchResult], preferred: Sequence[str]) -> dict[str, list[str]]:
+    """``sliced_bases`` without counts, ``preferred`` bases first (in that order), the rest in natural order."""
+    bases = {b: v for b, v in sliced_bases(results).items() if not is_count(b)}
+    rank = {b: i for i, b in enumerate(preferred)}
+    return {b: bases[b] for b in sorted(bases, key=lambda b: (rank.get(b, len(rank)), natural_key(b)))}
+
+
 def labels(results: Sequence[BenchResult]) -> list[str]:
     """A short unique label per result: the system, plus dataset and variant where they vary."""
     datasets = {r.dataset for r in results}
