@@ -48,6 +48,9 @@ def log_retrieval(entry: LogEntry) -> Op[None]:
         for h in retrieval.hits
     ]
     features = None if entry.features is None else np.ascontiguousarray(entry.features, dtype="<f4").tobytes()
+    # The search's own log line need not wait for the WAL flush (this transaction only): a crash can
+    # lose the last few log lines (feedback on them is then refused as unknown), never corrupt anything.
+    yield Q("SET LOCAL synchronous_commit TO OFF", (), mode="none")
     yield Q(
         "INSERT INTO retrievals (id, tenant, query, policy, policy_version, k, shown, pool, query_vector, "
         'embedding_model, created_at, learner, "window", feature_set, features, shadow) '
