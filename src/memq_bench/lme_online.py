@@ -39,8 +39,17 @@ from memq_bench.longmemeval import (
     run_retrieval,
     warm_cache,
 )
-from memq_bench.online import NOISE, SHOWN, CitingAgent, served_share, train_questions
-from memq_bench.results import BenchResult, ResultsFile, package_versions
+from memq_bench.online import (
+    NOISE,
+    SHOWN,
+    CitingAgent,
+    freeze,
+    learner_metrics,
+    seed_summary,
+    served_share,
+    train_questions,
+)
+from memq_bench.results import BenchResult, ResultsFile, make_result
 from memq_bench.systems import MEMQ_PRESETS, LearningSystem, Timed, make_system
 
 NOTES = [
@@ -48,6 +57,7 @@ NOTES = [
     "train: questions at even positions (citing agent, k = 5, noise 0.2); evaluate: odd positions, frozen",
 ]
 _GAIN_PREFIXES = ("session_recall", "session_ndcg", "turn_recall", "turn_ndcg")
+_SPREAD_PREFIXES = ("session_recall_all@", "turn_recall_any@")
 
 
 def split(questions: Sequence[LmeQuestion]) -> tuple[list[LmeQuestion], list[LmeQuestion]]:
@@ -79,16 +89,7 @@ def _tick(progress: Any, label: str, total: int) -> Callable[..., None] | None:
 def _result(
     system: str, variant: str, metrics: dict[str, float], seconds: float, config: dict[str, Any]
 ) -> BenchResult:
-    return BenchResult(
-        system=system,
-        dataset=DATASET,
-        variant=variant,
-        config=config,
-        metrics=metrics,
-        seconds=seconds,
-        versions=package_versions(),
-        notes=list(NOTES),
-    )
+    return make_result(DATASET, system, variant, metrics, seconds, config, NOTES)
 
 
 def _train(
@@ -189,18 +190,8 @@ def run_online(
 def summarize(per_seed: Sequence[dict[str, float]], base: dict[str, float]) -> dict[str, float]:
     """The mean over seeds of every metric all seeds have; ``<metric>/gain`` = mean − ``base`` for the
     recall and nDCG metrics; ``<metric>/std`` (over seeds) for session_recall_all@k and turn_recall_any@k."""
-    mean = {
-        key: float(np.mean([m[key] for m in per_seed]))
-        for key in per_seed[0]
-        if all(key in m for m in per_seed)
-    }
-    for key in list(mean):
-        if key in base and key.startswith(_GAIN_PREFIXES):
-            mean[f"{key}/gain"] = mean[key] - base[key]
-    for key in list(mean):
-        if key.startswith(("session_recall_all@", "turn_recall_any@")) and "/" not in key:
-            mean[f"{key}/std"] = float(np.std([m[key] for m in per_seed]))
-    return mean
+    spread = [key for key in per_seed[0] if key.startswith(_SPREAD_PREFIXES) and "/" not in key]
+    return seed_summary(per_seed, base, gain=_GAIN_PREFIXES, spread=spread)
 
 
 def _learner_runs(
@@ -241,27 +232,14 @@ def _learner_runs(
             rewards = _train(
                 system, train, CitingAgent(np.random.default_rng(seed)), roles=roles, shown=shown, tick=tick
             )
-            memory = system.system.memory  # type: ignore[attr-defined]
-            status = memory.learning_status()
-            memory.config.learning.explore = 0.0  # frozen: no exploration, no feedback
-            before = len(system.system.served)  # type: ignore[attr-defined]
+            status, before = freeze(system)
             run = run_retrieval(system, test, ks, roles=roles, search_k=search_k, on_question=tick)
             eval_share = served_share(system, since=before)
-            after = memory.learning_status()
+            after = system.system.memory.learning_status()  # type: ignore[attr-defined]
             metrics = run.metrics() | system.latency_metrics()
         finally:
             system.close()
-        metrics.update(
-            train_questions=float(len(rewards)),
-            train_reward_mean=float(np.mean(rewards)) if rewards else 0.0,
-            feedbacks=float(status.feedbacks),
-            eval_feedbacks=float(after.feedbacks - status.feedbacks),
-            trained=float(status.trained),
-            promoted=float(status.serving),
-            served_share=float(eval_share),
-        )
-        if status.estimate:
-            metrics.update({f"estimate_{k}": float(v) for k, v in status.estimate.items()})
+        metrics |= learner_metrics(rewards, status, eval_share, after=after)
         per_seed.append(metrics)
         results.append(
             _result(

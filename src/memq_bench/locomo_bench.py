@@ -23,7 +23,7 @@ from memq.embed.base import Embedder
 from memq.errors import InvalidInputError
 from memq_bench.locomo import Conversation, load_locomo
 from memq_bench.metrics import ndcg_binary, recall_fraction
-from memq_bench.results import BenchResult, ResultsFile, package_versions
+from memq_bench.results import BenchResult, ResultsFile, make_result
 from memq_bench.systems import BenchDoc, Timed, make_system
 
 DATASET = "locomo10"
@@ -241,16 +241,7 @@ def _result(
     config: dict[str, Any],
     notes: list[str] | None = None,
 ) -> BenchResult:
-    return BenchResult(
-        system=system,
-        dataset=DATASET,
-        variant=variant,
-        config=config,
-        metrics=metrics,
-        seconds=seconds,
-        versions=package_versions(),
-        notes=notes or [],
-    )
+    return make_result(DATASET, system, variant, metrics, seconds, config, notes or ())
 
 
 def run_system(

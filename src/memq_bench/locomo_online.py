@@ -60,7 +60,14 @@ def run_online(
     ``promotion``: ``guarded`` (memq's default: the learner ranks once its off-policy test shows it
     better) or ``always`` (it ranks from its first fit: the learned reranker itself).
     """
-    from memq_bench.online import CitingAgent, served_share, train_questions
+    from memq_bench.online import (
+        CitingAgent,
+        freeze,
+        learner_metrics,
+        seed_summary,
+        served_share,
+        train_questions,
+    )
 
     train, test = list(indices[:train_count]), list(indices[train_count:])
     if not train or not test:
@@ -105,25 +112,14 @@ def run_online(
                         system, space, asked, agent, shown=shown, on_question=on_question
                     )
                 ]
-            memory = system.system.memory  # type: ignore[attr-defined]
-            status = memory.learning_status()
-            memory.config.learning.explore = 0.0  # frozen: no exploration, no feedback
-            before = len(system.system.served)  # type: ignore[attr-defined]
+            status, before = freeze(system)
             answers = _frozen(
                 system, convs, test, ks, progress, f"{name} ({variant}, seed {seed}) eval", own=False
             )
             eval_share = served_share(system, since=before)
         finally:
             system.close()
-        metrics = aggregate(_scored(answers, False), ks)
-        metrics.update(
-            train_questions=float(len(rewards)),
-            train_reward_mean=float(np.mean(rewards)) if rewards else 0.0,
-            promoted=float(status.serving),
-            served_share=float(eval_share),
-        )
-        if status.estimate:
-            metrics.update({f"estimate_{k}": float(v) for k, v in status.estimate.items()})
+        metrics = aggregate(_scored(answers, False), ks) | learner_metrics(rewards, status, eval_share)
         per_seed.append(metrics)
         results.append(
             _result(
@@ -134,15 +130,7 @@ def run_online(
                 {**config, "seed": seed},
             )
         )
-    mean = {
-        key: float(np.mean([m[key] for m in per_seed]))
-        for key in per_seed[0]
-        if all(key in m for m in per_seed)
-    }
-    for key in list(mean):
-        if key in base and (key.startswith("recall@") or key.startswith("ndcg@")):
-            mean[f"{key}/gain"] = mean[key] - base[key]
-    mean["recall@5/std"] = float(np.std([m["recall@5"] for m in per_seed]))
+    mean = seed_summary(per_seed, base, gain=("recall@", "ndcg@"), spread=["recall@5"])
     results.append(
         _result(
             name,

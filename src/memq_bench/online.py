@@ -12,8 +12,9 @@ recipe, and ranks only once its promotion test (:mod:`memq.learn.promotion`) sho
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -67,3 +68,59 @@ def served_share(system: object, since: int = 0) -> float:
     served = getattr(inner, "served", [])[since:]
     policy = getattr(inner, "_policy", None)
     return sum(1 for p in served if p == policy) / len(served) if served else 0.0
+
+
+def freeze(system: Any) -> tuple[Any, int]:
+    """End training of a learning system (a :class:`Timed` MemqSystem): exploration off, so that it is
+    evaluated frozen; returns its ``learning_status()`` and how many searches it had served, the
+    ``since`` of :func:`served_share` for the evaluation."""
+    memory = system.system.memory
+    status = memory.learning_status()
+    memory.config.learning.explore = 0.0  # frozen: no exploration, no feedback
+    return status, len(system.system.served)
+
+
+def learner_metrics(
+    rewards: Sequence[float], status: Any, eval_share: float, *, after: Any = None
+) -> dict[str, float]:
+    """What a trained learner reports beside retrieval quality, from its ``learning_status()`` after
+    training (``status``): training questions and mean reward, whether it was promoted, the share of
+    the evaluation searches it ranked, and its promotion test's estimates. With ``after`` (the status
+    after evaluation) also the feedback counts and whether it was trained."""
+    metrics = {
+        "train_questions": float(len(rewards)),
+        "train_reward_mean": float(np.mean(rewards)) if rewards else 0.0,
+    }
+    if after is not None:
+        metrics |= {
+            "feedbacks": float(status.feedbacks),
+            "eval_feedbacks": float(after.feedbacks - status.feedbacks),
+            "trained": float(status.trained),
+        }
+    metrics |= {"promoted": float(status.serving), "served_share": float(eval_share)}
+    metrics |= {f"estimate_{k}": float(v) for k, v in (status.estimate or {}).items()}
+    return metrics
+
+
+def seed_summary(
+    per_seed: Sequence[dict[str, float]],
+    base: dict[str, float],
+    *,
+    gain: tuple[str, ...],
+    spread: Iterable[str],
+) -> dict[str, float]:
+    """The mean over seeds of every metric all seeds have; ``<metric>/gain`` = mean − ``base`` for the
+    metrics ``base`` has that start with one of ``gain``; ``<metric>/std`` (over seeds) for each metric
+    of ``spread``."""
+    mean = {
+        key: float(np.mean([m[key] for m in per_seed]))
+        for key in per_seed[0]
+        if all(key in m for m in per_seed)
+    }
+    for key in list(mean):
+        if key in base and key.startswith(gain):
+            mean[f"{key}/gain"] = mean[key] - base[key]
+    for key in spread:
+        if key in mean:
+            mean[f"{key}/std"] = float(np.std([m[key] for m in per_seed]))
+    return mean

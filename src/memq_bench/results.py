@@ -74,6 +74,28 @@ def package_versions(names: Iterable[str] = _TRACKED) -> dict[str, str]:
     return out
 
 
+def make_result(
+    dataset: str,
+    system: str,
+    variant: str,
+    metrics: dict[str, float],
+    seconds: float,
+    config: dict[str, Any],
+    notes: Sequence[str] = (),
+) -> BenchResult:
+    """One result, stamped with the installed versions of the packages that shape it."""
+    return BenchResult(
+        system=system,
+        dataset=dataset,
+        variant=variant,
+        config=config,
+        metrics=metrics,
+        seconds=seconds,
+        versions=package_versions(),
+        notes=list(notes),
+    )
+
+
 def machine_info() -> dict[str, Any]:
     import os
 
