@@ -20,15 +20,13 @@ from memq_bench.view import (
     best_values,
     fmt_value,
     grouped_notes,
-    is_cost,
-    is_count,
     labels,
     latency_metrics,
     load_results,
     metric_names,
     natural_key,
-    sliced_bases,
-    split_metric,
+    quality_metrics,
+    slice_order,
 )
 
 CEILINGS = ("oracle",)  # reference systems, never marked best
@@ -134,18 +132,17 @@ def _learning_curves(rf: ResultsFile) -> list[str]:
     return out
 
 
-def _slice_order(results: list[BenchResult]) -> list[str]:
-    bases = {b: v for b, v in sliced_bases(results).items() if not is_count(b)}
-    return sorted(
-        bases, key=lambda b: (_PREFERRED.index(b) if b in _PREFERRED else len(_PREFERRED), natural_key(b))
-    )
+def _scaled_bars(groups: list[str], series: dict[str, list[float | None]], **labels: str) -> str:
+    """A bar chart on a 0-1 axis when every value is a share, else scaled to the data."""
+    values = [v for vals in series.values() for v in vals if v is not None]
+    return _chart(svg.bar_chart(groups, series, y_range=_unit_range(values), **labels))
 
 
 def _slice_charts(bench: str, results: list[BenchResult], names: list[str]) -> list[str]:
-    bases = {b: v for b, v in sliced_bases(results).items() if not is_count(b)}
+    bases = slice_order(results, _PREFERRED)
     if not bases:
         return []
-    order = _slice_order(results)
+    order = list(bases)
     out = ["<h3>By slice</h3>"]
     for base in order[:MAX_SLICE_CHARTS]:
         slices = bases[base]
@@ -154,17 +151,13 @@ def _slice_charts(bench: str, results: list[BenchResult], names: list[str]) -> l
             lab: [r.metrics.get(base if g == "all" else f"{base}/{g}") for g in groups]
             for lab, r in zip(names, results, strict=True)
         }
-        values = [v for vals in series.values() for v in vals if v is not None]
         out.append(
-            _chart(
-                svg.bar_chart(
-                    groups,
-                    series,
-                    title=f"{bench}: {base} by slice",
-                    y_label=base,
-                    y_range=_unit_range(values),
-                    x_label="slice (category, context length, …)",
-                )
+            _scaled_bars(
+                groups,
+                series,
+                title=f"{bench}: {base} by slice",
+                y_label=base,
+                x_label="slice (category, context length, …)",
             )
         )
     if len(order) > MAX_SLICE_CHARTS:
@@ -174,16 +167,10 @@ def _slice_charts(bench: str, results: list[BenchResult], names: list[str]) -> l
 
 
 def _quality_chart(bench: str, results: list[BenchResult], names: list[str]) -> list[str]:
-    metrics = [
-        n
-        for n in metric_names(results)
-        if split_metric(n)[1] is None
-        and not is_cost(n)
-        and not is_count(n, results)
-        and not n.endswith("_std")
-        and n != "gap_closed"
-    ]
-    charted = set(_slice_order(results)[:MAX_SLICE_CHARTS])  # already shown as "all" by slice
+    metrics = [n for n in quality_metrics(results) if n != "gap_closed"]
+    charted = set(
+        list(slice_order(results, _PREFERRED))[:MAX_SLICE_CHARTS]
+    )  # already shown as "all" by slice
     metrics = [m for m in metrics if m not in charted]
     values = [r.metrics[m] for r in results for m in metrics if m in r.metrics]
     if not metrics or _unit_range(values) is None:
@@ -267,14 +254,7 @@ def _main_variant(results: list[BenchResult]) -> tuple[str | None, list[BenchRes
 
 
 def _headline(results: list[BenchResult]) -> str | None:
-    plain = [
-        n
-        for n in metric_names(results)
-        if split_metric(n)[1] is None
-        and not is_cost(n)
-        and not is_count(n, results)
-        and not n.endswith("_std")
-    ]
+    plain = quality_metrics(results)
     return next((m for m in _PREFERRED if m in plain), plain[0] if plain else None)
 
 
@@ -287,18 +267,10 @@ def _variant_chart(bench: str, results: list[BenchResult]) -> list[str]:
     systems = list(dict.fromkeys(r.system for r in results))
     by = {(r.system, r.variant): r.metrics.get(metric) for r in results}
     series = {v: [by.get((s, v)) for s in systems] for v in variants}
-    values = [x for vals in series.values() for x in vals if x is not None]
     return [
         "<h3>Variants</h3>",
-        _chart(
-            svg.bar_chart(
-                systems,
-                series,
-                title=f"{bench}: {metric} by variant",
-                y_label=metric,
-                y_range=_unit_range(values),
-                x_label="system",
-            )
+        _scaled_bars(
+            systems, series, title=f"{bench}: {metric} by variant", y_label=metric, x_label="system"
         ),
     ]
 

@@ -24,8 +24,8 @@ from memq_bench.view import (
     labels,
     load_results,
     metric_names,
-    natural_key,
-    sliced_bases,
+    quality_metrics,
+    slice_order,
     split_metric,
 )
 
@@ -123,7 +123,7 @@ def generic_tables(rf: ResultsFile) -> list[str]:
     all_names = metric_names(results)
     plain = [n for n in all_names if split_metric(n)[1] is None and not n.endswith("_std")]
     counts = [n for n in plain if is_count(n, results)]
-    quality = [n for n in plain if not is_cost(n) and n not in counts]
+    quality = quality_metrics(results)
     cost = [n for n in plain if is_cost(n) and not n.endswith(("_p99", "_mean"))]
     out: list[str] = []
     if quality:
@@ -134,10 +134,8 @@ def generic_tables(rf: ResultsFile) -> list[str]:
     if cost:
         out += ["Cost (latency per call in ms, footprint, LLM usage):", ""]
         out += [markdown_table(results, cost, names=names), ""]
-    bases = {b: v for b, v in sliced_bases(results).items() if not is_count(b)}
-    order = sorted(
-        bases, key=lambda b: (_PREFERRED.index(b) if b in _PREFERRED else len(_PREFERRED), natural_key(b))
-    )
+    bases = slice_order(results, _PREFERRED)
+    order = list(bases)
     for base in order[:MAX_SLICE_TABLES]:
         cols = [f"{base}/{s}" for s in bases[base]]
         heads = list(bases[base])
