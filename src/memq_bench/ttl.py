@@ -171,7 +171,12 @@ def run_stream(
     clean = np.zeros(steps, dtype=bool)
     served_from = None
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-        mem = Memory(Path(tmp) / "ttl.db", embedder=LookupEmbedder(model_id, texts, vectors), config=config, scope="ttl")
+        mem = Memory(
+            Path(tmp) / "ttl.db",
+            embedder=LookupEmbedder(model_id, texts, vectors),
+            config=config,
+            scope="ttl",
+        )
         try:
             loop_started = time.perf_counter()
             for t, row in enumerate(order):
@@ -181,7 +186,9 @@ def run_stream(
                 reward = 1.0 if pred == y else 0.0
                 correct[t] = reward
                 if result.hits:
-                    mem.feedback(result.id, reward, used=used, credit=spec.credit if spec.credit != "used" else None)
+                    mem.feedback(
+                        result.id, reward, used=used, credit=spec.credit if spec.credit != "used" else None
+                    )
                 if served_from is None and result.policy == spec.learner:
                     served_from = t
                 label = y
@@ -194,7 +201,12 @@ def run_stream(
                 )
             ms_per_step = 1000 * (time.perf_counter() - loop_started) / max(steps, 1)
             test_acc = None
-            if test_texts is not None and test_vecs is not None and test_labels is not None and len(test_labels):
+            if (
+                test_texts is not None
+                and test_vecs is not None
+                and test_labels is not None
+                and len(test_labels)
+            ):
                 mem.config.log_retrievals = False  # memory frozen: nothing is logged or learned
                 mem.config.learning.explore = 0.0
                 hits = 0
