@@ -460,6 +460,11 @@ def to_results_file(report: dict[str, Any], created_at: datetime | None = None) 
             metrics[f"acc_q{i}"] = q
         if r.get("gap_closed") is not None:
             metrics["gap_closed"] = r["gap_closed"]
+        if r.get("ms_per_step"):
+            metrics["ms_per_step"] = r["ms_per_step"]  # search + feedback + write through Memory
+        served = [s for s in r.get("served_from") or [] if s is not None]
+        if served:  # the stream step from which the learner ranked (promoted), mean over seeds
+            metrics["served_from_step"] = float(np.mean(served))
         variant = variant_name(r["noise"])
         config = {
             "noise": r["noise"],

@@ -66,11 +66,17 @@ def markdown_page(rf: ResultsFile, command: str) -> str:
         "```",
         "",
         "Accuracy, mean ± std over seeds; *last 2,000* = the final 2,000 steps of the stream; "
-        "*gap closed* = (learner − similarity) / (oracle − similarity) on that window.",
+        "*gap closed* = (learner − similarity) / (oracle − similarity) on that window. Every learner runs "
+        "through `Memory.search` / `feedback` / `remember_experience` on a SQLite store: *similarity* is "
+        "memq's hybrid recipe with nothing learned, *oracle* the same recipe over the clean experiences "
+        "only (a metadata filter), and a learner ranks once its promotion test shows it better than the "
+        "recipe (`learning.promotion = guarded`, memq's default).",
         "",
         markdown_table(rf),
         "",
     ]
+    if x.get("note"):
+        lines += [f"Note: {x['note']}.", ""]
     checks = [
         f"| {noise:.1f} | {name} | {delta:+.2f} | {'' if gap is None else f'{gap:.2f}'} |"
         for noise, name, delta, gap in baseline_deltas(rf)
