@@ -203,17 +203,29 @@ def _link(page: str | None, doc_dir: Path) -> str | None:
 
 
 def _section(
-    bench: Benchmark | None, name: str, rf: ResultsFile | None, path: Path, notes: str, doc_dir: Path
+    bench: Benchmark | None,
+    name: str,
+    rf: ResultsFile | None,
+    path: Path,
+    notes: str,
+    doc_dir: Path,
+    key: str | None = None,
 ) -> list[str]:
+    """``key`` names the section's notes block (default ``name``); a second file of one benchmark
+    gets its file name in the title and its own key."""
     other = OTHER_PAGES.get(name)
-    title = bench.title if bench else (other[0] if other else name)
+    known = next((b for b in BENCHMARKS if b.name == name), None)
+    title = bench.title if bench else (other[0] if other else known.title if known else name)
+    if key is not None:
+        title = f"{title} ({path.name})"
     out = [f"## {title}", ""]
     if bench:
         out += [bench.about, ""]
     link = _link(bench.page if bench else (other[1] if other else None), doc_dir)
     if link:
         out += [f"Method, settings and discussion: {link}.", ""]
-    out += [f"<!-- notes:{name} -->\n{notes}<!-- /notes:{name} -->", ""]
+    key = key or name
+    out += [f"<!-- notes:{key} -->\n{notes}<!-- /notes:{key} -->", ""]
     if rf is None:
         cmd = f"memq bench {name} --out {path.as_posix()}"
         return [
@@ -264,7 +276,11 @@ def render(results_dir: Path, *, keep_notes_from: Path | None = None, doc_dir: P
     for path, rf in parsed.items():
         if path not in used:
             rendered.add(rf.benchmark)
-            sections.append(_section(None, rf.benchmark, rf, path, notes.get(rf.benchmark, ""), doc_dir))
+            twins = sum(other.benchmark == rf.benchmark for other in parsed.values())
+            key = f"{rf.benchmark}.{path.stem}" if twins > 1 else None
+            sections.append(
+                _section(None, rf.benchmark, rf, path, notes.get(key or rf.benchmark, ""), doc_dir, key)
+            )
     toc = [f"- [{s[0][3:]}](#{_slug(s[0][3:])})" for s in sections]
     lines += ["## Contents", "", *toc, "- [Other benchmarks](#other-benchmarks)", ""]
     lines += [x for s in sections for x in s]
