@@ -143,6 +143,7 @@ def measure_memq(
         live_adds=len(extra),
         live_add_rps=round(len(extra) / live_s, 1),
         live_add_rps_excl_lookup=round(len(extra) / (live_s - timed.seconds), 1),
+        live_add_embed_s=round(timed.seconds, 2),
     )
     mem.search(queries[1], k=sb.K)
     mem.close()
@@ -327,7 +328,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     queries = sb.build_queries(sources, args.queries)
     del sources, corpus
     cache = sb.open_cache(args.cache, len(texts) + len(queries), args.vectors)
-    fill = sb.fill_cache(cache, [sb.Doc(t, "", "", "") for t in texts[: args.size]], queries)
+    fill = sb.fill_cache(cache, [sb.Doc(t, "", "", "") for t in texts], queries)  # the live adds' too
     vectors = cache.embed_documents(texts[: args.size])
     qvecs = np.stack([cache.embed_query(q) for q in queries])
     workdir = Path(tempfile.mkdtemp(prefix="memq-store-peers-"))
