@@ -56,7 +56,7 @@ def _bench(ctx: typer.Context) -> None:
 
 @app.command("demo", **_FORWARD)
 def _demo(ctx: typer.Context) -> None:
-    """Watch memq learn from reward on BANKING77 (about a minute on 2 cores). `memq demo --help`."""
+    """Watch memq learn from reward on BANKING77 (about 5 minutes on 2 cores). `memq demo --help`."""
     from memq_bench.cli import demo_app
 
     demo_app(ctx.args, prog_name="memq demo")
