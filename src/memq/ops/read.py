@@ -123,13 +123,12 @@ def search(
         hits=hits,
     )
     if core.config.log_retrievals:
+        lexical = {c.id: c.score for c in reversed(signals.get("lexical", ()))}  # first occurrence wins
         yield db.log_retrieval(
             LogEntry(
                 retrieval,
                 pool=[
-                    PoolEntry(
-                        id=rid, dense=s.dense, lexical=_raw(signals, "lexical", rid), score=ranked.scores[rid]
-                    )
+                    PoolEntry(id=rid, dense=s.dense, lexical=lexical.get(rid), score=ranked.scores[rid])
                     for rid, s in ranked.signals.items()
                 ],
                 query_vector=vector,
@@ -141,10 +140,6 @@ def search(
             )
         )
     return retrieval
-
-
-def _raw(signals: Mapping[str, Sequence[Candidate]], name: str, rid: str) -> float | None:
-    return next((c.score for c in signals.get(name, ()) if c.id == rid), None)
 
 
 def _stack(ids: Sequence[str], found: Mapping[str, np.ndarray], like: np.ndarray | None) -> np.ndarray | None:

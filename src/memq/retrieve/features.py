@@ -17,6 +17,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 
 import numpy as np
 
@@ -55,6 +56,14 @@ Q_INIT = 0.5  # q of a record that no feedback has updated yet
 
 _WORD = re.compile(r"[A-Za-z0-9]+(?:'[a-z]+)?")
 _NUMBER = re.compile(r"\b\d+(?:[.,]\d+)?\b")
+
+
+@lru_cache(maxsize=65_536)
+def _tokens(text: str) -> tuple[frozenset[str], frozenset[str]]:
+    """A record text's lower-cased words and its numbers (cached: a record is ranked many times)."""
+    return frozenset(t.lower() for t in _WORD.findall(text)), frozenset(_NUMBER.findall(text))
+
+
 _MONTHS = (
     "january february march april may june july august september october november december "
     "jan feb mar apr jun jul aug sep sept oct nov dec"
@@ -152,7 +161,7 @@ def feature_matrix(
     out = np.zeros((len(rows), len(NAMES)))
     for i, row in enumerate(rows):
         sig = signals[row.id]
-        words = {t.lower() for t in _WORD.findall(row.text)}
+        words, numbers = _tokens(row.text)
         when = row.valid_from or row.recorded_at
         age_days = max((now - when).total_seconds(), 0.0) / 86_400
         st = row.stats
@@ -160,7 +169,6 @@ def feature_matrix(
         n = st.get("n", 0.0)
         mean = (st.get("s", 0.0) + 1.0) / (n + 2.0)
         kind = row.kind if row.kind in KINDS else "other"
-        numbers = set(_NUMBER.findall(row.text))
         values = {
             "bias": 1.0,
             "base": sig.base,
