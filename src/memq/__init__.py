@@ -6,9 +6,9 @@ Start with :class:`Memory` (sync) or :class:`AsyncMemory`; records, scopes and r
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from memq._lazy import lazy_attributes
 from memq.errors import (
     ConflictError,
     DimensionMismatchError,
@@ -76,18 +76,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'memq' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value  # later look-ups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
-
+__getattr__, __dir__ = lazy_attributes(__name__, globals(), _LAZY)
 
 __version__ = "0.1.0"
 

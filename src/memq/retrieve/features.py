@@ -58,7 +58,7 @@ _WORD = re.compile(r"[A-Za-z0-9]+(?:'[a-z]+)?")
 _NUMBER = re.compile(r"\b\d+(?:[.,]\d+)?\b")
 
 
-@lru_cache(maxsize=65_536)
+@lru_cache(maxsize=16_384)  # bounded: a server keeps it for its lifetime
 def _tokens(text: str) -> tuple[frozenset[str], frozenset[str]]:
     """A record text's lower-cased words and its numbers (cached: a record is ranked many times)."""
     return frozenset(t.lower() for t in _WORD.findall(text)), frozenset(_NUMBER.findall(text))

@@ -1,5 +1,6 @@
-"""What search reads from the SQLite store: dense candidates (a usearch HNSW index kept beside the
-file, exact below ``exact_threshold`` vectors), lexical candidates (BM25 from the in-memory lexical
+"""What search reads from the SQLite store: dense candidates (an in-memory vector index kept beside
+the file: exact below ``exact_threshold`` vectors and in small scopes, an int8 usearch HNSW graph
+rescored exactly above), lexical candidates (BM25 from the in-memory lexical
 index kept beside the file, :mod:`memq.store.sqlite.lexical`), the light rows ranking needs, and the
 shown records.
 
@@ -93,23 +94,23 @@ class SQLiteCandidates(SQLiteBase):
         if not terms or n <= 0:
             return []
         scope = query.scope
-        with self._lock:
-            lex = self._sync_lexical()
-            where, params = visibility(query, "sqlite", to_us)
-            fetch = n + max(16, n // 4)
-            while True:
+        where, params = visibility(query, "sqlite", to_us)
+        fetch = n + max(16, n // 4)
+        while True:
+            with self._lock:  # the index only: the visibility reads below run on reader connections
+                lex = self._sync_lexical()
                 keys, scores = lex.search(terms, fetch, scope.tenant, scope.user, scope.agent, scope.session)
-                hits = self._visible_rows(keys, where, params)
-                result = dedupe(
-                    [
-                        Candidate(hits[k], float(s))
-                        for k, s in zip(keys.tolist(), scores.tolist(), strict=True)
-                        if k in hits
-                    ]
-                )
-                if len(result) >= n or len(keys) < fetch:
-                    return result[:n]
-                fetch *= 4
+            hits = self._visible_rows(keys, where, params)
+            result = dedupe(
+                [
+                    Candidate(hits[k], float(s))
+                    for k, s in zip(keys.tolist(), scores.tolist(), strict=True)
+                    if k in hits
+                ]
+            )
+            if len(result) >= n or len(keys) < fetch:
+                return result[:n]
+            fetch *= 4
 
     def candidate_rows(self, query: CandidateQuery, ids: Sequence[str]) -> dict[str, CandidateRow]:
         ids = list(dict.fromkeys(ids))

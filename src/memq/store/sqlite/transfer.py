@@ -9,10 +9,10 @@ import numpy as np
 
 from memq.errors import ConflictError, NotFoundError
 from memq.store.contract import paged_export
-from memq.store.sqlcommon import RECORD_COLUMNS
-from memq.store.sqlite.base import check_or_set_space, event, from_us, spaces
+from memq.store.sqlcommon import EVENT_COLUMNS, RECORD_COLUMNS, event_of
+from memq.store.sqlite.base import DECODE, check_or_set_space, event, spaces
 from memq.store.sqlite.records import SQLiteRecords, bump, insert_links, insert_version, upsert_utility
-from memq.types import HistoryEvent, HistoryOp, MemoryRecord
+from memq.types import HistoryEvent, MemoryRecord
 
 
 class SQLiteTransfer(SQLiteRecords):
@@ -34,24 +34,10 @@ class SQLiteTransfer(SQLiteRecords):
         """(sequence number, event) of up to ``limit`` history events numbered above ``after``, in order."""
         cond, params = ("tenant = ? AND ", [tenant]) if tenant else ("", [])
         rows = self._read(
-            f"SELECT seq, record_id, op, version, at, actor, reason FROM events WHERE {cond}seq > ? "
-            "ORDER BY seq LIMIT ?",
+            f"SELECT seq, {EVENT_COLUMNS} FROM events WHERE {cond}seq > ? ORDER BY seq LIMIT ?",
             (*params, after, limit),
         )
-        return [
-            (
-                int(seq),
-                HistoryEvent(
-                    record_id=rid,
-                    op=HistoryOp(op),
-                    version=version,
-                    at=from_us(at),
-                    actor=actor,
-                    reason=reason,
-                ),
-            )
-            for seq, rid, op, version, at, actor, reason in rows
-        ]
+        return [(int(row[0]), event_of(row[1:], DECODE)) for row in rows]
 
     def export_rows(self, tenant: str | None) -> Iterator[MemoryRecord | HistoryEvent]:
         """Every version (with its vector), then every event, read a page at a time
