@@ -117,7 +117,9 @@ def test_config_manager_applies_when_add_names_none(tmp_path: Path, embedder) ->
         first = m.add("Alice lives in Berlin")
         again = m.add("alice lives in berlin!")
         assert isinstance(first, ManageResult) and isinstance(again, ManageResult)
-        assert [d.op for d in again.decisions] != [d.op for d in first.decisions]
+        assert [d.op for d in first.decisions] == ["ADD"]
+        assert [d.op for d in again.decisions] == ["MERGE"]
+        assert again.decisions[0].record_id == first.decisions[0].record_id
         assert len(m.list().records) == 1
         plain = m.add("Bob likes tea", manager="append")  # an explicit manager wins over the config's
         assert isinstance(plain, ManageResult) and plain.manager == "append"
