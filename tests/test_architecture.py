@@ -49,7 +49,7 @@ def test_every_store_offers_the_whole_contract_and_the_postgres_pair_matches() -
     contract = set()
     for part in (Records, Candidates, RetrievalLog, LearnerStates):
         contract |= {n for n in vars(part) if not n.startswith("_") and callable(getattr(part, n))}
-    assert {"insert", "candidate_rows", "apply_feedback", "save_learner_state"} <= contract
+    assert {"insert", "search_candidates", "apply_feedback", "save_learner_state"} <= contract
     for cls in (SQLiteStore, PostgresStore, AsyncPostgresStore):
         missing = contract - store_methods(cls)
         assert not missing, f"{cls.__name__} lacks {sorted(missing)}"

@@ -128,3 +128,40 @@ def test_quote_memories_accepts_records_mappings_and_explicit_ids() -> None:
         quote_memories([], label="bad label>")
     with pytest.raises(TypeError):
         quote_memories([42])
+
+
+def _full_scan(text: str) -> list[str]:
+    """Every pattern on the text: what injection_flags's literal pre-check must agree with."""
+    from memq.llm import safety
+
+    return [name for name, ps in safety._PATTERNS.items() if text and any(p.search(text) for p in ps)]
+
+
+def test_the_literal_pre_check_flags_exactly_what_the_full_scan_flags() -> None:
+    import random
+
+    from memq.llm import safety
+
+    texts = [t for t, _ in POSITIVES] + NEGATIVES
+    variants = []
+    for t in texts:
+        variants += [
+            t.upper(),
+            t.lower(),
+            t.swapcase(),
+            t.replace(" ", "\t"),
+            t.replace(" ", "\x1c"),
+            "3" + t,
+        ]
+        variants += [f"Earlier today: {t} Then lunch.", t.replace("i", "ı"), t.replace("s", "ſ")]
+    # seeded texts built from the literals the pre-check looks for, shuffled with ordinary words and symbols
+    vocab = [*sorted(safety._LITERALS), "the", "you", "now", "all", "as", "\n", " ", "me", "your", "mode"]
+    rng = random.Random(7)
+    for _ in range(3000):
+        words = [rng.choice(vocab) for _ in range(rng.randint(1, 9))]
+        variants.append(
+            rng.choice([" ", "", "  ", "\n"]).join(w.upper() if rng.random() < 0.3 else w for w in words)
+        )
+    disagree = [v for v in texts + variants if injection_flags(v) != _full_scan(v)]
+    assert not disagree
+    assert sum(1 for v in variants if _full_scan(v)) > 300  # the seeded texts do trip the patterns

@@ -115,12 +115,97 @@ _PATTERNS: dict[str, list[re.Pattern[str]]] = {
 
 FLAG_NAMES: tuple[str, ...] = tuple(_PATTERNS)
 
+# What each pattern above cannot match without, in lower-case ASCII: groups of literals, each group
+# needing one of its literals in the text (every pattern spells these literally, with no \s inside).
+# A pattern whose groups are not all present is skipped: on ASCII text (where case-insensitive
+# matching is plain ASCII case) that skips only patterns that cannot match, so the flags are those of
+# the full scan, found with one lower-casing and a few substring tests for a clean text instead of 22
+# regex scans. Non-ASCII text (where re.IGNORECASE folds e.g. 'ı' to 'i') runs every pattern.
+_NEEDS: dict[str, tuple[tuple[tuple[str, ...], ...], ...]] = {
+    "override": (
+        (
+            ("ignore", "disregard", "forget", "override", "bypass", "skip"),
+            ("instruction", "rule", "prompt", "direction", "directive", "guideline", "context", "message"),
+        ),
+        (("new",), ("instruction",)),
+    ),
+    "role_tag": (
+        (("system", "assistant", "developer"), (":",)),
+        (("#",), ("system", "instruction")),
+        (("<|",), ("|>",)),
+        (("<",), (">",)),
+        (("[/inst]", "[inst]", "<<"),),
+    ),
+    "persona": (
+        (("you",), ("are",), ("no",)),
+        (("pretend",),),
+        (("act",), ("as",)),
+        (("mode",),),
+        (("dan",),),
+    ),
+    "tool_call": (
+        (("tool_call", "function_call"),),
+        (("<",),),
+        (("<function",),),
+        (("{",), ('"name"',)),
+    ),
+    "fence": ((("```",),),),
+    "delimiter": ((("<",), ("memor",)),),
+    "exfiltration": (
+        (
+            ("reveal", "print", "repeat", "show", "output", "leak", "tell"),
+            ("system", "instructions", "prompt", "api", "password", "secret", "credential"),
+        ),
+    ),
+    "memory_command": (
+        (
+            ("delete", "erase", "remove", "wipe", "forget", "clear"),
+            ("all", "every", "each", "any"),
+            ("memor", "record", "fact", "note", "data"),
+        ),
+        (("forget",), ("everything",)),
+        (("mark", "set", "label"), ("as",), ("noop", "none", "delete", "update")),
+    ),
+}
+
 
 def injection_flags(text: str) -> list[str]:
     """The names of the heuristics ``text`` trips, in :data:`FLAG_NAMES` order (empty when clean)."""
     if not text:
         return []
-    return [name for name, patterns in _PATTERNS.items() if any(p.search(text) for p in patterns)]
+    if not text.isascii():
+        return [name for name, patterns in _PATTERNS.items() if any(p.search(text) for p in patterns)]
+    low = text.lower()
+    present = {
+        lit
+        for token in set(_TOKEN.findall(low))
+        for lit in _BY_START.get(token[:2], ())
+        if token.startswith(lit)
+    }
+    present.update(lit for lit in _SYMBOLS if lit in low)
+    flags = []
+    for name, checks in _CHECKS.items():
+        for pattern, needs in checks:
+            if all(not group.isdisjoint(present) for group in needs) and pattern.search(text):
+                flags.append(name)
+                break
+    return flags
+
+
+_CHECKS = {
+    name: [(p, tuple(frozenset(g) for g in needs)) for p, needs in zip(patterns, _NEEDS[name], strict=True)]
+    for name, patterns in _PATTERNS.items()
+}
+_LITERALS = {lit for needs in _NEEDS.values() for groups in needs for g in groups for lit in g}
+# The literals that are words start a word in each pattern (after \b, \s, a quote or a bracket), so
+# they are looked up as prefixes of the text's letter runs (by their first two letters); the others
+# (brackets, quotes, colons) by substring.
+_TOKEN = re.compile(r"[a-z_]+")
+_WORDS = {lit for lit in _LITERALS if re.fullmatch(r"[a-z_]{2,}", lit)}
+_BY_START: dict[str, tuple[str, ...]] = {}
+for _w in sorted(_WORDS):
+    _BY_START[_w[:2]] = (*_BY_START.get(_w[:2], ()), _w)
+_SYMBOLS = tuple(sorted(_LITERALS - _WORDS))
 
 
 _NEUTRALISE = [

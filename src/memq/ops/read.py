@@ -15,13 +15,12 @@ from memq.ops.learning import learner_for
 from memq.ops.runner import Op, db, work
 from memq.retrieve.features import FEATURE_SET, feature_matrix, query_terms
 from memq.retrieve.pipeline import Recipe, diversify, recipe
-from memq.store.base import Candidate, LogEntry
+from memq.store.base import CandidatePool, LogEntry
 from memq.types import (
     HistoryEvent,
     Hit,
     MemoryRecord,
     Page,
-    PoolEntry,
     Retrieval,
     SignalScores,
     StoreStats,
@@ -62,15 +61,14 @@ def search(
     q = core.query(scope, filters, kinds, as_of, valid_at, include_invalidated)
     name = policy if policy is not None else core.config.learning.learner
     entry = None if name is None else (yield from learner_for(core, q.scope.tenant, name))
-    signals: dict[str, list[Candidate]] = {}
     vector = None
     if opts.mode in ("hybrid", "dense"):
         yield from ensure_space(core)
         vector = yield work(core.embed_query, text)
-        signals["dense"] = yield db.dense_candidates(q, vector, opts.pool)
-    if opts.mode in ("hybrid", "lexical"):
-        signals["lexical"] = yield db.lexical_candidates(q, text, opts.pool)
-    rows = yield db.candidate_rows(q, list(dict.fromkeys(c.id for cands in signals.values() for c in cands)))
+    found: CandidatePool = yield db.search_candidates(
+        q, opts.pool, vector=vector, text=text if opts.mode in ("hybrid", "lexical") else None
+    )
+    signals, rows = found.signals, found.rows
     now = utcnow()
     ranked = recipe(signals, rows, opts, now)
     ids = ranked.top(opts.window_size)
@@ -128,7 +126,7 @@ def search(
             LogEntry(
                 retrieval,
                 pool=[
-                    PoolEntry(id=rid, dense=s.dense, lexical=lexical.get(rid), score=ranked.scores[rid])
+                    _pool_entry(rid, s.dense, lexical.get(rid), ranked.scores[rid])
                     for rid, s in ranked.signals.items()
                 ],
                 query_vector=vector,
@@ -140,6 +138,17 @@ def search(
             )
         )
     return retrieval
+
+
+def _pool_entry(rid: str, dense: float | None, lexical: float | None, score: float) -> dict[str, Any]:
+    """A :class:`PoolEntry`'s fields as the log stores them (None left out)."""
+    entry: dict[str, Any] = {"id": rid}
+    if dense is not None:
+        entry["dense"] = dense
+    if lexical is not None:
+        entry["lexical"] = lexical
+    entry["score"] = score
+    return entry
 
 
 def _stack(ids: Sequence[str], found: Mapping[str, np.ndarray], like: np.ndarray | None) -> np.ndarray | None:

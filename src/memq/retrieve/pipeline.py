@@ -1,7 +1,7 @@
 """The search recipe: candidates from each signal → fusion → link spreading → recency → the recipe's order.
 
 Backends produce candidates (:meth:`Candidates.dense_candidates`, :meth:`Candidates.lexical_candidates`)
-and light rows (:meth:`Candidates.candidate_rows`); everything after that is here, identical for every
+and light rows (:meth:`Candidates.search_candidates`); everything after that is here, identical for every
 backend and for sync and async callers. The recipe's order is the default ranking; its top
 ``window`` candidates are what a learner may rerank (:mod:`memq.learn.base`).
 """

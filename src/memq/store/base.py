@@ -19,7 +19,6 @@ from memq.types import (
     HistoryOp,
     LoggedRetrieval,
     MemoryRecord,
-    PoolEntry,
     Retrieval,
     Scope,
     Utility,
@@ -157,16 +156,27 @@ class CandidateRow:
 
 
 @dataclass(frozen=True)
+class CandidatePool:
+    """What one search reads (:meth:`Candidates.search_candidates`): each signal's visible candidates,
+    best first, and the light row of every one of them."""
+
+    signals: dict[str, list[Candidate]]
+    rows: dict[str, CandidateRow]
+
+
+@dataclass(frozen=True)
 class LogEntry:
     """One search as the retrieval log keeps it (:meth:`RetrievalLog.log_retrieval`).
 
     ``window``: the candidates a learner may rerank, in the recipe's order; ``features``: one row per
     window id (float32, columns named by the feature set ``feature_set``); ``shadow``: the top k of
-    the scorer that did not serve, as it was at search time.
+    the scorer that did not serve, as it was at search time. ``pool``: each candidate's fields of
+    :class:`memq.types.PoolEntry` as a plain dict, None values left out (what the log stores; plain
+    dicts because a search logs a hundred of them).
     """
 
     retrieval: Retrieval
-    pool: Sequence[PoolEntry] = ()
+    pool: Sequence[dict[str, Any]] = ()
     query_vector: np.ndarray | None = None
     embedding_model: str | None = None
     window: Sequence[str] = ()

@@ -26,8 +26,8 @@ import numpy as np
 
 from memq.store.base import (
     Candidate,
+    CandidatePool,
     CandidateQuery,
-    CandidateRow,
     FeedbackPlan,
     LogEntry,
     LogRow,
@@ -176,9 +176,14 @@ class Candidates(Protocol):
         """Up to ``n`` visible records by BM25 relevance to ``text``, best first."""
         ...
 
-    def candidate_rows(self, query: CandidateQuery, ids: Sequence[str]) -> dict[str, CandidateRow]:
-        """The light row of the version of each id that ``query`` sees (ids it cannot see are left
-        out), looked up by id: the cost does not grow with the store."""
+    def search_candidates(
+        self, query: CandidateQuery, n: int, *, vector: np.ndarray | None = None, text: str | None = None
+    ) -> CandidatePool:
+        """One search's reads: up to ``n`` dense candidates of ``vector`` (when given) and ``n`` lexical
+        candidates of ``text`` (when given), each as ``dense_candidates`` / ``lexical_candidates`` would
+        return them, with the light row of the version of each that ``query`` sees, looked up by id or
+        rowid: the cost does not grow with the store. A backend may check visibility and read the rows in
+        one step."""
         ...
 
     def visible(

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from memq.store.base import Candidate, CandidateQuery, CandidateRow
+from memq.store.base import Candidate, CandidatePool, CandidateQuery, CandidateRow
 from memq.store.postgres import hnsw
 from memq.store.postgres.rows import DECODE, columns, hydrate, vector_from_send, where
 from memq.store.postgres.steps import Op, Q
@@ -38,6 +38,19 @@ def visible(query: CandidateQuery, ids: Sequence[str], with_embedding: bool) -> 
     )
     records = yield from hydrate(rows, with_embedding)
     return {r.id: r for r in records}
+
+
+def search_candidates(
+    query: CandidateQuery, n: int, vector: np.ndarray | None, text: str | None, build: bool = False
+) -> Op[CandidatePool]:
+    """One search's reads in one snapshot: the dense and lexical candidates, then their light rows."""
+    signals: dict[str, list[Candidate]] = {}
+    if vector is not None:
+        signals["dense"] = yield from dense_candidates(query, vector, n, build)
+    if text is not None:
+        signals["lexical"] = yield from lexical_candidates(query, text, n)
+    rows = yield from candidate_rows(query, [c.id for found in signals.values() for c in found])
+    return CandidatePool(signals, rows)
 
 
 def candidate_rows(query: CandidateQuery, ids: Sequence[str]) -> Op[dict[str, CandidateRow]]:

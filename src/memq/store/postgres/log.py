@@ -63,7 +63,7 @@ def log_retrieval(entry: LogEntry) -> Op[None]:
             retrieval.policy_version,
             retrieval.k,
             Jsonb(shown),
-            Jsonb([p.model_dump(exclude_none=True) for p in entry.pool]),
+            Jsonb(list(entry.pool)),
             vector_bytes(entry.query_vector),
             entry.embedding_model,
             retrieval.created_at,

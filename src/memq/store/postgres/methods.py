@@ -22,8 +22,8 @@ import numpy as np
 
 from memq.store.base import (
     Candidate,
+    CandidatePool,
     CandidateQuery,
-    CandidateRow,
     FeedbackPlan,
     LogEntry,
     LogRow,
@@ -182,8 +182,10 @@ class StoreMethods:
     ) -> Result[dict[str, MemoryRecord]]:
         return self._read(lambda: candidates.visible(query, ids, with_embedding))
 
-    def candidate_rows(self, query: CandidateQuery, ids: Sequence[str]) -> Result[dict[str, CandidateRow]]:
-        return self._read(lambda: candidates.candidate_rows(query, ids))
+    def search_candidates(
+        self, query: CandidateQuery, n: int, *, vector: np.ndarray | None = None, text: str | None = None
+    ) -> Result[CandidatePool]:
+        return self._read_indexed(lambda build: candidates.search_candidates(query, n, vector, text, build))
 
     def vectors(self, tenant: str, ids: Sequence[str]) -> Result[dict[str, np.ndarray]]:
         return self._read(lambda: candidates.vectors(tenant, ids))

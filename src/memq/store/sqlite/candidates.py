@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from memq.store.base import Candidate, CandidateQuery, CandidateRow
+from memq.store.base import Candidate, CandidatePool, CandidateQuery, CandidateRow
 from memq.store.sqlcommon import RECORD_COLUMNS, candidate_row_of, dedupe, query_terms, visibility
 from memq.store.sqlite.base import DECODE, SQLiteBase, chunks, marks, to_us
 from memq.store.sqlite.lexical import LexicalIndex
@@ -26,6 +26,11 @@ ANN_MAX_FETCH = 8192  # past this over-fetch, a selective filter falls back to e
 SCOPE_EXACT = 0.05  # a scope holding at most this share of the vectors is searched exactly
 SAVE_EVERY = 20_000  # rows added since the index was last saved that make a write save it
 _SEP = "\x1f"  # separates link targets in one column
+# a candidate's light row (candidate_row_of), its link targets joined by _SEP in the 11th column
+LIGHT_COLUMNS = (
+    "r.id, r.kind, r.text, r.valid_from, r.recorded_at, u.q, u.n_shown, u.n_used, u.reward_sum, u.stats, "
+    "(SELECT group_concat(l.dst, char(31)) FROM links l WHERE l.src = r.id), r.metadata"
+)
 
 
 class SQLiteCandidates(SQLiteBase):
@@ -112,16 +117,100 @@ class SQLiteCandidates(SQLiteBase):
                 return result[:n]
             fetch *= 4
 
-    def candidate_rows(self, query: CandidateQuery, ids: Sequence[str]) -> dict[str, CandidateRow]:
+    def search_candidates(
+        self, query: CandidateQuery, n: int, *, vector: np.ndarray | None = None, text: str | None = None
+    ) -> CandidatePool:
+        """Each signal's index hits (the first ``n`` plus a margin), then one read by rowid that checks
+        the visibility clause and returns the light rows of both signals' hits at once. A signal whose
+        hits leave fewer than ``n`` visible while more may exist (a filter, old versions, a scope the
+        graph does not know) runs its own over-fetching search."""
+        if n <= 0 or (vector is None and text is None):
+            return CandidatePool({}, {})
+        take = n + max(16, n // 4)
+        hits: dict[str, tuple[list[int], list[float], bool]] = {}
+        if vector is not None:
+            hits["dense"] = self._dense_hits(query, vector, n, take)
+        if text is not None:
+            hits["lexical"] = self._lexical_hits(query, text, take)
+        where, params = visibility(query, "sqlite", to_us)
+        by_key = self._rows_by_rowid(
+            list(dict.fromkeys(k for keys, _, _ in hits.values() for k in keys)), where, params
+        )
+        signals: dict[str, list[Candidate]] = {}
+        for name, (keys, scores, complete) in hits.items():
+            found = dedupe(
+                [Candidate(by_key[k].id, s) for k, s in zip(keys, scores, strict=True) if k in by_key]
+            )
+            if len(found) < n and not complete:
+                found = (
+                    self.dense_candidates(query, vector, n)  # type: ignore[arg-type]
+                    if name == "dense"
+                    else self.lexical_candidates(query, text, n)  # type: ignore[arg-type]
+                )
+            signals[name] = found[:n]
+        rows = {row.id: row for row in by_key.values()}
+        wanted = list(dict.fromkeys(c.id for found in signals.values() for c in found))
+        missing = [rid for rid in wanted if rid not in rows]
+        if missing:  # found by a signal's own search
+            rows.update(self._candidate_rows(query, missing))
+        return CandidatePool(signals, {rid: rows[rid] for rid in wanted if rid in rows})
+
+    def _dense_hits(
+        self, query: CandidateQuery, vector: np.ndarray, n: int, take: int
+    ) -> tuple[list[int], list[float], bool]:
+        """The vector index's first ``take`` rowids for ``vector`` in the query's scope (exact in a small
+        scope, else the first of the graph's ``4 × n`` candidates rescored, as ``dense_candidates``
+        asks it), their similarities, and whether no other row of the scope could follow."""
+        with self._lock:
+            index = self._sync_index()
+            if index is None or len(index) == 0:
+                return [], [], True
+            sc = query.scope
+            mask = index.scope_mask((sc.tenant, sc.user, sc.agent, sc.session))
+            in_scope = 0 if mask is None else int(mask.sum())
+            if in_scope == 0:
+                return [], [], True
+            total = len(index)
+            fetch = max(4 * n, 64)
+            if not index.has_graph or in_scope <= max(SCOPE_EXACT * total, fetch):
+                keys, sims = index.exact(vector, take, mask)
+                return keys.tolist(), sims.tolist(), take >= in_scope
+            keys, sims = index.search(vector, fetch)
+        return keys[:take].tolist(), sims[:take].tolist(), fetch >= total and len(keys) <= take
+
+    def _lexical_hits(
+        self, query: CandidateQuery, text: str, take: int
+    ) -> tuple[list[int], list[float], bool]:
+        """The lexical index's first ``take`` rowids for ``text`` in the query's scope, their BM25
+        scores, and whether no other row matches."""
+        terms = query_terms(text)
+        if not terms:
+            return [], [], True
+        sc = query.scope
+        with self._lock:
+            keys, scores = self._sync_lexical().search(terms, take, sc.tenant, sc.user, sc.agent, sc.session)
+        return keys.tolist(), scores.tolist(), len(keys) < take
+
+    def _rows_by_rowid(self, keys: Sequence[int], where: str, params: list[Any]) -> dict[int, CandidateRow]:
+        """rowid → light row of the ``keys`` the visibility clause keeps (looked up by rowid)."""
+        out: dict[int, CandidateRow] = {}
+        for chunk in chunks(list(keys), 500):
+            for row in self._read(
+                f"SELECT r.rowid, {LIGHT_COLUMNS} FROM records r NOT INDEXED LEFT JOIN utility u ON u.id = r.id "
+                f"WHERE r.rowid IN ({marks(len(chunk))}) AND {where}",
+                (*chunk, *params),
+            ):
+                out[row[0]] = candidate_row_of(row[1:], DECODE, row[11].split(_SEP) if row[11] else ())
+        return out
+
+    def _candidate_rows(self, query: CandidateQuery, ids: Sequence[str]) -> dict[str, CandidateRow]:
+        """The light rows of ``ids`` that the query sees, looked up by id."""
         ids = list(dict.fromkeys(ids))
         where, params = visibility(query, "sqlite", to_us)
         out: dict[str, CandidateRow] = {}
         for chunk in chunks(ids, 500):
             for row in self._read(
-                "SELECT r.id, r.kind, r.text, r.valid_from, r.recorded_at, u.q, u.n_shown, u.n_used, "
-                "u.reward_sum, u.stats, (SELECT group_concat(l.dst, char(31)) FROM links l WHERE l.src = r.id), "
-                "r.metadata "
-                "FROM records r NOT INDEXED LEFT JOIN utility u ON u.id = r.id "
+                f"SELECT {LIGHT_COLUMNS} FROM records r NOT INDEXED LEFT JOIN utility u ON u.id = r.id "
                 f"WHERE r.rowid IN (SELECT rowid FROM records WHERE id IN ({marks(len(chunk))})) AND {where}",
                 (*chunk, *params),
             ):

@@ -48,7 +48,7 @@ class SQLiteLog(SQLiteBase):
             r.policy_version,
             r.k,
             json.dumps(shown),
-            json.dumps([p.model_dump(exclude_none=True) for p in entry.pool]),
+            json.dumps(list(entry.pool)),
             qvec,
             entry.embedding_model,
             to_us(r.created_at),

@@ -26,6 +26,7 @@ from memq.store.sqlite.base import (
     check_or_set_space,
     chunks,
     event,
+    marks,
     spaces,
     to_us,
     utility_of,
@@ -298,15 +299,29 @@ def insert_records(
     actor: str | None,
     reason: str | None,
 ) -> None:
-    """Insert new records with their links, utility and one history event each (space checked)."""
+    """Insert new records with their links, utility and one history event each (space checked); the
+    rows and events of the batch go in with one ``executemany`` each."""
+    ids = [r.id for r in records]
+    seen: set[str] = set()
+    for rid in ids:
+        if rid in seen:
+            raise ConflictError(f"a record with id {rid} already exists")
+        seen.add(rid)
+    for chunk in chunks(ids, 500):
+        found = conn.execute(
+            f"SELECT id FROM records WHERE id IN ({marks(len(chunk))}) LIMIT 1", chunk
+        ).fetchone()
+        if found:
+            raise ConflictError(f"a record with id {found[0]} already exists")
+    conn.executemany(INSERT_VERSION, [record_values(r, ENCODE) for r in records])
     for record in records:
-        exists = conn.execute("SELECT 1 FROM records WHERE id = ? LIMIT 1", (record.id,)).fetchone()
-        if exists:
-            raise ConflictError(f"a record with id {record.id} already exists")
-        insert_version(conn, record)
         insert_links(conn, record)
         upsert_utility(conn, record)
-        event(conn, record.scope.tenant, record.id, op, record.version, record.recorded_at, actor, reason)
+    kind = HistoryOp(op).value
+    conn.executemany(
+        "INSERT INTO events (tenant, record_id, op, version, at, actor, reason) VALUES (?,?,?,?,?,?,?)",
+        [(r.scope.tenant, r.id, kind, r.version, to_us(r.recorded_at), actor, reason) for r in records],
+    )
 
 
 def write_version_tx(conn: sqlite3.Connection, change: VersionChange) -> MemoryRecord:
