@@ -300,9 +300,7 @@ class TimedEmbedder:
 
 TIMED_STORE_CALLS = (
     "insert",
-    "dense_candidates",
-    "lexical_candidates",
-    "candidate_rows",
+    "search_candidates",
     "visible",
     "log_retrieval",
 )
@@ -765,9 +763,9 @@ def render_doc(data: dict[str, Any]) -> str:
         "### Where the time goes",
         "",
         "Mean milliseconds per search (cached query vectors), split by the store calls `Memory.search` makes: "
-        "candidates of each signal, *candidate rows* (the light rows ranking needs: scores, links, times, "
-        "utility), *visible* (the shown records hydrated). *rest* is `Memory`'s own work: option parsing, "
-        "fusion, the feature matrix of the window and building the result.",
+        "*candidates* (`search_candidates`: each signal's candidates with the light rows ranking needs — "
+        "scores, links, times, utility — in one store call), *visible* (the shown records hydrated). *rest* "
+        "is `Memory`'s own work: option parsing, fusion, the feature matrix of the window and building the result.",
         "",
     ]
     rows = []
@@ -779,9 +777,7 @@ def render_doc(data: dict[str, Any]) -> str:
                     f"{r['size']:,}",
                     mode,
                     _fmt(r.get(f"{mode}_p50_ms"), 2),
-                    _fmt(r.get(f"{mode}_dense_candidates_mean_ms"), 2),
-                    _fmt(r.get(f"{mode}_lexical_candidates_mean_ms"), 2),
-                    _fmt(r.get(f"{mode}_candidate_rows_mean_ms"), 2),
+                    _fmt(r.get(f"{mode}_search_candidates_mean_ms"), 2),
                     _fmt(r.get(f"{mode}_visible_mean_ms"), 2),
                     _fmt(r.get(f"{mode}_log_retrieval_mean_ms"), 2),
                     _fmt(r.get(f"{mode}_embed_lookup_mean_ms"), 2),
@@ -795,9 +791,7 @@ def render_doc(data: dict[str, Any]) -> str:
             "records",
             "mode",
             "p50",
-            "dense candidates",
-            "lexical candidates",
-            "candidate rows",
+            "candidates (+ rows)",
             "visible (hydrate)",
             "retrieval log",
             "cache lookup",
@@ -1073,37 +1067,22 @@ def reading(data: dict[str, Any]) -> list[str]:
     sq_small = _get(data, "sqlite", small)
     ann_small = _get(data, "vector-index", small)
     if sq_small and ann_small and small <= p["sqlite_exact_threshold"]:
-        dense_small = sq_small["dense_dense_candidates_mean_ms"]
+        dense_small = sq_small["dense_search_candidates_mean_ms"]
         out.append(
             f"* **SQLite's dense step, exact (below {p['sqlite_exact_threshold']:,} vectors).** At {small:,} "
-            f"records it takes {dense_small:.1f} ms per query, while an exact numpy search over the same "
-            f"vectors takes {ann_small['exact_numpy_k10_p50_ms']:.2f} ms p50: the time goes to the store's "
-            "work around the arithmetic (the scope's mask over the in-memory mirror, the visibility check of "
-            "the fetched rowids in SQL, building the candidates), not to the similarity itself."
+            f"records its candidates and their rows take {dense_small:.1f} ms per query, while an exact numpy "
+            f"search over the same vectors takes {ann_small['exact_numpy_k10_p50_ms']:.2f} ms p50: the time goes "
+            "to the store's work around the arithmetic (the scope's mask over the in-memory mirror, the "
+            "visibility check and the light rows of the candidates in SQL), not to the similarity itself."
         )
     if sq and ann and big > p["sqlite_exact_threshold"]:
-        dense_big = sq["dense_dense_candidates_mean_ms"]
+        dense_big = sq["dense_search_candidates_mean_ms"]
         raw = ann["ann_search_k200_p50_ms"]
-        text = (
-            f"* **SQLite's dense step, HNSW (above {p['sqlite_exact_threshold']:,} vectors).** At {big:,} records "
-            f"it takes {dense_big:.1f} ms per query, of which the raw index search for the 200 candidates it "
-            f"fetches (4 x the pool of 50) takes {raw:.2f} ms p50."
-        )
-        if dense_big > 3 * raw:
-            text += (
-                " The rest is the exact rescoring of those candidates and their visibility check by rowid "
-                "(`_visible_rows`: `rowid IN (...)` plus the visibility clause)."
-            )
-        out.append(text)
-
-    # PostgreSQL's lexical step
-    pgb = _get(data, "postgres", big)
-    if pgb and sq and pgb["hybrid_lexical_candidates_mean_ms"] > 2 * sq["hybrid_lexical_candidates_mean_ms"]:
         out.append(
-            f"* **PostgreSQL's lexical step** takes {pgb['hybrid_lexical_candidates_mean_ms']:.0f} ms on "
-            f"average of its hybrid search ({pgb['hybrid_p50_ms']:.0f} ms p50) at {big:,} records, against "
-            f"{sq['hybrid_lexical_candidates_mean_ms']:.0f} ms for SQLite's in-memory BM25 index, and it sets "
-            f"the hybrid p95 ({pgb['hybrid_p95_ms']:.0f} ms)."
+            f"* **SQLite's dense step, HNSW (above {p['sqlite_exact_threshold']:,} vectors).** At {big:,} records "
+            f"its candidates and their rows take {dense_big:.1f} ms per query, of which the raw index search "
+            f"for the 200 candidates it fetches (4 x the pool of 50) takes {raw:.2f} ms p50; the rest is their "
+            "exact rescoring and one SQL read by rowid (visibility and light rows)."
         )
 
     # 4. the fixed costs around the candidates
@@ -1112,18 +1091,16 @@ def reading(data: dict[str, Any]) -> list[str]:
         r = _get(data, b, big)
         assert r is not None
         rows.append(
-            f"{b}: candidate rows {r.get('hybrid_candidate_rows_mean_ms', 0):.1f} ms, hydrating the shown "
-            f"records {r['hybrid_visible_mean_ms']:.1f} ms, lexical "
-            f"{r['hybrid_lexical_candidates_mean_ms']:.1f} ms, dense {r['hybrid_dense_candidates_mean_ms']:.1f} ms, "
-            f"retrieval log {r['hybrid_log_retrieval_mean_ms']:.1f} ms, the rest (`Memory`) "
-            f"{r['hybrid_rest_mean_ms']:.1f} ms"
+            f"{b}: candidates with their rows {r['hybrid_search_candidates_mean_ms']:.1f} ms, hydrating the "
+            f"shown records {r['hybrid_visible_mean_ms']:.1f} ms, retrieval log "
+            f"{r['hybrid_log_retrieval_mean_ms']:.1f} ms, the rest (`Memory`) {r['hybrid_rest_mean_ms']:.1f} ms"
         )
     if rows:
         out.append(
             f"* **Inside a search** (hybrid, {big:,} records, means): " + "; ".join(rows) + ". Ranking reads "
-            "light rows of the candidates (`candidate_rows`); only the shown k records are hydrated (`visible`); "
-            "the retrieval log is a write transaction on every search (`MemoryConfig(log_retrievals=False)` "
-            "turns it off)."
+            "light rows of the candidates (`search_candidates`); only the shown k records are hydrated "
+            "(`visible`); the retrieval log is a write transaction on every search "
+            "(`MemoryConfig(log_retrievals=False)` turns it off)."
         )
 
     # 5. the embedder

@@ -112,3 +112,35 @@ def test_purge_in_one_process_reaches_the_index_of_another(tmp_path: Path) -> No
     assert a.verify_index() and b.verify_index()
     a.close()
     b.close()
+
+
+def test_scope_bound_never_undercounts_the_scope_and_follows_adds_removals_and_reloads(
+    tmp_path: Path,
+) -> None:
+    from memq.store.sqlite.vectors import VectorIndex
+
+    rng = np.random.default_rng(3)
+    index = VectorIndex(8, hnsw_from=10**9)
+    scopes = [("t1", f"u{i % 3}", None, f"s{i % 5}") for i in range(40)] + [("t2", "u0", "a", None)] * 10
+    index.add(np.arange(1, 51), rng.normal(size=(50, 8)).astype(np.float32), scopes)
+    index.remove(np.array([2, 5, 41, 42]))
+
+    def check(ix: VectorIndex) -> None:
+        for scope in [("t1", None, None, None), ("t1", "u0", None, None), ("t2", "u0", None, None),
+                      ("t1", "u1", None, "s2"), ("t2", None, "a", None), ("t3", None, None, None),
+                      ("t1", "nobody", None, None)]:  # fmt: skip
+            mask = ix.scope_mask(scope)
+            rows = 0 if mask is None else int(mask.sum())
+            bound = ix.scope_bound(scope)
+            assert bound >= rows, scope
+            if sum(v is not None for v in scope) == 1:  # one field: the bound is the count
+                assert bound == rows, scope
+
+    check(index)
+    assert index.scope_bound(("t1", None, None, None)) == 38
+    assert index.scope_bound(("t2", None, None, None)) == 8
+    index.save(tmp_path / "ix")
+    loaded = VectorIndex.load(tmp_path / "ix", 8, "")
+    assert loaded is not None
+    check(loaded)
+    assert loaded.scope_bound(("t2", "u0", None, None)) == 8

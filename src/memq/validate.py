@@ -66,6 +66,8 @@ def check_json(value: Any, name: str, config: MemoryConfig) -> JSON:
         return {}
     if not isinstance(value, Mapping):
         raise InvalidInputError(f"{name} must be a JSON object (dict), not {type(value).__name__}")
+    if not value:
+        return {}
     try:
         encoded = json.dumps(value, ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError) as exc:

@@ -126,7 +126,7 @@ class SQLiteCandidates(SQLiteBase):
         graph does not know) runs its own over-fetching search."""
         if n <= 0 or (vector is None and text is None):
             return CandidatePool({}, {})
-        take = n + max(16, n // 4)
+        take = n + max(8, n // 8)  # a margin for versions the visibility clause drops
         hits: dict[str, tuple[list[int], list[float], bool]] = {}
         if vector is not None:
             hits["dense"] = self._dense_hits(query, vector, n, take)
@@ -166,13 +166,17 @@ class SQLiteCandidates(SQLiteBase):
             if index is None or len(index) == 0:
                 return [], [], True
             sc = query.scope
-            mask = index.scope_mask((sc.tenant, sc.user, sc.agent, sc.session))
-            in_scope = 0 if mask is None else int(mask.sum())
-            if in_scope == 0:
-                return [], [], True
+            scope = (sc.tenant, sc.user, sc.agent, sc.session)
+            bound = index.scope_bound(scope)  # no pass over the rows: a large scope goes to the graph
             total = len(index)
             fetch = max(4 * n, 64)
-            if not index.has_graph or in_scope <= max(SCOPE_EXACT * total, fetch):
+            if bound == 0:
+                return [], [], True
+            if not index.has_graph or bound <= max(SCOPE_EXACT * total, fetch):
+                mask = index.scope_mask(scope)
+                in_scope = 0 if mask is None else int(mask.sum())
+                if in_scope == 0:
+                    return [], [], True
                 keys, sims = index.exact(vector, take, mask)
                 return keys.tolist(), sims.tolist(), take >= in_scope
             keys, sims = index.search(vector, fetch)

@@ -61,6 +61,7 @@ class VectorIndex:
         self._free: list[int] = []
         self._size = 0  # slots in use
         self._vocab: list[dict[str, int]] = [{} for _ in SCOPE_FIELDS]
+        self._count = [np.zeros(0, dtype=np.int64) for _ in SCOPE_FIELDS]  # per field: code -> rows
 
     def __len__(self) -> int:
         return self._size
@@ -143,6 +144,21 @@ class VectorIndex:
         self._key[slots] = keys
         self._codes[slots] = codes
         self._size += len(keys)
+        self._tally(codes, 1)
+
+    def _tally(self, codes: np.ndarray, sign: int) -> None:
+        """Add (``sign`` 1) or take away (-1) rows with ``codes`` from the per-field code counts."""
+        for j in range(len(SCOPE_FIELDS)):
+            col = codes[:, j]
+            col = col[col >= 0]
+            if len(col) == 0:
+                continue
+            need = int(col.max()) + 1
+            if need > len(self._count[j]):
+                grown = np.zeros(max(need, 2 * len(self._count[j])), dtype=np.int64)
+                grown[: len(self._count[j])] = self._count[j]
+                self._count[j] = grown
+            np.add.at(self._count[j], col, sign)
 
     def remove(self, keys: np.ndarray) -> None:
         keys = np.asarray(keys, dtype=np.int64)
@@ -153,6 +169,7 @@ class VectorIndex:
         if self._graph is not None:
             self._graph.remove(keys.astype(np.uint64))
         slots = self._slot[keys]
+        self._tally(self._codes[slots], -1)
         self._mat[slots] = 0.0
         self._key[slots] = -1
         self._codes[slots] = -1
@@ -173,6 +190,19 @@ class VectorIndex:
                 return None
             mask &= self._codes[:, j] == code
         return mask
+
+    def scope_bound(self, scope: tuple[str | None, ...]) -> int:
+        """At least as many rows as ``scope`` holds (the fewest rows of any one of its fields' values),
+        without a pass over the rows: 0 when a value is unknown, exact for a scope of one field."""
+        bound = self._size
+        for j, value in enumerate(scope):
+            if value is None:
+                continue
+            code = self._vocab[j].get(value)
+            if code is None or code >= len(self._count[j]):
+                return 0
+            bound = min(bound, int(self._count[j][code]))
+        return bound
 
     def exact(
         self, vector: np.ndarray, n: int, mask: np.ndarray | None = None
