@@ -19,7 +19,7 @@ from memq.store.base import Candidate, CandidatePool, CandidateQuery, CandidateR
 from memq.store.sqlcommon import RECORD_COLUMNS, candidate_row_of, dedupe, query_terms, visibility
 from memq.store.sqlite.base import DECODE, SQLiteBase, chunks, marks, to_us
 from memq.store.sqlite.lexical import LexicalIndex
-from memq.store.sqlite.vectors import VectorIndex
+from memq.store.sqlite.vectors import VectorIndex, top_k_desc
 from memq.types import MemoryRecord
 
 ANN_MAX_FETCH = 8192  # past this over-fetch, a selective filter falls back to exact search
@@ -400,12 +400,3 @@ def fresh_index(dim: int, space: str, hnsw_from: int) -> VectorIndex:
     index = VectorIndex(dim, hnsw_from)
     index.mark.space = space
     return index
-
-
-def top_k_desc(scores: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the k largest scores, best first (stable among ties)."""
-    if k >= len(scores):
-        return np.argsort(-scores, kind="stable")
-    part = np.argpartition(-scores, k - 1)[:k]
-    part.sort()
-    return part[np.argsort(-scores[part], kind="stable")]

@@ -216,7 +216,7 @@ class VectorIndex:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
         v = np.asarray(vector, dtype=np.float32)
         sims = (self._mat @ v)[slots] if len(slots) * 4 >= len(self._mat) else self._mat[slots] @ v
-        top = _top(sims, n)
+        top = top_k_desc(sims, n)
         return self._key[slots[top]], sims[top]
 
     def search(self, vector: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -301,7 +301,7 @@ class VectorIndex:
             return None
 
 
-def _top(scores: np.ndarray, k: int) -> np.ndarray:
+def top_k_desc(scores: np.ndarray, k: int) -> np.ndarray:
     """Indices of the k largest scores, best first (stable among ties)."""
     if k >= len(scores):
         return np.argsort(-scores, kind="stable")
