@@ -118,6 +118,22 @@ def test_metadata_filters(mem: Memory, filters: dict, expected: set[str]) -> Non
     assert {r.text.split()[0] for r in listed} == expected
 
 
+@pytest.mark.parametrize("mode", ["hybrid", "dense", "lexical"])
+def test_a_pool_whose_first_hits_are_hidden_still_fills_from_the_visible_rows(mem: Memory, mode: str) -> None:
+    """Most of the best-matching rows are filtered out or old versions: the search reaches past them
+    (a store that checks only a first batch of index hits must fall back to a longer search)."""
+    added = mem.add(
+        [{"text": f"apple pie recipe card {i}", "metadata": {"keep": i % 8 == 0}} for i in range(40)]
+    )
+    for _ in range(6):  # old versions of a kept record crowd the index too
+        mem.update(added[0].id, text="apple pie recipe card 0, revised")
+    hits = mem.search(
+        "apple pie recipe card", k=5, candidates=5, mode=mode, filters={"metadata.keep": True}
+    ).hits
+    assert sorted(h.record.id for h in hits) == sorted(r.id for r in added[::8])
+    assert len({h.record.id for h in hits}) == 5
+
+
 def test_bad_filters_are_typed_errors(mem: Memory) -> None:
     _seed(mem)
     for bad in (
