@@ -129,7 +129,7 @@ def _share(wanted: frozenset[str], have: set[str]) -> float:
 def _meta_mentioned(metadata: object, words: frozenset[str]) -> float:
     """1 when a short text value of the record's metadata (a speaker, a user, a topic) is named in the
     query — every word of it among the query's words — else 0."""
-    if not metadata or not words:
+    if not metadata or not words or metadata == "{}":
         return 0.0
     if isinstance(metadata, str):
         try:

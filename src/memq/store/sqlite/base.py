@@ -61,9 +61,19 @@ def _blob(embedding: Sequence[float] | None) -> bytes | None:
     return None if embedding is None else np.asarray(embedding, dtype=np.float32).tobytes()
 
 
+def _json(text: str) -> Any:
+    """A stored JSON document's value; the empty object and list (most metadata, payloads and id
+    lists) without the parser."""
+    if text == "{}":
+        return {}
+    if text == "[]":
+        return []
+    return json.loads(text)
+
+
 # how sqlite3 returns what this store wrote, and takes what it writes (memq.store.sqlcommon maps the
 # rows): times as integer microseconds, JSON as text, vectors as float32 blobs
-DECODE = RowDecoder(time=from_us, json=json.loads, vector=_vector)
+DECODE = RowDecoder(time=from_us, json=_json, vector=_vector)
 ENCODE = RowEncoder(
     time=to_us, document=partial(json.dumps, ensure_ascii=False), ids=json.dumps, vector=_blob
 )
