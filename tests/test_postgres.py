@@ -393,6 +393,30 @@ def test_small_writes_enter_the_graph_and_large_ones_wait(pg_url: str) -> None:
         assert (upto, tail) == (top, 0)
 
 
+def test_a_build_after_a_bulk_load_refreshes_the_planner_statistics(pg_url: str) -> None:
+    """Right after a bulk load the columns have no statistics yet (a tenant looks like one row); the
+    build analyses the table, so the planner picks the HNSW index instead of sorting the tenant's rows."""
+    rng = np.random.default_rng(23)
+    with PostgresStore(pg_url) as store:
+        rows = _records("t", 3000, 16, rng)
+        store.insert(rows)
+        assert store.build_index()
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        register_vector(conn)
+        upto = int(conn.execute("SELECT value FROM meta WHERE key = 'hnsw_upto'").fetchone()[0])
+        with conn.transaction():
+            conn.execute("SET LOCAL hnsw.ef_search = 100")
+            plan = "\n".join(
+                r[0]
+                for r in conn.execute(
+                    f"EXPLAIN SELECT r.id FROM records r WHERE r.tenant = 't' AND r.expired_at IS NULL AND "
+                    f"{hnsw.in_graph(upto)} ORDER BY r.embedding <=> %s LIMIT 50",
+                    (np.asarray(rows[0].embedding, np.float32),),
+                )
+            )
+    assert schema.HNSW_INDEX in plan
+
+
 def test_an_index_made_before_the_watermark_keeps_serving(pg_url: str) -> None:
     """A store of schema 2 (its index over every row, no watermark) migrates to watermark 0."""
     with psycopg.connect(pg_url, autocommit=True) as conn, conn.transaction():

@@ -18,7 +18,8 @@ Dense search stays exact and complete meanwhile: it searches the graph for the i
 scans the tail exactly (:mod:`.candidates`). The first dense search that finds ``BUILD_TAIL`` or
 more rows in the tail builds the index again over every row (``schema.build_index``: ``CREATE INDEX
 CONCURRENTLY`` of the next index with ``W`` = the newest row key, so writers are not blocked, then a
-swap), unless another session is building it, in which case the search scans the tail. That search
+swap, then ``ANALYZE records`` so the planner has column statistics for the rows the load brought),
+unless another session is building it, in which case the search scans the tail. That search
 waits for the build, as the SQLite store's first search waits for its index: the trade-off is a slow
 first search after a bulk load for adds that never wait on the graph (``PostgresStore.build_index()``
 builds it right after a load instead).

@@ -453,6 +453,9 @@ def build_index(wait: bool) -> Op[bool]:
     yield Q(f"ALTER INDEX {HNSW_NEXT} RENAME TO {HNSW_INDEX}", mode="none")
     yield from set_watermark(upto)
     yield Q("COMMIT", mode="none")
+    # a build follows a bulk load, often before autovacuum has analysed the new rows: without column
+    # statistics the planner takes a tenant for one row and sorts all of them instead of using the graph
+    yield Q("ANALYZE records", mode="none")
     return True
 
 
