@@ -46,36 +46,40 @@ _FORWARD = {
 }
 
 
-@app.command("bench", **_FORWARD)
-def _bench(ctx: typer.Context) -> None:
-    """Benchmarks on real data (results JSON + a table). `memq bench --help` lists them."""
-    from memq_bench.cli import bench_app
-
-    bench_app(ctx.args, prog_name="memq bench")
-
-
-@app.command("demo", **_FORWARD)
-def _demo(ctx: typer.Context) -> None:
-    """Watch memq learn from reward on BANKING77 (about 5 minutes on 2 cores). `memq demo --help`."""
-    from memq_bench.cli import demo_app
-
-    demo_app(ctx.args, prog_name="memq demo")
-
-
-@app.command("evolve", **_FORWARD)
-def _evolve(ctx: typer.Context) -> None:
-    """Search memq's configuration (Optuna TPE) on LoCoMo; writes a config. `memq evolve --help`."""
-    from memq_bench.cli import evolve_app
-
-    evolve_app(ctx.args, prog_name="memq evolve")
+_FORWARDED = {  # command: its Typer app in memq_bench.cli, and its help line
+    "bench": (
+        "bench_app",
+        "Benchmarks on real data (results JSON + a table). `memq bench --help` lists them.",
+    ),
+    "demo": (
+        "demo_app",
+        "Watch memq learn from reward on BANKING77 (about 5 minutes on 2 cores). `memq demo --help`.",
+    ),
+    "evolve": (
+        "evolve_app",
+        "Search memq's configuration (Optuna TPE) on LoCoMo; writes a config. `memq evolve --help`.",
+    ),
+    "rl": (
+        "rl_app",
+        "Write policies trained by RL: train, eval, export (FactConsolidation). `memq rl --help`.",
+    ),
+}
 
 
-@app.command("rl", **_FORWARD)
-def _rl(ctx: typer.Context) -> None:
-    """Write policies trained by RL: train, eval, export (FactConsolidation). `memq rl --help`."""
-    from memq_bench.cli import rl_app
+def _forwarder(name: str, app_name: str, doc: str) -> Callable[[typer.Context], None]:
+    """A command that hands its arguments to ``memq_bench.cli.<app_name>``, imported when it runs."""
 
-    rl_app(ctx.args, prog_name="memq rl")
+    def forward(ctx: typer.Context) -> None:
+        import memq_bench.cli
+
+        getattr(memq_bench.cli, app_name)(ctx.args, prog_name=f"memq {name}")
+
+    forward.__doc__ = doc
+    return forward
+
+
+for _name, (_app_name, _doc) in _FORWARDED.items():
+    app.command(_name, **_FORWARD)(_forwarder(_name, _app_name, _doc))
 
 
 console = Console()

@@ -3,7 +3,7 @@ path and learning from reward."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -17,9 +17,6 @@ from memq.cli.common import (
     console,
     state,
 )
-
-if TYPE_CHECKING:
-    pass
 
 
 @app.command()

@@ -28,7 +28,7 @@ from memq.cli.common import (
 )
 
 if TYPE_CHECKING:
-    pass
+    from memq.types import Page
 
 
 @app.command()
@@ -169,12 +169,17 @@ def list_(
     flt = _parse_json(filters, "--filter")
 
     page = _with_memory(lambda mem: mem.list(limit=limit, cursor=cursor, filters=flt, kinds=kind))
+    _print_page(page, "list")
+
+
+def _print_page(page: Page, command: str, title: str | None = None) -> None:
+    """A page of records as JSON or a table, with the command that fetches the next one."""
     if state.as_json:
         _print_json(page.model_dump(mode="json", exclude={"records": {"__all__": {"embedding"}}}))
         return
-    console.print(_records_table(page.records))
+    console.print(_records_table(page.records, title=title))
     if page.next_cursor:
-        console.print(f"next page: [cyan]memq list --cursor {page.next_cursor}[/]")
+        console.print(f"next page: [cyan]memq {command} --cursor {page.next_cursor}[/]")
 
 
 @app.command()
@@ -283,12 +288,7 @@ def archived(
     """List archived records (evicted by `memq forget` or a capacity), one page at a time."""
 
     page = _with_memory(lambda mem: mem.archived(limit=limit, cursor=cursor))
-    if state.as_json:
-        _print_json(page.model_dump(mode="json", exclude={"records": {"__all__": {"embedding"}}}))
-        return
-    console.print(_records_table(page.records, title="archived"))
-    if page.next_cursor:
-        console.print(f"next page: [cyan]memq archived --cursor {page.next_cursor}[/]")
+    _print_page(page, "archived", title="archived")
 
 
 @app.command()
