@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+from memq._closing import Closing
 from memq.config import MemoryConfig
 from memq.embed.base import Embedder
 from memq.llm.base import LLM, Usage
@@ -67,7 +68,7 @@ class _Facade:
         return self.core.usage()
 
 
-class Memory(_Facade):
+class Memory(_Facade, Closing):
     """Agent memory on a store (SQLite file by default, or PostgreSQL).
 
     >>> mem = Memory("memq.db", scope="acme")              # doctest: +SKIP
@@ -89,12 +90,6 @@ class Memory(_Facade):
 
     def close(self) -> None:
         self.store.close()
-
-    def __enter__(self) -> Memory:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     add = sync_op(write.add)
     update = sync_op(write.update)

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from memq import memory as memq_memory
+from memq._closing import Closing
 from memq.compat import _mem0_map as m0
 from memq.embed.base import Embedder
 from memq.errors import InvalidInputError, NotFoundError
@@ -66,7 +67,7 @@ def _llm_from_mem0(section: Any) -> LLM | str | None:
     return OpenAICompatLLM(cfg.get("model") or "gpt-4.1-nano", base_url=base_url, api_key=cfg.get("api_key"))
 
 
-class Memory:
+class Memory(Closing):
     """mem0's ``Memory`` API on a memq store.
 
     ``db``: a SQLite path or a PostgreSQL URL (default ``$MEMQ_DB`` or ``memq.db``); ``tenant``: the
@@ -126,12 +127,6 @@ class Memory:
 
     def close(self) -> None:
         self.memory.close()
-
-    def __enter__(self) -> Memory:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- add ---------------------------------------------------------------------------------------
     def add(

@@ -20,6 +20,7 @@ from typing import Literal
 
 import numpy as np
 
+from memq._closing import Closing
 from memq.embed.base import Embedder
 from memq.embed.hashing import check_texts
 from memq.errors import EmbeddingError, InvalidInputError
@@ -43,7 +44,7 @@ def cache_key(model_id: str, kind: EmbedKind, text: str) -> bytes:
     return hashlib.sha256(f"{model_id}\0{kind}\0{text}".encode()).digest()
 
 
-class CachedEmbedder:
+class CachedEmbedder(Closing):
     """Wraps ``inner``; same ``model_id`` and ``dim``.
 
     ``max_entries`` bounds the in-memory LRU (0 disables it); the SQLite file at ``path``, if
@@ -94,12 +95,6 @@ class CachedEmbedder:
             if self._db is not None:
                 self._db.close()
                 self._db = None
-
-    def __enter__(self) -> CachedEmbedder:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __len__(self) -> int:
         """Entries in the in-memory LRU."""

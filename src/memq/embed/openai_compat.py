@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import numpy as np
 
+from memq._closing import Closing
 from memq.embed.hashing import check_texts, l2_normalize_rows
 from memq.errors import EmbeddingError, InvalidInputError
 
@@ -25,7 +26,7 @@ _RETRY_STATUS = frozenset({408, 409, 429})  # plus every 5xx
 _EXCERPT_CHARS = 300
 
 
-class OpenAICompatibleEmbedder:
+class OpenAICompatibleEmbedder(Closing):
     """Embeddings from an OpenAI-compatible HTTP API.
 
     ``dim`` must be the model's output length (it is checked on every response). With
@@ -94,12 +95,6 @@ class OpenAICompatibleEmbedder:
             if not self._closed:
                 self._client.close()
                 self._closed = True
-
-    def __enter__(self) -> OpenAICompatibleEmbedder:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- Embedder --------------------------------------------------------------------------------
 

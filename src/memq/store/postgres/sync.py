@@ -14,6 +14,7 @@ import psycopg
 from pgvector.psycopg import register_vector
 from psycopg_pool import ConnectionPool
 
+from memq._closing import Closing
 from memq.store.postgres import schema, transfer
 from memq.store.postgres.hnsw import IndexBehind
 from memq.store.postgres.methods import Make, StoreMethods
@@ -49,7 +50,7 @@ def _begin_as(conn: psycopg.Connection[Any], snapshot: bool) -> None:
     conn.set_read_only(read_only)
 
 
-class PostgresStore(StoreMethods):
+class PostgresStore(StoreMethods, Closing):
     """memq's store on PostgreSQL + pgvector (see :class:`memq.store.base.Store` for the contract).
 
     ``dsn`` is a libpq URL or key=value string. The pool holds ``min_size`` to ``max_size``
@@ -135,12 +136,6 @@ class PostgresStore(StoreMethods):
         if not self._closed:
             self._closed = True
             self._pool.close()
-
-    def __enter__(self) -> PostgresStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- streamed export -------------------------------------------------------------------------------
     def export_rows(self, tenant: str | None) -> Iterator[MemoryRecord | HistoryEvent]:
