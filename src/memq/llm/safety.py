@@ -49,68 +49,62 @@ from typing import Any
 FLAGS_KEY = "memq_flags"
 
 _I = re.IGNORECASE | re.MULTILINE
-_PATTERNS: dict[str, list[re.Pattern[str]]] = {
-    "override": [
-        re.compile(
+# Every pattern is matched ignoring case, with ^ at each line start; (?-i:...) marks a case-sensitive part.
+_SOURCES: dict[str, tuple[str, ...]] = {
+    "override": (
+        (
             r"\b(ignore|disregard|forget|override|bypass|skip)\s+(all\s+|any\s+)?(of\s+)?(the\s+|your\s+|my\s+)?"
             r"(previous|prior|above|earlier|preceding|original|system|existing)\s+"
-            r"(instructions?|rules|prompts?|directions|directives|guidelines|context|messages)\b",
-            _I,
+            r"(instructions?|rules|prompts?|directions|directives|guidelines|context|messages)\b"
         ),
-        re.compile(r"\bnew\s+(system\s+)?instructions?\s*:", _I),
-    ],
-    "role_tag": [
-        re.compile(r"^\s*(\#{1,6}\s*)?(system|assistant|developer)\s*(prompt|message)?\s*:", _I),
-        re.compile(r"^\s*\#{1,6}\s*(system|instructions?)\b", _I),
-        re.compile(
-            r"<\|\s*(im_start|im_end|system|user|assistant|endoftext|eot_id|start_header_id)\s*\|>", _I
-        ),
-        re.compile(r"<\s*/?\s*(start_of_turn|end_of_turn|system|s)\s*>", _I),
-        re.compile(r"\[/?INST\]|<<\s*/?SYS\s*>>"),
-    ],
-    "persona": [
-        re.compile(
+        r"\bnew\s+(system\s+)?instructions?\s*:",
+    ),
+    "role_tag": (
+        r"^\s*(\#{1,6}\s*)?(system|assistant|developer)\s*(prompt|message)?\s*:",
+        r"^\s*\#{1,6}\s*(system|instructions?)\b",
+        r"<\|\s*(im_start|im_end|system|user|assistant|endoftext|eot_id|start_header_id)\s*\|>",
+        r"<\s*/?\s*(start_of_turn|end_of_turn|system|s)\s*>",
+        r"(?-i:\[/?INST\]|<<\s*/?SYS\s*>>)",
+    ),
+    "persona": (
+        (
             r"\byou\s+are\s+(now|no\s+longer)\b[^.\n]{0,60}?\b(assistant|ai|a\.i\.|model|bot|chatbot|gpt|"
-            r"unrestricted|jailbroken|unfiltered|uncensored|dan)\b",
-            _I,
+            r"unrestricted|jailbroken|unfiltered|uncensored|dan)\b"
         ),
-        re.compile(r"\bpretend\s+(to\s+be|you\s+are|that\s+you\s+are)\b", _I),
-        re.compile(
+        r"\bpretend\s+(to\s+be|you\s+are|that\s+you\s+are)\b",
+        (
             r"\bact\s+as\s+(a|an|the|my)\s+[^.\n]{0,40}?\b(assistant|ai|system|admin(istrator)?|root|"
-            r"developer|unrestricted)\b",
-            _I,
+            r"developer|unrestricted)\b"
         ),
-        re.compile(r"\b(developer|god|jailbreak)\s+mode\b", _I),
-        re.compile(r"\bDAN\b"),
-    ],
-    "tool_call": [
-        re.compile(r"[\"'](tool_calls?|function_call)[\"']\s*:", _I),
-        re.compile(r"<\s*/?\s*(tool_call|function_call|tool_use|invoke)\b[^>]*>", _I),
-        re.compile(r"<function\s*=", _I),
-        re.compile(r"\{\s*\"name\"\s*:\s*\"[^\"]+\"\s*,\s*\"(arguments|parameters)\"\s*:", _I),
-    ],
-    "fence": [
-        re.compile(r"```\s*(system|instructions?|prompt|tool|tool_code|assistant|developer)\b", _I),
-    ],
-    "delimiter": [
-        re.compile(r"<\s*/?\s*memor(y|ies)\b[^>]*>", _I),
-    ],
-    "exfiltration": [
-        re.compile(
+        r"\b(developer|god|jailbreak)\s+mode\b",
+        r"(?-i:\bDAN\b)",
+    ),
+    "tool_call": (
+        r"[\"'](tool_calls?|function_call)[\"']\s*:",
+        r"<\s*/?\s*(tool_call|function_call|tool_use|invoke)\b[^>]*>",
+        r"<function\s*=",
+        r"\{\s*\"name\"\s*:\s*\"[^\"]+\"\s*,\s*\"(arguments|parameters)\"\s*:",
+    ),
+    "fence": (r"```\s*(system|instructions?|prompt|tool|tool_code|assistant|developer)\b",),
+    "delimiter": (r"<\s*/?\s*memor(y|ies)\b[^>]*>",),
+    "exfiltration": (
+        (
             r"\b(reveal|print|repeat|show|output|leak|tell\s+me)\s+[^.\n]{0,30}?\b(system\s+prompt|"
-            r"(your|the)\s+(instructions|prompt)|api[\s_-]?keys?|passwords?|secrets?|credentials)\b",
-            _I,
+            r"(your|the)\s+(instructions|prompt)|api[\s_-]?keys?|passwords?|secrets?|credentials)\b"
         ),
-    ],
-    "memory_command": [
-        re.compile(
+    ),
+    "memory_command": (
+        (
             r"\b(delete|erase|remove|wipe|forget|clear)\s+(all|every|each|any)\s+(of\s+)?(the\s+|your\s+|my\s+)?"
-            r"(other\s+|stored\s+|existing\s+|previous\s+)?(memories|memory|records?|facts?|notes?|data)\b",
-            _I,
+            r"(other\s+|stored\s+|existing\s+|previous\s+)?(memories|memory|records?|facts?|notes?|data)\b"
         ),
-        re.compile(r"\bforget\s+everything\b", _I),
-        re.compile(r"\b(?i:mark|set|label)\s+[^.\n]{0,40}?\bas\s+(NOOP|NONE|DELETE|UPDATE)\b"),
-    ],
+        r"\bforget\s+everything\b",
+        r"\b(mark|set|label)\s+(?-i:[^.\n]{0,40}?\bas\s+(NOOP|NONE|DELETE|UPDATE))\b",
+    ),
+}
+
+_PATTERNS: dict[str, list[re.Pattern[str]]] = {
+    flag: [re.compile(source, _I) for source in sources] for flag, sources in _SOURCES.items()
 }
 
 FLAG_NAMES: tuple[str, ...] = tuple(_PATTERNS)

@@ -100,22 +100,19 @@ class ListOut(BaseModel):
     next_cursor: str | None = Field(description="Pass it as `cursor` for the next page; None at the end.")
 
 
+_FROM_SCOPE = frozenset({"user", "agent", "session"})
+_FROM_UTILITY = frozenset({"q", "n_shown"})
+
+
 def _out(record: MemoryRecord) -> dict[str, Any]:
-    return dict(
-        id=record.id,
-        version=record.version,
-        kind=record.kind,
-        text=record.text,
-        user=record.scope.user,
-        agent=record.scope.agent,
-        session=record.scope.session,
-        metadata=record.metadata,
-        recorded_at=record.recorded_at,
-        valid_from=record.valid_from,
-        valid_to=record.valid_to,
-        q=record.utility.q,
-        n_shown=record.utility.n_shown,
-    )
+    """:class:`RecordOut`'s fields, read from the record, its scope or its learned utility."""
+
+    def source(field: str) -> Any:
+        if field in _FROM_SCOPE:
+            return record.scope
+        return record.utility if field in _FROM_UTILITY else record
+
+    return {field: getattr(source(field), field) for field in RecordOut.model_fields}
 
 
 def _tool_error(exc: MemqError) -> ToolError:
