@@ -22,6 +22,7 @@ learner trained on the training questions is the one that ranks the evaluation q
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -46,6 +47,7 @@ from memq_bench.online import (
     freeze,
     learner_metrics,
     seed_summary,
+    seeded_results,
     served_share,
     train_questions,
 )
@@ -219,10 +221,8 @@ def _learner_runs(
         learning["update_every"] = config["fit_every"]  # learners without a fit of their own (memrl)
         if MEMQ_PRESETS[name][1] in ("memq", "memento_q"):
             options["learner_params"] = {"fit_every": config["fit_every"]}
-    results: list[BenchResult] = []
-    per_seed: list[dict[str, float]] = []
-    for seed in seeds:
-        started = time.perf_counter()
+
+    def run_seed(seed: int) -> dict[str, float]:
         system = Timed(make_system(name, embedder, learning=learning, seed=seed, **options))
         if not isinstance(system.system, LearningSystem):
             system.close()
@@ -239,28 +239,17 @@ def _learner_runs(
             metrics = run.metrics() | system.latency_metrics()
         finally:
             system.close()
-        metrics |= learner_metrics(rewards, status, eval_share, after=after)
-        per_seed.append(metrics)
-        results.append(
-            _result(
-                name,
-                f"{variant}/seed{seed}",
-                metrics,
-                time.perf_counter() - started,
-                {**config, "seed": seed, "promotion": promotion},
-            )
-        )
-    mean = summarize(per_seed, base)
-    results.append(
-        _result(
-            name,
-            variant,
-            mean,
-            sum(r.seconds for r in results),
-            {**config, "seeds": list(seeds), "promotion": promotion},
-        )
+        return metrics | learner_metrics(rewards, status, eval_share, after=after)
+
+    return seeded_results(
+        variant,
+        seeds,
+        run_seed,
+        lambda per_seed: summarize(per_seed, base),
+        functools.partial(_result, name),
+        seed_config=lambda seed: {**config, "seed": seed, "promotion": promotion},
+        summary_config={**config, "seeds": list(seeds), "promotion": promotion},
     )
-    return results
 
 
 def run_online_benchmark(

@@ -4,6 +4,7 @@ agent on conversations 1–5, evaluated frozen on 6–10 against the recipe on t
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -65,6 +66,7 @@ def run_online(
         freeze,
         learner_metrics,
         seed_summary,
+        seeded_results,
         served_share,
         train_questions,
     )
@@ -92,9 +94,8 @@ def run_online(
     results = [
         _result(name, "online-baseline", base, time.perf_counter() - started, config, ["the recipe alone"])
     ]
-    per_seed: list[dict[str, float]] = []
-    for seed in seeds:
-        started = time.perf_counter()
+
+    def run_seed(seed: int) -> dict[str, float]:
         system = Timed(make_system(name, embedder, learning={"promotion": promotion}, seed=seed))
         if not isinstance(system.system, LearningSystem):
             raise InvalidInputError(f"{name} does not learn from feedback")
@@ -119,28 +120,17 @@ def run_online(
             eval_share = served_share(system, since=before)
         finally:
             system.close()
-        metrics = aggregate(_scored(answers, False), ks) | learner_metrics(rewards, status, eval_share)
-        per_seed.append(metrics)
-        results.append(
-            _result(
-                name,
-                f"{variant}/seed{seed}",
-                metrics,
-                time.perf_counter() - started,
-                {**config, "seed": seed},
-            )
-        )
-    mean = seed_summary(per_seed, base, gain=("recall@", "ndcg@"), spread=["recall@5"])
-    results.append(
-        _result(
-            name,
-            variant,
-            mean,
-            sum(r.seconds for r in results[1:]),
-            {**config, "seeds": list(seeds), "promotion": promotion},
-        )
+        return aggregate(_scored(answers, False), ks) | learner_metrics(rewards, status, eval_share)
+
+    return results + seeded_results(
+        variant,
+        seeds,
+        run_seed,
+        lambda per_seed: seed_summary(per_seed, base, gain=("recall@", "ndcg@"), spread=["recall@5"]),
+        functools.partial(_result, name),
+        seed_config=lambda seed: {**config, "seed": seed},
+        summary_config={**config, "seeds": list(seeds), "promotion": promotion},
     )
-    return results
 
 
 def _frozen(

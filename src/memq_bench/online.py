@@ -12,11 +12,15 @@ recipe, and ranks only once its promotion test (:mod:`memq.learn.promotion`) sho
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from memq_bench.results import BenchResult
 
 NOISE = 0.2
 SHOWN = 5
@@ -124,3 +128,29 @@ def seed_summary(
         if key in mean:
             mean[f"{key}/std"] = float(np.std([m[key] for m in per_seed]))
     return mean
+
+
+def seeded_results(
+    variant: str,
+    seeds: Sequence[int],
+    run_seed: Callable[[int], dict[str, float]],
+    summarize: Callable[[Sequence[dict[str, float]]], dict[str, float]],
+    result: Callable[[str, dict[str, float], float, dict[str, Any]], BenchResult],
+    *,
+    seed_config: Callable[[int], dict[str, Any]],
+    summary_config: dict[str, Any],
+) -> list[BenchResult]:
+    """A timed result per seed (``variant/seed<n>``: the metrics of ``run_seed(seed)``), then the
+    metrics of all seeds, ``summarize(per_seed)``, as ``variant``, timed as their sum.
+    ``result(variant, metrics, seconds, config)`` makes each."""
+    results: list[BenchResult] = []
+    per_seed: list[dict[str, float]] = []
+    for seed in seeds:
+        started = time.perf_counter()
+        metrics = run_seed(seed)
+        per_seed.append(metrics)
+        results.append(
+            result(f"{variant}/seed{seed}", metrics, time.perf_counter() - started, seed_config(seed))
+        )
+    seconds = sum(r.seconds for r in results)
+    return [*results, result(variant, summarize(per_seed), seconds, summary_config)]
