@@ -44,11 +44,9 @@ from memq_bench.online import (
     NOISE,
     SHOWN,
     CitingAgent,
-    freeze,
-    learner_metrics,
+    frozen_evaluation,
     seed_summary,
     seeded_results,
-    served_share,
     train_questions,
 )
 from memq_bench.results import BenchResult, ResultsFile, make_result
@@ -232,14 +230,16 @@ def _learner_runs(
             rewards = _train(
                 system, train, CitingAgent(np.random.default_rng(seed)), roles=roles, shown=shown, tick=tick
             )
-            status, before = freeze(system)
-            run = run_retrieval(system, test, ks, roles=roles, search_k=search_k, on_question=tick)
-            eval_share = served_share(system, since=before)
-            after = system.system.memory.learning_status()  # type: ignore[attr-defined]
+            run, learned = frozen_evaluation(
+                system,
+                rewards,
+                lambda: run_retrieval(system, test, ks, roles=roles, search_k=search_k, on_question=tick),
+                feedback_counts=True,
+            )
             metrics = run.metrics() | system.latency_metrics()
         finally:
             system.close()
-        return metrics | learner_metrics(rewards, status, eval_share, after=after)
+        return metrics | learned
 
     return seeded_results(
         variant,

@@ -63,11 +63,9 @@ def run_online(
     """
     from memq_bench.online import (
         CitingAgent,
-        freeze,
-        learner_metrics,
+        frozen_evaluation,
         seed_summary,
         seeded_results,
-        served_share,
         train_questions,
     )
 
@@ -113,14 +111,16 @@ def run_online(
                         system, space, asked, agent, shown=shown, on_question=on_question
                     )
                 ]
-            status, before = freeze(system)
-            answers = _frozen(
-                system, convs, test, ks, progress, f"{name} ({variant}, seed {seed}) eval", own=False
+            answers, learned = frozen_evaluation(
+                system,
+                rewards,
+                lambda: _frozen(
+                    system, convs, test, ks, progress, f"{name} ({variant}, seed {seed}) eval", own=False
+                ),
             )
-            eval_share = served_share(system, since=before)
         finally:
             system.close()
-        return aggregate(_scored(answers, False), ks) | learner_metrics(rewards, status, eval_share)
+        return aggregate(_scored(answers, False), ks) | learned
 
     return results + seeded_results(
         variant,

@@ -15,12 +15,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
 if TYPE_CHECKING:
     from memq_bench.results import BenchResult
+
+T = TypeVar("T")
 
 NOISE = 0.2
 SHOWN = 5
@@ -82,6 +84,19 @@ def freeze(system: Any) -> tuple[Any, int]:
     status = memory.learning_status()
     memory.config.learning.explore = 0.0  # frozen: no exploration, no feedback
     return status, len(system.system.served)
+
+
+def frozen_evaluation(
+    system: Any, rewards: Sequence[float], evaluate: Callable[[], T], *, feedback_counts: bool = False
+) -> tuple[T, dict[str, float]]:
+    """Freeze a trained learning system (:func:`freeze`), run ``evaluate()`` and return what it
+    returns with the :func:`learner_metrics` of the run: the evaluation's :func:`served_share`, and
+    with ``feedback_counts`` the learner's status after the evaluation too."""
+    status, before = freeze(system)
+    evaluated = evaluate()
+    eval_share = served_share(system, since=before)
+    after = system.system.memory.learning_status() if feedback_counts else None
+    return evaluated, learner_metrics(rewards, status, eval_share, after=after)
 
 
 def learner_metrics(
