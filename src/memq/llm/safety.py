@@ -170,12 +170,7 @@ def injection_flags(text: str) -> list[str]:
     if not text.isascii():
         return [name for name, patterns in _PATTERNS.items() if any(p.search(text) for p in patterns)]
     low = text.lower()
-    present = {
-        lit
-        for token in set(_TOKEN.findall(low))
-        for lit in _BY_START.get(token[:2], ())
-        if token.startswith(lit)
-    }
+    present = {lit for found in set(_WORD_LITERALS.findall(low)) for lit in _PREFIXES[found]}
     present.update(lit for lit in _SYMBOLS if lit in low)
     flags = []
     for name, checks in _CHECKS.items():
@@ -192,13 +187,14 @@ _CHECKS = {
 }
 _LITERALS = {lit for needs in _NEEDS.values() for groups in needs for g in groups for lit in g}
 # The literals that are words start a word in each pattern (after \b, \s, a quote or a bracket), so
-# they are looked up as prefixes of the text's letter runs (by their first two letters); the others
-# (brackets, quotes, colons) by substring.
-_TOKEN = re.compile(r"[a-z_]+")
+# they are found where a letter run ([a-z_]+) starts; the others (brackets, quotes, colons) by substring.
+# One scan tries the longest literal first: a run that starts with a literal also starts with each
+# literal that is a prefix of it (_PREFIXES), and with no other.
 _WORDS = {lit for lit in _LITERALS if re.fullmatch(r"[a-z_]{2,}", lit)}
-_BY_START: dict[str, tuple[str, ...]] = {}
-for _w in sorted(_WORDS):
-    _BY_START[_w[:2]] = (*_BY_START.get(_w[:2], ()), _w)
+_WORD_LITERALS = re.compile(
+    r"(?<![a-z_])(?:" + "|".join(re.escape(w) for w in sorted(_WORDS, key=lambda w: (-len(w), w))) + ")"
+)
+_PREFIXES = {w: frozenset(v for v in _WORDS if w.startswith(v)) for w in _WORDS}
 _SYMBOLS = tuple(sorted(_LITERALS - _WORDS))
 
 
