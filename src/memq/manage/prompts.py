@@ -28,6 +28,12 @@ Reason = Annotated[str, StringConstraints(strip_whitespace=True, max_length=100)
 _JSON_ONLY = "Answer with JSON only."
 
 
+class _Answer(BaseModel):
+    """What every LLM answer schema here shares: a field it does not name is an error."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
 def _today(now: datetime | None) -> str:
     return f"Today is {now:%Y-%m-%d}. " if now is not None else ""
 
@@ -40,10 +46,8 @@ def quote_messages(messages: Sequence[tuple[str, str]]) -> str:
 # -- reconcile (mem0 v1 / Memory-R1) ---------------------------------------------------------------
 
 
-class Facts(BaseModel):
+class Facts(_Answer):
     """Extraction answer. "No facts" is explicit (``status: none``), never a silent empty list."""
-
-    model_config = ConfigDict(extra="forbid")
 
     status: Literal["facts", "none"]
     facts: list[Text] = Field(default_factory=list, max_length=20)
@@ -79,9 +83,7 @@ def extract_prompt(messages: Sequence[tuple[str, str]], now: datetime | None = N
 Op = Literal["ADD", "UPDATE", "DELETE", "NOOP"]
 
 
-class _DecisionBase(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class _DecisionBase(_Answer):
     @model_validator(mode="after")
     def _needs_id(self) -> _DecisionBase:
         op, mid = getattr(self, "op"), getattr(self, "id")  # noqa: B009 - fields made by create_model
@@ -92,8 +94,7 @@ class _DecisionBase(BaseModel):
         return self
 
 
-class _DecisionsBase(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _DecisionsBase(_Answer):
     n_facts: ClassVar[int] = 0
 
     @model_validator(mode="after")
@@ -165,18 +166,14 @@ def trajectory_excerpt(trajectory: Any) -> str:
     return text if len(text) <= TRAJECTORY_CHARS else "…" + text[-TRAJECTORY_CHARS:]
 
 
-class Script(BaseModel):
+class Script(_Answer):
     """A successful task as a short step script (MemP "proceduralization")."""
-
-    model_config = ConfigDict(extra="forbid")
 
     steps: list[Text] = Field(min_length=1, max_length=6)
 
 
-class Reflection(BaseModel):
+class Reflection(_Answer):
     """A failed task's lesson (MemRL "adjustment")."""
-
-    model_config = ConfigDict(extra="forbid")
 
     went_wrong: Text
     avoid: Text
@@ -210,9 +207,7 @@ def experience_prompt(task: str, trajectory: Any, success: bool) -> list[Message
 RuleOpName = Literal["ADD", "EDIT", "REMOVE", "AGREE"]
 
 
-class _RuleOpBase(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class _RuleOpBase(_Answer):
     @model_validator(mode="after")
     def _fields(self) -> _RuleOpBase:
         op, rule, text = getattr(self, "op"), getattr(self, "rule"), getattr(self, "text")  # noqa: B009
@@ -225,9 +220,7 @@ class _RuleOpBase(BaseModel):
         return self
 
 
-class _RuleOpsBase(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class _RuleOpsBase(_Answer):
     @model_validator(mode="after")
     def _explicit(self) -> _RuleOpsBase:
         status, ops = getattr(self, "status"), getattr(self, "ops")  # noqa: B009
@@ -290,10 +283,8 @@ def insights_prompt(rules: Sequence[Any], attempts: Sequence[tuple[str, str, Any
 Word = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
 
 
-class NoteAnalysis(BaseModel):
+class NoteAnalysis(_Answer):
     """A-MEM ``analyze_content``: keywords, tags and a one-sentence context of a note."""
-
-    model_config = ConfigDict(extra="forbid")
 
     keywords: list[Word] = Field(min_length=1, max_length=8)
     tags: list[Word] = Field(min_length=1, max_length=6)
@@ -318,14 +309,14 @@ def evolution_schema(n_neighbours: int) -> type[BaseModel]:
     id_t: Any = Literal[tuple(range(n_neighbours))]  # type: ignore[valid-type]
     update = create_model(
         "NeighbourUpdate",
-        __config__=ConfigDict(extra="forbid"),
+        __base__=_Answer,
         id=(id_t, ...),
         context=(Text | None, None),
         tags=(list[Word] | None, None),
     )
     return create_model(  # type: ignore[call-overload, no-any-return]
         "Evolution",
-        __config__=ConfigDict(extra="forbid"),
+        __base__=_Answer,
         links=(list[id_t], Field(max_length=n_neighbours)),
         updates=(list[update], Field(max_length=n_neighbours)),  # type: ignore[valid-type]
         reason=(Reason, ""),
@@ -356,18 +347,15 @@ def evolve_prompt(note: str, analysis: NoteAnalysis, neighbours: Sequence[Any]) 
 # -- episodes (HiMem / Nemori) ---------------------------------------------------------------------
 
 
-class EpisodeDigest(BaseModel):
+class EpisodeDigest(_Answer):
     """One episode's title, summary and the notes (facts, preferences) derived from it."""
-
-    model_config = ConfigDict(extra="forbid")
 
     title: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=80)]
     summary: Text
     notes: list[Text] = Field(default_factory=list, max_length=6)
 
 
-class _SegmentsBase(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _SegmentsBase(_Answer):
     n_messages: ClassVar[int] = 0
 
     @model_validator(mode="after")
@@ -390,7 +378,7 @@ def segments_schema(n_messages: int) -> type[BaseModel]:
     idx: Any = Literal[tuple(range(n_messages))]  # type: ignore[valid-type]
     fields = {name: (f.annotation, f) for name, f in EpisodeDigest.model_fields.items()}
     seg = create_model(
-        "Episode", __config__=ConfigDict(extra="forbid"), start=(idx, ...), end=(idx, ...), **fields
+        "Episode", __base__=_Answer, start=(idx, ...), end=(idx, ...), **fields
     )  # start and end first: a grammar-constrained model writes fields in schema order
     model = create_model(
         "Episodes",
