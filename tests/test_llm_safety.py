@@ -154,6 +154,7 @@ def test_the_literal_pre_check_flags_exactly_what_the_full_scan_flags() -> None:
             "3" + t,
         ]
         variants += [f"Earlier today: {t} Then lunch.", t.replace("i", "ı"), t.replace("s", "ſ")]
+        variants += [t.replace("I", "İ"), t.replace("k", "\u212a"), f"“{t}” — café", t.replace(" ", "\u00a0")]
     # seeded texts built from the literals the pre-check looks for, shuffled with ordinary words and symbols
     vocab = [*sorted(safety._LITERALS), "the", "you", "now", "all", "as", "\n", " ", "me", "your", "mode"]
     rng = random.Random(7)
@@ -165,3 +166,17 @@ def test_the_literal_pre_check_flags_exactly_what_the_full_scan_flags() -> None:
     disagree = [v for v in texts + variants if injection_flags(v) != _full_scan(v)]
     assert not disagree
     assert sum(1 for v in variants if _full_scan(v)) > 300  # the seeded texts do trip the patterns
+
+
+def test_fold_holds_every_character_that_ignorecase_takes_for_an_ascii_letter() -> None:
+    """The pre-check folds these before lower-casing; a character missing here could hide a literal."""
+    import re
+    import sys
+
+    from memq.llm import safety
+
+    letter = re.compile("[a-z]", re.IGNORECASE)
+    takes = {chr(cp) for cp in range(0x80, sys.maxunicode + 1) if letter.fullmatch(chr(cp))}
+    assert takes == {chr(cp) for cp in safety._FOLD}
+    for char in takes:  # folded to the letter the pattern engine takes it for
+        assert re.fullmatch(char.translate(safety._FOLD), char, re.IGNORECASE)

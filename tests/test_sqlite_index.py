@@ -144,3 +144,18 @@ def test_scope_bound_never_undercounts_the_scope_and_follows_adds_removals_and_r
     assert loaded is not None
     check(loaded)
     assert loaded.scope_bound(("t2", "u0", None, None)) == 8
+
+
+
+def test_vectors_are_stored_as_float32_exactly(tmp_path: Path) -> None:
+    """The list a record holds is written as the float32 values numpy would give (struct packs it),
+    including values beyond float32's range (numpy's inf), and read back unchanged."""
+    store = SQLiteStore(tmp_path / "m.db")
+    values = np.random.default_rng(3).standard_normal(8).astype(np.float32).tolist()
+    plain = MemoryRecord(scope=Scope(tenant="t"), text="plain", embedding=values)
+    huge = MemoryRecord(scope=Scope(tenant="t"), text="huge", embedding=[*values[:7], 1e39])
+    store.insert([plain, huge])
+    found = store.vectors("t", [plain.id, huge.id])
+    np.testing.assert_array_equal(found[plain.id], np.asarray(values, dtype=np.float32))
+    assert found[huge.id][7] == np.inf and found[huge.id][:7].tolist() == values[:7]
+    store.close()

@@ -14,6 +14,7 @@ import json
 import queue
 import random
 import sqlite3
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -58,7 +59,16 @@ def _vector(blob: bytes) -> list[float]:
 
 
 def _blob(embedding: Sequence[float] | None) -> bytes | None:
-    return None if embedding is None else np.asarray(embedding, dtype=np.float32).tobytes()
+    """float32 bytes of an embedding; a list (what records hold) packed by struct, three times faster
+    than through numpy, which takes what struct refuses (a value beyond float32's range: inf)."""
+    if embedding is None:
+        return None
+    if isinstance(embedding, list):
+        try:
+            return struct.pack(f"={len(embedding)}f", *embedding)
+        except (struct.error, OverflowError, TypeError):
+            pass
+    return np.asarray(embedding, dtype=np.float32).tobytes()
 
 
 def _json(text: str) -> Any:
@@ -71,12 +81,18 @@ def _json(text: str) -> Any:
     return json.loads(text)
 
 
+def _dumps(value: Any, *, ensure_ascii: bool = True) -> str:
+    """A document's JSON text; the empty object and list (most metadata, payloads and id lists)
+    without the encoder."""
+    if not value and isinstance(value, dict | list):
+        return "{}" if isinstance(value, dict) else "[]"
+    return json.dumps(value, ensure_ascii=ensure_ascii)
+
+
 # how sqlite3 returns what this store wrote, and takes what it writes (memq.store.sqlcommon maps the
 # rows): times as integer microseconds, JSON as text, vectors as float32 blobs
 DECODE = RowDecoder(time=from_us, json=_json, vector=_vector)
-ENCODE = RowEncoder(
-    time=to_us, document=partial(json.dumps, ensure_ascii=False), ids=json.dumps, vector=_blob
-)
+ENCODE = RowEncoder(time=to_us, document=partial(_dumps, ensure_ascii=False), ids=_dumps, vector=_blob)
 utility_of = partial(sqlcommon.utility_of, decode=DECODE)
 
 
