@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -125,35 +125,27 @@ def longmemeval(
         if "online" in chosen:
             args |= {"seeds": seeds, "promotion": modes, "fit_every": fit_every}
         with progress() as bar:
+            common: dict[str, Any] = {  # what both variants take
+                "ks": ks,
+                "roles": roles,
+                "search_k": search_k,
+                "args": args,
+                "progress": bar,
+                "checkpoint": lambda rf: write_results(out, rf),
+            }
             results = None
             if "default" in chosen:
-                results = run_benchmark(
-                    questions,
-                    oracle_qs,
-                    names,
-                    emb,
-                    ks=ks,
-                    roles=roles,
-                    search_k=search_k,
-                    args=args,
-                    progress=bar,
-                    checkpoint=lambda rf: write_results(out, rf),
-                )
+                results = run_benchmark(questions, oracle_qs, names, emb, **common)
             if "online" in chosen:
                 results = run_online_benchmark(
                     questions,
                     names,
                     emb,
-                    ks=ks,
-                    roles=roles,
-                    search_k=search_k,
                     seeds=range(seeds),
                     promotions=modes,
                     fit_every=fit_every,
                     results=results,
-                    args=args,
-                    progress=bar,
-                    checkpoint=lambda rf: write_results(out, rf),
+                    **common,
                 )
     except MemqError as exc:
         fail(exc)
