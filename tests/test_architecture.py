@@ -183,3 +183,19 @@ def test_a_sync_search_loads_no_http_client_and_no_asyncio(tmp_path: Path) -> No
         "    assert mem.search('where is Alice?', k=1).hits"
     )
     assert _loaded_after(code, ("httpx", "asyncio", "memq.embed.openai_compat")) == []
+
+
+def test_only_the_cli_forwarder_imports_memq_bench() -> None:
+    """memq_bench sits above memq: no memq module imports it, not even inside a function, except the
+    CLI's forwarder of ``memq bench|demo|evolve|rl``."""
+    allowed = {"memq.cli.common"}
+    found = []
+    for path in (SRC / "memq").rglob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            if any(n == "memq_bench" or n.startswith("memq_bench.") for n in names):
+                found.append(_module_name(path))
+    assert found and set(found) <= allowed, found

@@ -6,16 +6,18 @@
 * :func:`first_seen` - collapse a ranking of fine units (turns) into a ranking of the coarse units
   they belong to (sessions), each at its best position.
 * :func:`normalize_answer`, :func:`substring_match` - MemoryAgentBench's ``substring_exact_match``
-  (SQuAD normalisation: lower case, no punctuation, no articles, single spaces).
+  (SQuAD normalisation: lower case, no punctuation, no articles, single spaces); defined in
+  :mod:`memq.rl.metrics`, whose environment rewards with it.
 """
 
 from __future__ import annotations
 
 import math
-import re
-import string
 from collections.abc import Callable, Collection, Hashable, Iterable, Sequence
 from typing import TypeVar
+
+from memq.rl.metrics import normalize_answer as normalize_answer
+from memq.rl.metrics import substring_match as substring_match
 
 T = TypeVar("T", bound=Hashable)
 
@@ -62,23 +64,3 @@ def ndcg_binary(ranked: Sequence[T], gold: Collection[T], k: int) -> float:
 def first_seen(ranked: Iterable[T], group: Callable[[T], Hashable]) -> list[Hashable]:
     """The groups of ``ranked`` in order of their first (best) member: turns → sessions."""
     return list(dict.fromkeys(group(x) for x in ranked))
-
-
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
-_PUNCT = str.maketrans("", "", string.punctuation)
-
-
-def normalize_answer(text: str) -> str:
-    """Lower case, drop punctuation and the articles a/an/the, collapse whitespace (SQuAD's rule)."""
-    text = str(text).lower().translate(_PUNCT)
-    text = _ARTICLES.sub(" ", text)
-    return " ".join(text.split())
-
-
-def substring_match(golds: Iterable[str], texts: Iterable[str]) -> bool:
-    """True if a normalised gold answer occurs in any of the normalised ``texts``."""
-    norm_golds = [g for g in (normalize_answer(x) for x in golds) if g]
-    if not norm_golds:
-        return False
-    norm_texts = [normalize_answer(t) for t in texts]
-    return any(g in t for g in norm_golds for t in norm_texts)

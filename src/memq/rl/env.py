@@ -38,6 +38,7 @@ from memq.manage.learned import BatchState, apply_action, candidates
 from memq.rl._extras import require
 from memq.rl.actions import action_features, n_actions
 from memq.rl.features import ITEM_FEATURES, PAIR_FEATURES, Observation, observe
+from memq.rl.metrics import substring_match
 from memq.rl.policy import Policy
 from memq.types import MemoryRecord, NewRecord, Scope
 
@@ -84,8 +85,6 @@ def answer(
     memory: Any, scope: Scope, questions: Sequence[Question], k: int, options: Mapping[str, Any] | None = None
 ) -> list[bool]:
     """The fixed answerer: does a gold answer occur in the texts of the top ``k`` search results?"""
-    from memq_bench.metrics import substring_match  # MemoryAgentBench's metric, one implementation
-
     out = []
     for q in questions:
         hits = memory.search(q.text, k=k, scope=scope, **dict(options or {})).hits
