@@ -11,7 +11,7 @@ import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -31,6 +31,7 @@ EmbedderOpt = Annotated[
     str, typer.Option(help="Embedder spec: minilm (default), hashing[:DIM], openai:MODEL:DIM.")
 ]
 SeedsOpt = Annotated[int, typer.Option(min=1, help="online: seeds of citation noise.")]
+OutOpt = Annotated[Path, typer.Option(help="Where to write the results JSON.")]
 PROMOTIONS = ("guarded", "always")
 
 
@@ -102,3 +103,9 @@ def progress(*, transient: bool = False) -> Progress:
 def command_line() -> str:
     """The command as typed (``memq bench ...``), recorded in every results file."""
     return "memq " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def run_args(systems: list[str], ks: list[int], **more: Any) -> dict[str, Any]:
+    """The ``args`` a retrieval benchmark records in its results file: the command as typed, the
+    systems and the cut-offs, then ``more`` in the order given."""
+    return {"command": command_line(), "systems": systems, "k": ks, **more}

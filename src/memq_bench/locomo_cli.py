@@ -13,14 +13,15 @@ from memq_bench.cli_common import (
     PROMOTIONS,
     CacheOpt,
     EmbedderOpt,
+    OutOpt,
     SeedsOpt,
     cached_embedder,
     choices,
-    command_line,
     console,
     fail,
     positive_ints,
     progress,
+    run_args,
     split,
     system_names,
 )
@@ -79,7 +80,7 @@ def locomo(
             "(it ranks from its first fit), or both, comma-separated."
         ),
     ] = "guarded,always",
-    out: Annotated[Path, typer.Option(help="Where to write the results JSON.")] = Path("results-locomo.json"),
+    out: OutOpt = Path("results-locomo.json"),
     cache: CacheOpt = DEFAULT_CACHE,
     embedder: EmbedderOpt = "minilm",
 ) -> None:
@@ -99,14 +100,7 @@ def locomo(
             console.print(f"[yellow]no audit file at {audit_path}: skipping the audit variant[/]")
             chosen = [v for v in chosen if v != "audit"]
         emb = cached_embedder(embedder, cache)
-        args = {
-            "command": command_line(),
-            "systems": names,
-            "k": ks,
-            "conversations": conversations,
-            "variants": chosen,
-            "embedder": emb.model_id,
-        }
+        args = run_args(names, ks, conversations=conversations, variants=chosen, embedder=emb.model_id)
         with progress() as bar:
             results = run_locomo(
                 names,

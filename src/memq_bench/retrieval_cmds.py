@@ -13,14 +13,15 @@ from memq_bench.cli_common import (
     PROMOTIONS,
     CacheOpt,
     EmbedderOpt,
+    OutOpt,
     SeedsOpt,
     cached_embedder,
     choices,
-    command_line,
     console,
     fail,
     positive_ints,
     progress,
+    run_args,
     system_names,
     usage_error,
 )
@@ -34,7 +35,6 @@ SystemsOpt = Annotated[
     typer.Option("--systems", help="Comma-separated: memq presets (memq, memq-dense, ...), mem0, chroma."),
 ]
 KOpt = Annotated[str, typer.Option("--k", help="Cut-offs, comma-separated.")]
-OutOpt = Annotated[Path, typer.Option(help="Where to write the results JSON.")]
 
 
 def longmemeval(
@@ -110,18 +110,17 @@ def longmemeval(
         if oracle_limit != 0 and "default" in chosen:
             oracle_qs = load_longmemeval(dataset_file(ORACLE_FILE, oracle), oracle_limit)
         emb = cached_embedder(embedder, cache)
-        args = {
-            "command": command_line(),
-            "systems": names,
-            "k": ks,
-            "limit": limit,
-            "questions": len(questions),
-            "oracle_questions": len(oracle_qs or []),
-            "roles": roles,
-            "search_k": search_k,
-            "embedder": emb.model_id,
-            "variants": chosen,
-        }
+        args = run_args(
+            names,
+            ks,
+            limit=limit,
+            questions=len(questions),
+            oracle_questions=len(oracle_qs or []),
+            roles=roles,
+            search_k=search_k,
+            embedder=emb.model_id,
+            variants=chosen,
+        )
         if "online" in chosen:
             args |= {"seeds": seeds, "promotion": modes, "fit_every": fit_every}
         with progress() as bar:
@@ -229,17 +228,16 @@ def conflict(
             from memq.llm.spec import llm_from_spec
 
             model = llm_from_spec(llm)
-        args = {
-            "command": command_line(),
-            "systems": names,
-            "k": ks,
-            "lengths": wanted,
-            "variants": chosen,
-            "chunk": chunk,
-            "max_facts": max_facts,
-            "llm": None if model is None else model.model_id,
-            "embedder": emb.model_id,
-        }
+        args = run_args(
+            names,
+            ks,
+            lengths=wanted,
+            variants=chosen,
+            chunk=chunk,
+            max_facts=max_facts,
+            llm=None if model is None else model.model_id,
+            embedder=emb.model_id,
+        )
         with progress() as bar:
             results = run_benchmark(
                 rows,
