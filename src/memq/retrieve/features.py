@@ -83,9 +83,10 @@ _QUESTION_WORDS = frozenset(
 )
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class RecipeSignals:
-    """What the recipe computed for one candidate (absent signals are None)."""
+    """What the recipe computed for one candidate (absent signals are None; the fields in this order
+    are the recipe's positional arguments)."""
 
     base: float
     base_rank: int

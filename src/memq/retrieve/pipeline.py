@@ -118,25 +118,26 @@ def recipe(
     # ties broken by id (creation order) so results are deterministic
     order = sorted(scores, key=lambda rid: (-scores[rid], rid))
     ranks = {name: {c.id: (i, c.score) for i, c in enumerate(cands, start=1)} for name, cands in live.items()}
+    dense = ranks.get("dense", {})
     lexical = ranks.get("lexical", {})
     lex_lo = min((s for _, s in lexical.values()), default=0.0)
     lex_span = max((s for _, s in lexical.values()), default=0.0) - lex_lo
-    top = scores[order[0]]
     low = scores[order[-1]]
-    span = top - low
+    span = scores[order[0]] - low
+    none = (None, None)
     out: dict[str, RecipeSignals] = {}
-    for position, rid in enumerate(order, start=1):
-        dense = ranks.get("dense", {}).get(rid)
-        lex = lexical.get(rid)
+    for position, rid in enumerate(order, start=1):  # positional: this loop runs for the whole pool
+        d_rank, d_score = dense.get(rid, none)
+        l_rank, l_score = lexical.get(rid, none)
         out[rid] = RecipeSignals(
-            base=1.0 if span == 0 else (scores[rid] - low) / span,
-            base_rank=position,
-            dense=None if dense is None else dense[1],
-            dense_rank=None if dense is None else dense[0],
-            lexical=None if lex is None else (1.0 if lex_span == 0 else (lex[1] - lex_lo) / lex_span),
-            lexical_rank=None if lex is None else lex[0],
-            fused=fused[rid],
-            links=scores[rid] / recency.get(rid, 1.0) - fused[rid],
+            1.0 if span == 0 else (scores[rid] - low) / span,
+            position,
+            d_score,
+            d_rank,
+            None if l_score is None else (1.0 if lex_span == 0 else (l_score - lex_lo) / lex_span),
+            l_rank,
+            fused[rid],
+            scores[rid] / recency.get(rid, 1.0) - fused[rid],
         )
     return Recipe(order, scores, out, recency)
 
