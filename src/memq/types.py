@@ -29,6 +29,12 @@ def as_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+class _Model(BaseModel):
+    """The base of memq's domain models: a field they do not define is an error, not dropped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
 class Kind(StrEnum):
     """Built-in record kinds. Any other non-empty lowercase string is accepted too."""
 
@@ -39,13 +45,13 @@ class Kind(StrEnum):
     INSIGHT = "insight"
 
 
-class Scope(BaseModel):
+class Scope(_Model):
     """Who a record belongs to. ``tenant`` is the isolation boundary; the rest narrow it.
 
     In a search, a ``None`` field matches any value; a set field must match exactly.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True)
 
     tenant: str = Field(min_length=1, max_length=200)
     user: str | None = Field(default=None, max_length=200)
@@ -53,29 +59,25 @@ class Scope(BaseModel):
     session: str | None = Field(default=None, max_length=200)
 
 
-class Provenance(BaseModel):
+class Provenance(_Model):
     """Where a record came from."""
-
-    model_config = ConfigDict(extra="forbid")
 
     source: str | None = None
     source_message_ids: list[str] = Field(default_factory=list)
     parent_ids: list[str] = Field(default_factory=list)
 
 
-class Link(BaseModel):
+class Link(_Model):
     """A typed, directed edge from the record that holds it to ``target``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(frozen=True)
 
     target: str
     type: str = Field(default="related", min_length=1, max_length=64)
 
 
-class Utility(BaseModel):
+class Utility(_Model):
     """Utility statistics kept by the store and updated by feedback (learning issue)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     q: float | None = None
     n_shown: int = 0
@@ -85,7 +87,7 @@ class Utility(BaseModel):
     stats: dict[str, float] = Field(default_factory=dict)  # a learner's own per-record numbers
 
 
-class MemoryRecord(BaseModel):
+class MemoryRecord(_Model):
     """One version of one memory.
 
     ``id`` is stable across versions (a UUIDv7, so ids sort by creation time);
@@ -96,8 +98,6 @@ class MemoryRecord(BaseModel):
     * system time — ``recorded_at``/``expired_at``: when memq believed this version;
       an update stamps ``expired_at`` on the old version and writes version+1.
     """
-
-    model_config = ConfigDict(extra="forbid")
 
     id: str = Field(default_factory=new_id)
     version: int = Field(default=1, ge=1)
@@ -142,10 +142,8 @@ class MemoryRecord(BaseModel):
         return starts and ends
 
 
-class NewRecord(BaseModel):
+class NewRecord(_Model):
     """What a caller passes to ``add``: a record before memq assigns id, version and times."""
-
-    model_config = ConfigDict(extra="forbid")
 
     text: str
     kind: str = Kind.FACT.value
@@ -169,10 +167,8 @@ class HistoryOp(StrEnum):
     RESTORE = "restore"  # brought back from the archive
 
 
-class HistoryEvent(BaseModel):
+class HistoryEvent(_Model):
     """One entry of a record's history: what happened, when, and the version it produced."""
-
-    model_config = ConfigDict(extra="forbid")
 
     record_id: str
     op: HistoryOp
@@ -183,10 +179,8 @@ class HistoryEvent(BaseModel):
     record: MemoryRecord | None = None
 
 
-class SignalScores(BaseModel):
+class SignalScores(_Model):
     """Per-signal scores of one hit (``explain=True``). Missing signal = not a candidate there."""
-
-    model_config = ConfigDict(extra="forbid")
 
     dense: float | None = None
     dense_rank: int | None = None
@@ -201,9 +195,7 @@ class SignalScores(BaseModel):
     mmr: float | None = None
 
 
-class Hit(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class Hit(_Model):
     record: MemoryRecord
     score: float
     rank: int
@@ -212,10 +204,8 @@ class Hit(BaseModel):
     signals: SignalScores | None = None
 
 
-class Retrieval(BaseModel):
+class Retrieval(_Model):
     """The result of one ``search``. Its ``id`` is what feedback attaches to."""
-
-    model_config = ConfigDict(extra="forbid")
 
     id: str = Field(default_factory=new_id)
     query: str
@@ -239,18 +229,14 @@ class Retrieval(BaseModel):
         return len(self.hits)
 
 
-class Page(BaseModel):
+class Page(_Model):
     """One page of ``list``. Pass ``next_cursor`` back to get the next page; ``None`` = no more."""
-
-    model_config = ConfigDict(extra="forbid")
 
     records: list[MemoryRecord]
     next_cursor: str | None = None
 
 
-class StoreStats(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class StoreStats(_Model):
     backend: str
     location: str
     records: int
@@ -264,10 +250,8 @@ class StoreStats(BaseModel):
     kinds: dict[str, int] = Field(default_factory=dict)
 
 
-class PoolEntry(BaseModel):
+class PoolEntry(_Model):
     """One candidate a search considered, with its per-signal scores (retrieval log)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     id: str
     dense: float | None = None
@@ -275,9 +259,7 @@ class PoolEntry(BaseModel):
     score: float | None = None  # the policy's own score, when it has one
 
 
-class ShownEntry(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ShownEntry(_Model):
     id: str
     rank: int
     score: float
@@ -285,10 +267,8 @@ class ShownEntry(BaseModel):
     explored: bool = False
 
 
-class FeedbackRecord(BaseModel):
+class FeedbackRecord(_Model):
     """The feedback given to one retrieval (the latest, and how many were accumulated)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     reward: float
     used: list[str] | None = None
@@ -298,10 +278,8 @@ class FeedbackRecord(BaseModel):
     credits: dict[str, float] = Field(default_factory=dict)
 
 
-class LoggedRetrieval(BaseModel):
+class LoggedRetrieval(_Model):
     """A search as the retrieval log keeps it: query, candidate pool, what was shown, feedback."""
-
-    model_config = ConfigDict(extra="forbid")
 
     id: str
     tenant: str
