@@ -286,8 +286,17 @@ def _head(row: Sequence[Any], decode: RowDecoder) -> dict[str, Any]:
 
 def logged_head(row: Sequence[Any], decode: RowDecoder) -> LoggedRetrieval:
     """A LoggedRetrieval from a ``RETRIEVAL_HEAD`` row: no pool, no window (what feedback reads)."""
+    # every field given: model_construct fills a missing one from its default_factory after
+    # inspecting the factory's signature, 10x the cost of the whole call (pydantic 2.14)
     return LoggedRetrieval.model_construct(
-        **_head(row, decode), query_vector=None, embedding_model=None, pool=[]
+        **_head(row, decode),
+        query_vector=None,
+        embedding_model=None,
+        pool=[],
+        window=[],
+        feature_set=None,
+        features=None,
+        shadow=None,
     )
 
 
