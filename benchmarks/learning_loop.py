@@ -129,6 +129,7 @@ def render(data: dict[str, Any]) -> str:
         "The mean of a feedback is above its median because every `fit_every` feedbacks it refits the "
         "learner on the newest logged searches.",
         "",
+        *([f"Note: {data['note']}", ""] if data.get("note") else []),
     ]
     return "\n".join(lines)
 
@@ -150,6 +151,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="runs per configuration; the median run is reported (default: %(default)s)",
     )
     parser.add_argument("--data", default=None, help="folder holding the datasets (default: ../shared/data)")
+    parser.add_argument("--note", default=None, help="a remark kept in the JSON and shown on the page")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="results JSON")
     parser.add_argument("--doc", type=Path, default=DEFAULT_DOC, help="docs page written from the JSON")
     args = parser.parse_args(argv)
@@ -198,6 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "target_ms": TARGET_MS,
         },
         "results": results,
+        "note": args.note,
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(data, indent=2) + "\n")
