@@ -721,3 +721,29 @@ def test_a_second_feedback_waits_for_the_first_and_sees_it(db_url: str, embedder
     finally:
         for m in stores:
             m.close()
+
+
+def test_training_rows_follow_feedback_given_later_and_by_another_store(db_url: str, embedder) -> None:
+    """The training rows a fit reads carry the latest feedback: SQLite keeps them decoded between fits,
+    and reads a row again when its feedback changed (accumulated here, or given through another store
+    on the same database); a pruned row is gone."""
+    first = Memory(db_url, embedder=embedder, scope="acme")
+    second = Memory(db_url, embedder=embedder, scope="acme")
+    try:
+        _seed(first)
+        a = first.search("Alice moved to Berlin", k=3)
+        b = first.search("Who has pets?", k=3)
+        first.feedback(a.id, 1.0)
+        first.feedback(b.id, 0.0)
+        rows = {r.id: r for r in first.store.training_log("acme", limit=100)}
+        assert (rows[a.id].reward, rows[b.id].reward) == (1.0, 0.0)
+        first.feedback(a.id, 0.5, accumulate=True)  # this store: the kept row is stale (rewards add up)
+        second.feedback(b.id, 0.25, accumulate=True)  # another store on the same database
+        rows = {r.id: r for r in first.store.training_log("acme", limit=100)}
+        assert (rows[a.id].reward, rows[b.id].reward) == (1.5, 0.25)
+        assert [r.id for r in first.store.training_log("acme", limit=100)] == [a.id, b.id]  # oldest first
+        first.store.prune_retrievals(datetime.now(UTC) + timedelta(seconds=1))
+        assert first.store.training_log("acme", limit=100) == []
+    finally:
+        first.close()
+        second.close()

@@ -19,13 +19,14 @@ from memq.store.sqlcommon import (
     UTILITY_COLUMNS,
     no_retrieval,
 )
-from memq.store.sqlite.base import DECODE, SQLiteBase, marks, to_us, utility_of, write_utility
+from memq.store.sqlite.base import DECODE, SQLiteBase, chunks, marks, to_us, utility_of, write_utility
 from memq.store.sqlite.records import add_stats_tx
 from memq.types import LoggedRetrieval, Utility
 
 logged = partial(sqlcommon.logged, decode=DECODE)
 head = partial(sqlcommon.logged_head, decode=DECODE)
 log_row = partial(sqlcommon.log_row, decode=DECODE)
+LOG_CACHE_TENANTS = 8  # tenants whose decoded training rows a store keeps (~5 KB a row)
 
 
 class SQLiteLog(SQLiteBase):
@@ -152,12 +153,29 @@ class SQLiteLog(SQLiteBase):
         return self._write(tx)
 
     def training_log(self, tenant: str, *, limit: int, since: datetime | None = None) -> list[LogRow]:
-        rows = self._read(
-            f"SELECT {LOG_ROW_COLUMNS} FROM retrievals WHERE tenant = ? AND feedback IS NOT NULL AND created_at >= ? "
+        """The newest logged searches with feedback, oldest first. A fit reads the same rows every
+        ``fit_every`` feedbacks: each is decoded once and kept (for the latest few tenants) while its
+        feedback stays the same — the only column of a logged search that changes."""
+        heads = self._read(
+            "SELECT id, feedback FROM retrievals WHERE tenant = ? AND feedback IS NOT NULL AND created_at >= ? "
             "ORDER BY created_at DESC, id DESC LIMIT ?",
             (tenant, to_us(since) if since else 0, limit),
         )
-        return [log_row(r) for r in reversed(rows)]
+        with self._log_rows_lock:
+            known = self._log_rows.pop(tenant, {})
+        fresh = {rid: known[rid] for rid, feedback in heads if rid in known and known[rid][0] == feedback}
+        missing = [rid for rid, _ in heads if rid not in fresh]
+        for chunk in chunks(missing, 500):
+            for r in self._read(
+                f"SELECT {LOG_ROW_COLUMNS} FROM retrievals WHERE tenant = ? AND id IN ({marks(len(chunk))})",
+                (tenant, *chunk),
+            ):
+                fresh[r[0]] = (r[8], log_row(r))
+        with self._log_rows_lock:
+            self._log_rows[tenant] = fresh
+            while len(self._log_rows) > LOG_CACHE_TENANTS:
+                self._log_rows.popitem(last=False)
+        return [fresh[rid][1] for rid, _ in reversed(heads) if rid in fresh]  # (a row pruned meanwhile: gone)
 
     def add_stats(self, tenant: str, deltas: Mapping[str, Mapping[str, float]]) -> None:
         if deltas:
