@@ -27,6 +27,7 @@ logged = partial(sqlcommon.logged, decode=DECODE)
 head = partial(sqlcommon.logged_head, decode=DECODE)
 log_row = partial(sqlcommon.log_row, decode=DECODE)
 LOG_CACHE_TENANTS = 8  # tenants whose decoded training rows a store keeps (~5 KB a row)
+LOG_CACHE_ROWS = 5_000  # at most this many per tenant (a fit reads learning.history, 2,000 by default)
 
 
 class SQLiteLog(SQLiteBase):
@@ -171,10 +172,11 @@ class SQLiteLog(SQLiteBase):
                 (tenant, *chunk),
             ):
                 fresh[r[0]] = (r[8], log_row(r))
-        with self._log_rows_lock:
-            self._log_rows[tenant] = fresh
-            while len(self._log_rows) > LOG_CACHE_TENANTS:
-                self._log_rows.popitem(last=False)
+        if len(fresh) <= LOG_CACHE_ROWS:  # a fit's history, not a replay of a whole log
+            with self._log_rows_lock:
+                self._log_rows[tenant] = fresh
+                while len(self._log_rows) > LOG_CACHE_TENANTS:
+                    self._log_rows.popitem(last=False)
         return [fresh[rid][1] for rid, _ in reversed(heads) if rid in fresh]  # (a row pruned meanwhile: gone)
 
     def add_stats(self, tenant: str, deltas: Mapping[str, Mapping[str, float]]) -> None:
