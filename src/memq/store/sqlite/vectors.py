@@ -58,8 +58,7 @@ class VectorIndex:
         self._key = np.zeros(0, dtype=np.int64)  # slot -> rowid (-1: free)
         self._codes = np.zeros((0, len(SCOPE_FIELDS)), dtype=np.int32)  # slot -> scope codes (-1: none)
         self._slot = np.full(0, -1, dtype=np.int64)  # rowid -> slot (-1: absent); rowids are dense
-        self._free: list[int] = []  # free slots, the lowest last (popped first)
-        self._high = 0  # slots at and above this one were never used: whole-mirror scans stop here
+        self._free: list[int] = []
         self._size = 0  # slots in use
         self._vocab: list[dict[str, int]] = [{} for _ in SCOPE_FIELDS]
         self._count = [np.zeros(0, dtype=np.int64) for _ in SCOPE_FIELDS]  # per field: code -> rows
@@ -140,7 +139,6 @@ class VectorIndex:
             slot[: len(self._slot)] = self._slot
             self._slot = slot
         slots = np.array([self._free.pop() for _ in range(len(keys))], dtype=np.int64)
-        self._high = max(self._high, int(slots.max()) + 1)
         self._slot[keys] = slots
         self._mat[slots] = vectors
         self._key[slots] = keys
@@ -213,12 +211,11 @@ class VectorIndex:
 
         A scope that holds a large share of the slots is scored with one matrix-vector product over
         the whole mirror (contiguous, BLAS); a small one by gathering its rows first."""
-        high = self._high  # the mirror's capacity past it holds no vector
-        slots = np.flatnonzero(self._key[:high] >= 0) if mask is None else np.flatnonzero(mask[:high])
+        slots = np.flatnonzero(self._key >= 0) if mask is None else np.flatnonzero(mask)
         if len(slots) == 0 or n <= 0:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
         v = np.asarray(vector, dtype=np.float32)
-        sims = (self._mat[:high] @ v)[slots] if len(slots) * 4 >= high else self._mat[slots] @ v
+        sims = (self._mat @ v)[slots] if len(slots) * 4 >= len(self._mat) else self._mat[slots] @ v
         top = top_k_desc(sims, n)
         return self._key[slots[top]], sims[top]
 
