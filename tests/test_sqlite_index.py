@@ -146,7 +146,6 @@ def test_scope_bound_never_undercounts_the_scope_and_follows_adds_removals_and_r
     assert loaded.scope_bound(("t2", "u0", None, None)) == 8
 
 
-
 def test_vectors_are_stored_as_float32_exactly(tmp_path: Path) -> None:
     """The list a record holds is written as the float32 values numpy would give (struct packs it),
     including values beyond float32's range (numpy's inf), and read back unchanged."""
@@ -159,3 +158,34 @@ def test_vectors_are_stored_as_float32_exactly(tmp_path: Path) -> None:
     np.testing.assert_array_equal(found[plain.id], np.asarray(values, dtype=np.float32))
     assert found[huge.id][7] == np.inf and found[huge.id][:7].tolist() == values[:7]
     store.close()
+
+
+def test_exact_search_sees_every_present_vector_after_removals_and_regrowth() -> None:
+    """After removals (freed slots reused) and growth past the mirror's capacity, exact search
+    returns what a brute-force scan of the present vectors returns."""
+    from memq.store.sqlite.vectors import VectorIndex
+
+    rng = np.random.default_rng(11)
+    index = VectorIndex(8, hnsw_from=10**9)
+    vecs: dict[int, np.ndarray] = {}
+
+    def add(keys: range, user: str) -> None:
+        v = rng.standard_normal((len(keys), 8)).astype(np.float32)
+        index.add(np.array(list(keys)), v, [("t", user, None, None)] * len(keys))
+        vecs.update(zip(keys, v, strict=True))
+
+    add(range(1, 700), "a")
+    removed = np.array(range(5, 600, 3))
+    index.remove(removed)
+    for k in removed.tolist():
+        vecs.pop(k)
+    add(range(700, 2500), "b")  # reuses the freed slots, then grows the mirror
+    query = rng.standard_normal(8).astype(np.float32)
+    keys, sims = index.exact(query, 40)
+    brute = sorted(vecs, key=lambda k: -float(vecs[k] @ query))[:40]
+    assert keys.tolist() == brute
+    np.testing.assert_allclose(sims, [float(vecs[k] @ query) for k in brute], rtol=1e-5)
+    mask = index.scope_mask(("t", "a", None, None))
+    keys, _ = index.exact(query, 10, mask)
+    in_a = [k for k in vecs if k < 700]
+    assert keys.tolist() == sorted(in_a, key=lambda k: -float(vecs[k] @ query))[:10]
