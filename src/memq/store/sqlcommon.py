@@ -4,6 +4,8 @@ of rows to memq's types (each backend says how its driver returns times, JSON an
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -63,6 +65,7 @@ RETRIEVAL_COLUMNS = (
 LOG_ROW_COLUMNS = (
     'id, learner, policy, k, "window", features, feature_set, shown, feedback, query_vector, shadow'
 )
+_FEEDBACK = 8  # its position in LOG_ROW_COLUMNS
 
 
 def visibility(
@@ -340,6 +343,50 @@ def log_row(row: Sequence[Any], decode: RowDecoder) -> LogRow:
         query_vector=None if qvec is None else _floats(qvec),
         shadow=None if shadow is None else tuple(decode.json(shadow)),
     )
+
+
+class TrainingRows:
+    """Decoded training rows kept between fits, for the latest few tenants.
+
+    A learner refits every ``fit_every`` feedbacks on the newest logged searches with feedback, mostly
+    the same rows as last time; decoding them was most of a fit's read. A store reads ``(id,
+    feedback)`` of the rows first (:meth:`missing`), then the whole row only of those it does not
+    hold with that same feedback — the only column of a logged search that changes — and
+    :meth:`complete` decodes them. At most ``rows`` rows a tenant are kept (a replay reading a whole
+    log keeps nothing)."""
+
+    def __init__(self, tenants: int = 8, rows: int = 5_000) -> None:
+        self.tenants, self.rows = tenants, rows
+        self._kept: OrderedDict[str, dict[str, tuple[Any, LogRow]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def missing(
+        self, tenant: str, heads: Sequence[Sequence[Any]]
+    ) -> tuple[dict[str, tuple[Any, LogRow]], list[str]]:
+        """The kept rows still current for ``heads`` (``(id, feedback)``, newest first), and the ids to read."""
+        with self._lock:
+            known = self._kept.pop(tenant, {})
+        fresh = {rid: known[rid] for rid, feedback in heads if rid in known and known[rid][0] == feedback}
+        return fresh, [rid for rid, _ in heads if rid not in fresh]
+
+    def complete(
+        self,
+        tenant: str,
+        heads: Sequence[Sequence[Any]],
+        fresh: dict[str, tuple[Any, LogRow]],
+        read: Sequence[Sequence[Any]],
+        decode: RowDecoder,
+    ) -> list[LogRow]:
+        """The LogRows of ``heads``, oldest first: ``fresh`` plus the ``read`` rows (``LOG_ROW_COLUMNS``)
+        decoded; a row pruned between the two reads is left out."""
+        for row in read:
+            fresh[row[0]] = (row[_FEEDBACK], log_row(row, decode))
+        if len(fresh) <= self.rows:
+            with self._lock:
+                self._kept[tenant] = fresh
+                while len(self._kept) > self.tenants:
+                    self._kept.popitem(last=False)
+        return [fresh[rid][1] for rid, _ in reversed(heads) if rid in fresh]
 
 
 def store_stats(

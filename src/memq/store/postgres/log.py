@@ -11,9 +11,9 @@ from psycopg.types.json import Jsonb
 
 from memq.store.base import FeedbackPlan, LogEntry, LogRow, PlanFn, merge_stats
 from memq.store.postgres.rows import (
+    DECODE,
     UPSERT_UTILITY,
     fetch_one,
-    log_row,
     logged,
     logged_head,
     utility_of,
@@ -26,6 +26,7 @@ from memq.store.sqlcommon import (
     RETRIEVAL_COLUMNS,
     RETRIEVAL_HEAD,
     UTILITY_COLUMNS,
+    TrainingRows,
     no_retrieval,
 )
 from memq.types import LoggedRetrieval, Utility
@@ -108,18 +109,30 @@ def list_retrievals(
     return out[::-1] if latest else out
 
 
-def training_log(tenant: str, limit: int, since: datetime | None) -> Op[list[LogRow]]:
-    """The newest ``limit`` searches with feedback (since ``since``), oldest first, as LogRows."""
+def training_log(tenant: str, limit: int, since: datetime | None, kept: TrainingRows) -> Op[list[LogRow]]:
+    """The newest ``limit`` searches with feedback (since ``since``), oldest first, as LogRows: ids and
+    feedback first, then the rows ``kept`` does not hold decoded with that feedback."""
     clause, params = "tenant = %s AND feedback IS NOT NULL", [tenant]
     if since is not None:
         clause += " AND created_at >= %s"
         params.append(since)
-    rows = yield Q(
-        f"SELECT {LOG_ROW_COLUMNS} FROM retrievals WHERE {clause} "
+    heads = yield Q(
+        f"SELECT id, feedback FROM retrievals WHERE {clause} "
         'ORDER BY created_at DESC, id COLLATE "C" DESC LIMIT %s',
         (*params, limit),
     )
-    return [log_row(r) for r in reversed(rows)]
+    fresh, missing = kept.missing(tenant, heads)
+    read = (
+        (
+            yield Q(
+                f"SELECT {LOG_ROW_COLUMNS} FROM retrievals WHERE tenant = %s AND id = ANY(%s)",
+                (tenant, missing),
+            )
+        )
+        if missing
+        else []
+    )
+    return kept.complete(tenant, heads, fresh, read, DECODE)
 
 
 def prune_retrievals(before: datetime, tenant: str | None) -> Op[int]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
+from functools import cached_property
 from typing import Any, TypeVar
 
 import numpy as np
@@ -35,6 +36,7 @@ from memq.store.base import (
 from memq.store.postgres import candidates, learners, log, schema, transfer
 from memq.store.postgres import records as record_ops
 from memq.store.postgres.steps import Op
+from memq.store.sqlcommon import TrainingRows
 from memq.types import (
     HistoryEvent,
     HistoryOp,
@@ -58,6 +60,12 @@ class StoreMethods:
     """The store contract (:class:`memq.store.base.Store`) over two abstract runners."""
 
     backend = "postgres"
+
+    @cached_property
+    def _training_rows(self) -> TrainingRows:
+        """Decoded training rows kept between fits (:class:`memq.store.sqlcommon.TrainingRows`)."""
+        return TrainingRows()
+
     location: str
 
     # -- the runners (the store classes implement them) ----------------------------------------------
@@ -149,7 +157,7 @@ class StoreMethods:
         return self._write(lambda: log.apply_feedback(tenant, retrieval_id, once), retry=lambda: not planned)
 
     def training_log(self, tenant: str, *, limit: int, since: datetime | None = None) -> Result[list[LogRow]]:
-        return self._read(lambda: log.training_log(tenant, limit, since))
+        return self._read(lambda: log.training_log(tenant, limit, since, self._training_rows))
 
     def add_stats(self, tenant: str, deltas: Mapping[str, Mapping[str, float]]) -> Result[None]:
         """One transaction: create missing utility rows, lock them in id order, add the deltas."""

@@ -17,7 +17,6 @@ import sqlite3
 import struct
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -28,8 +27,7 @@ import numpy as np
 
 from memq.errors import ConflictError, DimensionMismatchError, StoreError
 from memq.store import sqlcommon
-from memq.store.base import LogRow
-from memq.store.sqlcommon import UTILITY_COLUMNS, RowDecoder, RowEncoder, record_of
+from memq.store.sqlcommon import UTILITY_COLUMNS, RowDecoder, RowEncoder, TrainingRows, record_of
 from memq.store.sqlite.lexical import LexicalIndex
 from memq.store.sqlite.schema import migrate
 from memq.store.sqlite.vectors import VectorIndex
@@ -130,9 +128,7 @@ class SQLiteBase:
         self._lex: LexicalIndex | None = None  # the lexical index (memq.store.sqlite.lexical)
         self._lex_version: int | None = None  # PRAGMA data_version when it last caught up
         self._lex_unsaved = 0  # rows it took in since it was last saved
-        # per tenant (the latest few): logged search id -> (its feedback JSON, its decoded LogRow)
-        self._log_rows: OrderedDict[str, dict[str, tuple[str, LogRow]]] = OrderedDict()
-        self._log_rows_lock = threading.Lock()
+        self._training_rows = TrainingRows()  # decoded training rows kept between fits
         if self.path.parent and not self.path.parent.exists():
             self.path.parent.mkdir(parents=True, exist_ok=True)
         try:

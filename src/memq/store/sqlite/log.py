@@ -26,8 +26,6 @@ from memq.types import LoggedRetrieval, Utility
 logged = partial(sqlcommon.logged, decode=DECODE)
 head = partial(sqlcommon.logged_head, decode=DECODE)
 log_row = partial(sqlcommon.log_row, decode=DECODE)
-LOG_CACHE_TENANTS = 8  # tenants whose decoded training rows a store keeps (~5 KB a row)
-LOG_CACHE_ROWS = 5_000  # at most this many per tenant (a fit reads learning.history, 2,000 by default)
 
 
 class SQLiteLog(SQLiteBase):
@@ -154,30 +152,23 @@ class SQLiteLog(SQLiteBase):
         return self._write(tx)
 
     def training_log(self, tenant: str, *, limit: int, since: datetime | None = None) -> list[LogRow]:
-        """The newest logged searches with feedback, oldest first. A fit reads the same rows every
-        ``fit_every`` feedbacks: each is decoded once and kept (for the latest few tenants) while its
-        feedback stays the same — the only column of a logged search that changes."""
+        """The newest logged searches with feedback, oldest first (decoded rows kept between fits:
+        :class:`memq.store.sqlcommon.TrainingRows`)."""
         heads = self._read(
             "SELECT id, feedback FROM retrievals WHERE tenant = ? AND feedback IS NOT NULL AND created_at >= ? "
             "ORDER BY created_at DESC, id DESC LIMIT ?",
             (tenant, to_us(since) if since else 0, limit),
         )
-        with self._log_rows_lock:
-            known = self._log_rows.pop(tenant, {})
-        fresh = {rid: known[rid] for rid, feedback in heads if rid in known and known[rid][0] == feedback}
-        missing = [rid for rid, _ in heads if rid not in fresh]
-        for chunk in chunks(missing, 500):
-            for r in self._read(
+        fresh, missing = self._training_rows.missing(tenant, heads)
+        read = [
+            row
+            for chunk in chunks(missing, 500)
+            for row in self._read(
                 f"SELECT {LOG_ROW_COLUMNS} FROM retrievals WHERE tenant = ? AND id IN ({marks(len(chunk))})",
                 (tenant, *chunk),
-            ):
-                fresh[r[0]] = (r[8], log_row(r))
-        if len(fresh) <= LOG_CACHE_ROWS:  # a fit's history, not a replay of a whole log
-            with self._log_rows_lock:
-                self._log_rows[tenant] = fresh
-                while len(self._log_rows) > LOG_CACHE_TENANTS:
-                    self._log_rows.popitem(last=False)
-        return [fresh[rid][1] for rid, _ in reversed(heads) if rid in fresh]  # (a row pruned meanwhile: gone)
+            )
+        ]
+        return self._training_rows.complete(tenant, heads, fresh, read, DECODE)
 
     def add_stats(self, tenant: str, deltas: Mapping[str, Mapping[str, float]]) -> None:
         if deltas:
