@@ -12,16 +12,17 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from memq.errors import MemqError
-from memq.server.keys import KeyStore, open_key_store
-from memq.server.settings import ServerSettings, is_loopback
 from memq.store import is_postgres_url
+
+if TYPE_CHECKING:  # the key store and the server's settings load when a command runs (`memq --help`)
+    from memq.server.keys import KeyStore
 
 keys_app = typer.Typer(
     help="API keys of `memq serve`: each is bound to one tenant with read / write / admin scopes.",
@@ -44,6 +45,8 @@ def _fail(exc: Exception) -> None:
 @contextmanager
 def _keys(ctx: typer.Context) -> Iterator[KeyStore]:
     """The key store beside the database, closed after the block; a MemqError exits with its code."""
+    from memq.server.keys import open_key_store
+
     try:
         ks = open_key_store(str(_root(ctx, "db", "memq.db")))
     except MemqError as exc:
@@ -158,6 +161,9 @@ def serve(
     Embedded defaults: the SQLite file of --db and the offline MiniLM embedder. With --dsn several
     --workers share one PostgreSQL. Requests need an API key (`memq keys create`) unless --no-auth.
     """
+    from memq.server.keys import open_key_store
+    from memq.server.settings import ServerSettings, is_loopback
+
     location = dsn or db or str(_root(ctx, "db", "memq.db"))
     if dsn is not None and not is_postgres_url(dsn):
         _fail(ValueError("--dsn takes a postgresql:// URL; use --db for a SQLite file"))

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from memq.store.base import (
-    Candidate,
-    CandidateQuery,
-    CandidateRow,
-    InsertGroup,
-    LogEntry,
-    VersionChange,
-    WriteBatch,
-)
-from memq.store.contract import AsyncStore, Candidates, LearnerStates, Records, RetrievalLog, Store
+from memq._lazy import lazy_attributes
+
+if TYPE_CHECKING:
+    from memq.store.base import (
+        Candidate,
+        CandidateQuery,
+        CandidateRow,
+        InsertGroup,
+        LogEntry,
+        VersionChange,
+        WriteBatch,
+    )
+    from memq.store.contract import AsyncStore, Candidates, LearnerStates, Records, RetrievalLog, Store
 
 __all__ = [
     "AsyncStore",
@@ -32,6 +36,27 @@ __all__ = [
     "is_postgres_url",
     "open_store",
 ]
+# the contract's names load on first use: ``is_postgres_url`` (the CLI, the server's settings) must not
+# pay for numpy and the domain models
+_LAZY = {
+    **dict.fromkeys(
+        (
+            "Candidate",
+            "CandidateQuery",
+            "CandidateRow",
+            "InsertGroup",
+            "LogEntry",
+            "VersionChange",
+            "WriteBatch",
+        ),
+        "memq.store.base",
+    ),
+    **dict.fromkeys(
+        ("AsyncStore", "Candidates", "LearnerStates", "Records", "RetrievalLog", "Store"),
+        "memq.store.contract",
+    ),
+}
+__getattr__, __dir__ = lazy_attributes(__name__, globals(), _LAZY)
 
 
 def is_postgres_url(url: str) -> bool:
