@@ -724,9 +724,9 @@ def test_a_second_feedback_waits_for_the_first_and_sees_it(db_url: str, embedder
 
 
 def test_training_rows_follow_feedback_given_later_and_by_another_store(db_url: str, embedder) -> None:
-    """The training rows a fit reads carry the latest feedback: SQLite keeps them decoded between fits,
-    and reads a row again when its feedback changed (accumulated here, or given through another store
-    on the same database); a pruned row is gone."""
+    """The training rows a fit reads carry the latest feedback: the store keeps them decoded between
+    fits and reads a row again when its feedback changed (accumulated here, or given through another
+    store on the same database); a pruned row is gone."""
     first = Memory(db_url, embedder=embedder, scope="acme")
     second = Memory(db_url, embedder=embedder, scope="acme")
     try:

@@ -31,8 +31,9 @@ def as_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-class _Model(BaseModel):
-    """The base of memq's domain models: a field they do not define is an error, not dropped."""
+class StrictModel(BaseModel):
+    """The base of memq's domain models and of the LLM answer schemas (:mod:`memq.manage.prompts`): a
+    field they do not define is an error, not dropped."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -47,7 +48,7 @@ class Kind(StrEnum):
     INSIGHT = "insight"
 
 
-class Scope(_Model):
+class Scope(StrictModel):
     """Who a record belongs to. ``tenant`` is the isolation boundary; the rest narrow it.
 
     In a search, a ``None`` field matches any value; a set field must match exactly.
@@ -61,7 +62,7 @@ class Scope(_Model):
     session: str | None = Field(default=None, max_length=200)
 
 
-class Provenance(_Model):
+class Provenance(StrictModel):
     """Where a record came from."""
 
     source: str | None = None
@@ -69,7 +70,7 @@ class Provenance(_Model):
     parent_ids: list[str] = Field(default_factory=list)
 
 
-class Link(_Model):
+class Link(StrictModel):
     """A typed, directed edge from the record that holds it to ``target``."""
 
     model_config = ConfigDict(frozen=True)
@@ -78,7 +79,7 @@ class Link(_Model):
     type: str = Field(default="related", min_length=1, max_length=64)
 
 
-class Utility(_Model):
+class Utility(StrictModel):
     """Utility statistics kept by the store and updated by feedback (learning issue)."""
 
     q: float | None = None
@@ -89,7 +90,7 @@ class Utility(_Model):
     stats: dict[str, float] = Field(default_factory=dict)  # a learner's own per-record numbers
 
 
-class MemoryRecord(_Model):
+class MemoryRecord(StrictModel):
     """One version of one memory.
 
     ``id`` is stable across versions (a UUIDv7, so ids sort by creation time);
@@ -144,7 +145,7 @@ class MemoryRecord(_Model):
         return starts and ends
 
 
-class NewRecord(_Model):
+class NewRecord(StrictModel):
     """What a caller passes to ``add``: a record before memq assigns id, version and times."""
 
     text: str
@@ -169,7 +170,7 @@ class HistoryOp(StrEnum):
     RESTORE = "restore"  # brought back from the archive
 
 
-class HistoryEvent(_Model):
+class HistoryEvent(StrictModel):
     """One entry of a record's history: what happened, when, and the version it produced."""
 
     record_id: str
@@ -181,7 +182,7 @@ class HistoryEvent(_Model):
     record: MemoryRecord | None = None
 
 
-class SignalScores(_Model):
+class SignalScores(StrictModel):
     """Per-signal scores of one hit (``explain=True``). Missing signal = not a candidate there."""
 
     dense: float | None = None
@@ -197,7 +198,7 @@ class SignalScores(_Model):
     mmr: float | None = None
 
 
-class Hit(_Model):
+class Hit(StrictModel):
     record: MemoryRecord
     score: float
     rank: int
@@ -206,7 +207,7 @@ class Hit(_Model):
     signals: SignalScores | None = None
 
 
-class Retrieval(_Model):
+class Retrieval(StrictModel):
     """The result of one ``search``. Its ``id`` is what feedback attaches to."""
 
     id: str = Field(default_factory=new_id)
@@ -231,14 +232,14 @@ class Retrieval(_Model):
         return len(self.hits)
 
 
-class Page(_Model):
+class Page(StrictModel):
     """One page of ``list``. Pass ``next_cursor`` back to get the next page; ``None`` = no more."""
 
     records: list[MemoryRecord]
     next_cursor: str | None = None
 
 
-class StoreStats(_Model):
+class StoreStats(StrictModel):
     backend: str
     location: str
     records: int
@@ -252,7 +253,7 @@ class StoreStats(_Model):
     kinds: dict[str, int] = Field(default_factory=dict)
 
 
-class PoolEntry(_Model):
+class PoolEntry(StrictModel):
     """One candidate a search considered, with its per-signal scores (retrieval log)."""
 
     id: str
@@ -261,7 +262,7 @@ class PoolEntry(_Model):
     score: float | None = None  # the policy's own score, when it has one
 
 
-class ShownEntry(_Model):
+class ShownEntry(StrictModel):
     id: str
     rank: int
     score: float
@@ -269,7 +270,7 @@ class ShownEntry(_Model):
     explored: bool = False
 
 
-class FeedbackRecord(_Model):
+class FeedbackRecord(StrictModel):
     """The feedback given to one retrieval (the latest, and how many were accumulated)."""
 
     reward: float
@@ -280,7 +281,7 @@ class FeedbackRecord(_Model):
     credits: dict[str, float] = Field(default_factory=dict)
 
 
-class LoggedRetrieval(_Model):
+class LoggedRetrieval(StrictModel):
     """A search as the retrieval log keeps it: query, candidate pool, what was shown, feedback."""
 
     id: str

@@ -17,21 +17,16 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model, model_validator
+from pydantic import BaseModel, Field, StringConstraints, create_model, model_validator
 
 from memq.llm.base import Message
 from memq.llm.safety import quote_memories
+from memq.types import StrictModel
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=240)]
 Reason = Annotated[str, StringConstraints(strip_whitespace=True, max_length=100)]
 
 _JSON_ONLY = "Answer with JSON only."
-
-
-class _Answer(BaseModel):
-    """What every LLM answer schema here shares: a field it does not name is an error."""
-
-    model_config = ConfigDict(extra="forbid")
 
 
 def _today(now: datetime | None) -> str:
@@ -46,7 +41,7 @@ def quote_messages(messages: Sequence[tuple[str, str]]) -> str:
 # -- reconcile (mem0 v1 / Memory-R1) ---------------------------------------------------------------
 
 
-class Facts(_Answer):
+class Facts(StrictModel):
     """Extraction answer. "No facts" is explicit (``status: none``), never a silent empty list."""
 
     status: Literal["facts", "none"]
@@ -83,7 +78,7 @@ def extract_prompt(messages: Sequence[tuple[str, str]], now: datetime | None = N
 Op = Literal["ADD", "UPDATE", "DELETE", "NOOP"]
 
 
-class _DecisionBase(_Answer):
+class _DecisionBase(StrictModel):
     @model_validator(mode="after")
     def _needs_id(self) -> _DecisionBase:
         op, mid = getattr(self, "op"), getattr(self, "id")  # noqa: B009 - fields made by create_model
@@ -94,7 +89,7 @@ class _DecisionBase(_Answer):
         return self
 
 
-class _DecisionsBase(_Answer):
+class _DecisionsBase(StrictModel):
     n_facts: ClassVar[int] = 0
 
     @model_validator(mode="after")
@@ -166,13 +161,13 @@ def trajectory_excerpt(trajectory: Any) -> str:
     return text if len(text) <= TRAJECTORY_CHARS else "…" + text[-TRAJECTORY_CHARS:]
 
 
-class Script(_Answer):
+class Script(StrictModel):
     """A successful task as a short step script (MemP "proceduralization")."""
 
     steps: list[Text] = Field(min_length=1, max_length=6)
 
 
-class Reflection(_Answer):
+class Reflection(StrictModel):
     """A failed task's lesson (MemRL "adjustment")."""
 
     went_wrong: Text
@@ -207,7 +202,7 @@ def experience_prompt(task: str, trajectory: Any, success: bool) -> list[Message
 RuleOpName = Literal["ADD", "EDIT", "REMOVE", "AGREE"]
 
 
-class _RuleOpBase(_Answer):
+class _RuleOpBase(StrictModel):
     @model_validator(mode="after")
     def _fields(self) -> _RuleOpBase:
         op, rule, text = getattr(self, "op"), getattr(self, "rule"), getattr(self, "text")  # noqa: B009
@@ -220,7 +215,7 @@ class _RuleOpBase(_Answer):
         return self
 
 
-class _RuleOpsBase(_Answer):
+class _RuleOpsBase(StrictModel):
     @model_validator(mode="after")
     def _explicit(self) -> _RuleOpsBase:
         status, ops = getattr(self, "status"), getattr(self, "ops")  # noqa: B009
@@ -283,7 +278,7 @@ def insights_prompt(rules: Sequence[Any], attempts: Sequence[tuple[str, str, Any
 Word = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
 
 
-class NoteAnalysis(_Answer):
+class NoteAnalysis(StrictModel):
     """A-MEM ``analyze_content``: keywords, tags and a one-sentence context of a note."""
 
     keywords: list[Word] = Field(min_length=1, max_length=8)
@@ -309,14 +304,14 @@ def evolution_schema(n_neighbours: int) -> type[BaseModel]:
     id_t: Any = Literal[tuple(range(n_neighbours))]  # type: ignore[valid-type]
     update = create_model(
         "NeighbourUpdate",
-        __base__=_Answer,
+        __base__=StrictModel,
         id=(id_t, ...),
         context=(Text | None, None),
         tags=(list[Word] | None, None),
     )
     return create_model(  # type: ignore[call-overload, no-any-return]
         "Evolution",
-        __base__=_Answer,
+        __base__=StrictModel,
         links=(list[id_t], Field(max_length=n_neighbours)),
         updates=(list[update], Field(max_length=n_neighbours)),  # type: ignore[valid-type]
         reason=(Reason, ""),
@@ -347,7 +342,7 @@ def evolve_prompt(note: str, analysis: NoteAnalysis, neighbours: Sequence[Any]) 
 # -- episodes (HiMem / Nemori) ---------------------------------------------------------------------
 
 
-class EpisodeDigest(_Answer):
+class EpisodeDigest(StrictModel):
     """One episode's title, summary and the notes (facts, preferences) derived from it."""
 
     title: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=80)]
@@ -355,7 +350,7 @@ class EpisodeDigest(_Answer):
     notes: list[Text] = Field(default_factory=list, max_length=6)
 
 
-class _SegmentsBase(_Answer):
+class _SegmentsBase(StrictModel):
     n_messages: ClassVar[int] = 0
 
     @model_validator(mode="after")
@@ -378,7 +373,7 @@ def segments_schema(n_messages: int) -> type[BaseModel]:
     idx: Any = Literal[tuple(range(n_messages))]  # type: ignore[valid-type]
     fields = {name: (f.annotation, f) for name, f in EpisodeDigest.model_fields.items()}
     seg = create_model(
-        "Episode", __base__=_Answer, start=(idx, ...), end=(idx, ...), **fields
+        "Episode", __base__=StrictModel, start=(idx, ...), end=(idx, ...), **fields
     )  # start and end first: a grammar-constrained model writes fields in schema order
     model = create_model(
         "Episodes",

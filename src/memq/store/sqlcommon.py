@@ -65,7 +65,7 @@ RETRIEVAL_COLUMNS = (
 LOG_ROW_COLUMNS = (
     'id, learner, policy, k, "window", features, feature_set, shown, feedback, query_vector, shadow'
 )
-_FEEDBACK = 8  # its position in LOG_ROW_COLUMNS
+_FEEDBACK = [c.strip() for c in LOG_ROW_COLUMNS.split(",")].index("feedback")  # its position there
 
 
 def visibility(

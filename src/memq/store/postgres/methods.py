@@ -60,13 +60,12 @@ class StoreMethods:
     """The store contract (:class:`memq.store.base.Store`) over two abstract runners."""
 
     backend = "postgres"
+    location: str
 
     @cached_property
     def _training_rows(self) -> TrainingRows:
         """Decoded training rows kept between fits (:class:`memq.store.sqlcommon.TrainingRows`)."""
         return TrainingRows()
-
-    location: str
 
     # -- the runners (the store classes implement them) ----------------------------------------------
     def _write(self, make: Make[T], retry: Callable[[], bool] | None = None) -> Result[T]:

@@ -140,7 +140,6 @@ DECODE = RowDecoder(time=utc, json=_parsed, vector=vector_from_send)
 utility_of = partial(sqlcommon.utility_of, decode=DECODE)
 logged = partial(sqlcommon.logged, decode=DECODE)
 logged_head = partial(sqlcommon.logged_head, decode=DECODE)
-log_row = partial(sqlcommon.log_row, decode=DECODE)
 
 
 def event(row: Sequence[Any], version_record: MemoryRecord | None = None) -> HistoryEvent:

@@ -25,7 +25,6 @@ from memq.types import LoggedRetrieval, Utility
 
 logged = partial(sqlcommon.logged, decode=DECODE)
 head = partial(sqlcommon.logged_head, decode=DECODE)
-log_row = partial(sqlcommon.log_row, decode=DECODE)
 
 
 class SQLiteLog(SQLiteBase):
