@@ -121,6 +121,41 @@ def test_log_keeps_query_pool_shown_policy_and_propensities(mem: Memory, embedde
     assert logged.shadow == result.ids
 
 
+def test_pool_scores_round_trip_packed_and_lines_logged_before_still_read(mem: Memory, db_url: str) -> None:
+    _seed(mem)
+    result = mem.search("Alice moved to Berlin", k=3, explain=True)
+    by_id = {p.id: p for p in mem.retrieval(result.id).pool}
+    for hit in result.hits:  # each signal's score as the search saw it, at float32
+        s, p = hit.signals, by_id[hit.record.id]
+        assert p.dense == float(np.float32(s.dense))
+        assert (p.lexical is None) == (s.lexical is None)  # raw BM25 here, normalised in the explanation
+        assert p.lexical is None or p.lexical == float(np.float32(p.lexical)) > 0
+        assert p.score == float(np.float32(s.base))
+    assert any(p.lexical is None for p in by_id.values())  # NaN in the packed column reads back as None
+    # a line logged before the scores were packed kept them in the pool's JSON
+    old = [{"id": "a", "dense": 0.25, "score": 0.5}, {"id": "b", "lexical": 1.5}]
+    if db_url.startswith("postgres"):
+        import psycopg
+        from psycopg.types.json import Jsonb
+
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            conn.execute(
+                "UPDATE retrievals SET pool = %s, pool_scores = NULL WHERE id = %s", (Jsonb(old), result.id)
+            )
+    else:
+        import sqlite3
+
+        with sqlite3.connect(db_url) as conn:
+            conn.execute(
+                "UPDATE retrievals SET pool = ?, pool_scores = NULL WHERE id = ?",
+                (json.dumps(old), result.id),
+            )
+    assert [(p.id, p.dense, p.lexical, p.score) for p in mem.retrieval(result.id).pool] == [
+        ("a", 0.25, None, 0.5),
+        ("b", None, 1.5, None),
+    ]
+
+
 def test_lexical_search_logs_no_vector(mem: Memory) -> None:
     _seed(mem)
     result = mem.search("peanuts", mode="lexical", k=2)

@@ -15,7 +15,7 @@ from memq.ops.learning import learner_for
 from memq.ops.runner import Op, db, work
 from memq.retrieve.features import FEATURE_SET, feature_matrix, query_terms
 from memq.retrieve.pipeline import Recipe, diversify, recipe
-from memq.store.base import CandidatePool, LogEntry
+from memq.store.base import POOL_SCORES, CandidatePool, LogEntry
 from memq.types import (
     HistoryEvent,
     Hit,
@@ -122,13 +122,18 @@ def search(
     )
     if core.config.log_retrievals:
         lexical = {c.id: c.score for c in reversed(signals.get("lexical", ()))}  # first occurrence wins
+        nan = float("nan")
         yield db.log_retrieval(
             LogEntry(
                 retrieval,
-                pool=[
-                    _pool_entry(rid, s.dense, lexical.get(rid), ranked.scores[rid])
-                    for rid, s in ranked.signals.items()
-                ],
+                pool=list(ranked.signals),
+                pool_scores=np.array(
+                    [
+                        (nan if s.dense is None else s.dense, lexical.get(rid, nan), ranked.scores[rid])
+                        for rid, s in ranked.signals.items()
+                    ],
+                    dtype=np.float32,
+                ).reshape(-1, len(POOL_SCORES)),
                 query_vector=vector,
                 embedding_model=None if vector is None else core.embedder.model_id,
                 window=ids,
@@ -138,17 +143,6 @@ def search(
             )
         )
     return retrieval
-
-
-def _pool_entry(rid: str, dense: float | None, lexical: float | None, score: float) -> dict[str, Any]:
-    """A :class:`PoolEntry`'s fields as the log stores them (None left out)."""
-    entry: dict[str, Any] = {"id": rid}
-    if dense is not None:
-        entry["dense"] = dense
-    if lexical is not None:
-        entry["lexical"] = lexical
-    entry["score"] = score
-    return entry
 
 
 def _stack(ids: Sequence[str], found: Mapping[str, np.ndarray], like: np.ndarray | None) -> np.ndarray | None:

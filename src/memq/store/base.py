@@ -164,19 +164,25 @@ class CandidatePool:
     rows: dict[str, CandidateRow]
 
 
+# the columns of LogEntry.pool_scores: the fields of memq.types.PoolEntry after its id
+POOL_SCORES = ("dense", "lexical", "score")
+
+
 @dataclass(frozen=True)
 class LogEntry:
     """One search as the retrieval log keeps it (:meth:`RetrievalLog.log_retrieval`).
 
     ``window``: the candidates a learner may rerank, in the recipe's order; ``features``: one row per
     window id (float32, columns named by the feature set ``feature_set``); ``shadow``: the top k of
-    the scorer that did not serve, as it was at search time. ``pool``: each candidate's fields of
-    :class:`memq.types.PoolEntry` as a plain dict, None values left out (what the log stores; plain
-    dicts because a search logs a hundred of them).
+    the scorer that did not serve, as it was at search time. ``pool``: the id of every candidate the
+    recipe ranked, and ``pool_scores`` their :data:`POOL_SCORES` (float32, NaN where a signal did not
+    score one): packed, because a search logs a hundred of them (:class:`memq.types.PoolEntry` is how
+    the log reads them back).
     """
 
     retrieval: Retrieval
-    pool: Sequence[dict[str, Any]] = ()
+    pool: Sequence[str] = ()
+    pool_scores: np.ndarray | None = None  # (len(pool), len(POOL_SCORES))
     query_vector: np.ndarray | None = None
     embedding_model: str | None = None
     window: Sequence[str] = ()

@@ -15,7 +15,7 @@ import numpy as np
 
 from memq.errors import NotFoundError
 from memq.retrieve.filters import Dialect, SqlTarget, compile_filter
-from memq.store.base import Candidate, CandidateQuery, CandidateRow, LogRow
+from memq.store.base import POOL_SCORES, Candidate, CandidateQuery, CandidateRow, LogEntry, LogRow
 from memq.types import (
     FeedbackRecord,
     HistoryEvent,
@@ -59,7 +59,8 @@ RETRIEVAL_HEAD = "id, tenant, query, policy, policy_version, k, shown, created_a
 _HEAD_LEN = RETRIEVAL_HEAD.count(",") + 1  # where the head ends in a RETRIEVAL_COLUMNS row
 # ... and the whole logged search: the head, then the rest
 RETRIEVAL_COLUMNS = (
-    f'{RETRIEVAL_HEAD}, query_vector, embedding_model, pool, "window", feature_set, features, shadow'
+    f"{RETRIEVAL_HEAD}, query_vector, embedding_model, pool, pool_scores, "
+    '"window", feature_set, features, shadow'
 )
 # what learning reads (memq.store.base.LogRow)
 LOG_ROW_COLUMNS = (
@@ -303,9 +304,42 @@ def logged_head(row: Sequence[Any], decode: RowDecoder) -> LoggedRetrieval:
     )
 
 
+def shown_document(entry: LogEntry) -> list[dict[str, Any]]:
+    """The ``shown`` column of a logged search: each hit's id, rank, score and propensity."""
+    return [
+        {"id": h.record.id, "rank": h.rank, "score": h.score, "propensity": h.propensity}
+        | ({"explored": True} if h.explored else {})
+        for h in entry.retrieval.hits
+    ]
+
+
+def pool_columns(entry: LogEntry) -> tuple[list[dict[str, str]], bytes | None]:
+    """The ``pool`` column (each candidate's id, the JSON the erasure query searches) and the
+    ``pool_scores`` column (their scores, float32 little-endian: formatting a hundred floats as JSON
+    text cost more than the rest of the log line)."""
+    ids = [{"id": rid} for rid in entry.pool]
+    scores = entry.pool_scores
+    if scores is None or not ids:
+        return ids, None
+    return ids, np.ascontiguousarray(scores, dtype="<f4").tobytes()
+
+
+def pool_entries(ids: Sequence[dict[str, Any]], scores: Any) -> list[PoolEntry]:
+    """The pool of a logged search from its two columns (an older line kept its scores in the JSON)."""
+    if scores is None:
+        return [PoolEntry.model_construct(**p) for p in ids]
+    values = _floats(scores).reshape(len(ids), len(POOL_SCORES)).tolist()
+    return [
+        PoolEntry.model_construct(
+            id=p["id"], **{name: (None if v != v else v) for name, v in zip(POOL_SCORES, row, strict=True)}
+        )
+        for p, row in zip(ids, values, strict=True)
+    ]
+
+
 def logged(row: Sequence[Any], decode: RowDecoder) -> LoggedRetrieval:
     """A LoggedRetrieval from a ``RETRIEVAL_COLUMNS`` row."""
-    qvec, model, pool, window, feature_set, feats, shadow = row[_HEAD_LEN:]
+    qvec, model, pool, pool_scores, window, feature_set, feats, shadow = row[_HEAD_LEN:]
     window_ids = list(decode.json(window)) if window else []
     features = None
     if feats is not None and window_ids:
@@ -314,7 +348,7 @@ def logged(row: Sequence[Any], decode: RowDecoder) -> LoggedRetrieval:
         **_head(row[:_HEAD_LEN], decode),
         query_vector=None if qvec is None else _floats(qvec).tolist(),
         embedding_model=model,
-        pool=[PoolEntry.model_construct(**p) for p in decode.json(pool)],
+        pool=pool_entries(decode.json(pool), pool_scores),
         window=window_ids,
         feature_set=feature_set,
         features=features,

@@ -28,6 +28,8 @@ from memq.store.sqlcommon import (
     UTILITY_COLUMNS,
     TrainingRows,
     no_retrieval,
+    pool_columns,
+    shown_document,
 )
 from memq.types import LoggedRetrieval, Utility
 
@@ -43,19 +45,15 @@ LOCK_UTILITY = (
 
 def log_retrieval(entry: LogEntry) -> Op[None]:
     retrieval = entry.retrieval
-    shown = [
-        {"id": h.record.id, "rank": h.rank, "score": h.score, "propensity": h.propensity}
-        | ({"explored": True} if h.explored else {})
-        for h in retrieval.hits
-    ]
+    pool, pool_scores = pool_columns(entry)
     features = None if entry.features is None else np.ascontiguousarray(entry.features, dtype="<f4").tobytes()
     # The search's own log line need not wait for the WAL flush (this transaction only): a crash can
     # lose the last few log lines (feedback on them is then refused as unknown), never corrupt anything.
     yield Q("SET LOCAL synchronous_commit TO OFF", (), mode="none")
     yield Q(
-        "INSERT INTO retrievals (id, tenant, query, policy, policy_version, k, shown, pool, query_vector, "
-        'embedding_model, created_at, learner, "window", feature_set, features, shadow) '
-        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        "INSERT INTO retrievals (id, tenant, query, policy, policy_version, k, shown, pool, pool_scores, "
+        'query_vector, embedding_model, created_at, learner, "window", feature_set, features, shadow) '
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
         (
             retrieval.id,
             retrieval.scope.tenant,
@@ -63,8 +61,9 @@ def log_retrieval(entry: LogEntry) -> Op[None]:
             retrieval.policy,
             retrieval.policy_version,
             retrieval.k,
-            Jsonb(shown),
-            Jsonb(list(entry.pool)),
+            Jsonb(shown_document(entry)),
+            Jsonb(pool),
+            pool_scores,
             vector_bytes(entry.query_vector),
             entry.embedding_model,
             retrieval.created_at,

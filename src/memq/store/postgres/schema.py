@@ -228,6 +228,9 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE learner_state ADD COLUMN feedbacks bigint NOT NULL DEFAULT 0",
         "CREATE INDEX retrievals_feedback ON retrievals (tenant, created_at) WHERE feedback IS NOT NULL",
     ],
+    # 5: a logged search's pool scores packed (float32 bytes), not formatted as JSON numbers; ``pool``
+    # keeps each candidate's id, which erasure searches (lines logged before keep their scores there)
+    ["ALTER TABLE retrievals ADD COLUMN pool_scores bytea"],
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -18,6 +18,8 @@ from memq.store.sqlcommon import (
     RETRIEVAL_HEAD,
     UTILITY_COLUMNS,
     no_retrieval,
+    pool_columns,
+    shown_document,
 )
 from memq.store.sqlite.base import DECODE, SQLiteBase, chunks, marks, to_us, utility_of, write_utility
 from memq.store.sqlite.records import add_stats_tx
@@ -32,13 +34,9 @@ class SQLiteLog(SQLiteBase):
 
     def log_retrieval(self, entry: LogEntry) -> None:
         r = entry.retrieval
-        shown = [
-            {"id": h.record.id, "rank": h.rank, "score": h.score, "propensity": h.propensity}
-            | ({"explored": True} if h.explored else {})
-            for h in r.hits
-        ]
         qvec = None if entry.query_vector is None else np.asarray(entry.query_vector, np.float32).tobytes()
         feats = None if entry.features is None else np.ascontiguousarray(entry.features, np.float32).tobytes()
+        pool, pool_scores = pool_columns(entry)
         row = (
             r.id,
             r.scope.tenant,
@@ -46,8 +44,9 @@ class SQLiteLog(SQLiteBase):
             r.policy,
             r.policy_version,
             r.k,
-            json.dumps(shown),
-            json.dumps(list(entry.pool)),
+            json.dumps(shown_document(entry)),
+            json.dumps(pool),
+            pool_scores,
             qvec,
             entry.embedding_model,
             to_us(r.created_at),
@@ -59,9 +58,9 @@ class SQLiteLog(SQLiteBase):
         )
         self._write(
             lambda conn: conn.execute(
-                "INSERT INTO retrievals (id, tenant, query, policy, policy_version, k, shown, pool, query_vector, "
-                "embedding_model, created_at, learner, window, feature_set, features, shadow) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO retrievals (id, tenant, query, policy, policy_version, k, shown, pool, pool_scores, "
+                "query_vector, embedding_model, created_at, learner, window, feature_set, features, shadow) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 row,
             )
         )

@@ -139,6 +139,11 @@ MIGRATIONS: list[str] = [
     DROP TRIGGER records_fts_del;
     DROP TABLE records_fts;
     """,
+    # 6: a logged search's pool scores packed (float32), not formatted as JSON numbers; ``pool``
+    # keeps each candidate's id, which erasure searches (lines logged before keep their scores there)
+    """
+    ALTER TABLE retrievals ADD COLUMN pool_scores BLOB;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
