@@ -14,6 +14,10 @@ In one process, on the same vectors and queries (k = 10):
   (embedding, text, ``{"user": ...}``) in batches of 5,000; dense ``query`` p50/p95 over the whole
   collection and with ``where={"user": ...}`` (the same 1% scope).
 
+All three stay loaded while their searches are timed in interleaved rounds (``--rounds``, default 3:
+each round runs every system's every measurement over all queries in turn), so a busy spell of a
+shared machine falls on each of them alike; p50/p95 are over all rounds, and each round's p50 is kept.
+
 Vectors: memq's model-free ``HashingEmbedder`` by default (``--vectors minilm`` takes MiniLM vectors
 from the embedding cache, embedding what is missing first). Then, as a child process (``store_scale.py``, so its peak RSS is its own): memq at 1,000,000
 records with vectors from memq's model-free ``HashingEmbedder``.
@@ -35,7 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -54,6 +58,7 @@ QUICK_DOC = sb.CACHE_DIR / "benchmarks-store-quick.md"
 COMMAND = ".venv/bin/python benchmarks/store_peers.py"
 LIVE_ADDS = 10_000  # records added to the loaded store, with its index live
 CHROMA_BATCH = 5_000  # under chroma's max batch size (5,461 here)
+ROUNDS = 3  # interleaved rounds of every search measurement
 QUICK = {"size": 3_000, "queries": 30, "scale_size": 6_000, "live_adds": 1_000}
 
 
@@ -64,8 +69,8 @@ def loadavg() -> list[float]:
 # -- raw usearch ------------------------------------------------------------------------------------
 
 
-def measure_usearch(vectors: np.ndarray, qvecs: np.ndarray) -> dict[str, Any]:
-    """usearch alone, as memq configures its graph; single-query search on one thread."""
+def load_usearch(vectors: np.ndarray) -> tuple[Any, dict[str, Any]]:
+    """usearch alone, as memq configures its graph, with the same vectors (added on all cores)."""
     from usearch.index import Index
 
     from memq.store.sqlite import vectors as sv
@@ -81,34 +86,20 @@ def measure_usearch(vectors: np.ndarray, qvecs: np.ndarray) -> dict[str, Any]:
     sb.console.print(f"[bold]raw usearch: {len(vectors):,} vectors")
     t0 = time.perf_counter()
     index.add(np.arange(len(vectors), dtype=np.uint64), vectors, threads=0)
-    out: dict[str, Any] = {"add_s": round(time.perf_counter() - t0, 2)}
-    for k in (sb.K, 200):
-        for q in qvecs[: sb.WARMUP_QUERIES]:
-            index.search(q, k, threads=1)
-        times = []
-        for q in qvecs:
-            t0 = time.perf_counter()
-            index.search(q, k, threads=1)
-            times.append((time.perf_counter() - t0) * 1000)
-        out.update(sc.latency(f"k{k}", times))
-    del index
-    gc.collect()
-    return out
+    return index, {"add_s": round(time.perf_counter() - t0, 2)}
 
 
 # -- memq -------------------------------------------------------------------------------------------
 
 
-def measure_memq(
-    texts: Sequence[str], extra: Sequence[str], queries: Sequence[str], cache: Any, workdir: Path
-) -> dict[str, Any]:
+def load_memq(texts: Sequence[str], cache: Any, workdir: Path) -> tuple[Any, Any, dict[str, Any]]:
+    """A fresh SQLite store filled through ``Memory.add``, and the first search after the load."""
     from memq import Memory
     from memq.store import open_store
 
     size = len(texts)
-    path = workdir / "memq.db"
     timed = sb.TimedEmbedder(cache)
-    mem = Memory(open_store(path), embedder=timed, scope=sb.TENANT)
+    mem = Memory(open_store(workdir / "memq.db"), embedder=timed, scope=sb.TENANT)
     sb.console.print(f"[bold]memq (SQLite): {size:,} records, {sc.USERS} users")
     batch_ms = sc.load(mem, texts, f"memq {size:,}: add")
     total_s = sum(batch_ms) / 1000
@@ -121,13 +112,19 @@ def measure_memq(
         "add_last10_batch_mean_ms": round(float(np.mean(batch_ms[-10:])), 1),
     }
     t0 = time.perf_counter()
-    mem.search(queries[0], k=sb.K)
+    mem.search("first search after the load", k=sb.K)
     out["first_search_ms"] = round((time.perf_counter() - t0) * 1000, 1)
-    for mode in ("hybrid", "dense"):
-        out.update(sc.latency(mode, sc.time_searches(mem, queries, mode, None, f"memq {size:,}: {mode}")))
-        times = sc.time_searches(mem, queries, mode, sc.USERS, f"memq {size:,}: {mode}, one user (1%)")
-        out.update(sc.latency(f"scoped_{mode}", times))
-    # more adds into the loaded store: its vector index (HNSW graph) and lexical index are live
+    return mem, timed, out
+
+
+def memq_after(
+    mem: Any, timed: Any, size: int, extra: Sequence[str], queries: Sequence[str], cache: Any, path: Path
+) -> dict[str, Any]:
+    """More adds into the loaded store (its vector and lexical indexes live), then what a new process
+    pays: open the file, load the saved indexes, search."""
+    from memq import Memory
+    from memq.store import open_store
+
     timed.seconds = 0.0
     live_ms = []
     with sb.progress() as bar:
@@ -139,15 +136,14 @@ def measure_memq(
             live_ms.append((time.perf_counter() - t0) * 1000)
             bar.advance(task, len(batch))
     live_s = sum(live_ms) / 1000
-    out.update(
-        live_adds=len(extra),
-        live_add_rps=round(len(extra) / live_s, 1),
-        live_add_rps_excl_lookup=round(len(extra) / (live_s - timed.seconds), 1),
-        live_add_embed_s=round(timed.seconds, 2),
-    )
+    out: dict[str, Any] = {
+        "live_adds": len(extra),
+        "live_add_rps": round(len(extra) / live_s, 1),
+        "live_add_rps_excl_lookup": round(len(extra) / (live_s - timed.seconds), 1),
+        "live_add_embed_s": round(timed.seconds, 2),
+    }
     mem.search(queries[1], k=sb.K)
     mem.close()
-    # what a new process pays: open the file, load the saved indexes, search
     t0 = time.perf_counter()
     mem = Memory(open_store(path), embedder=cache, scope=sb.TENANT)
     mem.search(queries[2], k=sb.K)
@@ -160,10 +156,8 @@ def measure_memq(
 # -- chroma -----------------------------------------------------------------------------------------
 
 
-def measure_chroma(
-    texts: Sequence[str], vectors: np.ndarray, qvecs: np.ndarray, workdir: Path
-) -> dict[str, Any]:
-    """chroma's dense search over the same records, unscoped and with the same 1% ``where`` filter."""
+def load_chroma(texts: Sequence[str], vectors: np.ndarray, workdir: Path) -> tuple[Any, Any, dict[str, Any]]:
+    """chroma holding the same records (embedding, text, ``{"user": ...}``)."""
     import chromadb
     from chromadb.config import Settings
 
@@ -188,23 +182,76 @@ def measure_chroma(
     out: dict[str, Any] = {"add_s": round(time.perf_counter() - t0, 2)}
     out["add_rps"] = round(size / out["add_s"], 1)
     out["hnsw"] = col.configuration_json.get("hnsw")
-    for name, scoped in (("dense", False), ("scoped_dense", True)):
-        for i, q in enumerate(qvecs[: sb.WARMUP_QUERIES]):
-            col.query(query_embeddings=[q], n_results=sb.K, where={"user": sc.user_of(i)} if scoped else None)
-        times = []
-        with sb.progress() as bar:
-            task = bar.add_task(f"chroma {size:,}: {name.replace('_', ' ')}", total=len(qvecs))
-            for i, q in enumerate(qvecs):
-                where = {"user": sc.user_of(i)} if scoped else None
-                t0 = time.perf_counter()
-                res = col.query(query_embeddings=[q], n_results=sb.K, where=where)
-                times.append((time.perf_counter() - t0) * 1000)
-                if len(res["ids"][0]) != min(sb.K, size // sc.USERS if scoped else size):
-                    raise SystemExit(f"chroma returned {len(res['ids'][0])} results for query {i}")
-                bar.advance(task)
-        out.update(sc.latency(name, times))
-    del col, client
-    gc.collect()
+    return client, col, out
+
+
+# -- the searches, in interleaved rounds --------------------------------------------------------------
+
+
+def search_lanes(
+    index: Any, mem: Any, col: Any, queries: Sequence[str], qvecs: np.ndarray, size: int
+) -> dict[tuple[str, str], Callable[[int], object]]:
+    """(system, measurement) -> one timed call for query ``i``; ``scoped`` ones search user ``i``'s 1%."""
+
+    def memq(mode: str, scoped: bool) -> Callable[[int], object]:
+        def run(i: int) -> object:
+            scope = {"tenant": sb.TENANT, "user": sc.user_of(i)} if scoped else None
+            return mem.search(queries[i], k=sb.K, mode=mode, scope=scope)
+
+        return run
+
+    def chroma(scoped: bool) -> Callable[[int], object]:
+        def run(i: int) -> object:
+            res = col.query(
+                query_embeddings=[qvecs[i]], n_results=sb.K, where={"user": sc.user_of(i)} if scoped else None
+            )
+            if len(res["ids"][0]) != min(sb.K, size // sc.USERS if scoped else size):
+                raise SystemExit(f"chroma returned {len(res['ids'][0])} results for query {i}")
+            return res
+
+        return run
+
+    return {
+        ("usearch", "k10"): lambda i: index.search(qvecs[i], sb.K, threads=1),
+        ("usearch", "k200"): lambda i: index.search(qvecs[i], 200, threads=1),
+        ("memq", "hybrid"): memq("hybrid", False),
+        ("memq", "scoped_hybrid"): memq("hybrid", True),
+        ("memq", "dense"): memq("dense", False),
+        ("memq", "scoped_dense"): memq("dense", True),
+        ("chroma", "dense"): chroma(False),
+        ("chroma", "scoped_dense"): chroma(True),
+    }
+
+
+def time_rounds(
+    lanes: dict[tuple[str, str], Callable[[int], object]], queries: int, rounds: int
+) -> dict[str, dict[str, Any]]:
+    """Every lane over every query, ``rounds`` times in turn (a lane's rounds are spread over the
+    whole measurement, so a busy spell of a shared machine hits every system alike); the warm-up
+    queries of every lane first. p50/p95 over all rounds' times, and each round's p50."""
+    for run in lanes.values():
+        for i in range(sb.WARMUP_QUERIES):
+            run(i)
+    times: dict[tuple[str, str], list[list[float]]] = {lane: [] for lane in lanes}
+    with sb.progress() as bar:
+        task = bar.add_task(
+            f"searches: {len(lanes)} lanes x {rounds} rounds", total=len(lanes) * rounds * queries
+        )
+        for _ in range(rounds):
+            for lane, run in lanes.items():
+                ms = []
+                for i in range(queries):
+                    t0 = time.perf_counter()
+                    run(i)
+                    ms.append((time.perf_counter() - t0) * 1000)
+                times[lane].append(ms)
+                bar.advance(task, queries)
+    out: dict[str, dict[str, Any]] = {}
+    for (system, name), per_round in times.items():
+        flat = [t for ms in per_round for t in ms]
+        out.setdefault(system, {}).update(
+            sc.latency(name, flat), **{f"{name}_round_p50_ms": [sb.pct(ms, 50) for ms in per_round]}
+        )
     return out
 
 
@@ -250,6 +297,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--queries", type=int, default=200, help="search queries (default: %(default)s)")
     parser.add_argument(
+        "--rounds",
+        type=int,
+        default=ROUNDS,
+        help="rounds of every search measurement, interleaved across systems (default: %(default)s)",
+    )
+    parser.add_argument(
         "--scale-size",
         type=int,
         default=1_000_000,
@@ -293,8 +346,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.quick:
         args.size, args.scale_size, args.live_adds = QUICK["size"], QUICK["scale_size"], QUICK["live_adds"]
         args.queries = min(args.queries, QUICK["queries"])
+        args.rounds = min(args.rounds, 2)
     args.output = args.output or (QUICK_OUTPUT if args.quick else DEFAULT_OUTPUT)
     args.doc = args.doc or (QUICK_DOC if args.quick else sb.DEFAULT_DOC)
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     if args.size < sc.USERS * sb.K or args.queries < sb.WARMUP_QUERIES:
         parser.error(f"--size must be at least {sc.USERS * sb.K} and --queries at least {sb.WARMUP_QUERIES}")
     if args.scale_size and args.scale_size < sb.ADD_BATCH:
@@ -305,7 +361,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def command_line(args: argparse.Namespace) -> str:
     parts = [COMMAND] + (["--quick"] if args.quick else [])
     if not args.quick:
-        defaults = {"size": 100_000, "queries": 200, "scale_size": 1_000_000, "live_adds": LIVE_ADDS}
+        defaults = {
+            "size": 100_000,
+            "queries": 200,
+            "rounds": ROUNDS,
+            "scale_size": 1_000_000,
+            "live_adds": LIVE_ADDS,
+        }
         parts += [
             f"--{k.replace('_', '-')} {getattr(args, k)}"
             for k, v in defaults.items()
@@ -334,9 +396,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="memq-store-peers-"))
     results: dict[str, Any] = {}
     try:
-        results["usearch"] = measure_usearch(vectors, qvecs)
-        results["memq"] = measure_memq(texts[: args.size], texts[args.size :], queries, cache, workdir)
-        results["chroma"] = measure_chroma(texts[: args.size], vectors, qvecs, workdir)
+        index, results["usearch"] = load_usearch(vectors)
+        mem, timed, results["memq"] = load_memq(texts[: args.size], cache, workdir)
+        client, col, results["chroma"] = load_chroma(texts[: args.size], vectors, workdir)
+        lanes = search_lanes(index, mem, col, queries, qvecs, args.size)
+        for system, figures in time_rounds(lanes, len(queries), args.rounds).items():
+            results[system].update(figures)
+        del col, client, index
+        gc.collect()
+        extra = texts[args.size :]
+        results["memq"].update(memq_after(mem, timed, args.size, extra, queries, cache, workdir / "memq.db"))
         load_mid = loadavg()
         if args.scale_size:
             results["memq_scale"] = run_scale(args.scale_size, args.queries, args.data, workdir)
@@ -370,6 +439,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "embedding_dim": cache.dim,
             "synthetic_texts": synthetic,
             "warmup_queries": sb.WARMUP_QUERIES,
+            "rounds": args.rounds,
         },
         "corpus": corpus_info,
         "embedding_cache": fill,

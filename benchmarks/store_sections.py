@@ -341,8 +341,15 @@ def render_section(data: dict[str, Any]) -> str:
         "fresh SQLite file. chroma: `PersistentClient` (on disk, telemetry off), collection with "
         f"HNSW {json.dumps(c.get('hnsw'))}, the default `include` (documents, metadatas, distances). raw "
         "usearch: memq's graph settings (int8, connectivity 16, expansion 64), `threads=1` per query.",
-        f"* One process for the {n}-record part, {p['warmup_queries']} warm-up queries before each timed "
-        "set; the 1M part runs in a child process after it.",
+        f"* One process for the {n}-record part; "
+        + (
+            f"all three systems loaded at once and their searches timed in {p['rounds']} interleaved "
+            "rounds (each round runs every line of the side-by-side table over all queries, in turn; "
+            "p50/p95 over all rounds), "
+            if p.get("rounds")
+            else "each system's searches timed after its own load, "
+        )
+        + f"{p['warmup_queries']} warm-up queries first; the 1M part runs in a child process after it.",
         f"* Machine: {mach['cpu_count']} cores, shared. Load average (1/5/15 min) "
         f"{', '.join(map(str, mach['loadavg_start']))} at the start, "
         f"{', '.join(map(str, mach['loadavg_before_scale']))} before the 1M part, "
