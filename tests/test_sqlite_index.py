@@ -185,7 +185,41 @@ def test_exact_search_sees_every_present_vector_after_removals_and_regrowth() ->
     brute = sorted(vecs, key=lambda k: -float(vecs[k] @ query))[:40]
     assert keys.tolist() == brute
     np.testing.assert_allclose(sims, [float(vecs[k] @ query) for k in brute], rtol=1e-5)
-    mask = index.scope_mask(("t", "a", None, None))
-    keys, _ = index.exact(query, 10, mask)
+    keys, _ = index.exact(query, 10, index.scope_slots(("t", "a", None, None)))
     in_a = [k for k in vecs if k < 700]
     assert keys.tolist() == sorted(in_a, key=lambda k: -float(vecs[k] @ query))[:10]
+
+
+def test_scope_slots_are_kept_between_searches_and_follow_every_add_and_removal() -> None:
+    from memq.store.sqlite.vectors import SCOPE_CACHE, VectorIndex
+
+    rng = np.random.default_rng(5)
+    index = VectorIndex(8, hnsw_from=10**9)
+    index.add(
+        np.arange(1, 41),
+        rng.normal(size=(40, 8)).astype(np.float32),
+        [("t", f"u{i % 4}", None, None) for i in range(40)],
+    )
+    scope = ("t", "u1", None, None)
+
+    def fresh() -> list[int]:
+        mask = index.scope_mask(scope)
+        return [] if mask is None else np.flatnonzero(mask).tolist()
+
+    first = index.scope_slots(scope)
+    assert first is not None and first.tolist() == fresh() and len(first) == 10
+    assert index.scope_slots(scope) is first  # kept: no pass over the slots
+    index.add(
+        np.array([41, 42]), rng.normal(size=(2, 8)).astype(np.float32), [scope, ("t", "u2", None, None)]
+    )
+    assert index.scope_slots(scope).tolist() == fresh() and len(fresh()) == 11
+    index.remove(np.array([2, 6, 41]))  # rows 2 and 6 were u1's, like 41
+    assert index.scope_slots(scope).tolist() == fresh() and len(fresh()) == 8
+    assert index.scope_slots(("t", "nobody", None, None)) is None
+    n = SCOPE_CACHE + 1
+    sessions = [("t", "u9", None, f"s{i}") for i in range(n)]
+    index.add(np.arange(100, 100 + n), rng.normal(size=(n, 8)).astype(np.float32), sessions)
+    index.scope_slots(scope)
+    for one in sessions:  # bounded: the least recently searched scope goes first
+        assert index.scope_slots(one) is not None
+    assert len(index._scopes) == SCOPE_CACHE and scope not in index._scopes

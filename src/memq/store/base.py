@@ -133,12 +133,14 @@ class WriteBatch:
         return not (self.records or self.stats)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CandidateRow:
     """What ranking needs of one candidate, read without building the whole record.
 
     ``links`` are the targets of the record's links; the utility fields are those of
     :class:`memq.types.Utility`. Records are built (:meth:`Candidates.visible`) for the shown k only.
+    Read-only by convention, not frozen: a search builds a hundred of these, and a frozen
+    dataclass's ``__init__`` costs three times as much.
     """
 
     id: str

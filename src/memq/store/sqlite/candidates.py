@@ -46,8 +46,8 @@ class SQLiteCandidates(SQLiteBase):
             if index is None or len(index) == 0 or n <= 0:
                 return []
             sc = query.scope
-            mask = index.scope_mask((sc.tenant, sc.user, sc.agent, sc.session))
-            in_scope = 0 if mask is None else int(mask.sum())
+            slots = index.scope_slots((sc.tenant, sc.user, sc.agent, sc.session))
+            in_scope = 0 if slots is None else len(slots)
             total = len(index)
             graph = index.has_graph
         if in_scope == 0:
@@ -57,7 +57,7 @@ class SQLiteCandidates(SQLiteBase):
         exact = not graph or in_scope <= max(SCOPE_EXACT * total, fetch)
         for _ in range(4):
             with self._lock:
-                keys, sims = index.exact(vector, fetch, mask) if exact else index.search(vector, fetch)
+                keys, sims = index.exact(vector, fetch, slots) if exact else index.search(vector, fetch)
             hits = self._visible_rows(keys, where, params)
             result = dedupe(
                 [Candidate(hits[int(k)], float(v)) for k, v in zip(keys, sims, strict=True) if int(k) in hits]
@@ -173,11 +173,11 @@ class SQLiteCandidates(SQLiteBase):
             if bound == 0:
                 return [], [], True
             if not index.has_graph or bound <= max(SCOPE_EXACT * total, fetch):
-                mask = index.scope_mask(scope)
-                in_scope = 0 if mask is None else int(mask.sum())
+                slots = index.scope_slots(scope)
+                in_scope = 0 if slots is None else len(slots)
                 if in_scope == 0:
                     return [], [], True
-                keys, sims = index.exact(vector, take, mask)
+                keys, sims = index.exact(vector, take, slots)
                 return keys.tolist(), sims.tolist(), take >= in_scope
             keys, sims = index.search(vector, fetch)
         return keys[:take].tolist(), sims[:take].tolist(), fetch >= total and len(keys) <= take

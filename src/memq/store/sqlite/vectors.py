@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,7 @@ HNSW_CONNECTIVITY = 16
 HNSW_EXPANSION_ADD = 64
 HNSW_EXPANSION_SEARCH = 64
 SCOPE_FIELDS = ("tenant", "user", "agent", "session")
+SCOPE_CACHE = 256  # scopes whose slots VectorIndex keeps between searches
 
 
 @dataclass
@@ -62,6 +64,8 @@ class VectorIndex:
         self._size = 0  # slots in use
         self._vocab: list[dict[str, int]] = [{} for _ in SCOPE_FIELDS]
         self._count = [np.zeros(0, dtype=np.int64) for _ in SCOPE_FIELDS]  # per field: code -> rows
+        # scope -> its slots, ascending, for the scopes searched lately (emptied by every add or removal)
+        self._scopes: OrderedDict[tuple[str | None, ...], np.ndarray] = OrderedDict()
 
     def __len__(self) -> int:
         return self._size
@@ -147,7 +151,9 @@ class VectorIndex:
         self._tally(codes, 1)
 
     def _tally(self, codes: np.ndarray, sign: int) -> None:
-        """Add (``sign`` 1) or take away (-1) rows with ``codes`` from the per-field code counts."""
+        """Add (``sign`` 1) or take away (-1) rows with ``codes`` from the per-field code counts (every
+        change of which slots hold rows passes here, so the scopes' slots are forgotten here too)."""
+        self._scopes.clear()
         for j in range(len(SCOPE_FIELDS)):
             col = codes[:, j]
             col = col[col >= 0]
@@ -191,6 +197,22 @@ class VectorIndex:
             mask &= self._codes[:, j] == code
         return mask
 
+    def scope_slots(self, scope: tuple[str | None, ...]) -> np.ndarray | None:
+        """The slots of ``scope``'s rows, ascending (None if a value is unknown), kept for the
+        ``SCOPE_CACHE`` scopes searched last until the next add or removal: a search within one
+        user's records then skips the pass over every slot (120-160 µs at 100,000)."""
+        slots = self._scopes.get(scope)
+        if slots is not None:
+            self._scopes.move_to_end(scope)
+            return slots
+        mask = self.scope_mask(scope)
+        if mask is None:
+            return None
+        slots = self._scopes[scope] = np.flatnonzero(mask)
+        if len(self._scopes) > SCOPE_CACHE:
+            self._scopes.popitem(last=False)
+        return slots
+
     def scope_bound(self, scope: tuple[str | None, ...]) -> int:
         """At least as many rows as ``scope`` holds (the fewest rows of any one of its fields' values),
         without a pass over the rows: 0 when a value is unknown, exact for a scope of one field."""
@@ -205,13 +227,15 @@ class VectorIndex:
         return bound
 
     def exact(
-        self, vector: np.ndarray, n: int, mask: np.ndarray | None = None
+        self, vector: np.ndarray, n: int, slots: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Exact top ``n`` (keys, cosine similarities) over the slots in ``mask`` (all when None).
+        """Exact top ``n`` (keys, cosine similarities) over ``slots`` (ascending; every used slot
+        when None), e.g. a scope's (:meth:`scope_slots`).
 
         A scope that holds a large share of the slots is scored with one matrix-vector product over
         the whole mirror (contiguous, BLAS); a small one by gathering its rows first."""
-        slots = np.flatnonzero(self._key >= 0) if mask is None else np.flatnonzero(mask)
+        if slots is None:
+            slots = np.flatnonzero(self._key >= 0)
         if len(slots) == 0 or n <= 0:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
         v = np.asarray(vector, dtype=np.float32)
