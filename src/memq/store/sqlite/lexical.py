@@ -167,6 +167,11 @@ def _scope_key(scope: Sequence[str | None], f: int) -> str | None:
     return f"{scope[0]}\x1f{value}"
 
 
+def _joined(parts: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """One (docs, tfs) pair from a term's postings in several segments (not sorted across them)."""
+    return np.concatenate([d for d, _ in parts]), np.concatenate([f for _, f in parts])
+
+
 def _tf_array(tfs: np.ndarray) -> np.ndarray:
     return tfs.astype(np.uint16 if (len(tfs) == 0 or tfs.max() < 65536) else np.uint32)
 
@@ -372,11 +377,13 @@ class LexicalIndex:
             volume = [sum(len(d) for d, _ in parts) for _, parts, _ in plan]
             done, read, check_at = 0.0, 0, 0
             for i, (weight, parts, ub) in enumerate(plan):
-                for docs, tf in parts:
-                    for codes, code in conds:
-                        keep = codes[docs] == code
-                        docs, tf = docs[keep], tf[keep]
-                    scorer.add(docs, tf, weight)
+                # the term's postings of every segment at once: a row is in one segment only
+                # (dead postings included, as before), so the sum per row is unchanged
+                docs, tf = parts[0] if len(parts) == 1 else _joined(parts)
+                for codes, code in conds:
+                    keep = codes[docs] == code
+                    docs, tf = docs[keep], tf[keep]
+                scorer.add(docs, tf, weight)
                 done += ub
                 read += volume[i]
                 left = sum(volume[i + 1 :])
