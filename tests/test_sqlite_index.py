@@ -223,3 +223,22 @@ def test_scope_slots_are_kept_between_searches_and_follow_every_add_and_removal(
     for one in sessions:  # bounded: the least recently searched scope goes first
         assert index.scope_slots(one) is not None
     assert len(index._scopes) == SCOPE_CACHE and scope not in index._scopes
+
+
+def test_search_rescores_only_the_graphs_first_candidates_when_asked() -> None:
+    from memq.store.sqlite.vectors import VectorIndex
+
+    rng = np.random.default_rng(11)
+    vecs = rng.normal(size=(600, 16)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    index = VectorIndex(16, hnsw_from=100)
+    index.add(np.arange(1, 601), vecs)
+    assert index.has_graph
+    query = vecs[7] + 0.1 * rng.normal(size=16).astype(np.float32)
+    graph_first = np.asarray(index._graph.search(query, 120, threads=1).keys, dtype=np.int64)[:30]
+    keys, sims = index.search(query, 120, rescore=30)
+    assert sorted(keys.tolist()) == sorted(graph_first.tolist())  # those, and only those
+    np.testing.assert_allclose(sims, vecs[keys - 1] @ query, rtol=1e-5)  # exact, best first
+    assert list(sims) == sorted(sims, reverse=True)
+    full_keys, _ = index.search(query, 120)
+    assert len(full_keys) == 120 and set(keys.tolist()) <= set(full_keys.tolist())

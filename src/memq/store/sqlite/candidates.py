@@ -179,7 +179,9 @@ class SQLiteCandidates(SQLiteBase):
                     return [], [], True
                 keys, sims = index.exact(vector, take, slots)
                 return keys.tolist(), sims.tolist(), take >= in_scope
-            keys, sims = index.search(vector, fetch)
+            # the graph's first 2 x take (int8 order) hold the exact first take as often as all
+            # of its fetch do (docs/algorithms.md): only those are rescored
+            keys, sims = index.search(vector, fetch, rescore=2 * take)
         return keys[:take].tolist(), sims[:take].tolist(), fetch >= total and len(keys) <= take
 
     def _lexical_hits(

@@ -243,16 +243,19 @@ class VectorIndex:
         top = top_k_desc(sims, n)
         return self._key[slots[top]], sims[top]
 
-    def search(self, vector: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, vector: np.ndarray, n: int, rescore: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Up to ``n`` (keys, cosine similarities), best first: the graph's candidates rescored
-        exactly, or exact search while there is no graph."""
+        exactly, or exact search while there is no graph. With ``rescore``, the graph still searches
+        for ``n`` but only its first ``rescore`` (in its own int8 order) are rescored and returned."""
         n = min(n, self._size)
         if n <= 0:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
         if self._graph is None:
-            return self.exact(vector, n)
+            return self.exact(vector, n if rescore is None else min(n, rescore))
         matches = self._graph.search(np.asarray(vector, dtype=np.float32), n, threads=1)
         keys = np.asarray(matches.keys, dtype=np.int64)
+        if rescore is not None:
+            keys = keys[:rescore]
         keys = keys[(keys >= 0) & (keys < len(self._slot))]
         keys = keys[self._slot[keys] >= 0]
         sims = self._mat[self._slot[keys]] @ np.asarray(vector, dtype=np.float32)
