@@ -15,8 +15,9 @@ In one process, on the same vectors and queries (k = 10):
   collection and with ``where={"user": ...}`` (the same 1% scope).
 
 All three stay loaded while their searches are timed in interleaved rounds (``--rounds``, default 3:
-each round runs every system's every measurement over all queries in turn), so a busy spell of a
-shared machine falls on each of them alike; p50/p95 are over all rounds, and each round's p50 is kept.
+each round runs every system's every measurement over its own ``--queries`` questions in turn; no
+question repeats, so no cache sees one twice), so a busy spell of a shared machine falls on each of
+them alike; p50/p95 are over all rounds, and each round's p50 is kept.
 
 Vectors: memq's model-free ``HashingEmbedder`` by default (``--vectors minilm`` takes MiniLM vectors
 from the embedding cache, embedding what is missing first). Then, as a child process (``store_scale.py``, so its peak RSS is its own): memq at 1,000,000
@@ -226,21 +227,23 @@ def search_lanes(
 def time_rounds(
     lanes: dict[tuple[str, str], Callable[[int], object]], queries: int, rounds: int
 ) -> dict[str, dict[str, Any]]:
-    """Every lane over every query, ``rounds`` times in turn (a lane's rounds are spread over the
-    whole measurement, so a busy spell of a shared machine hits every system alike); the warm-up
-    queries of every lane first. p50/p95 over all rounds' times, and each round's p50."""
+    """Every lane over ``queries`` questions, ``rounds`` times in turn (a lane's rounds are spread
+    over the whole measurement, so a busy spell of a shared machine hits every system alike). Round
+    ``r`` asks questions ``r * queries`` to ``(r + 1) * queries - 1``: no question repeats, so no
+    cache gets a question it has seen; the warm-up questions (after the rounds' ones) of every lane
+    first. p50/p95 over all rounds' times, and each round's p50."""
     for run in lanes.values():
-        for i in range(sb.WARMUP_QUERIES):
+        for i in range(rounds * queries, rounds * queries + sb.WARMUP_QUERIES):
             run(i)
     times: dict[tuple[str, str], list[list[float]]] = {lane: [] for lane in lanes}
     with sb.progress() as bar:
         task = bar.add_task(
             f"searches: {len(lanes)} lanes x {rounds} rounds", total=len(lanes) * rounds * queries
         )
-        for _ in range(rounds):
+        for r in range(rounds):
             for lane, run in lanes.items():
                 ms = []
-                for i in range(queries):
+                for i in range(r * queries, (r + 1) * queries):
                     t0 = time.perf_counter()
                     run(i)
                     ms.append((time.perf_counter() - t0) * 1000)
@@ -387,7 +390,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     sources = sb.load_sources(sb.data_root(args.data))
     corpus, corpus_info = sb.build_corpus(sources, args.size + args.live_adds)
     texts, synthetic = sc.extend_texts([d.text for d in corpus], args.size + args.live_adds)
-    queries = sb.build_queries(sources, args.queries)
+    wanted = args.queries * args.rounds + sb.WARMUP_QUERIES
+    queries = sb.build_queries(sources, wanted)  # every round its own, none repeats
+    if len(queries) < wanted:
+        raise SystemExit(
+            f"the datasets hold {len(queries)} distinct questions; --queries x --rounds needs {wanted}"
+        )
     del sources, corpus
     cache = sb.open_cache(args.cache, len(texts) + len(queries), args.vectors)
     fill = sb.fill_cache(cache, [sb.Doc(t, "", "", "") for t in texts], queries)  # the live adds' too
@@ -400,7 +408,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         mem, timed, results["memq"] = load_memq(texts[: args.size], cache, workdir)
         client, col, results["chroma"] = load_chroma(texts[: args.size], vectors, workdir)
         lanes = search_lanes(index, mem, col, queries, qvecs, args.size)
-        for system, figures in time_rounds(lanes, len(queries), args.rounds).items():
+        for system, figures in time_rounds(lanes, args.queries, args.rounds).items():
             results[system].update(figures)
         del col, client, index
         gc.collect()
@@ -428,7 +436,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "parameters": {
             "size": args.size,
             "users": sc.USERS,
-            "queries": len(queries),
+            "queries": args.queries,  # per round; every round asks its own
+            "distinct_queries": len(queries),
             "k": sb.K,
             "add_batch": sb.ADD_BATCH,
             "chroma_batch": CHROMA_BATCH,

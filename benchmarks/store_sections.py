@@ -255,7 +255,9 @@ def render_section(data: dict[str, Any]) -> str:
     lines += _table(
         ["line (issue 12, *Done when*)", "target", "before (issue 12)", "measured", "result"], rows
     )
-    lines += ["", f"### Side by side: the same {n} vectors and {p['queries']} queries, k = {p['k']}", ""]
+    rounds = p.get("rounds")
+    asked = f"{rounds} rounds of {p['queries']} queries each" if rounds else f"{p['queries']} queries"
+    lines += ["", f"### Side by side: the same {n} vectors and {asked}, k = {p['k']}", ""]
     rows = [
         ["memq, hybrid (`Memory.search`)", "whole tenant", _ms(m["hybrid_p50_ms"]), _ms(m["hybrid_p95_ms"])],
         ["memq, dense", "whole tenant", _ms(m["dense_p50_ms"]), _ms(m["dense_p95_ms"])],
@@ -281,7 +283,13 @@ def render_section(data: dict[str, Any]) -> str:
             _ms(c["scoped_dense_p95_ms"]),
         ],
     ]
-    lines += _table(["system, search", "scope", "p50", "p95"], rows)
+    keys = ["hybrid", "dense", "dense", "k10", "k200", "scoped_hybrid", "scoped_dense", "scoped_dense"]
+    systems = [m, m, c, u, u, m, m, c]
+    if rounds:  # each round's p50: how steady the machine was, and whether a system warms up
+        for row, system, key in zip(rows, systems, keys, strict=True):
+            row.append(" / ".join(_ms(x) for x in system.get(f"{key}_round_p50_ms", [])) or "-")
+    head = ["system, search", "scope", "p50", "p95"] + (["p50 of each round"] if rounds else [])
+    lines += _table(head, rows)
     lines += [
         "",
         "Where memq's own time goes inside a search (candidates, candidate rows, hydration, retrieval log, "
@@ -344,8 +352,13 @@ def render_section(data: dict[str, Any]) -> str:
         f"* One process for the {n}-record part; "
         + (
             f"all three systems loaded at once and their searches timed in {p['rounds']} interleaved "
-            "rounds (each round runs every line of the side-by-side table over all queries, in turn; "
-            "p50/p95 over all rounds), "
+            "rounds (each round runs every line of the side-by-side table, in turn, "
+            + (
+                f"over its own {p['queries']} questions: none repeats, so no cache sees one twice; "
+                if p.get("distinct_queries")
+                else f"over the same {p['queries']} questions; "
+            )
+            + "p50/p95 over all rounds), "
             if p.get("rounds")
             else "each system's searches timed after its own load, "
         )
