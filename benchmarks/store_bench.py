@@ -731,7 +731,7 @@ def render_doc(data: dict[str, Any]) -> str:
         f"* **search** (k={p['k']}): `Memory.search` end to end — candidates, fusion, hydrating records and "
         "writing the retrieval log (on by default) — over "
         f"{p['queries']} questions, after {p['warmup_queries']} warm-up queries. `hybrid` is the default "
-        "(dense + lexical, RRF); `dense` is dense only. In the plain columns the query vector comes from "
+        "(dense + BM25 candidates, weighted fusion, link spreading); `dense` is dense only. In the plain columns the query vector comes from "
         "the warm cache (embedding excluded; the whole `Memory.search` call is timed, not just the store); "
         f"in the *live* columns an uncached {live_embedder(p)} embeds each query, as a live search does.",
         "* **first search**: the first `Memory.search` after the load: whatever the store did not build "
