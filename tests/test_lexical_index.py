@@ -259,6 +259,26 @@ def test_a_removed_rowid_added_again_has_only_its_new_text() -> None:
     assert index.search(["brand"], 5, "t")[0].tolist() == [1]
 
 
+def test_rowids_removed_from_old_segments_and_added_again_score_once() -> None:
+    """A term's postings from every segment are scored together: a rowid whose old postings sit in
+    an early segment and whose new ones in a later segment must count once, as in a fresh index."""
+    texts = {r: f"note {r} about {'garden' if r % 2 else 'kitchen'} plans" for r in range(1, 751)}
+    index = build(texts, batch=150)  # a segment per batch; four merge into one
+    assert len(index._segments) == 2
+    again = [r for r in texts if r % 5 == 0]  # 150 rows: a segment of their own
+    index.remove(again)
+    for r in again:  # same shared words, new text
+        texts[r] = f"note {r} garden garden plans revised"
+    index.add(again, [texts[r] for r in again], [T] * len(again))
+    assert len(index._segments) == 3
+    fresh = build(texts)
+    for q in (["garden"], ["garden", "plans"], ["note", "kitchen", "revised"]):
+        a, b = index.search(q, 50, "t"), fresh.search(q, 50, "t")
+        assert a[0].tolist() == b[0].tolist()
+        np.testing.assert_allclose(a[1], b[1], rtol=RTOL)
+        assert len(set(a[0].tolist())) == len(a[0])
+
+
 def test_scopes_are_isolated() -> None:
     texts, scopes = {}, {}
     for r in range(1, 201):
