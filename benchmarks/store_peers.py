@@ -93,14 +93,14 @@ def load_usearch(vectors: np.ndarray) -> tuple[Any, dict[str, Any]]:
 # -- memq -------------------------------------------------------------------------------------------
 
 
-def load_memq(texts: Sequence[str], cache: Any, workdir: Path) -> tuple[Any, Any, dict[str, Any]]:
+def load_memq(texts: Sequence[str], cache: Any, path: Path) -> tuple[Any, Any, dict[str, Any]]:
     """A fresh SQLite store filled through ``Memory.add``, and the first search after the load."""
     from memq import Memory
     from memq.store import open_store
 
     size = len(texts)
     timed = sb.TimedEmbedder(cache)
-    mem = Memory(open_store(workdir / "memq.db"), embedder=timed, scope=sb.TENANT)
+    mem = Memory(open_store(path), embedder=timed, scope=sb.TENANT)
     sb.console.print(f"[bold]memq (SQLite): {size:,} records, {sc.USERS} users")
     batch_ms = sc.load(mem, texts, f"memq {size:,}: add")
     total_s = sum(batch_ms) / 1000
@@ -405,7 +405,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: dict[str, Any] = {}
     try:
         index, results["usearch"] = load_usearch(vectors)
-        mem, timed, results["memq"] = load_memq(texts[: args.size], cache, workdir)
+        db = workdir / "memq.db"
+        mem, timed, results["memq"] = load_memq(texts[: args.size], cache, db)
         client, col, results["chroma"] = load_chroma(texts[: args.size], vectors, workdir)
         lanes = search_lanes(index, mem, col, queries, qvecs, args.size)
         for system, figures in time_rounds(lanes, args.queries, args.rounds).items():
@@ -413,7 +414,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         del col, client, index
         gc.collect()
         extra = texts[args.size :]
-        results["memq"].update(memq_after(mem, timed, args.size, extra, queries, cache, workdir / "memq.db"))
+        results["memq"].update(memq_after(mem, timed, args.size, extra, queries, cache, db))
         load_mid = loadavg()
         if args.scale_size:
             results["memq_scale"] = run_scale(args.scale_size, args.queries, args.data, workdir)

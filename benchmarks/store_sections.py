@@ -258,36 +258,22 @@ def render_section(data: dict[str, Any]) -> str:
     rounds = p.get("rounds")
     asked = f"{rounds} rounds of {p['queries']} queries each" if rounds else f"{p['queries']} queries"
     lines += ["", f"### Side by side: the same {n} vectors and {asked}, k = {p['k']}", ""]
-    rows = [
-        ["memq, hybrid (`Memory.search`)", "whole tenant", _ms(m["hybrid_p50_ms"]), _ms(m["hybrid_p95_ms"])],
-        ["memq, dense", "whole tenant", _ms(m["dense_p50_ms"]), _ms(m["dense_p95_ms"])],
-        [
-            "chroma, dense (`collection.query`)",
-            "whole collection",
-            _ms(c["dense_p50_ms"]),
-            _ms(c["dense_p95_ms"]),
-        ],
-        ["raw usearch, k = 10", "whole index", _ms(u["k10_p50_ms"]), _ms(u["k10_p95_ms"])],
-        [
-            "raw usearch, k = 200 (what memq's dense step fetches)",
-            "whole index",
-            _ms(u["k200_p50_ms"]),
-            _ms(u["k200_p95_ms"]),
-        ],
-        ["memq, hybrid", "one user (1%)", _ms(m["scoped_hybrid_p50_ms"]), _ms(m["scoped_hybrid_p95_ms"])],
-        ["memq, dense", "one user (1%)", _ms(m["scoped_dense_p50_ms"]), _ms(m["scoped_dense_p95_ms"])],
-        [
-            'chroma, dense, `where={"user": ...}`',
-            "one user (1%)",
-            _ms(c["scoped_dense_p50_ms"]),
-            _ms(c["scoped_dense_p95_ms"]),
-        ],
+    lanes = [  # (system, scope, its results, the measurement's key there: <key>_p50_ms, ...)
+        ("memq, hybrid (`Memory.search`)", "whole tenant", m, "hybrid"),
+        ("memq, dense", "whole tenant", m, "dense"),
+        ("chroma, dense (`collection.query`)", "whole collection", c, "dense"),
+        ("raw usearch, k = 10", "whole index", u, "k10"),
+        ("raw usearch, k = 200 (what memq's dense step fetches)", "whole index", u, "k200"),
+        ("memq, hybrid", "one user (1%)", m, "scoped_hybrid"),
+        ("memq, dense", "one user (1%)", m, "scoped_dense"),
+        ('chroma, dense, `where={"user": ...}`', "one user (1%)", c, "scoped_dense"),
     ]
-    keys = ["hybrid", "dense", "dense", "k10", "k200", "scoped_hybrid", "scoped_dense", "scoped_dense"]
-    systems = [m, m, c, u, u, m, m, c]
-    if rounds:  # each round's p50: how steady the machine was, and whether a system warms up
-        for row, system, key in zip(rows, systems, keys, strict=True):
-            row.append(" / ".join(_ms(x) for x in system.get(f"{key}_round_p50_ms", [])) or "-")
+    rows = [
+        [label, scope, _ms(r[f"{key}_p50_ms"]), _ms(r[f"{key}_p95_ms"])]
+        # each round's p50: how steady the machine was, and whether a system warms up
+        + ([" / ".join(_ms(x) for x in r.get(f"{key}_round_p50_ms", [])) or "-"] if rounds else [])
+        for label, scope, r, key in lanes
+    ]
     head = ["system, search", "scope", "p50", "p95"] + (["p50 of each round"] if rounds else [])
     lines += _table(head, rows)
     lines += [

@@ -125,11 +125,13 @@ def test_pool_scores_round_trip_packed_and_lines_logged_before_still_read(mem: M
     _seed(mem)
     result = mem.search("Alice moved to Berlin", k=3, explain=True)
     by_id = {p.id: p for p in mem.retrieval(result.id).pool}
+    query = mem.core.query(None)
+    bm25 = {c.id: c.score for c in mem.store.lexical_candidates(query, "Alice moved to Berlin", 50)}
     for hit in result.hits:  # each signal's score as the search saw it, at float32
         s, p = hit.signals, by_id[hit.record.id]
         assert p.dense == float(np.float32(s.dense))
-        assert (p.lexical is None) == (s.lexical is None)  # raw BM25 here, normalised in the explanation
-        assert p.lexical is None or p.lexical == float(np.float32(p.lexical)) > 0
+        # raw BM25 in the log (the explanation shows it normalised)
+        assert p.lexical == (None if s.lexical is None else float(np.float32(bm25[hit.record.id])))
         assert p.score == float(np.float32(s.base))
     assert any(p.lexical is None for p in by_id.values())  # NaN in the packed column reads back as None
     # a line logged before the scores were packed kept them in the pool's JSON

@@ -242,3 +242,17 @@ def test_search_rescores_only_the_graphs_first_candidates_when_asked() -> None:
     assert list(sims) == sorted(sims, reverse=True)
     full_keys, _ = index.search(query, 120)
     assert len(full_keys) == 120 and set(keys.tolist()) <= set(full_keys.tolist())
+
+
+def test_scope_slots_kept_never_outnumber_the_rows() -> None:
+    from memq.store.sqlite.vectors import VectorIndex
+
+    index = VectorIndex(8, hnsw_from=10**9)
+    rows = np.random.default_rng(2).normal(size=(30, 8)).astype(np.float32)
+    index.add(np.arange(1, 31), rows, [("t", f"u{i % 3}", None, None) for i in range(30)])
+    tenant, user = ("t", None, None, None), ("t", "u0", None, None)
+    assert len(index.scope_slots(tenant)) == 30
+    assert len(index.scope_slots(user)) == 10  # 40 slots kept would outnumber the 30 rows
+    assert list(index._scopes) == [user]
+    assert len(index.scope_slots(tenant)) == 30  # still answered, and kept alone again
+    assert list(index._scopes) == [tenant]

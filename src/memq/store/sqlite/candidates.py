@@ -25,6 +25,21 @@ from memq.types import MemoryRecord
 ANN_MAX_FETCH = 8192  # past this over-fetch, a selective filter falls back to exact search
 SCOPE_EXACT = 0.05  # a scope holding at most this share of the vectors is searched exactly
 SAVE_EVERY = 20_000  # rows added since the index was last saved that make a write save it
+RESCORE = 2  # of the graph's candidates, the first RESCORE x take (its int8 order) are rescored
+
+
+def graph_fetch(n: int) -> int:
+    """How many candidates the HNSW graph is asked for, for ``n`` visible ones (docs/algorithms.md:
+    why 4 x n and not fewer; ``benchmarks/dense_fetch.py`` measures it)."""
+    return max(4 * n, 64)
+
+
+def take_for(n: int) -> int:
+    """Each signal's first hits a search reads rows of, for ``n`` candidates: ``n`` plus a margin for
+    versions the visibility clause drops."""
+    return n + max(8, n // 8)
+
+
 _SEP = "\x1f"  # separates link targets in one column
 # a candidate's light row (candidate_row_of), its link targets joined by _SEP in the 11th column
 LIGHT_COLUMNS = (
@@ -53,7 +68,7 @@ class SQLiteCandidates(SQLiteBase):
         if in_scope == 0:
             return []
         where, params = visibility(query, "sqlite", to_us)
-        fetch = max(4 * n, 64)
+        fetch = graph_fetch(n)
         exact = not graph or in_scope <= max(SCOPE_EXACT * total, fetch)
         for _ in range(4):
             with self._lock:
@@ -126,7 +141,7 @@ class SQLiteCandidates(SQLiteBase):
         graph does not know) runs its own over-fetching search."""
         if n <= 0 or (vector is None and text is None):
             return CandidatePool({}, {})
-        take = n + max(8, n // 8)  # a margin for versions the visibility clause drops
+        take = take_for(n)
         hits: dict[str, tuple[list[int], list[float], bool]] = {}
         if vector is not None:
             hits["dense"] = self._dense_hits(query, vector, n, take)
@@ -158,9 +173,11 @@ class SQLiteCandidates(SQLiteBase):
     def _dense_hits(
         self, query: CandidateQuery, vector: np.ndarray, n: int, take: int
     ) -> tuple[list[int], list[float], bool]:
-        """The vector index's first ``take`` rowids for ``vector`` in the query's scope (exact in a small
-        scope, else the first of the graph's ``4 × n`` candidates rescored, as ``dense_candidates``
-        asks it), their similarities, and whether no other row of the scope could follow."""
+        """The vector index's first ``take`` rowids for ``vector`` in the query's scope, their
+        similarities, and whether no other row of the scope could follow. Exact in a small scope; else
+        the graph is asked for ``graph_fetch(n)`` candidates (as ``dense_candidates`` asks it) and the
+        first ``RESCORE × take`` of them in its int8 order are rescored: they hold the exact first
+        ``take`` as often as all of them do (docs/algorithms.md)."""
         with self._lock:
             index = self._sync_index()
             if index is None or len(index) == 0:
@@ -169,7 +186,7 @@ class SQLiteCandidates(SQLiteBase):
             scope = (sc.tenant, sc.user, sc.agent, sc.session)
             bound = index.scope_bound(scope)  # no pass over the rows: a large scope goes to the graph
             total = len(index)
-            fetch = max(4 * n, 64)
+            fetch = graph_fetch(n)
             if bound == 0:
                 return [], [], True
             if not index.has_graph or bound <= max(SCOPE_EXACT * total, fetch):
@@ -179,9 +196,7 @@ class SQLiteCandidates(SQLiteBase):
                     return [], [], True
                 keys, sims = index.exact(vector, take, slots)
                 return keys.tolist(), sims.tolist(), take >= in_scope
-            # the graph's first 2 x take (int8 order) hold the exact first take as often as all
-            # of its fetch do (docs/algorithms.md): only those are rescored
-            keys, sims = index.search(vector, fetch, rescore=2 * take)
+            keys, sims = index.search(vector, fetch, rescore=RESCORE * take)
         return keys[:take].tolist(), sims[:take].tolist(), fetch >= total and len(keys) <= take
 
     def _lexical_hits(

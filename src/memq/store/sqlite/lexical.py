@@ -377,8 +377,9 @@ class LexicalIndex:
             volume = [sum(len(d) for d, _ in parts) for _, parts, _ in plan]
             done, read, check_at = 0.0, 0, 0
             for i, (weight, parts, ub) in enumerate(plan):
-                # the term's postings of every segment at once: a row is in one segment only
-                # (dead postings included, as before), so the sum per row is unchanged
+                # the term's postings of every segment at once: a live row's postings are in one
+                # segment only (a re-added row's old ones are dropped first, a removed row's are
+                # filtered by its scope codes below), so each row's sum is unchanged
                 docs, tf = parts[0] if len(parts) == 1 else _joined(parts)
                 for codes, code in conds:
                     keep = codes[docs] == code
