@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Callable, Coroutine, Generator, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar
 
 if TYPE_CHECKING:  # imported where an async operation runs: a sync process never loads asyncio
     import asyncio
@@ -81,25 +81,44 @@ def work_with_store(fn: Callable[..., Any], *args: Any) -> Work:
     return Work(fn, args, store_access=True)
 
 
+class _Run(Generic[T]):
+    """One operation being run, for both runners: iterating it gives the steps the operation yields;
+    the runner sets ``value`` (or ``error``) to each step's outcome before asking for the next. An error
+    is thrown into the operation where it yielded; ``result`` is what the operation returned."""
+
+    __slots__ = ("error", "op", "result", "value")
+
+    def __init__(self, op: Op[T]) -> None:
+        self.op = op
+        self.value: Any = None
+        self.error: BaseException | None = None
+        self.result: T | None = None
+
+    def __iter__(self) -> Iterator[Step]:
+        while True:
+            value, error, self.value, self.error = self.value, self.error, None, None
+            try:
+                step = self.op.send(value) if error is None else self.op.throw(error)
+            except StopIteration as stop:
+                self.result = stop.value
+                return
+            yield step
+
+
 def run_sync(op: Op[T], store: Any) -> T:
     """Run an operation to its end in this thread."""
-    value: Any = None
-    error: BaseException | None = None
-    while True:
-        try:
-            step = op.send(value) if error is None else op.throw(error)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-        value, error = None, None
+    run = _Run(op)
+    for step in run:
         try:
             if type(step) is Call:
-                value = getattr(store, step.method)(*step.args, **step.kwargs)
+                run.value = getattr(store, step.method)(*step.args, **step.kwargs)
             elif step.store_access:  # type: ignore[union-attr]
-                value = step.fn(call_from_thread(store, None), *step.args)  # type: ignore[union-attr]
+                run.value = step.fn(call_from_thread(store, None), *step.args)  # type: ignore[union-attr]
             else:
-                value = step.fn(*step.args)  # type: ignore[union-attr]
+                run.value = step.fn(*step.args)  # type: ignore[union-attr]
         except BaseException as exc:  # handed to the operation where it yielded
-            error = exc
+            run.error = exc
+    return run.result  # type: ignore[return-value]
 
 
 async def run_async(op: Op[T], store: Any) -> T:
@@ -107,28 +126,23 @@ async def run_async(op: Op[T], store: Any) -> T:
     import asyncio
 
     native = is_async_store(store)
-    value: Any = None
-    error: BaseException | None = None
-    while True:
-        try:
-            step = op.send(value) if error is None else op.throw(error)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-        value, error = None, None
+    run = _Run(op)
+    for step in run:
         try:
             if type(step) is Call:
                 method = getattr(store, step.method)
                 if native:
-                    value = await method(*step.args, **step.kwargs)
+                    run.value = await method(*step.args, **step.kwargs)
                 else:
-                    value = await asyncio.to_thread(method, *step.args, **step.kwargs)
+                    run.value = await asyncio.to_thread(method, *step.args, **step.kwargs)
             elif step.store_access:  # type: ignore[union-attr]
                 perform = call_from_thread(store, asyncio.get_running_loop())
-                value = await asyncio.to_thread(step.fn, perform, *step.args)  # type: ignore[union-attr]
+                run.value = await asyncio.to_thread(step.fn, perform, *step.args)  # type: ignore[union-attr]
             else:
-                value = await asyncio.to_thread(step.fn, *step.args)  # type: ignore[union-attr]
+                run.value = await asyncio.to_thread(step.fn, *step.args)  # type: ignore[union-attr]
         except BaseException as exc:
-            error = exc
+            run.error = exc
+    return run.result  # type: ignore[return-value]
 
 
 def is_async_store(store: Any) -> bool:
