@@ -25,7 +25,7 @@ from memq.retrieve.filters import parse_filter
 from memq.store import AsyncStore, Store
 from memq.store.base import CandidateQuery, VersionChange
 from memq.store.postgres import AsyncPostgresStore, PostgresStore, candidates, hnsw, schema
-from memq.store.postgres.steps import READ_SNAPSHOT, complete, mask_dsn
+from memq.store.postgres.steps import READ_SNAPSHOT, WRITE_ATTEMPTS, complete, mask_dsn, retry_delay
 from memq.types import HistoryOp, MemoryRecord, Scope, utcnow
 
 
@@ -704,6 +704,21 @@ def test_mask_dsn() -> None:
     assert "pw" not in mask_dsn("postgresql://u@h/db?password=pw&host=/tmp")
     assert mask_dsn("host=h user=u password='p w' dbname=d") == "host=h user=u password=*** dbname=d"
     assert mask_dsn("host=h password=pw") == "host=h password=***"
+
+
+def test_write_retry_policy() -> None:
+    """Both stores retry a deadlock victim with a short backoff; anything else, the last attempt, or a
+    ``retry`` that says no ends the write with the translated store error."""
+    deadlock = psycopg.errors.DeadlockDetected("deadlock detected")
+    assert 0 < retry_delay(deadlock, 0, "here", None) <= 0.03
+    assert retry_delay(psycopg.errors.SerializationFailure("x"), 1, "here", lambda: True) > 0
+    with pytest.raises(StoreError, match="PostgreSQL at here failed"):
+        retry_delay(deadlock, WRITE_ATTEMPTS - 1, "here", None)
+    with pytest.raises(StoreError):
+        retry_delay(deadlock, 0, "here", lambda: False)
+    with pytest.raises(ConflictError) as info:
+        retry_delay(psycopg.errors.UniqueViolation("dup"), 0, "here", None)
+    assert isinstance(info.value.__cause__, psycopg.errors.UniqueViolation)
 
 
 def test_store_location_and_stats_per_tenant(pg_url: str) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import psycopg
 from pgvector.psycopg import register_vector_async
@@ -19,21 +19,19 @@ from memq.store.postgres import schema, transfer
 from memq.store.postgres.hnsw import IndexBehind
 from memq.store.postgres.methods import Make, StoreMethods
 from memq.store.postgres.steps import (
-    RETRYABLE,
     SESSION_SETUP,
     TRANSACTION,
     WRITE_ATTEMPTS,
     Op,
-    backoff,
+    T,
     complete_async,
     first_step,
     mask_dsn,
     pool_settings,
+    retry_delay,
     translate,
 )
 from memq.types import HistoryEvent, MemoryRecord
-
-T = TypeVar("T")
 
 
 async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
@@ -116,12 +114,8 @@ class AsyncPostgresStore(StoreMethods):
         for attempt in range(WRITE_ATTEMPTS):
             try:
                 return await self._run(make, snapshot=False)
-            except RETRYABLE as exc:
-                if attempt + 1 == WRITE_ATTEMPTS or (retry is not None and not retry()):
-                    raise translate(exc, self.location) from exc
-                await asyncio.sleep(backoff(attempt))
             except psycopg.Error as exc:
-                raise translate(exc, self.location) from exc
+                await asyncio.sleep(retry_delay(exc, attempt, self.location, retry))
         raise AssertionError("unreachable")
 
     async def _read(self, make: Make[T], sink: list[Any] | None = None) -> T:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from functools import cached_property
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
@@ -35,7 +35,7 @@ from memq.store.base import (
 )
 from memq.store.postgres import candidates, learners, log, schema, transfer
 from memq.store.postgres import records as record_ops
-from memq.store.postgres.steps import Op
+from memq.store.postgres.steps import Op, T
 from memq.store.sqlcommon import TrainingRows
 from memq.types import (
     HistoryEvent,
@@ -46,8 +46,6 @@ from memq.types import (
     StoreStats,
     Utility,
 )
-
-T = TypeVar("T")
 
 #: What a store method returns: the value itself from :class:`~memq.store.postgres.PostgresStore`,
 #: an awaitable of it from :class:`~memq.store.postgres.AsyncPostgresStore`.

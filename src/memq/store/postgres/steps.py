@@ -102,6 +102,15 @@ def backoff(attempt: int) -> float:
     return min(0.02 * 2**attempt, 0.5) * (0.5 + random.random())
 
 
+def retry_delay(exc: psycopg.Error, attempt: int, location: str, retry: Callable[[], bool] | None) -> float:
+    """Both stores' write policy after attempt ``attempt`` (0-based) failed with ``exc``: the seconds to
+    wait before running the write again, or the translated store error raised when it is not retried (not
+    a deadlock or serialization failure, the last of ``WRITE_ATTEMPTS``, or ``retry()`` said no)."""
+    if not isinstance(exc, RETRYABLE) or attempt + 1 == WRITE_ATTEMPTS or (retry is not None and not retry()):
+        raise translate(exc, location) from exc
+    return backoff(attempt)
+
+
 def translate(exc: Exception, location: str) -> MemqError:
     """A psycopg / pool error as the typed memq error callers handle."""
     if isinstance(exc, psycopg.errors.UniqueViolation):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any
 
 import psycopg
 from pgvector.psycopg import register_vector
@@ -19,22 +19,20 @@ from memq.store.postgres import schema, transfer
 from memq.store.postgres.hnsw import IndexBehind
 from memq.store.postgres.methods import Make, StoreMethods
 from memq.store.postgres.steps import (
-    RETRYABLE,
     SESSION_SETUP,
     TRANSACTION,
     WRITE_ATTEMPTS,
     Op,
-    backoff,
+    T,
     complete,
     drive,
     first_step,
     mask_dsn,
     pool_settings,
+    retry_delay,
     translate,
 )
 from memq.types import HistoryEvent, MemoryRecord
-
-T = TypeVar("T")
 
 
 def _configure(conn: psycopg.Connection[Any]) -> None:
@@ -98,12 +96,8 @@ class PostgresStore(StoreMethods, Closing):
         for attempt in range(WRITE_ATTEMPTS):
             try:
                 return self._run(make, snapshot=False)
-            except RETRYABLE as exc:
-                if attempt + 1 == WRITE_ATTEMPTS or (retry is not None and not retry()):
-                    raise translate(exc, self.location) from exc
-                time.sleep(backoff(attempt))
             except psycopg.Error as exc:
-                raise translate(exc, self.location) from exc
+                time.sleep(retry_delay(exc, attempt, self.location, retry))
         raise AssertionError("unreachable")
 
     def _read(self, make: Make[T]) -> T:
