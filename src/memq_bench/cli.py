@@ -246,7 +246,7 @@ def all_(
     raise typer.Exit(0 if ok else 1)
 
 
-# LongMemEval and FactConsolidation retrieval benchmarks (memq_bench.retrieval_cmds).
+# The LongMemEval, FactConsolidation and LoCoMo retrieval benchmarks (memq_bench.retrieval_cmds).
 from memq_bench.retrieval_cmds import conflict as _conflict  # noqa: E402
 from memq_bench.retrieval_cmds import longmemeval as _longmemeval  # noqa: E402
 
@@ -257,7 +257,7 @@ from memq_bench.embedders import embedders_command as _embedders  # noqa: E402
 
 bench_app.command(name="embedders")(_embedders)
 
-from memq_bench.locomo_cli import locomo as _locomo  # noqa: E402
+from memq_bench.retrieval_cmds import locomo as _locomo  # noqa: E402
 
 bench_app.command(name="locomo")(_locomo)
 
