@@ -27,6 +27,14 @@ if TYPE_CHECKING:  # the commands import the stack when they run: `memq --help` 
     from memq.memory import Memory
     from memq.types import MemoryRecord, Scope
 
+# arguments and options that several commands take, defined once
+RecordIdArg = Annotated[str, typer.Argument(help="Record id.")]
+ReasonOpt = Annotated[str | None, typer.Option(help="Why (kept in history).")]
+LimitOpt = Annotated[int, typer.Option(help="Records per page.")]
+CursorOpt = Annotated[str | None, typer.Option(help="Cursor printed by the previous page.")]
+KindsOpt = Annotated[list[str] | None, typer.Option(help="Only these kinds (repeatable).")]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+
 app = typer.Typer(
     name="memq",
     help="memq — memory for LLM agents that learns which memories help.\n\n"

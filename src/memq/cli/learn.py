@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from memq.cli.common import (
+    KindsOpt,
     _parse_json,
     _parse_time,
     _print_json,
@@ -28,7 +29,7 @@ def search(
         str | None,
         typer.Option("--filter", help='JSON filter, e.g. \'{"metadata.topic": {"in": ["a","b"]}}\'.'),
     ] = None,
-    kind: Annotated[list[str] | None, typer.Option(help="Only these kinds (repeatable).")] = None,
+    kind: KindsOpt = None,
     as_of: Annotated[str | None, typer.Option(help="What memq knew at this time (ISO 8601).")] = None,
     valid_at: Annotated[
         str | None, typer.Option(help="What held in the world at this time (ISO 8601).")

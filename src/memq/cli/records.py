@@ -12,6 +12,12 @@ import typer
 from rich.table import Table
 
 from memq.cli.common import (
+    CursorOpt,
+    KindsOpt,
+    LimitOpt,
+    ReasonOpt,
+    RecordIdArg,
+    YesOpt,
     _fail,
     _memory,
     _parse_json,
@@ -147,7 +153,7 @@ def _print_managed(result: Any, used: Any) -> None:
 
 @app.command()
 def get(
-    record_id: Annotated[str, typer.Argument(help="Record id.")],
+    record_id: RecordIdArg,
     include_deleted: Annotated[bool, typer.Option(help="Also show a soft-deleted record.")] = False,
 ) -> None:
     """Show one record (its latest version)."""
@@ -158,12 +164,12 @@ def get(
 
 @app.command(name="list")
 def list_(
-    limit: Annotated[int, typer.Option(help="Records per page.")] = 20,
-    cursor: Annotated[str | None, typer.Option(help="Cursor printed by the previous page.")] = None,
+    limit: LimitOpt = 20,
+    cursor: CursorOpt = None,
     filters: Annotated[
         str | None, typer.Option("--filter", help="JSON filter (see `memq search --help`).")
     ] = None,
-    kind: Annotated[list[str] | None, typer.Option(help="Only these kinds (repeatable).")] = None,
+    kind: KindsOpt = None,
 ) -> None:
     """List records in creation order, one page at a time."""
     flt = _parse_json(filters, "--filter")
@@ -183,7 +189,7 @@ def _print_page(page: Page, command: str, title: str | None = None) -> None:
 
 
 @app.command()
-def history(record_id: Annotated[str, typer.Argument(help="Record id.")]) -> None:
+def history(record_id: RecordIdArg) -> None:
     """Show every version and event of a record."""
 
     events = _with_memory(lambda mem: mem.history(record_id))
@@ -209,12 +215,12 @@ def history(record_id: Annotated[str, typer.Argument(help="Record id.")]) -> Non
 
 @app.command()
 def update(
-    record_id: Annotated[str, typer.Argument(help="Record id.")],
+    record_id: RecordIdArg,
     text: Annotated[str | None, typer.Option(help="New text.")] = None,
     metadata: Annotated[
         str | None, typer.Option("--metadata", "-m", help="New metadata (JSON object).")
     ] = None,
-    reason: Annotated[str | None, typer.Option(help="Why (kept in history).")] = None,
+    reason: ReasonOpt = None,
 ) -> None:
     """Write a new version of a record; the old one stays in history."""
     changes: dict[str, Any] = {}
@@ -229,11 +235,11 @@ def update(
 
 @app.command()
 def invalidate(
-    record_id: Annotated[str, typer.Argument(help="Record id.")],
+    record_id: RecordIdArg,
     at: Annotated[
         str | None, typer.Option(help="When it stopped being true (ISO 8601; default now).")
     ] = None,
-    reason: Annotated[str | None, typer.Option(help="Why (kept in history).")] = None,
+    reason: ReasonOpt = None,
 ) -> None:
     """Mark a fact as no longer true (kept, searchable with --valid-at)."""
     when = _parse_time(at, "--at")
@@ -244,8 +250,8 @@ def invalidate(
 
 @app.command()
 def delete(
-    record_id: Annotated[str, typer.Argument(help="Record id.")],
-    reason: Annotated[str | None, typer.Option(help="Why (kept in history).")] = None,
+    record_id: RecordIdArg,
+    reason: ReasonOpt = None,
 ) -> None:
     """Soft-delete a record (hidden from search; history kept). Use `purge` to erase."""
 
@@ -256,7 +262,7 @@ def delete(
 @app.command()
 def purge(
     record_ids: Annotated[list[str], typer.Argument(help="Record ids to erase.")],
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    yes: YesOpt = False,
 ) -> None:
     """Erase records for good: every version, vector, index entry and history event."""
     if not yes and not typer.confirm(f"Erase {len(record_ids)} record(s) permanently?"):
@@ -282,8 +288,8 @@ def forget(
 
 @app.command()
 def archived(
-    limit: Annotated[int, typer.Option(help="Records per page.")] = 20,
-    cursor: Annotated[str | None, typer.Option(help="Cursor printed by the previous page.")] = None,
+    limit: LimitOpt = 20,
+    cursor: CursorOpt = None,
 ) -> None:
     """List archived records (evicted by `memq forget` or a capacity), one page at a time."""
 
@@ -346,7 +352,7 @@ def reembed(
     to: Annotated[
         str, typer.Option("--to", help="The new embedder: minilm, hashing[:DIM] or openai:MODEL:DIM.")
     ],
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    yes: YesOpt = False,
 ) -> None:
     """Re-embed every stored version with another embedder and switch the store to it."""
     from memq.embed import embedder_from_spec
