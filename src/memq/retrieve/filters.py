@@ -193,14 +193,22 @@ def _compile(node: Node, t: SqlTarget, params: list[Any]) -> str:
 _CMP = {"eq": "=", "ne": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 
 
+def _null_test(c: Cond, present: str, value: str) -> str | None:
+    """SQL for ``exists`` (is ``present`` not null) and for ``eq``/``ne`` null (is ``value`` null), the
+    same for a column and a SQLite JSON path; None for any other condition."""
+    if c.op == "exists":
+        return f"({present} IS {'NOT ' if c.value else ''}NULL)"
+    if c.value is None:
+        return f"({value} IS {'NOT ' if c.op == 'ne' else ''}NULL)"
+    return None
+
+
 def _compile_column(c: Cond, t: SqlTarget, params: list[Any]) -> str:
     col = t.columns[c.field]
     ph = _ph(t)
     conv = t.time_param if c.field in TIME_FIELDS else (lambda v: v)
-    if c.op == "exists":
-        return f"({col} IS {'NOT ' if c.value else ''}NULL)"
-    if c.value is None:
-        return f"({col} IS {'NOT ' if c.op == 'ne' else ''}NULL)"
+    if (null := _null_test(c, col, col)) is not None:
+        return null
     if c.op in _CMP:
         params.append(conv(c.value))
         if c.op == "ne":
@@ -229,11 +237,8 @@ def _compile_json(c: Cond, t: SqlTarget, params: list[Any]) -> str:
         jpath = "$" + "".join(f'."{k}"' for k in keys)
         val = f"json_extract({col}, '{jpath}')"
         typ = f"json_type({col}, '{jpath}')"
-        if c.op == "exists":
-            return f"({typ} IS {'NOT ' if c.value else ''}NULL)"
-        if c.value is None:
-            # JSON null and a missing key both count as null
-            return f"({val} IS {'NOT ' if c.op == 'ne' else ''}NULL)"
+        if (null := _null_test(c, typ, val)) is not None:  # JSON null and a missing key both count as null
+            return null
         if c.op in _CMP:
             params.append(_sqlite_json_scalar(c.value))
             op = "=" if c.op == "ne" else _CMP[c.op]
