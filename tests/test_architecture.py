@@ -43,6 +43,35 @@ def test_sync_and_async_facades_offer_the_same_methods() -> None:
             assert list(inspect.signature(a).parameters) == list(inspect.signature(s).parameters), name
 
 
+def test_hand_written_async_twins_take_their_sync_methods_parameters() -> None:
+    import asyncio
+
+    from memq._twins import async_twin
+    from memq.integrations._recaller import Recaller
+    from memq.llm.structured import StructuredLLM
+
+    for cls, sync, aio in ((StructuredLLM, "structured", "astructured"), (Recaller, "feedback", "afeedback")):
+        s, a = getattr(cls, sync), getattr(cls, aio)
+        assert inspect.iscoroutinefunction(a), aio
+        assert inspect.signature(a) == inspect.signature(s), aio
+        assert a.__doc__, aio
+
+    class Echo:
+        def get(self, key: str, *, default: int = 0) -> tuple[str, int]:
+            """A value."""
+            return key, default
+
+        @async_twin(get)
+        async def aget(self, **args: object) -> object:
+            return self.get(**args)  # type: ignore[arg-type]
+
+    assert asyncio.run(Echo().aget("k")) == ("k", 0)
+    assert asyncio.run(Echo().aget("k", default=3)) == ("k", 3)
+    assert Echo.aget.__doc__ == "A value."
+    with pytest.raises(TypeError):
+        asyncio.run(Echo().aget("k", missing=1))
+
+
 def test_every_store_offers_the_whole_contract_and_the_postgres_pair_matches() -> None:
     from memq.store.postgres import AsyncPostgresStore, PostgresStore
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr, field_validator
 
+from memq._twins import async_twin
 from memq.errors import InvalidInputError
 from memq.integrations._common import acall, sync_memory
 from memq.integrations._tools import check_k
@@ -53,13 +54,23 @@ class Recaller(BaseModel):
         """Record ids from what the caller passes as ``used`` (subclasses accept their own objects)."""
         return None if used is None else [str(u) for u in used]
 
-    def _feedback_args(self, retrieval_id: str | None, used: Sequence[Any] | None) -> dict[str, Any]:
+    def _feedback_args(
+        self, *, reward: float, used: Sequence[Any] | None, retrieval_id: str | None, credit: str | None
+    ) -> dict[str, Any]:
+        """``Memory.feedback``'s arguments: the retrieval (default: the latest search), ``used`` as
+        record ids, the scope."""
         rid = retrieval_id or self._last
         if rid is None:
             raise InvalidInputError(
                 "no retrieval to give feedback on yet: search first, or pass retrieval_id"
             )
-        return {"retrieval_id": rid, "used": self._used_ids(used), "scope": self.memq_scope()}
+        return {
+            "retrieval_id": rid,
+            "reward": reward,
+            "used": self._used_ids(used),
+            "credit": credit,
+            "scope": self.memq_scope(),
+        }
 
     def feedback(
         self,
@@ -71,18 +82,10 @@ class Recaller(BaseModel):
     ) -> FeedbackRecord:
         """Report the reward of a retrieval (default: the latest) crediting ``used`` (default: all shown)."""
         mem = sync_memory(self.memory, f"{type(self).__name__}.feedback")
-        return mem.feedback(reward=reward, credit=credit, **self._feedback_args(retrieval_id, used))
+        return mem.feedback(
+            **self._feedback_args(reward=reward, used=used, retrieval_id=retrieval_id, credit=credit)
+        )
 
-    async def afeedback(
-        self,
-        reward: float,
-        *,
-        used: Sequence[Any] | None = None,
-        retrieval_id: str | None = None,
-        credit: str | None = None,
-    ) -> FeedbackRecord:
-        args = self._feedback_args(retrieval_id, used)
-        return await acall(self.memory, "feedback", reward=reward, credit=credit, **args)
-
-
-Recaller.afeedback.__doc__ = Recaller.feedback.__doc__
+    @async_twin(feedback)
+    async def afeedback(self, **args: Any) -> FeedbackRecord:
+        return await acall(self.memory, "feedback", **self._feedback_args(**args))

@@ -31,8 +31,8 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from memq.errors import LLMError, LLMTimeoutError
-from memq.llm.base import CallStats, Message, UsageMeter
-from memq.llm.structured import RawAnswer, StructuredLLM, json_schema_of, schema_instruction
+from memq.llm.base import CallStats, Message
+from memq.llm.structured import RawAnswer, StructuredLLM, check_retries, json_schema_of, schema_instruction
 
 Format = Literal["auto", "json_schema", "json_object", "none"]
 FORMATS: tuple[str, ...] = ("auto", "json_schema", "json_object", "none")
@@ -85,9 +85,8 @@ class OpenAICompatLLM(StructuredLLM):
             raise ValueError("model must be a non-empty string")
         if response_format not in FORMATS:
             raise ValueError(f"response_format must be one of {FORMATS}, got {response_format!r}")
-        for name, value in (("retries", retries), ("transport_retries", transport_retries)):
-            if not isinstance(value, int) or not 0 <= value <= 10:
-                raise ValueError(f"{name} must be an integer in [0, 10], got {value!r}")
+        check_retries("retries", retries)
+        check_retries("transport_retries", transport_retries)
         if not isinstance(max_concurrency, int) or max_concurrency < 1:
             raise ValueError(f"max_concurrency must be a positive integer, got {max_concurrency!r}")
         if not timeout > 0:
@@ -102,11 +101,11 @@ class OpenAICompatLLM(StructuredLLM):
         self._client = openai.OpenAI(base_url=base_url, api_key=api_key, timeout=timeout, max_retries=0)
         self.model = model
         self.base_url = str(self._client.base_url).rstrip("/")
-        self.model_id = f"openai:{model}@{self.base_url}"
-        self.usage = UsageMeter()
+        super().__init__(
+            f"openai:{model}@{self.base_url}", retries=retries, default_max_tokens=default_max_tokens
+        )
         self.response_format: Format = response_format
         self._format = "json_schema" if response_format == "auto" else response_format
-        self.retries = retries
         self.transport_retries = transport_retries
         self.timeout = float(timeout)
         self.max_concurrency = max_concurrency
@@ -114,7 +113,6 @@ class OpenAICompatLLM(StructuredLLM):
         self.backoff = float(backoff)
         self.max_backoff = float(max_backoff)
         self.temperature = temperature
-        self.default_max_tokens = default_max_tokens
         self.extra_body = dict(extra_body or {})
 
     @property

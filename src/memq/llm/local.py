@@ -26,7 +26,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from memq.errors import LLMError
-from memq.llm.base import CallStats, Message, UsageMeter
+from memq.llm.base import CallStats, Message
 from memq.llm.structured import RawAnswer, StructuredLLM, json_schema_of, schema_instruction
 
 DEFAULT_MODEL = "gemma3-270m"
@@ -190,17 +190,13 @@ class LocalLLM(StructuredLLM):
     ) -> None:
         if not isinstance(n_threads, int) or n_threads < 1:
             raise ValueError(f"n_threads must be a positive integer, got {n_threads!r}")
-        if not isinstance(retries, int) or not 0 <= retries <= 10:
-            raise ValueError(f"retries must be an integer in [0, 10], got {retries!r}")
+        model_id = f"local:{model}" if model == DEFAULT_MODEL else f"local:{Path(model).name}"
+        super().__init__(model_id, retries=retries, default_max_tokens=default_max_tokens)
         self.model = model
-        self.model_id = f"local:{model}" if model == DEFAULT_MODEL else f"local:{Path(model).name}"
         self.n_threads = n_threads
         self.n_ctx = n_ctx
-        self.retries = retries
-        self.default_max_tokens = default_max_tokens
         self.temperature = temperature
         self.schema_in_prompt = schema_in_prompt
-        self.usage = UsageMeter()
         self._path: str | None = None
         self._lock = threading.Lock()  # a llama.cpp context runs one generation at a time
         self._grammars: dict[str, Any] = {}

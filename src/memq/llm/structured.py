@@ -27,6 +27,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from memq._twins import async_twin
 from memq.errors import LLMError, LLMOutputError
 from memq.llm.base import CallStats, Message, T, UsageMeter
 
@@ -183,17 +184,31 @@ def run_structured(
         meter.record(operation, stats)
 
 
+def check_retries(name: str, value: Any) -> int:
+    """``value`` when it is an integer in [0, 10] (the bound on re-asks and on transport retries)."""
+    if not isinstance(value, int) or not 0 <= value <= 10:
+        raise ValueError(f"{name} must be an integer in [0, 10], got {value!r}")
+    return value
+
+
 class StructuredLLM:
     """``structured``/``astructured`` for a backend that implements one generation, ``_complete``.
 
-    Subclasses set ``model_id``, ``usage``, ``retries`` and ``default_max_tokens``; the ask → validate
-    → re-ask loop and the accounting are :func:`run_structured`, the same for every backend.
+    Subclasses pass ``model_id``, ``retries`` and ``default_max_tokens`` to ``__init__`` (which also gives
+    them a fresh ``usage`` meter); the ask → validate → re-ask loop and the accounting are
+    :func:`run_structured`, the same for every backend.
     """
 
     model_id: str
     usage: UsageMeter
     retries: int
     default_max_tokens: int
+
+    def __init__(self, model_id: str, *, retries: int, default_max_tokens: int) -> None:
+        self.model_id = model_id
+        self.usage = UsageMeter()
+        self.retries = check_retries("retries", retries)
+        self.default_max_tokens = default_max_tokens
 
     def _complete(
         self, convo: list[Message], schema: type[BaseModel], max_tokens: int | None, stats: CallStats
@@ -220,15 +235,7 @@ class StructuredLLM:
             model_id=self.model_id,
         )
 
-    async def astructured(
-        self,
-        messages: Sequence[Message],
-        schema: type[T],
-        *,
-        operation: str,
-        max_tokens: int | None = None,
-    ) -> T:
+    @async_twin(structured)
+    async def astructured(self, **args: Any) -> Any:
         """:meth:`structured` in a worker thread (a backend's concurrency limit still holds)."""
-        return await asyncio.to_thread(
-            self.structured, messages, schema, operation=operation, max_tokens=max_tokens
-        )
+        return await asyncio.to_thread(self.structured, **args)
