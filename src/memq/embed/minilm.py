@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from memq.embed.base import LazyModel
 from memq.embed.hashing import check_texts
 from memq.embed.onnx import MINILM_DIM, MINILM_MODEL_ID, minilm_weights_dir
 from memq.errors import EmbeddingError, InvalidInputError
@@ -78,7 +79,7 @@ def _dim_from_config(path: Path) -> int | None:
         return None
 
 
-class SentenceTransformerEmbedder:
+class SentenceTransformerEmbedder(LazyModel[Any]):
     """A local sentence-transformers model on torch (default: the packaged all-MiniLM-L6-v2).
 
     ``threads``: torch intra-op threads, set when the model loads (note: process-wide). The
@@ -114,8 +115,7 @@ class SentenceTransformerEmbedder:
         self.query_prefix = query_prefix
         self.document_prefix = document_prefix
         self.device = device
-        self._model: Any = None
-        self._load_lock = threading.Lock()
+        LazyModel.__init__(self)
         self._encode_lock = threading.Lock()  # HF fast tokenizers are not safe to share across threads
         dim = DEFAULT_DIM if self._bundled else _dim_from_config(Path(self.model_path))
         if dim is None:
@@ -125,10 +125,6 @@ class SentenceTransformerEmbedder:
     def __repr__(self) -> str:
         return f"SentenceTransformerEmbedder(model_id={self.model_id!r}, dim={self.dim})"
 
-    @property
-    def loaded(self) -> bool:
-        return self._model is not None
-
     @staticmethod
     def _dim_from_model(model: Any) -> int:
         getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
@@ -137,42 +133,33 @@ class SentenceTransformerEmbedder:
             raise EmbeddingError("could not determine the model's embedding dimension")
         return int(dim)
 
-    def _load(self) -> Any:
-        model = self._model
-        if model is not None:
-            return model
-        with self._load_lock:
-            if self._model is not None:
-                return self._model
-            try:
-                import torch
-                from sentence_transformers import SentenceTransformer
-                from transformers.utils import logging as hf_logging
-            except ImportError as exc:  # a broken install: the constructor found both packages
-                raise EmbeddingError(
-                    f"could not import torch / sentence-transformers ({TORCH_EXTRA_HINT}): {exc}"
-                ) from exc
-            if self.threads is not None:
-                torch.set_num_threads(self.threads)
-            bar_was_on = hf_logging.is_progress_bar_enabled()
-            hf_logging.disable_progress_bar()  # the "Loading weights" bar is noise in a library
-            try:
-                model = SentenceTransformer(self.model_path, device=self.device, local_files_only=True)
-            except Exception as exc:
-                raise EmbeddingError(
-                    f"could not load the embedding model at {self.model_path!r}: {exc}"
-                ) from exc
-            finally:
-                if bar_was_on:
-                    hf_logging.enable_progress_bar()
-            model.eval()
-            if hasattr(self, "dim") and self._dim_from_model(model) != self.dim:
-                raise EmbeddingError(
-                    f"model at {self.model_path!r} produces {self._dim_from_model(model)}-d vectors, "
-                    f"expected {self.dim}"
-                )
-            self._model = model
-            return model
+    def _create(self) -> Any:
+        try:
+            import torch
+            from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as hf_logging
+        except ImportError as exc:  # a broken install: the constructor found both packages
+            raise EmbeddingError(
+                f"could not import torch / sentence-transformers ({TORCH_EXTRA_HINT}): {exc}"
+            ) from exc
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)
+        bar_was_on = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # the "Loading weights" bar is noise in a library
+        try:
+            model = SentenceTransformer(self.model_path, device=self.device, local_files_only=True)
+        except Exception as exc:
+            raise EmbeddingError(f"could not load the embedding model at {self.model_path!r}: {exc}") from exc
+        finally:
+            if bar_was_on:
+                hf_logging.enable_progress_bar()
+        model.eval()
+        if hasattr(self, "dim") and self._dim_from_model(model) != self.dim:
+            raise EmbeddingError(
+                f"model at {self.model_path!r} produces {self._dim_from_model(model)}-d vectors, "
+                f"expected {self.dim}"
+            )
+        return model
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         if not texts:

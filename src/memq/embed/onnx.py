@@ -20,7 +20,6 @@ imported and loaded on the first embedding; ``dim`` and ``model_id`` are known b
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources, util
@@ -29,6 +28,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from memq.embed.base import LazyModel
 from memq.embed.hashing import check_texts, l2_normalize_rows
 from memq.errors import EmbeddingError, InvalidInputError
 
@@ -96,7 +96,7 @@ class _Loaded:
     keep: list[Any]  # arrays/OrtValues the session reads from: must outlive it
 
 
-class OnnxMiniLMEmbedder:
+class OnnxMiniLMEmbedder(LazyModel[_Loaded]):
     """all-MiniLM-L6-v2 on ONNX Runtime: the offline default (``precision="fp32"``) or ``"int8"``.
 
     fp32 vectors equal the sentence-transformers model's to float rounding, so it shares its
@@ -130,15 +130,10 @@ class OnnxMiniLMEmbedder:
         self.batch_size = batch_size
         self.model_id = MINILM_MODEL_ID if precision == "fp32" else MINILM_INT8_MODEL_ID
         self.weights_dir = None if weights_dir is None else Path(weights_dir)
-        self._loaded: _Loaded | None = None
-        self._lock = threading.Lock()
+        LazyModel.__init__(self)
 
     def __repr__(self) -> str:
         return f"OnnxMiniLMEmbedder(precision={self.precision!r}, threads={self.threads})"
-
-    @property
-    def loaded(self) -> bool:
-        return self._loaded is not None
 
     @property
     def model_path(self) -> Path:
@@ -146,15 +141,6 @@ class OnnxMiniLMEmbedder:
         return self.weights_dir or minilm_weights_dir()
 
     # -- loading -----------------------------------------------------------------------------------
-
-    def _load(self) -> _Loaded:
-        loaded = self._loaded
-        if loaded is not None:
-            return loaded
-        with self._lock:
-            if self._loaded is None:
-                self._loaded = self._create()
-            return self._loaded
 
     def _create(self) -> _Loaded:
         from memq.embed import onnx_graph
