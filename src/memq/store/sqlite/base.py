@@ -36,6 +36,9 @@ from memq.types import HistoryOp, Link, MemoryRecord, Utility
 T = TypeVar("T")
 
 EXACT_THRESHOLD = 20_000  # from this many vectors on, an HNSW graph picks dense candidates
+# light rows of candidates kept in memory for search (memq.store.sqlite.mirror), ~1.2 KB each at the
+# store benchmark's mean text of ~310 characters: at most ~250 MB
+MIRROR_ROWS = 200_000
 READERS = 4  # reader connections kept per store (more threads share them)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -116,11 +119,13 @@ class SQLiteBase:
         *,
         lock_timeout: float = 60.0,
         exact_threshold: int = EXACT_THRESHOLD,
+        mirror_rows: int = MIRROR_ROWS,
     ) -> None:
         self.path = Path(path)
         self.location = str(self.path)
         self.lock_timeout = lock_timeout
         self.exact_threshold = exact_threshold
+        self.mirror_rows = mirror_rows  # light rows kept in memory for search (mirror.py); 0: none
         self._lock = threading.RLock()
         self._index: VectorIndex | None = None
         self._data_version: int | None = None  # PRAGMA data_version when the index last caught up

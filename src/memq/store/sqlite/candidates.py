@@ -17,8 +17,10 @@ import numpy as np
 
 from memq.store.base import Candidate, CandidatePool, CandidateQuery, CandidateRow
 from memq.store.sqlcommon import RECORD_COLUMNS, candidate_row_of, dedupe, query_terms, visibility
+from memq.store.sqlite import mirror
 from memq.store.sqlite.base import DECODE, SQLiteBase, chunks, marks, to_us
 from memq.store.sqlite.lexical import LexicalIndex
+from memq.store.sqlite.mirror import RowMirror
 from memq.store.sqlite.vectors import VectorIndex, top_k_desc
 from memq.types import MemoryRecord
 
@@ -51,6 +53,9 @@ LIGHT_COLUMNS = (
 class SQLiteCandidates(SQLiteBase):
     """What search reads (:class:`memq.store.contract.Candidates`)."""
 
+    _mirror: RowMirror | None = None  # the light rows searches have read (mirror.py), made on first use
+    _mirror_seen: tuple[int, int] = (-1, -1)  # (data_version, total_changes) it was last caught up at
+
     def dense_candidates(self, query: CandidateQuery, vector: np.ndarray, n: int) -> list[Candidate]:
         """Exact over the rows of the query's scope when the scope is small (or there is no graph yet),
         else the HNSW graph's candidates; either way checked against the full visibility clause by
@@ -73,7 +78,7 @@ class SQLiteCandidates(SQLiteBase):
         for _ in range(4):
             with self._lock:
                 keys, sims = index.exact(vector, fetch, slots) if exact else index.search(vector, fetch)
-            hits = self._visible_rows(keys, where, params)
+            hits = self._visible_ids(query, keys, where, params)
             result = dedupe(
                 [Candidate(hits[int(k)], float(v)) for k, v in zip(keys, sims, strict=True) if int(k) in hits]
             )
@@ -90,13 +95,17 @@ class SQLiteCandidates(SQLiteBase):
             return []
         sims = mat @ np.asarray(vector, dtype=np.float32)
         top = top_k_desc(sims, n)
-        hits = self._visible_rows(keys[top], where, params)
+        hits = self._visible_ids(query, keys[top], where, params)
         return dedupe([Candidate(hits[int(keys[i])], float(sims[i])) for i in top if int(keys[i]) in hits])[
             :n
         ]
 
-    def _visible_rows(self, keys: np.ndarray, where: str, params: list[Any]) -> dict[int, str]:
-        """rowid → id of the ``keys`` the visibility clause keeps (looked up by rowid)."""
+    def _visible_ids(
+        self, query: CandidateQuery, keys: np.ndarray, where: str, params: list[Any]
+    ) -> dict[int, str]:
+        """rowid → id of the ``keys`` the query sees (``where``/``params``: its visibility clause)."""
+        if query.filter is None and self.mirror_rows > 0:
+            return {k: row.id for k, row in self._light_rows(query, [int(k) for k in keys]).items()}
         out: dict[int, str] = {}
         for chunk in chunks([int(k) for k in keys], 900):
             for rowid, rid in self._read(
@@ -120,7 +129,7 @@ class SQLiteCandidates(SQLiteBase):
             with self._lock:  # the index only: the visibility reads below run on reader connections
                 lex = self._sync_lexical()
                 keys, scores = lex.search(terms, fetch, scope.tenant, scope.user, scope.agent, scope.session)
-            hits = self._visible_rows(keys, where, params)
+            hits = self._visible_ids(query, keys, where, params)
             result = dedupe(
                 [
                     Candidate(hits[k], float(s))
@@ -147,10 +156,7 @@ class SQLiteCandidates(SQLiteBase):
             hits["dense"] = self._dense_hits(query, vector, n, take)
         if text is not None:
             hits["lexical"] = self._lexical_hits(query, text, take)
-        where, params = visibility(query, "sqlite", to_us)
-        by_key = self._rows_by_rowid(
-            list(dict.fromkeys(k for keys, _, _ in hits.values() for k in keys)), where, params
-        )
+        by_key = self._light_rows(query, list(dict.fromkeys(k for keys, _, _ in hits.values() for k in keys)))
         signals: dict[str, list[Candidate]] = {}
         for name, (keys, scores, complete) in hits.items():
             found = dedupe(
@@ -212,8 +218,59 @@ class SQLiteCandidates(SQLiteBase):
             keys, scores = self._sync_lexical().search(terms, take, sc.tenant, sc.user, sc.agent, sc.session)
         return keys.tolist(), scores.tolist(), len(keys) < take
 
+    def _light_rows(self, query: CandidateQuery, keys: Sequence[int]) -> dict[int, CandidateRow]:
+        """rowid → light row of the ``keys`` the query sees. Without a metadata filter, from the mirror
+        (the rows it lacks are read by rowid, then kept); with one, by rowid under the full clause."""
+        if query.filter is not None or self.mirror_rows <= 0:
+            where, params = visibility(query, "sqlite", to_us)
+            return self._rows_by_rowid(keys, where, params)
+        with self._lock:
+            rows = self._sync_mirror()
+            found, missing = rows.lookup(keys)
+            epoch = rows.epoch
+        if missing:
+            read = [
+                mirror.entry_of(r)
+                for chunk in chunks(missing, 500)
+                for r in self._read(
+                    f"SELECT {mirror.COLUMNS} {mirror.FROM} WHERE r.rowid IN ({marks(len(chunk))})", chunk
+                )
+            ]
+            with self._lock:
+                rows.put(read, epoch)
+            found.update(read)
+        now = mirror.now_us()
+        return {k: e.row for k, e in found.items() if mirror.sees(query, e, now)}
+
+    def _sync_mirror(self) -> RowMirror:
+        """The light-row mirror, caught up with the ``row_changes`` log (lock held). Another
+        connection's commit moves ``PRAGMA data_version``, this connection's own moves
+        ``total_changes``: while neither moves, nothing can have changed."""
+        seen = (
+            self._retry(lambda: self._conn.execute("PRAGMA data_version").fetchone()[0]),
+            self._conn.total_changes,
+        )
+        if self._mirror is not None and seen == self._mirror_seen:
+            return self._mirror
+        if self._mirror is None:
+            top = self._retry(
+                lambda: self._conn.execute("SELECT coalesce(max(seq), 0) FROM row_changes").fetchone()[0]
+            )
+            self._mirror = RowMirror(top, self.mirror_rows)
+        else:
+            mark = self._mirror.mark
+            self._mirror.apply(
+                self._retry(
+                    lambda: self._conn.execute(
+                        "SELECT seq, id FROM row_changes WHERE seq > ? ORDER BY seq", (mark,)
+                    ).fetchall()
+                )
+            )
+        self._mirror_seen = seen
+        return self._mirror
+
     def _rows_by_rowid(self, keys: Sequence[int], where: str, params: list[Any]) -> dict[int, CandidateRow]:
-        """rowid → light row of the ``keys`` the visibility clause keeps (looked up by rowid)."""
+        """rowid → light row of the ``keys`` the clause keeps, read by rowid (a query with a filter)."""
         out: dict[int, CandidateRow] = {}
         for chunk in chunks(list(keys), 500):
             for row in self._read(
@@ -345,11 +402,14 @@ class SQLiteCandidates(SQLiteBase):
         on add), and are saved beside the file once enough of them is unsaved (a crash then re-reads
         little). The lexical index takes every row; the vector index the rows with vectors."""
         with self._lock:
+            before = None if self._lex is None else self._lex.mark.rows
             self._lex_version = None
             lex = self._sync_lexical()
             if self._lex_unsaved >= max(SAVE_EVERY, len(lex) // 2):
                 lex.save(self.lexical_path)
                 self._lex_unsaved = 0
+        if before is not None and lex.mark.rows > before:
+            self._mirror_added(before, lex.mark.rows)
         if not wrote_vectors:
             return
         with self._lock:
@@ -357,6 +417,20 @@ class SQLiteCandidates(SQLiteBase):
             index = self._sync_index()
             if index is not None and self._unsaved >= max(SAVE_EVERY, len(index) // 2):
                 self._save_index()
+
+    def _mirror_added(self, after: int, upto: int) -> None:
+        """Rows just added (rowids after ``after`` up to ``upto``) go into the mirror: what was just
+        written is what a search soon reads (one range read, about 3 µs a row)."""
+        if self.mirror_rows <= 0:
+            return
+        with self._lock:
+            rows = self._sync_mirror()
+            epoch = rows.epoch
+        read = self._read(
+            f"SELECT {mirror.COLUMNS} {mirror.FROM} WHERE r.rowid > ? AND r.rowid <= ?", (after, upto)
+        )
+        with self._lock:
+            rows.put(map(mirror.entry_of, read), epoch)
 
     def _save_index(self) -> None:
         if self._index is not None:
@@ -403,6 +477,12 @@ class SQLiteCandidates(SQLiteBase):
             lex = self._sync_lexical()
             rows = [r[0] for r in self._read("SELECT rowid FROM records ORDER BY rowid")]
             return lex.rowids().tolist() == rows
+
+    def verify_mirror(self, query: CandidateQuery) -> bool:
+        """True when the light-row mirror answers ``query`` for every row as SQL does (used by tests)."""
+        keys = [r[0] for r in self._read("SELECT rowid FROM records ORDER BY rowid")]
+        where, params = visibility(query, "sqlite", to_us)
+        return self._light_rows(query, keys) == self._rows_by_rowid(keys, where, params)
 
     def verify_index(self) -> bool:
         """True when the vector index holds exactly the rows that have vectors (used by tests)."""

@@ -144,6 +144,42 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE retrievals ADD COLUMN pool_scores BLOB;
     """,
+    # 7: the light rows search reads are mirrored in memory (memq.store.sqlite.mirror): every write
+    # to what they hold logs the record's id, by trigger, so no writer can forget it; the log keeps
+    # its last 65,536 entries (a mirror further behind starts again empty)
+    """
+    CREATE TABLE row_changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL);
+    CREATE TRIGGER records_changed AFTER UPDATE OF id, tenant, user_id, agent_id, session_id, kind, text,
+        metadata, valid_from, valid_to, recorded_at, expired_at, deleted ON records BEGIN
+        INSERT INTO row_changes (id) VALUES (old.id);
+    END;
+    CREATE TRIGGER records_gone AFTER DELETE ON records BEGIN
+        INSERT INTO row_changes (id) VALUES (old.id);
+    END;
+    CREATE TRIGGER utility_added AFTER INSERT ON utility BEGIN
+        INSERT INTO row_changes (id) VALUES (new.id);
+    END;
+    CREATE TRIGGER utility_changed AFTER UPDATE ON utility BEGIN
+        INSERT INTO row_changes (id) VALUES (old.id);
+        INSERT INTO row_changes (id) SELECT new.id WHERE new.id IS NOT old.id;
+    END;
+    CREATE TRIGGER utility_gone AFTER DELETE ON utility BEGIN
+        INSERT INTO row_changes (id) VALUES (old.id);
+    END;
+    CREATE TRIGGER links_added AFTER INSERT ON links BEGIN
+        INSERT INTO row_changes (id) VALUES (new.src);
+    END;
+    CREATE TRIGGER links_changed AFTER UPDATE ON links BEGIN
+        INSERT INTO row_changes (id) VALUES (old.src);
+        INSERT INTO row_changes (id) SELECT new.src WHERE new.src IS NOT old.src;
+    END;
+    CREATE TRIGGER links_gone AFTER DELETE ON links BEGIN
+        INSERT INTO row_changes (id) VALUES (old.src);
+    END;
+    CREATE TRIGGER row_changes_pruned AFTER INSERT ON row_changes WHEN new.seq % 4096 = 0 BEGIN
+        DELETE FROM row_changes WHERE seq <= new.seq - 65536;
+    END;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

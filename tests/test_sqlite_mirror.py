@@ -1,0 +1,220 @@
+"""The SQLite store's light-row mirror (memq.store.sqlite.mirror): a search's candidate rows come from
+memory, and after every kind of write — by this store, by another connection, through any path —
+they are what SQL returns for the same query."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from memq import Memory
+from memq.embed import HashingEmbedder
+from memq.store.base import CandidateQuery, VersionChange
+from memq.store.sqlite import SQLiteStore, mirror
+from memq.store.sqlite.mirror import RowMirror
+from memq.types import HistoryOp, Link, MemoryRecord, Scope
+
+NOW = datetime.now(UTC)
+
+
+def _queries() -> list[CandidateQuery]:
+    """Every shape of query the mirror answers by itself (no metadata filter)."""
+    past, future = NOW - timedelta(days=400), NOW + timedelta(days=400)
+    return [
+        CandidateQuery(scope=Scope(tenant="t")),
+        CandidateQuery(scope=Scope(tenant="t", user="alice")),
+        CandidateQuery(scope=Scope(tenant="t", user="bob", agent="a1")),
+        CandidateQuery(scope=Scope(tenant="t", session="s1")),
+        CandidateQuery(scope=Scope(tenant="other")),
+        CandidateQuery(scope=Scope(tenant="t"), include_invalidated=True),
+        CandidateQuery(scope=Scope(tenant="t"), valid_at=past),
+        CandidateQuery(scope=Scope(tenant="t"), valid_at=future),
+        CandidateQuery(scope=Scope(tenant="t"), as_of=NOW - timedelta(seconds=1)),
+        CandidateQuery(scope=Scope(tenant="t"), as_of=future, include_invalidated=True),
+    ]
+
+
+def _agrees(store: SQLiteStore) -> bool:
+    return all(store.verify_mirror(q) for q in _queries())
+
+
+def _valid_to(i: int) -> datetime | None:
+    """Invalidated in the past, or to be invalidated in the future, or open."""
+    return NOW - timedelta(days=10) if i % 11 == 0 else NOW + timedelta(days=10) if i % 11 == 3 else None
+
+
+def _seed(store: SQLiteStore) -> list[MemoryRecord]:
+    """Records across scopes, tenants and world times, with links and utility."""
+    recs = []
+    for i in range(40):
+        recs.append(
+            MemoryRecord(
+                scope=Scope(
+                    tenant="other" if i % 10 == 9 else "t",
+                    user=("alice", "bob", None)[i % 3],
+                    agent="a1" if i % 4 == 0 else None,
+                    session="s1" if i % 5 == 0 else None,
+                ),
+                text=f"note {i} about topic{i % 7}",
+                metadata={"speaker": "Ann"} if i % 6 == 0 else {},
+                valid_from=NOW - timedelta(days=1000) if i % 8 == 0 else None,
+                valid_to={0: NOW - timedelta(days=10), 3: NOW + timedelta(days=10)}.get(
+                    i % 11 if i != 3 else 3
+                ),
+                recorded_at=NOW - timedelta(days=3),
+            )
+        )
+    recs[1] = recs[1].model_copy(
+        update={"links": [Link(target=recs[2].id), Link(target=recs[4].id, type="cites")]}
+    )
+    store.insert(recs)
+    store.add_stats("t", {recs[5].id: {"hits": 2.0}})
+    return recs
+
+
+def test_the_mirror_answers_every_query_shape_as_sql_cold_and_warm(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "m.db")
+    _seed(store)
+    assert _agrees(store)  # cold: every row is read from SQLite, then kept
+    assert store._mirror is not None and len(store._mirror) == 40
+    assert _agrees(store)  # warm: every row from memory
+    store.close()
+
+
+def test_each_kind_of_write_reaches_a_warm_mirror(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "w.db")
+    recs = _seed(store)
+    assert _agrees(store)
+    old = recs[0]
+    new = old.model_copy(update={"version": 2, "text": "renamed quokka", "links": [Link(target=recs[7].id)]})
+    store.write_version(VersionChange(tenant="t", record_id=old.id, new=new, op=HistoryOp.UPDATE))
+    assert _agrees(store)  # the old version expired, the new one and its link seen
+    store.add_stats("t", {recs[2].id: {"hits": 1.0}, recs[6].id: {"misses": 3.0}})
+    assert _agrees(store)  # utility inserted and updated
+    store.delete("t", recs[12].id)
+    assert _agrees(store)
+    store.archive("t", [recs[13].id])
+    assert _agrees(store)
+    store.restore("t", recs[13].id)
+    assert _agrees(store)
+    assert store.purge("t", [recs[1].id, recs[2].id]) == 2  # rows, utility and links deleted
+    assert _agrees(store)
+    store.close()
+
+
+def test_memory_writes_feedback_and_invalidation_reach_it(tmp_path: Path) -> None:
+    mem = Memory(SQLiteStore(tmp_path / "f.db"), embedder=HashingEmbedder(dim=64), scope="t")
+    ids = [r.id for r in mem.add([f"fact {i} about cats and dogs" for i in range(12)])]
+    store = mem.store
+    res = mem.search("cats and dogs", k=5)
+    assert _agrees(store)
+    mem.feedback(res.id, 1.0, used=[res.records[0].id])  # utility written by the learner
+    assert _agrees(store)
+    mem.invalidate(ids[3])
+    mem.update(ids[4], text="fact four about parrots")
+    assert _agrees(store)
+    after = mem.search("cats and dogs", k=12)
+    assert ids[3] not in {r.id for r in after.records}
+    mem.close()
+
+
+def test_writes_by_another_connection_reach_it(tmp_path: Path) -> None:
+    a = SQLiteStore(tmp_path / "x.db")
+    recs = _seed(a)
+    assert _agrees(a)
+    b = SQLiteStore(tmp_path / "x.db")
+    b.add_stats("t", {recs[0].id: {"hits": 5.0}})
+    b.delete("t", recs[3].id)
+    new = recs[6].model_copy(update={"version": 2, "text": "moved on"})
+    b.write_version(VersionChange(tenant="t", record_id=recs[6].id, new=new, op=HistoryOp.UPDATE))
+    assert _agrees(a)
+    b.close()
+    a.close()
+
+
+def test_a_log_pruned_past_the_watermark_clears_the_mirror(tmp_path: Path) -> None:
+    a = SQLiteStore(tmp_path / "p.db")
+    recs = _seed(a)
+    assert _agrees(a)
+    b = SQLiteStore(tmp_path / "p.db")
+    b.add_stats("t", {recs[0].id: {"hits": 5.0}})  # a change the mirror has not read yet...
+    raw = sqlite3.connect(tmp_path / "p.db")
+    raw.execute("DELETE FROM row_changes")  # ...pruned away before it could
+    raw.commit()
+    raw.close()
+    b.add_stats("t", {recs[1].id: {"hits": 1.0}})
+    assert _agrees(a)  # recs[0]'s entry did not survive: the gap cleared everything
+    b.close()
+    a.close()
+
+
+def test_the_log_prunes_itself(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "l.db")
+    recs = _seed(store)
+    with store._lock:  # 70,000 logged changes in one transaction, through the trigger
+        store._conn.execute("BEGIN")
+        store._conn.executemany(
+            "UPDATE utility SET n_shown = n_shown + 1 WHERE id = ?", [(recs[5].id,)] * 70_000
+        )
+        store._conn.execute("COMMIT")
+    count, top = store._conn.execute("SELECT count(*), max(seq) FROM row_changes").fetchone()
+    assert top >= 70_000 and count <= 65_536 + 4_096
+    assert _agrees(store)
+    store.close()
+
+
+def test_a_row_read_before_a_change_is_not_kept() -> None:
+    rows = RowMirror(mark=0, limit=10)
+    # rowid, id, kind, text, valid_from, recorded_at, metadata, tenant, then NULLs (no scope, times, utility, links)
+    key, entry = mirror.entry_of((1, "r1", "fact", "t", None, 1, "{}", "t", *[None] * 11))
+    epoch = rows.epoch
+    rows.apply([(1, "r9")])  # a change applied while the row was read
+    rows.put([(key, entry)], epoch)
+    assert len(rows) == 0
+    rows.put([(key, entry)], rows.epoch)
+    assert len(rows) == 1
+    rows.apply([(2, "r1")])
+    assert len(rows) == 0
+
+
+def test_a_full_mirror_starts_again_and_stays_right(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "c.db", mirror_rows=7)
+    _seed(store)
+    assert _agrees(store)
+    assert store._mirror is not None and len(store._mirror) <= 7
+    store.close()
+
+
+def test_an_older_database_gets_the_log(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    store = SQLiteStore(path)
+    recs = _seed(store)
+    store.close()
+    raw = sqlite3.connect(path)
+    for (name,) in raw.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'trigger' AND sql LIKE '%row_changes%'"
+    ).fetchall():
+        raw.execute(f"DROP TRIGGER {name}")
+    raw.execute("DROP TABLE row_changes")
+    raw.execute("PRAGMA user_version = 6")
+    raw.commit()
+    raw.close()
+    store = SQLiteStore(path)
+    assert _agrees(store)
+    store.add_stats("t", {recs[0].id: {"hits": 1.0}})
+    assert _agrees(store)
+    store.close()
+
+
+def test_rows_just_added_are_kept_and_a_disabled_mirror_reads_sql(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "n.db")
+    store.insert([MemoryRecord(scope=Scope(tenant="t"), text=f"first {i}") for i in range(10)])
+    store.insert([MemoryRecord(scope=Scope(tenant="t"), text=f"second {i}") for i in range(20)])
+    assert store._mirror is not None and len(store._mirror) == 20  # the second batch, read once
+    assert _agrees(store)
+    store.close()
+    off = SQLiteStore(tmp_path / "n.db", mirror_rows=0)
+    assert _agrees(off)
+    assert off._mirror is None
+    off.close()
