@@ -18,8 +18,9 @@ older than the change.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from memq.store.base import CandidateQuery, CandidateRow
@@ -27,6 +28,9 @@ from memq.store.sqlite.base import DECODE, from_us, to_us
 from memq.types import utcnow
 
 _SEP = "\x1f"  # separates link targets in one column
+# the stats of every row that has none: one shared, read-only mapping rather than a dict a row (each
+# container in the mirror is one more object for every full garbage collection to walk)
+_NO_STATS: Mapping[str, float] = MappingProxyType({})
 # what a miss reads of each row, by rowid and without the visibility clause (the mirror applies it)
 COLUMNS = (
     "r.rowid, r.id, r.kind, r.text, r.valid_from, r.recorded_at, r.metadata, r.tenant, r.user_id, "
@@ -65,7 +69,7 @@ def entry_of(r: Sequence[Any]) -> tuple[int, Entry]:
         n_shown=shown or 0,
         n_used=used or 0,
         reward_sum=rsum or 0.0,
-        stats=DECODE.json(stats) if stats else {},
+        stats=DECODE.json(stats) if stats and stats != "{}" else _NO_STATS,
         metadata=r[6],
     )
     return r[0], Entry(row, r[7], r[8], r[9], r[10], r[4], r[5], r[11], r[12])
