@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -66,6 +66,18 @@ class Candidate:
     score: float
 
 
+class EventRow(NamedTuple):
+    """A history event as both backends write it: the columns of their ``events`` table, in order."""
+
+    tenant: str
+    record_id: str
+    op: HistoryOp
+    version: int
+    at: datetime
+    actor: str | None
+    reason: str | None
+
+
 @dataclass(frozen=True)
 class VersionChange:
     """A new version of an existing record, applied by :meth:`Store.write_version`."""
@@ -78,9 +90,9 @@ class VersionChange:
     reason: str | None = None
 
     @property
-    def event(self) -> tuple[str, str, HistoryOp, int, datetime, str | None, str | None]:
-        """(tenant, record id, op, version, at, actor, reason): the history event the change writes."""
-        return (
+    def event(self) -> EventRow:
+        """The history event the change writes."""
+        return EventRow(
             self.tenant,
             self.record_id,
             self.op,

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from memq.errors import ConflictError, NotFoundError
-from memq.store.base import CandidateQuery, VersionChange, WriteBatch
+from memq.store.base import CandidateQuery, EventRow, VersionChange, WriteBatch
 from memq.store.postgres import schema
 from memq.store.postgres.log import add_stats
 from memq.store.postgres.rows import (
@@ -75,7 +75,10 @@ def insert_rows(
     yield from write_records(records)
     yield Q(
         COPY_EVENTS,
-        [event_params(r.scope.tenant, r.id, op, r.version, r.recorded_at, actor, reason) for r in records],
+        [
+            event_params(EventRow(r.scope.tenant, r.id, op, r.version, r.recorded_at, actor, reason))
+            for r in records
+        ],
         mode="copy",
     )
 
@@ -110,7 +113,7 @@ def write_version(change: VersionChange) -> Op[MemoryRecord]:
     if expired != 1:
         raise ConflictError(f"record {change.record_id} changed concurrently; reload and retry")
     yield from write_records([new], utility=False)
-    yield Q(INSERT_EVENT, event_params(*change.event), mode="none")
+    yield Q(INSERT_EVENT, event_params(change.event), mode="none")
     return new
 
 
@@ -144,7 +147,9 @@ def delete(tenant: str, record_id: str, actor: str | None, reason: str | None) -
     if done != 1:
         raise ConflictError(f"record {record_id} changed concurrently; reload and retry")
     yield Q(
-        INSERT_EVENT, event_params(tenant, record_id, HistoryOp.DELETE, version, now, actor, reason), "none"
+        INSERT_EVENT,
+        event_params(EventRow(tenant, record_id, HistoryOp.DELETE, version, now, actor, reason)),
+        "none",
     )
 
 
@@ -161,7 +166,7 @@ def archive(tenant: str, record_ids: Sequence[str], reason: str | None, actor: s
     )
     version = {rid: v for rid, v in rows}
     params = [
-        event_params(tenant, rid, HistoryOp.ARCHIVE, version[rid], now, actor, reason)
+        event_params(EventRow(tenant, rid, HistoryOp.ARCHIVE, version[rid], now, actor, reason))
         for rid in ids
         if rid in version
     ]
@@ -196,7 +201,7 @@ def restore(tenant: str, record_id: str, actor: str | None, reason: str | None) 
     )
     yield Q(
         INSERT_EVENT,
-        event_params(tenant, record_id, HistoryOp.RESTORE, row[1] + 1, now, actor, reason),
+        event_params(EventRow(tenant, record_id, HistoryOp.RESTORE, row[1] + 1, now, actor, reason)),
         mode="none",
     )
     rows = yield Q(

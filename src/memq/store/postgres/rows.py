@@ -18,7 +18,7 @@ import numpy as np
 from psycopg.types.json import Json, Jsonb
 
 from memq.store import sqlcommon
-from memq.store.base import CandidateQuery
+from memq.store.base import CandidateQuery, EventRow
 from memq.store.postgres import hnsw
 from memq.store.postgres.steps import Op, Q
 from memq.store.sqlcommon import EVENT_COLUMNS as EVENT_COLUMNS  # transfer.py reads it here
@@ -223,13 +223,6 @@ def vector_bytes(vector: np.ndarray | None) -> bytes | None:
     return None if vector is None else np.asarray(vector, dtype="<f4").tobytes()
 
 
-def event_params(
-    tenant: str,
-    record_id: str,
-    op: HistoryOp,
-    version: int,
-    at: datetime,
-    actor: str | None,
-    reason: str | None,
-) -> tuple[Any, ...]:
-    return (tenant, record_id, HistoryOp(op).value, version, at, actor, reason)
+def event_params(e: EventRow) -> tuple[Any, ...]:
+    """The ``EVENT_FIELDS`` values of an event (the op as its text)."""
+    return (e.tenant, e.record_id, HistoryOp(e.op).value, e.version, e.at, e.actor, e.reason)

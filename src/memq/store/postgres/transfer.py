@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from memq.errors import ConflictError, NotFoundError
+from memq.store.base import EventRow
 from memq.store.contract import EXPORT_EVENTS_PAGE, EXPORT_RECORDS_PAGE
 from memq.store.postgres import schema
 from memq.store.postgres.rows import (
@@ -88,7 +89,7 @@ def import_rows(rows: Sequence[MemoryRecord | HistoryEvent]) -> Op[int]:
         tenant = tenant_of.get(e.record_id)
         if tenant is None:
             raise NotFoundError(f"history event for unknown record {e.record_id}")
-        params.append(event_params(tenant, e.record_id, e.op, e.version, e.at, e.actor, e.reason))
+        params.append(event_params(EventRow(tenant, e.record_id, e.op, e.version, e.at, e.actor, e.reason)))
     if params:
         yield Q(COPY_EVENTS, params, mode="copy")
     return len(records)

@@ -27,6 +27,7 @@ import numpy as np
 
 from memq.errors import ConflictError, DimensionMismatchError, StoreError
 from memq.store import sqlcommon
+from memq.store.base import EventRow
 from memq.store.sqlcommon import UTILITY_COLUMNS, RowDecoder, RowEncoder, TrainingRows, record_of
 from memq.store.sqlite.lexical import LexicalIndex
 from memq.store.sqlite.schema import migrate
@@ -330,17 +331,8 @@ def spaces(records: Sequence[MemoryRecord]) -> list[tuple[str, int]]:
     return sorted({(r.embedding_model or "", len(r.embedding)) for r in records if r.embedding is not None})
 
 
-def event(
-    conn: sqlite3.Connection,
-    tenant: str,
-    record_id: str,
-    op: HistoryOp,
-    version: int,
-    at: datetime,
-    actor: str | None,
-    reason: str | None,
-) -> None:
+def event(conn: sqlite3.Connection, e: EventRow) -> None:
     conn.execute(
         "INSERT INTO events (tenant, record_id, op, version, at, actor, reason) VALUES (?,?,?,?,?,?,?)",
-        (tenant, record_id, HistoryOp(op).value, version, to_us(at), actor, reason),
+        (e.tenant, e.record_id, HistoryOp(e.op).value, e.version, to_us(e.at), e.actor, e.reason),
     )

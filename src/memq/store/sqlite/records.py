@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from memq.errors import ConflictError, NotFoundError
-from memq.store.base import CandidateQuery, VersionChange, WriteBatch, merge_stats
+from memq.store.base import CandidateQuery, EventRow, VersionChange, WriteBatch, merge_stats
 from memq.store.sqlcommon import (
     EVENT_COLUMNS,
     RECORD_COLUMNS,
@@ -131,7 +131,7 @@ class SQLiteRecords(SQLiteBase):
                 "valid_to, ?, NULL, 0, embedding_model, embedding FROM records WHERE rowid = ?",
                 (to_us(now), row[0]),
             )
-            event(conn, tenant, record_id, HistoryOp.RESTORE, row[1] + 1, now, actor, reason)
+            event(conn, EventRow(tenant, record_id, HistoryOp.RESTORE, row[1] + 1, now, actor, reason))
 
         self._write(tx)
         self._index_added(True)
@@ -288,7 +288,7 @@ def soft_delete(
     if cur is None:
         return False
     conn.execute("UPDATE records SET expired_at = ?, deleted = 1 WHERE rowid = ?", (to_us(now), cur[0]))
-    event(conn, tenant, record_id, op, cur[1], now, actor, reason)
+    event(conn, EventRow(tenant, record_id, op, cur[1], now, actor, reason))
     return True
 
 
@@ -342,7 +342,7 @@ def write_version_tx(conn: sqlite3.Connection, change: VersionChange) -> MemoryR
     conn.execute("UPDATE records SET expired_at = ? WHERE rowid = ?", (to_us(new.recorded_at), cur[0]))
     insert_version(conn, new)
     insert_links(conn, new)
-    event(conn, *change.event)
+    event(conn, change.event)
     return new
 
 

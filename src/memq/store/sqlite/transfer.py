@@ -8,6 +8,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from memq.errors import ConflictError, NotFoundError
+from memq.store.base import EventRow
 from memq.store.contract import paged_export
 from memq.store.sqlcommon import EVENT_COLUMNS, RECORD_COLUMNS, event_of
 from memq.store.sqlite.base import DECODE, check_or_set_space, event, spaces
@@ -71,16 +72,7 @@ class SQLiteTransfer(SQLiteRecords):
                     if row is None:
                         raise NotFoundError(f"history event for unknown record {ev.record_id}")
                     tenant = row[0]
-                event(
-                    conn,
-                    tenant,
-                    ev.record_id,
-                    ev.op,
-                    ev.version,
-                    ev.at,
-                    ev.actor,
-                    ev.reason,
-                )
+                event(conn, EventRow(tenant, ev.record_id, ev.op, ev.version, ev.at, ev.actor, ev.reason))
 
         self._write(tx)
         self._index_added(bool(used))
