@@ -7,7 +7,7 @@ import pytest
 import typer
 
 from memq_bench.cli_common import choices, positive_ints, split, system_names
-from memq_bench.results import BenchResult
+from memq_bench.results import NO_HOOKS, BenchResult, ResultsFile, RunHooks
 from memq_bench.view import quality_metrics, slice_order
 
 
@@ -63,3 +63,35 @@ def test_slice_order_puts_preferred_bases_first_then_natural_order() -> None:
     got = slice_order(results, preferred=("recall@5", "em@1"))
     assert list(got) == ["recall@5", "em@1", "recall@10"]
     assert got["em@1"] == ["6k", "32k"]
+
+
+class _Progress:
+    """Records what a runner does to its progress display."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, object, int]] = []
+
+    def add_task(self, label: str, total: int) -> int:
+        self.calls.append(("add", label, total))
+        return len(self.calls)
+
+    def advance(self, task: int, n: int) -> None:
+        self.calls.append(("advance", task, n))
+
+
+def test_run_hooks_record_args_tick_progress_and_checkpoint() -> None:
+    progress, saved = _Progress(), []
+    hooks = RunHooks({"k": [5]}, progress, saved.append)
+    results = hooks.new_results("demo", extra={"notes": ["n"]})
+    assert results.benchmark == "demo" and results.args == {"k": [5]} and results.extra == {"notes": ["n"]}
+    advance = hooks.tick("questions", 3)
+    assert advance is not None
+    advance()
+    advance(2)
+    assert progress.calls == [("add", "questions", 3), ("advance", 1, 1), ("advance", 1, 2)]
+    hooks.save(results)
+    assert saved == [results]
+    # without a display or a checkpoint: no hook, nothing saved, nothing raised
+    assert NO_HOOKS.tick("questions", 3) is None
+    NO_HOOKS.save(ResultsFile(benchmark="demo"))
+    assert NO_HOOKS.new_results("demo").args == {}

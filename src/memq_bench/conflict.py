@@ -28,7 +28,7 @@ from memq.llm.base import LLM
 from memq_bench.conflict_reconcile import ReconcilingMemq
 from memq_bench.data import read_json_list
 from memq_bench.metrics import substring_match
-from memq_bench.results import BenchResult, ResultsFile, package_versions
+from memq_bench.results import NO_HOOKS, BenchResult, ResultsFile, RunHooks, package_versions
 from memq_bench.supersession import SUBJECT_FIELD, subject_key, supersede
 from memq_bench.systems import MEMQ_PRESETS, BenchDoc, BenchSystem, MemqSystem, Timed, make_system
 
@@ -278,9 +278,7 @@ def run_benchmark(
     chunk: int = 100,
     llm: LLM | None = None,
     max_facts: int | None = None,
-    args: dict[str, Any] | None = None,
-    progress: Any = None,
-    checkpoint: Callable[[ResultsFile], None] | None = None,
+    hooks: RunHooks = NO_HOOKS,
 ) -> ResultsFile:
     """Run every (system, variant) on every context; one :class:`BenchResult` each.
 
@@ -312,15 +310,13 @@ def run_benchmark(
     pairs = plan(systems, variants)
     n_facts = sum(len(c.facts[:max_facts]) for c in contexts)
     n_questions = sum(len(r.questions) for c in contexts for r in c.rows)
-    results = ResultsFile(benchmark="conflict", args=dict(args or {}), extra={"notes": run_notes})
+    results = hooks.new_results("conflict", extra={"notes": run_notes})
     versions = package_versions()
     for name, variant in pairs:
         started = time.perf_counter()
         system = Timed(build_system(name, variant, embedder, llm))
-        facts_task = q_task = None
-        if progress is not None:
-            facts_task = progress.add_task(f"{name} [{variant}] facts", total=n_facts)
-            q_task = progress.add_task(f"{name} [{variant}] questions", total=n_questions)
+        on_facts = hooks.tick(f"{name} [{variant}] facts", n_facts)
+        on_question = hooks.tick(f"{name} [{variant}] questions", n_questions)
         try:
             run = run_system(
                 system,
@@ -328,8 +324,8 @@ def run_benchmark(
                 ks,
                 chunk=chunk,
                 variant=variant,
-                on_facts=(lambda n, t=facts_task: progress.advance(t, n)) if progress else None,
-                on_question=(lambda t=q_task: progress.advance(t, 1)) if progress else None,
+                on_facts=on_facts,
+                on_question=on_question,
                 max_facts=max_facts,
             )
             metrics = {**run_metrics(run, ks), **system.latency_metrics()}
@@ -371,8 +367,7 @@ def run_benchmark(
                 notes=notes,
             )
         )
-        if checkpoint is not None:
-            checkpoint(results)  # a crash in a later system keeps the finished ones
+        hooks.save(results)
     return results
 
 

@@ -49,7 +49,7 @@ from memq_bench.online import (
     seeded_results,
     train_questions,
 )
-from memq_bench.results import BenchResult, ResultsFile, make_result
+from memq_bench.results import NO_HOOKS, BenchResult, ResultsFile, RunHooks, make_result, progress_tick
 from memq_bench.systems import MEMQ_PRESETS, LearningSystem, Timed, make_system
 
 NOTES = [
@@ -76,14 +76,6 @@ def evidence(question: LmeQuestion, roles: Roles) -> frozenset[str]:
         return marked
     sessions = set(question.answer_session_ids)
     return frozenset(t.key for t in turns if t.session_id in sessions)
-
-
-def _tick(progress: Any, label: str, total: int) -> Callable[..., None] | None:
-    """A progress bar's advance hook (None without a progress display)."""
-    if progress is None:
-        return None
-    task = progress.add_task(label, total=total)
-    return lambda n=1: progress.advance(task, n)
 
 
 def _result(
@@ -158,7 +150,7 @@ def run_online(
     started = time.perf_counter()
     base_system = Timed(make_system("memq", embedder))
     try:
-        tick = _tick(progress, f"{name} online-baseline: haystacks", len(questions))
+        tick = progress_tick(progress, f"{name} online-baseline: haystacks", len(questions))
         for q in train:  # the same corpus as the learner's, training questions not asked
             ingest_haystack(base_system, q, roles)
             if tick:
@@ -225,7 +217,7 @@ def _learner_runs(
         if not isinstance(system.system, LearningSystem):
             system.close()
             raise InvalidInputError(f"{name} does not learn from feedback")
-        tick = _tick(progress, f"{name} {variant} seed {seed}: questions", len(train) + len(test))
+        tick = progress_tick(progress, f"{name} {variant} seed {seed}: questions", len(train) + len(test))
         try:
             rewards = _train(
                 system, train, CitingAgent(np.random.default_rng(seed)), roles=roles, shown=shown, tick=tick
@@ -264,9 +256,7 @@ def run_online_benchmark(
     promotions: Sequence[str] = ("guarded", "always"),
     fit_every: int | None = None,
     results: ResultsFile | None = None,
-    args: dict[str, Any] | None = None,
-    progress: Any = None,
-    checkpoint: Callable[[ResultsFile], None] | None = None,
+    hooks: RunHooks = NO_HOOKS,
 ) -> ResultsFile:
     """Warm the embedding cache (documents and questions), then the online variant of every learner
     preset in ``systems`` (others are skipped), appended to ``results`` (a new file if None)."""
@@ -277,10 +267,9 @@ def run_online_benchmark(
         raise InvalidInputError(
             f"the online variant needs a learner preset among --systems (e.g. memq-memq), got {list(systems)}"
         )
-    out = results if results is not None else ResultsFile(benchmark="longmemeval", args=dict(args or {}))
+    out = results if results is not None else hooks.new_results("longmemeval")
     texts = embed_texts(questions, roles)
-    tick = _tick(progress, "embedding (cached)", len(texts))
-    embedded, seconds = warm_cache(embedder, texts, on_batch=tick)
+    embedded, seconds = warm_cache(embedder, texts, on_batch=hooks.tick("embedding (cached)", len(texts)))
     for q in questions:
         embedder.embed_query(q.question)
     out.extra.setdefault(
@@ -298,10 +287,9 @@ def run_online_benchmark(
             seeds=seeds,
             promotions=promotions,
             fit_every=fit_every,
-            progress=progress,
+            progress=hooks.progress,
         )
-        if checkpoint is not None:
-            checkpoint(out)
+        hooks.save(out)
     skipped = [s for s in systems if s not in learners]
     if skipped:
         out.extra.setdefault("notes", []).append(

@@ -25,13 +25,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from memq.embed.base import Embedder
 from memq.errors import InvalidInputError
 from memq_bench.data import read_json_list
 from memq_bench.metrics import first_seen, ndcg_binary, recall_all, recall_any
-from memq_bench.results import BenchResult, ResultsFile, package_versions
+from memq_bench.results import NO_HOOKS, BenchResult, ResultsFile, RunHooks, package_versions
 from memq_bench.systems import BenchDoc, Timed, make_system
 
 S_FILE = "longmemeval/longmemeval_s_cleaned_sample60.json"
@@ -280,19 +280,14 @@ def run_benchmark(
     ks: Sequence[int] = (5, 10),
     roles: Roles = "user",
     search_k: int = 50,
-    args: dict[str, Any] | None = None,
-    progress: Any = None,
-    checkpoint: Callable[[ResultsFile], None] | None = None,
+    hooks: RunHooks = NO_HOOKS,
 ) -> ResultsFile:
     """Warm the embedding cache once, then run every system on the same questions."""
     if search_k < max(ks):
         raise InvalidInputError(f"search_k ({search_k}) must be >= the largest k ({max(ks)})")
-    results = ResultsFile(benchmark="longmemeval", args=dict(args or {}))
+    results = hooks.new_results("longmemeval")
     texts = embed_texts(list(questions) + list(oracle or []), roles)
-    task = progress.add_task("embedding (cached)", total=len(texts)) if progress else None
-    embedded, embed_s = warm_cache(
-        embedder, texts, on_batch=(lambda n: progress.advance(task, n)) if progress else None
-    )
+    embedded, embed_s = warm_cache(embedder, texts, on_batch=hooks.tick("embedding (cached)", len(texts)))
     results.extra["embedding"] = {
         "texts": len(texts),
         "embedded_now": embedded,
@@ -304,7 +299,7 @@ def run_benchmark(
     for name in systems:
         started = time.perf_counter()
         system = Timed(make_system(name, embedder))
-        q_task = progress.add_task(f"{name}: S questions", total=len(questions)) if progress else None
+        on_question = hooks.tick(f"{name}: S questions", len(questions))
         try:
             run = run_retrieval(
                 system,
@@ -312,7 +307,7 @@ def run_benchmark(
                 ks,
                 roles=roles,
                 search_k=search_k,
-                on_question=(lambda t=q_task: progress.advance(t, 1)) if progress else None,
+                on_question=on_question,
             )
             metrics = run.metrics()
             metrics.update(system.latency_metrics())
@@ -320,13 +315,13 @@ def run_benchmark(
             system.close()
         if oracle:
             ingest = Timed(make_system(name, embedder))
-            o_task = progress.add_task(f"{name}: oracle ingest", total=len(oracle)) if progress else None
+            on_ingest = hooks.tick(f"{name}: oracle ingest", len(oracle))
             try:
                 turns, seconds = run_ingest(
                     ingest,
                     oracle,
                     roles=roles,
-                    on_question=(lambda t=o_task: progress.advance(t, 1)) if progress else None,
+                    on_question=on_ingest,
                 )
             finally:
                 ingest.close()
@@ -350,8 +345,7 @@ def run_benchmark(
                 ],
             )
         )
-        if checkpoint is not None:
-            checkpoint(results)  # a crash in a later system keeps the finished ones
+        hooks.save(results)
     return results
 
 

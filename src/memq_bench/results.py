@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import platform
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -61,6 +62,38 @@ class ResultsFile(BaseModel):
     args: dict[str, Any] = Field(default_factory=dict)
     results: list[BenchResult] = Field(default_factory=list)
     extra: dict[str, Any] = Field(default_factory=dict)
+
+
+def progress_tick(progress: Any, label: str, total: int) -> Callable[..., None] | None:
+    """The advance hook of a new task ``label`` on a progress display (None without a display)."""
+    if progress is None:
+        return None
+    task = progress.add_task(label, total=total)
+    return lambda n=1: progress.advance(task, n)
+
+
+@dataclass(frozen=True)
+class RunHooks:
+    """What a benchmark command hands its runner: the ``args`` its results file records, a progress
+    display (or None), and ``checkpoint``, called with the results after each system (so a crash in a
+    later system keeps the finished ones)."""
+
+    args: Mapping[str, Any] = field(default_factory=dict)
+    progress: Any = None
+    checkpoint: Callable[[ResultsFile], None] | None = None
+
+    def new_results(self, benchmark: str, **fields: Any) -> ResultsFile:
+        return ResultsFile(benchmark=benchmark, args=dict(self.args), **fields)
+
+    def tick(self, label: str, total: int) -> Callable[..., None] | None:
+        return progress_tick(self.progress, label, total)
+
+    def save(self, results: ResultsFile) -> None:
+        if self.checkpoint is not None:
+            self.checkpoint(results)
+
+
+NO_HOOKS = RunHooks()
 
 
 def package_versions(names: Iterable[str] = _TRACKED) -> dict[str, str]:

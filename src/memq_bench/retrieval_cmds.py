@@ -28,7 +28,7 @@ from memq_bench.cli_common import (
     usage_error,
 )
 from memq_bench.locomo import CATEGORIES
-from memq_bench.results import write_results
+from memq_bench.results import RunHooks, write_results
 from memq_bench.tables import variant_table
 
 LOCOMO_SYSTEMS = "memq,memq-dense,memq-lexical,memq-memrl,memq-memq,chroma,mem0"
@@ -224,14 +224,8 @@ def longmemeval(
         if "online" in chosen:
             args |= {"seeds": seeds, "promotion": modes, "fit_every": fit_every}
         with progress() as bar:
-            common: dict[str, Any] = {  # what both variants take
-                "ks": ks,
-                "roles": roles,
-                "search_k": search_k,
-                "args": args,
-                "progress": bar,
-                "checkpoint": lambda rf: write_results(out, rf),
-            }
+            hooks = RunHooks(args, bar, lambda rf: write_results(out, rf))
+            common: dict[str, Any] = {"ks": ks, "roles": roles, "search_k": search_k, "hooks": hooks}
             results = None
             if "default" in chosen:
                 results = run_benchmark(questions, oracle_qs, names, emb, **common)
@@ -349,9 +343,7 @@ def conflict(
                 chunk=chunk,
                 llm=model,
                 max_facts=max_facts,
-                args=args,
-                progress=bar,
-                checkpoint=lambda rf: write_results(out, rf),
+                hooks=RunHooks(args, bar, lambda rf: write_results(out, rf)),
             )
     except MemqError as exc:
         fail(exc)
