@@ -21,9 +21,8 @@ R = TypeVar("R")
 def async_twin(
     sync: Callable[Concatenate[S, P], R],
 ) -> Callable[[Callable[..., Awaitable[Any]]], Callable[Concatenate[S, P], Coroutine[Any, Any, R]]]:
-    """Decorate ``async def twin(self, **args)``: it runs with ``sync``'s arguments, by name.
-
-    Its docstring, when it has none, is ``sync``'s."""
+    """Decorate ``async def twin(self, **args)``: it runs with ``sync``'s arguments, by name (``sync``
+    takes named parameters, no ``*args``/``**kwargs``). Its docstring, when it has none, is ``sync``'s."""
     signature = inspect.signature(sync)
 
     def decorate(body: Callable[..., Awaitable[Any]]) -> Callable[Concatenate[S, P], Coroutine[Any, Any, R]]:
