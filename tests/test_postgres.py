@@ -155,7 +155,7 @@ ASYNC_LIFECYCLE = {"connect", "open"}
 # PostgreSQL's own: build_index (the SQLite store builds its vector index on its own, in the process)
 POSTGRES_ONLY = {"build_index"}
 # SQLite's own: a check (for tests) that its in-memory lexical index holds exactly the rows
-SQLITE_ONLY = {"verify_lexical"}
+SQLITE_ONLY = {"verify_lexical", "verify_mirror"}  # test helpers of the indexes beside the file
 # methods whose sync and async forms differ by nature: closing, and export_rows (a stream, or a list)
 RUNNER_METHODS = {"close", "export_rows"}
 

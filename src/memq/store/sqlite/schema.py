@@ -4,6 +4,22 @@ from __future__ import annotations
 
 import sqlite3
 
+# the records columns the light-row mirror holds: an update of any of them is logged (migration 7)
+_MIRRORED_UPDATE = (
+    "UPDATE OF id, tenant, user_id, agent_id, session_id, kind, text, metadata, valid_from, valid_to, "
+    "recorded_at, expired_at, deleted"
+)
+
+
+def _logs_change(name: str, event: str, table: str, column: str) -> str:
+    """A trigger logging into ``row_changes`` the record id in ``column`` of each row ``event`` touches
+    (an update logs the old id, and the new one when it changed)."""
+    body = f"INSERT INTO row_changes (id) VALUES ({'new' if event == 'INSERT' else 'old'}.{column});"
+    if event.startswith("UPDATE"):
+        body += f" INSERT INTO row_changes (id) SELECT new.{column} WHERE new.{column} IS NOT old.{column};"
+    return f"CREATE TRIGGER {name} AFTER {event} ON {table} BEGIN {body} END;\n"
+
+
 # Each entry migrates from version i to i+1. Append; never edit a released entry.
 MIGRATIONS: list[str] = [
     # 1: the initial schema
@@ -145,37 +161,23 @@ MIGRATIONS: list[str] = [
     ALTER TABLE retrievals ADD COLUMN pool_scores BLOB;
     """,
     # 7: the light rows search reads are mirrored in memory (memq.store.sqlite.mirror): every write
-    # to what they hold logs the record's id, by trigger, so no writer can forget it; the log keeps
-    # its last 65,536 entries (a mirror further behind starts again empty)
-    """
-    CREATE TABLE row_changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL);
-    CREATE TRIGGER records_changed AFTER UPDATE OF id, tenant, user_id, agent_id, session_id, kind, text,
-        metadata, valid_from, valid_to, recorded_at, expired_at, deleted ON records BEGIN
-        INSERT INTO row_changes (id) VALUES (old.id);
-    END;
-    CREATE TRIGGER records_gone AFTER DELETE ON records BEGIN
-        INSERT INTO row_changes (id) VALUES (old.id);
-    END;
-    CREATE TRIGGER utility_added AFTER INSERT ON utility BEGIN
-        INSERT INTO row_changes (id) VALUES (new.id);
-    END;
-    CREATE TRIGGER utility_changed AFTER UPDATE ON utility BEGIN
-        INSERT INTO row_changes (id) VALUES (old.id);
-        INSERT INTO row_changes (id) SELECT new.id WHERE new.id IS NOT old.id;
-    END;
-    CREATE TRIGGER utility_gone AFTER DELETE ON utility BEGIN
-        INSERT INTO row_changes (id) VALUES (old.id);
-    END;
-    CREATE TRIGGER links_added AFTER INSERT ON links BEGIN
-        INSERT INTO row_changes (id) VALUES (new.src);
-    END;
-    CREATE TRIGGER links_changed AFTER UPDATE ON links BEGIN
-        INSERT INTO row_changes (id) VALUES (old.src);
-        INSERT INTO row_changes (id) SELECT new.src WHERE new.src IS NOT old.src;
-    END;
-    CREATE TRIGGER links_gone AFTER DELETE ON links BEGIN
-        INSERT INTO row_changes (id) VALUES (old.src);
-    END;
+    # to what they hold logs the record's id, by trigger (_logs_change), so no writer can forget it; the
+    # log keeps its last 65,536 entries (a mirror further behind starts again empty)
+    "CREATE TABLE row_changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL);\n"
+    + "".join(
+        _logs_change(*t)
+        for t in (
+            ("records_changed", _MIRRORED_UPDATE, "records", "id"),
+            ("records_gone", "DELETE", "records", "id"),
+            ("utility_added", "INSERT", "utility", "id"),
+            ("utility_changed", "UPDATE", "utility", "id"),
+            ("utility_gone", "DELETE", "utility", "id"),
+            ("links_added", "INSERT", "links", "src"),
+            ("links_changed", "UPDATE", "links", "src"),
+            ("links_gone", "DELETE", "links", "src"),
+        )
+    )
+    + """
     CREATE TRIGGER row_changes_pruned AFTER INSERT ON row_changes WHEN new.seq % 4096 = 0 BEGIN
         DELETE FROM row_changes WHERE seq <= new.seq - 65536;
     END;
