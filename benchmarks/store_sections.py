@@ -286,6 +286,14 @@ def render_section(data: dict[str, Any]) -> str:
         "Where memq's own time goes inside a search (candidates, candidate rows, hydration, retrieval log, "
         "`Memory`'s work): the table *Where the time goes* above, from store_bench.py.",
     ]
+    if any(key == "hybrid_sql_rows" for *_, key in lanes):
+        lines += [
+            "",
+            "*Candidate rows read from SQLite*: the light-row mirror switched off for the call, as a reopened "
+            "store reads the rows it has not seen yet (docs/algorithms.md). Lanes run one after another, so "
+            "a busy spell can favour either; `benchmarks/mirror_ab.py` (`benchmarks/results/mirror.json`) "
+            "compares the two on each question in turn.",
+        ]
     lines += [
         "",
         f"Loading: memq {m['add_rps']:,.0f} records/s ({m['add_total_s']:.0f} s, of which "
