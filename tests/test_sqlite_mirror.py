@@ -218,3 +218,48 @@ def test_rows_just_added_are_kept_and_a_disabled_mirror_reads_sql(tmp_path: Path
     assert _agrees(off)
     assert off._mirror is None
     off.close()
+
+
+def test_concurrent_reads_and_writes_leave_it_current(tmp_path: Path) -> None:
+    """Readers filling the mirror while writers change what it holds, in threads of this process and
+    through a second connection: once all are done, every answer is SQL's (a row read before a change
+    and kept after it would show here)."""
+    import random
+    import threading
+
+    store = SQLiteStore(tmp_path / "t.db")
+    recs = _seed(store)
+    other = SQLiteStore(tmp_path / "t.db")
+    keys = [r[0] for r in store._conn.execute("SELECT rowid FROM records")]
+    queries = _queries()
+    errors: list[BaseException] = []
+
+    def read(seed: int) -> None:
+        rng = random.Random(seed)
+        try:
+            for _ in range(150):
+                store._light_rows(rng.choice(queries), rng.sample(keys, 15))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    def write(seed: int, target: SQLiteStore) -> None:
+        rng = random.Random(seed)
+        try:
+            for i in range(60):
+                rid = rng.choice(recs[:30]).id
+                target.add_stats("t", {rid: {"hits": 1.0}})
+                if i == 0:
+                    target.delete("t", recs[30 + seed].id)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=read, args=(s,)) for s in range(3)]
+    threads += [threading.Thread(target=write, args=(s, store if s % 2 else other)) for s in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert _agrees(store)
+    other.close()
+    store.close()
