@@ -105,8 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "results": results,
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(data, indent=2) + "\n")
+    sb.write_json(args.output, data)
     print(f"wrote {args.output}")
     return 0
 

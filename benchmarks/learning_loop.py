@@ -20,7 +20,6 @@ Results: ``benchmarks/results/learning-loop.json`` and ``docs/benchmarks-learnin
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import sys
@@ -205,8 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "results": results,
         "note": args.note,
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(data, indent=2) + "\n")
+    sb.write_json(args.output, data)
     args.doc.write_text(render(data))
     for name, r in results.items():
         print(

@@ -1141,6 +1141,12 @@ def _cpu_model() -> str | None:
     return None
 
 
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """A benchmark's results JSON (indented, newline-terminated), its folder made if missing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
 def git_state() -> dict[str, Any]:
     """The commit measured, and the library files that differed from it (uncommitted work)."""
     import subprocess
@@ -1427,8 +1433,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "notes": notes,
         "results": results,
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(data, indent=2) + "\n")
+    write_json(args.output, data)
     args.doc.parent.mkdir(parents=True, exist_ok=True)
     write_page(args.doc, render_doc(data))
     console.print(*console_tables(data))

@@ -468,8 +468,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "embedding_cache": fill,
         "results": results,
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(data, indent=2) + "\n")
+    sb.write_json(args.output, data)
     write_section(args.doc, render_section(data))
     sb.console.print(f"wrote {args.output} and the section of {args.doc}")
     return 0
