@@ -1,8 +1,8 @@
 """What search reads from the SQLite store: dense candidates (an in-memory vector index kept beside
 the file: exact below ``exact_threshold`` vectors and in small scopes, an int8 usearch HNSW graph
 rescored exactly above), lexical candidates (BM25 from the in-memory lexical
-index kept beside the file, :mod:`memq.store.sqlite.lexical`), the light rows ranking needs, and the
-shown records.
+index kept beside the file, :mod:`memq.store.sqlite.lexical`), the light rows ranking needs (from the
+in-memory mirror, :mod:`memq.store.sqlite.mirror`, or by rowid), and the shown records.
 
 Candidates are looked up by id (their rowids), never by walking a tenant-wide index, so the cost of a
 search does not grow with the store; over-fetching keeps a filter from starving the ANN result.
@@ -144,8 +144,8 @@ class SQLiteCandidates(SQLiteBase):
     def search_candidates(
         self, query: CandidateQuery, n: int, *, vector: np.ndarray | None = None, text: str | None = None
     ) -> CandidatePool:
-        """Each signal's index hits (the first ``n`` plus a margin), then one read by rowid that checks
-        the visibility clause and returns the light rows of both signals' hits at once. A signal whose
+        """Each signal's index hits (the first ``n`` plus a margin), then the light rows of both signals'
+        hits at once, checked against the query's visibility (``_light_rows``). A signal whose
         hits leave fewer than ``n`` visible while more may exist (a filter, old versions, a scope the
         graph does not know) runs its own over-fetching search."""
         if n <= 0 or (vector is None and text is None):

@@ -1,11 +1,12 @@
 """The embedded SQLite store: one database file (WAL) plus a rebuildable vector index and lexical index
-beside it.
+beside it, and an in-memory mirror of the light rows search reads.
 
 It is assembled from one part per concern of the store contract (:mod:`memq.store.contract`):
 
 * :mod:`.records` and :mod:`.transfer` — records and versions, export/import, re-embedding;
 * :mod:`.candidates` — dense (usearch HNSW, exact below ``exact_threshold``) and lexical (BM25 as FTS5
-  ranks it, from :mod:`.lexical`) candidates, the light rows ranking needs, the shown records;
+  ranks it, from :mod:`.lexical`) candidates, the light rows ranking needs (:mod:`.mirror`), the shown
+  records;
 * :mod:`.log` — the retrieval log and the feedback transaction;
 * :mod:`.learners` — learner states;
 
