@@ -1072,8 +1072,9 @@ def reading(data: dict[str, Any]) -> list[str]:
             f"* **SQLite's dense step, exact (below {p['sqlite_exact_threshold']:,} vectors).** At {small:,} "
             f"records its candidates and their rows take {dense_small:.1f} ms per query, while an exact numpy "
             f"search over the same vectors takes {ann_small['exact_numpy_k10_p50_ms']:.2f} ms p50: the time goes "
-            "to the store's work around the arithmetic (the scope's mask over the in-memory mirror, the "
-            "visibility check and the light rows of the candidates in SQL), not to the similarity itself."
+            "to the store's work around the arithmetic (finding the scope's vectors, the visibility check and "
+            "the light rows of the candidates, from the light-row mirror or by rowid), not to the similarity "
+            "itself."
         )
     if sq and ann and big > p["sqlite_exact_threshold"]:
         dense_big = sq["dense_search_candidates_mean_ms"]
@@ -1082,7 +1083,8 @@ def reading(data: dict[str, Any]) -> list[str]:
             f"* **SQLite's dense step, HNSW (above {p['sqlite_exact_threshold']:,} vectors).** At {big:,} records "
             f"its candidates and their rows take {dense_big:.1f} ms per query, of which the raw index search "
             f"for the 200 candidates it fetches (4 x the pool of 50) takes {raw:.2f} ms p50; the rest is their "
-            "exact rescoring and one SQL read by rowid (visibility and light rows)."
+            "exact rescoring and the candidates' visibility and light rows (from the light-row mirror, or one "
+            "SQL read by rowid for the rows it lacks)."
         )
 
     # 4. the fixed costs around the candidates
