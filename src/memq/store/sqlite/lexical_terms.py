@@ -22,6 +22,9 @@ from collections.abc import Iterable, Sequence
 
 TOKENIZE = "porter unicode61 remove_diacritics 2"  # as the store's records_fts table
 CACHE_MAX = 1_000_000  # cached words / chunks before a cache starts over
+# a call with at least this many pieces leaves the in-memory database with free pages that make every
+# later call ~6x slower (173 against 29 µs for one new word after a 10,000-text bulk add); VACUUM after it
+VACUUM_FROM = 256
 
 _ASCII_WORD = re.compile(r"[a-z0-9]+")
 
@@ -49,6 +52,8 @@ class Fts5Tokens:
                 self._conn.execute("INSERT INTO t (t) VALUES ('delete-all')")
             finally:
                 self._conn.execute("COMMIT")
+            if len(pieces) >= VACUUM_FROM:
+                self._conn.execute("VACUUM")
         return [[term for _, term in sorted(toks)] for toks in out]
 
 
