@@ -250,14 +250,12 @@ class SQLiteCandidates(SQLiteBase):
             self._retry(lambda: self._conn.execute("PRAGMA data_version").fetchone()[0]),
             self._conn.total_changes,
         )
-        if self._mirror is not None and seen == self._mirror_seen:
-            return self._mirror
         if self._mirror is None:
             top = self._retry(
                 lambda: self._conn.execute("SELECT coalesce(max(seq), 0) FROM row_changes").fetchone()[0]
             )
             self._mirror = RowMirror(top, self.mirror_rows)
-        else:
+        elif seen != self._mirror_seen:
             mark = self._mirror.mark
             self._mirror.apply(
                 self._retry(
@@ -267,6 +265,7 @@ class SQLiteCandidates(SQLiteBase):
                 )
             )
         self._mirror_seen = seen
+        self._mirror.limit = self.mirror_rows  # the bound may be changed on an open store
         return self._mirror
 
     def _rows_by_rowid(self, keys: Sequence[int], where: str, params: list[Any]) -> dict[int, CandidateRow]:
