@@ -14,13 +14,10 @@ Results: ``benchmarks/results/dense-fetch.json``; ``docs/algorithms.md`` quotes 
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -33,13 +30,7 @@ POOL = 50  # SearchOptions.pool for k <= 12
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size", type=int, default=30_000, help="texts indexed (default: %(default)s)")
-    parser.add_argument("--queries", type=int, default=300, help="questions (default: %(default)s)")
-    parser.add_argument("--data", default=None, help="folder holding the datasets (default: ../shared/data)")
-    parser.add_argument(
-        "--output", type=Path, default=DEFAULT_OUTPUT, help="results JSON (default: %(default)s)"
-    )
+    parser = sb.small_parser(__doc__.split("\n\n")[0], 30_000, "texts indexed", 300, DEFAULT_OUTPUT)
     args = parser.parse_args(argv)
 
     from memq.embed import OnnxMiniLMEmbedder
@@ -89,24 +80,14 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
         print(json.dumps(results[-1]))
-    data: dict[str, Any] = {
-        "benchmark": "dense-fetch",
-        "created": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": " ".join([COMMAND, *(argv if argv is not None else sys.argv[1:])]),
-        "seconds": round(time.perf_counter() - started, 1),
-        "machine": sb.machine_info(),
-        "git": sb.git_state(),
-        "parameters": {
-            "size": len(texts),
-            "queries": len(qvecs),
-            "n": n,
-            "take": take,
-            "embedding_model": embedder.model_id,
-        },
-        "results": results,
+    parameters = {
+        "size": len(texts),
+        "queries": len(qvecs),
+        "n": n,
+        "take": take,
+        "embedding_model": embedder.model_id,
     }
-    sb.write_json(args.output, data)
-    print(f"wrote {args.output}")
+    sb.save_results(args.output, "dense-fetch", COMMAND, argv, started, parameters, results)
     return 0
 
 

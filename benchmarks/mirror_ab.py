@@ -8,21 +8,20 @@ each of ``--queries`` questions is searched, for each lane (hybrid and dense, ov
 within one user's 1%), once with the mirror and once with it switched off for the call
 (``store.mirror_rows = 0``: the candidates' light rows read from SQLite by rowid, what a reopened store
 pays for rows it has not read yet); which goes first alternates by question, so neither gets the other's
-warm caches. Reported: each lane's search p50 both ways, and the p50 of the store call that reads the
-light rows (``_light_rows``).
+warm caches. Reported: each lane's search p50 both ways, the p50 of the store call that reads the
+light rows (``_light_rows``), and the memory one row takes in the mirror (traced by ``tracemalloc``
+while ``MEMORY_ROWS`` of the store's rows are put into an empty mirror).
 
 Results: ``benchmarks/results/mirror.json``; ``docs/algorithms.md`` quotes them.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,17 +33,32 @@ import store_scale as sc
 
 DEFAULT_OUTPUT = sb.ROOT / "benchmarks" / "results" / "mirror.json"
 COMMAND = ".venv/bin/python benchmarks/mirror_ab.py"
+MEMORY_ROWS = 20_000
 LANES = (("hybrid", False), ("hybrid", True), ("dense", False), ("dense", True))
 
 
+def bytes_per_row(store: Any) -> tuple[int, int]:
+    """(rows, bytes a row): up to ``MEMORY_ROWS`` rows read from the store into an empty mirror while
+    ``tracemalloc`` counts what stays allocated once the rows read are dropped (the entries and the
+    strings they hold)."""
+    import tracemalloc
+
+    from memq.store.sqlite import mirror
+
+    held = mirror.RowMirror(mark=0)
+    tracemalloc.start()
+    try:
+        rows = store._read(f"SELECT {mirror.COLUMNS} {mirror.FROM} ORDER BY r.rowid LIMIT ?", (MEMORY_ROWS,))
+        held.put(map(mirror.entry_of, rows), held.epoch, len(rows) + 1)
+        del rows
+        used = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    return len(held), round(used / max(len(held), 1))
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size", type=int, default=100_000, help="records (default: %(default)s)")
-    parser.add_argument("--queries", type=int, default=300, help="questions (default: %(default)s)")
-    parser.add_argument("--data", default=None, help="folder holding the datasets (default: ../shared/data)")
-    parser.add_argument(
-        "--output", type=Path, default=DEFAULT_OUTPUT, help="results JSON (default: %(default)s)"
-    )
+    parser = sb.small_parser(__doc__.split("\n\n")[0], 100_000, "records", 300, DEFAULT_OUTPUT)
     args = parser.parse_args(argv)
 
     from memq import Memory
@@ -94,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         store.mirror_rows = kept
         mirror = store._mirror
         held = 0 if mirror is None else len(mirror)
+        memory = bytes_per_row(store)
         mem.close()
     results = {
         lane: {
@@ -103,35 +118,23 @@ def main(argv: list[str] | None = None) -> int:
         }
         for lane, ms in lanes.items()
     }
+    results["memory"] = {"rows": memory[0], "bytes_per_row": memory[1]}
     results["light_rows_call"] = {
         "mirror_p50_ms": round(float(np.median(rows_call[True])), 3),
         "sql_rows_p50_ms": round(float(np.median(rows_call[False])), 3),
     }
     for lane, r in results.items():
         print(lane, json.dumps(r))
-    data: dict[str, Any] = {
-        "benchmark": "mirror",
-        "created": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": " ".join([COMMAND, *(argv if argv is not None else sys.argv[1:])]),
-        "seconds": round(time.perf_counter() - started, 1),
-        "machine": {
-            **sb.machine_info(),
-            "loadavg_start": list(load_start),
-            "loadavg_end": list(os.getloadavg()),
-        },
-        "git": sb.git_state(),
-        "parameters": {
-            "size": len(texts),
-            "users": sc.USERS,
-            "queries": len(questions) - sb.WARMUP_QUERIES,
-            "k": sb.K,
-            "vectors": f"HashingEmbedder({sb.HASHING_DIM})",
-            "mirror_rows_held": held,
-        },
-        "results": results,
+    parameters = {
+        "size": len(texts),
+        "users": sc.USERS,
+        "queries": len(questions) - sb.WARMUP_QUERIES,
+        "k": sb.K,
+        "vectors": f"HashingEmbedder({sb.HASHING_DIM})",
+        "mirror_rows_held": held,
     }
-    sb.write_json(args.output, data)
-    print(f"wrote {args.output}")
+    machine = {"loadavg_start": list(load_start), "loadavg_end": list(os.getloadavg())}
+    sb.save_results(args.output, "mirror", COMMAND, argv, started, parameters, results, machine)
     return 0
 
 

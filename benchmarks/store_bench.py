@@ -1149,6 +1149,47 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n")
 
 
+def small_parser(
+    description: str, size: int, size_help: str, queries: int, output: Path
+) -> argparse.ArgumentParser:
+    """The options of a one-measurement script (dense_fetch.py, mirror_ab.py): --size, --queries,
+    --data, --output."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--size", type=int, default=size, help=f"{size_help} (default: %(default)s)")
+    parser.add_argument("--queries", type=int, default=queries, help="questions (default: %(default)s)")
+    parser.add_argument("--data", default=None, help="folder holding the datasets (default: ../shared/data)")
+    parser.add_argument("--output", type=Path, default=output, help="results JSON (default: %(default)s)")
+    return parser
+
+
+def save_results(
+    output: Path,
+    benchmark: str,
+    command: str,
+    argv: Sequence[str] | None,
+    started: float,
+    parameters: dict[str, Any],
+    results: Any,
+    machine: dict[str, Any] | None = None,
+) -> None:
+    """A one-measurement script's results JSON: what ran (``command`` with ``argv``, by default the
+    process's arguments), when, for
+    how long since ``started`` (perf_counter), where (``machine`` adds to machine_info()), at which
+    commit, with which parameters."""
+    data = {
+        "benchmark": benchmark,
+        "created": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": " ".join([command, *(argv if argv is not None else sys.argv[1:])]),
+        "seconds": round(time.perf_counter() - started, 1),
+        "machine": {**machine_info(), **(machine or {})},
+        "git": git_state(),
+        "parameters": parameters,
+        "results": results,
+    }
+    write_json(output, data)
+    print(f"wrote {output}")
+
+
 def git_state() -> dict[str, Any]:
     """The commit measured, and the library files that differed from it (uncommitted work)."""
     import subprocess

@@ -5,8 +5,11 @@ they are what SQL returns for the same query."""
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import pytest
 
 from memq import Memory
 from memq.embed import HashingEmbedder
@@ -73,6 +76,20 @@ def _seed(store: SQLiteStore) -> list[MemoryRecord]:
     return recs
 
 
+Pair = tuple[SQLiteStore, SQLiteStore, list[MemoryRecord]]
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> Iterator[Pair]:
+    """A seeded store, a second connection to its file (another writer), and the seeded records."""
+    a = SQLiteStore(tmp_path / "m.db")
+    recs = _seed(a)
+    b = SQLiteStore(tmp_path / "m.db")
+    yield a, b, recs
+    b.close()
+    a.close()
+
+
 def test_the_mirror_answers_every_query_shape_as_sql_cold_and_warm(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "m.db")
     _seed(store)
@@ -119,34 +136,26 @@ def test_memory_writes_feedback_and_invalidation_reach_it(tmp_path: Path) -> Non
     mem.close()
 
 
-def test_writes_by_another_connection_reach_it(tmp_path: Path) -> None:
-    a = SQLiteStore(tmp_path / "x.db")
-    recs = _seed(a)
+def test_writes_by_another_connection_reach_it(pair: Pair) -> None:
+    a, b, recs = pair
     assert _agrees(a)
-    b = SQLiteStore(tmp_path / "x.db")
     b.add_stats("t", {recs[0].id: {"hits": 5.0}})
     b.delete("t", recs[3].id)
     new = recs[6].model_copy(update={"version": 2, "text": "moved on"})
     b.write_version(VersionChange(tenant="t", record_id=recs[6].id, new=new, op=HistoryOp.UPDATE))
     assert _agrees(a)
-    b.close()
-    a.close()
 
 
-def test_a_log_pruned_past_the_watermark_clears_the_mirror(tmp_path: Path) -> None:
-    a = SQLiteStore(tmp_path / "p.db")
-    recs = _seed(a)
+def test_a_log_pruned_past_the_watermark_clears_the_mirror(pair: Pair) -> None:
+    a, b, recs = pair
     assert _agrees(a)
-    b = SQLiteStore(tmp_path / "p.db")
     b.add_stats("t", {recs[0].id: {"hits": 5.0}})  # a change the mirror has not read yet...
-    raw = sqlite3.connect(tmp_path / "p.db")
+    raw = sqlite3.connect(a.path)
     raw.execute("DELETE FROM row_changes")  # ...pruned away before it could
     raw.commit()
     raw.close()
     b.add_stats("t", {recs[1].id: {"hits": 1.0}})
     assert _agrees(a)  # recs[0]'s entry did not survive: the gap cleared everything
-    b.close()
-    a.close()
 
 
 def test_the_log_prunes_itself(tmp_path: Path) -> None:
@@ -165,14 +174,14 @@ def test_the_log_prunes_itself(tmp_path: Path) -> None:
 
 
 def test_a_row_read_before_a_change_is_not_kept() -> None:
-    rows = RowMirror(mark=0, limit=10)
-    # rowid, id, kind, text, valid_from, recorded_at, metadata, tenant, then NULLs (no scope, times, utility, links)
-    key, entry = mirror.entry_of((1, "r1", "fact", "t", None, 1, "{}", "t", *[None] * 11))
+    rows = RowMirror(mark=0)
+    # rowid, id, kind, text, valid_from, recorded_at, no utility or links, metadata, tenant, no scope or times
+    key, entry = mirror.entry_of((1, "r1", "fact", "t", None, 1, *[None] * 6, "{}", "t", *[None] * 5))
     epoch = rows.epoch
     rows.apply([(1, "r9")])  # a change applied while the row was read
-    rows.put([(key, entry)], epoch)
+    rows.put([(key, entry)], epoch, 10)
     assert len(rows) == 0
-    rows.put([(key, entry)], rows.epoch)
+    rows.put([(key, entry)], rows.epoch, 10)
     assert len(rows) == 1
     rows.apply([(2, "r1")])
     assert len(rows) == 0
@@ -220,16 +229,14 @@ def test_rows_just_added_are_kept_and_a_disabled_mirror_reads_sql(tmp_path: Path
     off.close()
 
 
-def test_concurrent_reads_and_writes_leave_it_current(tmp_path: Path) -> None:
+def test_concurrent_reads_and_writes_leave_it_current(pair: Pair) -> None:
     """Readers filling the mirror while writers change what it holds, in threads of this process and
     through a second connection: once all are done, every answer is SQL's (a row read before a change
     and kept after it would show here)."""
     import random
     import threading
 
-    store = SQLiteStore(tmp_path / "t.db")
-    recs = _seed(store)
-    other = SQLiteStore(tmp_path / "t.db")
+    store, other, recs = pair
     keys = [r[0] for r in store._conn.execute("SELECT rowid FROM records")]
     queries = _queries()
     errors: list[BaseException] = []
@@ -261,5 +268,3 @@ def test_concurrent_reads_and_writes_leave_it_current(tmp_path: Path) -> None:
         t.join()
     assert not errors
     assert _agrees(store)
-    other.close()
-    store.close()

@@ -37,8 +37,8 @@ from memq.types import HistoryOp, Link, MemoryRecord, Utility
 T = TypeVar("T")
 
 EXACT_THRESHOLD = 20_000  # from this many vectors on, an HNSW graph picks dense candidates
-# light rows of candidates kept in memory for search (memq.store.sqlite.mirror), ~1.2 KB each at the
-# store benchmark's mean text of ~310 characters: at most ~250 MB
+# light rows of candidates kept in memory for search (memq.store.sqlite.mirror): ~1.2 KB each on the
+# store benchmark's corpus (benchmarks/mirror_ab.py), so at most ~250 MB
 MIRROR_ROWS = 200_000
 READERS = 4  # reader connections kept per store (more threads share them)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

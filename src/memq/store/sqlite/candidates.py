@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 
 from memq.store.base import Candidate, CandidatePool, CandidateQuery, CandidateRow
-from memq.store.sqlcommon import RECORD_COLUMNS, candidate_row_of, dedupe, query_terms, visibility
+from memq.store.sqlcommon import RECORD_COLUMNS, dedupe, query_terms, visibility
 from memq.store.sqlite import mirror
-from memq.store.sqlite.base import DECODE, SQLiteBase, chunks, marks, to_us
+from memq.store.sqlite.base import SQLiteBase, chunks, marks, to_us
 from memq.store.sqlite.lexical import LexicalIndex
-from memq.store.sqlite.mirror import RowMirror
+from memq.store.sqlite.mirror import Entry, RowMirror
 from memq.store.sqlite.vectors import VectorIndex, top_k_desc
 from memq.types import MemoryRecord
 
@@ -40,14 +40,6 @@ def take_for(n: int) -> int:
     """Each signal's first hits a search reads rows of, for ``n`` candidates: ``n`` plus a margin for
     versions the visibility clause drops."""
     return n + max(8, n // 8)
-
-
-_SEP = "\x1f"  # separates link targets in one column
-# a candidate's light row (candidate_row_of), its link targets joined by _SEP in the 11th column
-LIGHT_COLUMNS = (
-    "r.id, r.kind, r.text, r.valid_from, r.recorded_at, u.q, u.n_shown, u.n_used, u.reward_sum, u.stats, "
-    "(SELECT group_concat(l.dst, char(31)) FROM links l WHERE l.src = r.id), r.metadata"
-)
 
 
 class SQLiteCandidates(SQLiteBase):
@@ -228,17 +220,8 @@ class SQLiteCandidates(SQLiteBase):
             rows = self._sync_mirror()
             found, missing = rows.lookup(keys)
             epoch = rows.epoch
-        if missing:
-            read = [
-                mirror.entry_of(r)
-                for chunk in chunks(missing, 500)
-                for r in self._read(
-                    f"SELECT {mirror.COLUMNS} {mirror.FROM} WHERE r.rowid IN ({marks(len(chunk))})", chunk
-                )
-            ]
-            with self._lock:
-                rows.put(read, epoch)
-            found.update(read)
+        for chunk in chunks(missing, 500):
+            found.update(self._read_into_mirror(rows, epoch, f"r.rowid IN ({marks(len(chunk))})", chunk))
         now = mirror.now_us()
         return {k: e.row for k, e in found.items() if mirror.sees(query, e, now)}
 
@@ -254,7 +237,7 @@ class SQLiteCandidates(SQLiteBase):
             top = self._retry(
                 lambda: self._conn.execute("SELECT coalesce(max(seq), 0) FROM row_changes").fetchone()[0]
             )
-            self._mirror = RowMirror(top, self.mirror_rows)
+            self._mirror = RowMirror(top)
         elif seen != self._mirror_seen:
             mark = self._mirror.mark
             self._mirror.apply(
@@ -265,19 +248,31 @@ class SQLiteCandidates(SQLiteBase):
                 )
             )
         self._mirror_seen = seen
-        self._mirror.limit = self.mirror_rows  # the bound may be changed on an open store
         return self._mirror
+
+    def _read_into_mirror(
+        self, rows: RowMirror, epoch: int, where: str, params: Sequence[Any]
+    ) -> list[tuple[int, Entry]]:
+        """The rows ``where`` selects (no visibility clause: the mirror applies it), read from SQLite
+        and kept in the mirror unless a change was applied since ``epoch``."""
+        read = [
+            mirror.entry_of(r)
+            for r in self._read(f"SELECT {mirror.COLUMNS} {mirror.FROM} WHERE {where}", params)
+        ]
+        with self._lock:
+            rows.put(read, epoch, self.mirror_rows)
+        return read
 
     def _rows_by_rowid(self, keys: Sequence[int], where: str, params: list[Any]) -> dict[int, CandidateRow]:
         """rowid → light row of the ``keys`` the clause keeps, read by rowid (a query with a filter)."""
         out: dict[int, CandidateRow] = {}
         for chunk in chunks(list(keys), 500):
             for row in self._read(
-                f"SELECT r.rowid, {LIGHT_COLUMNS} FROM records r NOT INDEXED LEFT JOIN utility u ON u.id = r.id "
-                f"WHERE r.rowid IN ({marks(len(chunk))}) AND {where}",
+                f"SELECT r.rowid, {mirror.LIGHT_COLUMNS} {mirror.FROM} WHERE r.rowid IN ({marks(len(chunk))}) "
+                f"AND {where}",
                 (*chunk, *params),
             ):
-                out[row[0]] = candidate_row_of(row[1:], DECODE, row[11].split(_SEP) if row[11] else ())
+                out[row[0]] = mirror.light_row(row[1:])
         return out
 
     def _candidate_rows(self, query: CandidateQuery, ids: Sequence[str]) -> dict[str, CandidateRow]:
@@ -287,11 +282,11 @@ class SQLiteCandidates(SQLiteBase):
         out: dict[str, CandidateRow] = {}
         for chunk in chunks(ids, 500):
             for row in self._read(
-                f"SELECT {LIGHT_COLUMNS} FROM records r NOT INDEXED LEFT JOIN utility u ON u.id = r.id "
-                f"WHERE r.rowid IN (SELECT rowid FROM records WHERE id IN ({marks(len(chunk))})) AND {where}",
+                f"SELECT {mirror.LIGHT_COLUMNS} {mirror.FROM} WHERE r.rowid IN "
+                f"(SELECT rowid FROM records WHERE id IN ({marks(len(chunk))})) AND {where}",
                 (*chunk, *params),
             ):
-                out[row[0]] = candidate_row_of(row, DECODE, row[10].split(_SEP) if row[10] else ())
+                out[row[0]] = mirror.light_row(row)
         return out
 
     def visible(
@@ -419,17 +414,13 @@ class SQLiteCandidates(SQLiteBase):
 
     def _mirror_added(self, after: int, upto: int) -> None:
         """Rows just added (rowids after ``after`` up to ``upto``) go into the mirror: what was just
-        written is what a search soon reads (one range read, about 3 µs a row)."""
+        written is what a search soon reads (one range read)."""
         if self.mirror_rows <= 0:
             return
         with self._lock:
             rows = self._sync_mirror()
             epoch = rows.epoch
-        read = self._read(
-            f"SELECT {mirror.COLUMNS} {mirror.FROM} WHERE r.rowid > ? AND r.rowid <= ?", (after, upto)
-        )
-        with self._lock:
-            rows.put(map(mirror.entry_of, read), epoch)
+        self._read_into_mirror(rows, epoch, "r.rowid > ? AND r.rowid <= ?", (after, upto))
 
     def _save_index(self) -> None:
         if self._index is not None:

@@ -7,8 +7,8 @@ records. The mirror keeps, per rowid, what ranking needs (:class:`memq.store.bas
 and what the visibility clause reads (scope, system and world time), and answers a query without a
 metadata filter by itself (:func:`sees`, the same conditions as :func:`memq.store.sqlcommon.visibility`).
 
-It is filled as searches read rows (a miss is read from SQLite, then kept) and kept current from the
-``row_changes`` log: triggers on ``records``, ``utility`` and ``links`` write the id of every record
+It is filled with the rows this process adds and the rows searches read (a miss is read from SQLite,
+then kept), and kept current from the ``row_changes`` log: triggers on ``records``, ``utility`` and ``links`` write the id of every record
 a write touches, so no writer — another process, an older memq, a plain SQL session — can forget to
 say so. Before each use the store reads the entries logged since the mirror's watermark and drops
 those ids (:meth:`RowMirror.apply`); entries pruned from the log before a mirror read them clear
@@ -24,20 +24,30 @@ from types import MappingProxyType
 from typing import Any
 
 from memq.store.base import CandidateQuery, CandidateRow
-from memq.store.sqlite.base import DECODE, from_us, to_us
+from memq.store.sqlcommon import candidate_row_of
+from memq.store.sqlite.base import DECODE, to_us
 from memq.types import utcnow
 
-_SEP = "\x1f"  # separates link targets in one column
+SEP = "\x1f"  # separates link targets in one column
+# a candidate's light row (sqlcommon.candidate_row_of), its link targets joined by SEP in the 11th column;
+# what search reads of a candidate by rowid (FROM), under its visibility clause when it cannot use
+# the mirror
+LIGHT_COLUMNS = (
+    "r.id, r.kind, r.text, r.valid_from, r.recorded_at, u.q, u.n_shown, u.n_used, u.reward_sum, u.stats, "
+    "(SELECT group_concat(l.dst, char(31)) FROM links l WHERE l.src = r.id), r.metadata"
+)
+FROM = "FROM records r NOT INDEXED LEFT JOIN utility u ON u.id = r.id"
+# what the mirror reads of a row: its rowid, its light row, then the columns visibility reads (the mirror
+# applies the clause itself)
+COLUMNS = f"r.rowid, {LIGHT_COLUMNS}, r.tenant, r.user_id, r.agent_id, r.session_id, r.expired_at, r.valid_to"
 # the stats of every row that has none: one shared, read-only mapping rather than a dict a row (each
 # container in the mirror is one more object for every full garbage collection to walk)
 _NO_STATS: Mapping[str, float] = MappingProxyType({})
-# what a miss reads of each row, by rowid and without the visibility clause (the mirror applies it)
-COLUMNS = (
-    "r.rowid, r.id, r.kind, r.text, r.valid_from, r.recorded_at, r.metadata, r.tenant, r.user_id, "
-    "r.agent_id, r.session_id, r.expired_at, r.valid_to, u.q, u.n_shown, u.n_used, u.reward_sum, u.stats, "
-    "(SELECT group_concat(l.dst, char(31)) FROM links l WHERE l.src = r.id)"
-)
-FROM = "FROM records r NOT INDEXED LEFT JOIN utility u ON u.id = r.id"
+
+
+def light_row(r: Sequence[Any]) -> CandidateRow:
+    """A CandidateRow from a row of :data:`LIGHT_COLUMNS`."""
+    return candidate_row_of(r, DECODE, r[10].split(SEP) if r[10] else ())
 
 
 @dataclass(slots=True)
@@ -57,22 +67,11 @@ class Entry:
 
 def entry_of(r: Sequence[Any]) -> tuple[int, Entry]:
     """(rowid, entry) from a row of :data:`COLUMNS`."""
-    q, shown, used, rsum, stats, links = r[13:19]
-    row = CandidateRow(
-        id=r[1],
-        kind=r[2],
-        text=r[3],
-        links=tuple(links.split(_SEP)) if links else (),
-        valid_from=from_us(r[4]),
-        recorded_at=from_us(r[5]),  # type: ignore[arg-type]
-        q=q,
-        n_shown=shown or 0,
-        n_used=used or 0,
-        reward_sum=rsum or 0.0,
-        stats=DECODE.json(stats) if stats and stats != "{}" else _NO_STATS,
-        metadata=r[6],
-    )
-    return r[0], Entry(row, r[7], r[8], r[9], r[10], r[4], r[5], r[11], r[12])
+    row = light_row(r[1:13])
+    if not row.stats:
+        row.stats = _NO_STATS
+    valid_from, recorded_at = r[4], r[5]
+    return r[0], Entry(row, r[13], r[14], r[15], r[16], valid_from, recorded_at, r[17], r[18])
 
 
 def sees(query: CandidateQuery, e: Entry, now: int) -> bool:
@@ -109,8 +108,7 @@ def now_us() -> int:
 class RowMirror:
     """Entries by rowid, the rowids of each record id, and the log watermark they are current to."""
 
-    def __init__(self, mark: int, limit: int) -> None:
-        self.limit = limit  # rows kept at most; past it the mirror starts again empty
+    def __init__(self, mark: int) -> None:
         self.mark = mark  # every row_changes entry with seq <= mark is applied
         self.epoch = 0  # counts the applied changes: a row read before one is not kept
         self._entries: dict[int, Entry] = {}
@@ -132,12 +130,13 @@ class RowMirror:
                 found[k] = e
         return found, missing
 
-    def put(self, rows: Iterable[tuple[int, Entry]], epoch: int) -> None:
-        """Keep rows read from SQLite at ``epoch``; dropped when a change was applied since."""
+    def put(self, rows: Iterable[tuple[int, Entry]], epoch: int, limit: int) -> None:
+        """Keep rows read from SQLite at ``epoch``; dropped when a change was applied since. Past
+        ``limit`` rows the mirror starts again empty."""
         if epoch != self.epoch:
             return
         for key, e in rows:
-            if len(self._entries) >= self.limit:
+            if len(self._entries) >= limit:
                 self._entries.clear()
                 self._rowids.clear()
             if key not in self._entries:
