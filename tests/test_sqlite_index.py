@@ -190,6 +190,22 @@ def test_exact_search_sees_every_present_vector_after_removals_and_regrowth() ->
     assert keys.tolist() == sorted(in_a, key=lambda k: -float(vecs[k] @ query))[:10]
 
 
+def test_rows_fill_the_mirror_from_slot_zero_so_a_scan_reads_no_spare_capacity() -> None:
+    """An add that outgrows the mirror while it still has free slots fills those first: the used
+    slots stay packed below ``_top``, where exact search stops scanning."""
+    from memq.store.sqlite.vectors import VectorIndex
+
+    rng = np.random.default_rng(5)
+    index = VectorIndex(8, hnsw_from=10**9)
+    vecs = rng.standard_normal((1100, 8)).astype(np.float32)
+    index.add(np.arange(1, 701), vecs[:700], [("t", None, None, None)] * 700)  # capacity 1,024
+    index.add(np.arange(701, 1101), vecs[700:], [("t", None, None, None)] * 400)  # grows to 2,048
+    assert index._top == len(index) == 1100
+    query = rng.standard_normal(8).astype(np.float32)
+    keys, _ = index.exact(query, 25)
+    assert keys.tolist() == (np.argsort(-(vecs @ query), kind="stable")[:25] + 1).tolist()
+
+
 def test_scope_slots_are_kept_between_searches_and_follow_every_add_and_removal() -> None:
     from memq.store.sqlite.vectors import SCOPE_CACHE, VectorIndex
 

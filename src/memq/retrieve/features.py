@@ -57,13 +57,15 @@ Q_INIT = 0.5  # q of a record that no feedback has updated yet
 
 _WORD = re.compile(r"[A-Za-z0-9]+(?:'[a-z]+)?")
 _NUMBER = re.compile(r"\b\d+(?:[.,]\d+)?\b")
+_NUMBER_ASCII = re.compile(_NUMBER.pattern, re.ASCII)  # the same matches in ASCII text, twice as fast
 
 
 @lru_cache(maxsize=16_384)  # bounded: a server keeps it for its lifetime
 def _tokens(text: str) -> tuple[frozenset[str], frozenset[str]]:
     """A record text's lower-cased words and its numbers (cached: a record is ranked many times)."""
     # the tokens hold no spaces: lower-casing them joined is lower-casing each, in one C call
-    return frozenset(" ".join(_WORD.findall(text)).lower().split()), frozenset(_NUMBER.findall(text))
+    numbers = (_NUMBER_ASCII if text.isascii() else _NUMBER).findall(text)
+    return frozenset(" ".join(_WORD.findall(text)).lower().split()), frozenset(numbers)
 
 
 _MONTHS = (

@@ -17,7 +17,7 @@ import sqlite3
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -298,13 +298,26 @@ class SQLiteBase:
 # -- helpers used inside transactions ---------------------------------------------------------------
 
 
-def write_utility(conn: sqlite3.Connection, tenant: str, rid: str, u: Utility) -> None:
-    conn.execute(
+def write_utilities(conn: sqlite3.Connection, tenant: str, utilities: Iterable[tuple[str, Utility]]) -> None:
+    """Insert or replace the utility rows of (record id, utility) pairs, in one ``executemany``."""
+    conn.executemany(
         "INSERT INTO utility (id, tenant, q, n_shown, n_used, reward_sum, last_feedback_at, stats) "
         "VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET q = excluded.q, n_shown = excluded.n_shown, "
         "n_used = excluded.n_used, reward_sum = excluded.reward_sum, last_feedback_at = excluded.last_feedback_at, "
         "stats = excluded.stats",
-        (rid, tenant, u.q, u.n_shown, u.n_used, u.reward_sum, to_us(u.last_feedback_at), json.dumps(u.stats)),
+        [
+            (
+                rid,
+                tenant,
+                u.q,
+                u.n_shown,
+                u.n_used,
+                u.reward_sum,
+                to_us(u.last_feedback_at),
+                json.dumps(u.stats),
+            )
+            for rid, u in utilities
+        ],
     )
 
 

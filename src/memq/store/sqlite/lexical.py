@@ -226,8 +226,10 @@ class LexicalIndex:
             self._dl[keys] = lens
             self._n += len(keys)
             self._total += float(lens.sum())
-            if len(self._df) < len(self.vocab):
-                self._df = np.concatenate([self._df, np.zeros(len(self.vocab) - len(self._df), np.int64)])
+            if len(self._df) < len(self.vocab):  # grown by doubling: new words come with most adds
+                grown = np.zeros(max(len(self.vocab), 2 * len(self._df)), dtype=np.int64)
+                grown[: len(self._df)] = self._df
+                self._df = grown
             if len(keys) >= DIRECT_BATCH:
                 flat = np.fromiter(chain.from_iterable(ids), dtype=np.int64, count=int(lens.sum()))
                 key, tfs = np.unique((flat << 32) | np.repeat(keys, lens), return_counts=True)

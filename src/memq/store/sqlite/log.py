@@ -21,7 +21,7 @@ from memq.store.sqlcommon import (
     pool_columns,
     shown_document,
 )
-from memq.store.sqlite.base import DECODE, SQLiteBase, chunks, marks, to_us, utility_of, write_utility
+from memq.store.sqlite.base import DECODE, SQLiteBase, chunks, marks, to_us, utility_of, write_utilities
 from memq.store.sqlite.records import add_stats_tx
 from memq.types import LoggedRetrieval, Utility
 
@@ -128,9 +128,8 @@ class SQLiteLog(SQLiteBase):
                     )
                 }
             result = plan(entry, current)
-            for rid, u in result.utilities.items():
-                if rid in present:  # a record purged since the search gets no utility row back
-                    write_utility(conn, tenant, rid, u)
+            # a record purged since the search gets no utility row back
+            write_utilities(conn, tenant, ((rid, u) for rid, u in result.utilities.items() if rid in present))
             conn.execute(
                 "UPDATE retrievals SET feedback = ? WHERE id = ?",
                 (result.feedback.model_dump_json(), retrieval_id),

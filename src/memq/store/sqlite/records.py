@@ -30,7 +30,7 @@ from memq.store.sqlite.base import (
     spaces,
     to_us,
     utility_of,
-    write_utility,
+    write_utilities,
 )
 from memq.types import HistoryEvent, HistoryOp, MemoryRecord, Page, StoreStats, Utility, utcnow
 
@@ -365,9 +365,14 @@ def add_stats_tx(conn: sqlite3.Connection, tenant: str, deltas: Mapping[str, Map
         ):
             if row[0] in current:
                 current[row[0]] = utility_of(row)
-    for rid in sorted(current):
-        u = current[rid]
-        write_utility(conn, tenant, rid, u.model_copy(update={"stats": merge_stats(u.stats, deltas[rid])}))
+    write_utilities(
+        conn,
+        tenant,
+        (
+            (rid, current[rid].model_copy(update={"stats": merge_stats(current[rid].stats, deltas[rid])}))
+            for rid in sorted(current)
+        ),
+    )
 
 
 INSERT_VERSION = f"INSERT INTO records ({RECORD_COLUMNS}, embedding) VALUES ({','.join('?' * 20)})"
@@ -389,4 +394,4 @@ def upsert_utility(conn: sqlite3.Connection, r: MemoryRecord) -> None:
     u = r.utility
     if u == Utility():
         return
-    write_utility(conn, r.scope.tenant, r.id, u)
+    write_utilities(conn, r.scope.tenant, [(r.id, u)])

@@ -61,7 +61,8 @@ class VectorIndex:
         self._key = np.zeros(0, dtype=np.int64)  # slot -> rowid (-1: free)
         self._codes = np.zeros((0, len(SCOPE_FIELDS)), dtype=np.int32)  # slot -> scope codes (-1: none)
         self._slot = np.full(0, -1, dtype=np.int64)  # rowid -> slot (-1: absent); rowids are dense
-        self._free: list[int] = []
+        self._free: list[int] = []  # free slots, taken from the end: a removed row's first, else the lowest
+        self._top = 0  # every slot in use lies below it: scans stop there, not at the capacity
         self._size = 0  # slots in use
         self._vocab: list[dict[str, int]] = [{} for _ in SCOPE_FIELDS]
         self._count = [np.zeros(0, dtype=np.int64) for _ in SCOPE_FIELDS]  # per field: code -> rows
@@ -136,7 +137,7 @@ class VectorIndex:
             key[: len(self._key)] = self._key
             cod = np.full((cap, len(SCOPE_FIELDS)), -1, dtype=np.int32)
             cod[: len(self._codes)] = self._codes
-            self._free.extend(range(cap - 1, len(self._mat) - 1, -1))
+            self._free[:0] = range(cap - 1, len(self._mat) - 1, -1)  # after the free slots below
             self._mat, self._key, self._codes = mat, key, cod
         top = int(keys.max()) + 1
         if top > len(self._slot):
@@ -145,6 +146,7 @@ class VectorIndex:
             self._slot = slot
         slots = np.array([self._free.pop() for _ in range(len(keys))], dtype=np.int64)
         self._slot[keys] = slots
+        self._top = max(self._top, int(slots.max()) + 1)
         self._mat[slots] = vectors
         self._key[slots] = keys
         self._codes[slots] = codes
@@ -188,14 +190,15 @@ class VectorIndex:
     def scope_mask(self, scope: tuple[str | None, ...]) -> np.ndarray | None:
         """Slots whose row belongs to ``scope`` (None fields match anything); None if a value is
         unknown (no row has it)."""
-        mask = self._key[: len(self._mat)] >= 0
+        used = self._top
+        mask = self._key[:used] >= 0
         for j, value in enumerate(scope):
             if value is None:
                 continue
             code = self._vocab[j].get(value)
             if code is None:
                 return None
-            mask &= self._codes[:, j] == code
+            mask &= self._codes[:used, j] == code
         return mask
 
     def scope_slots(self, scope: tuple[str | None, ...]) -> np.ndarray | None:
@@ -235,17 +238,17 @@ class VectorIndex:
         when None), e.g. a scope's (:meth:`scope_slots`).
 
         A scope that holds a large share of the slots is scored with one matrix-vector product over
-        the whole mirror (contiguous, BLAS); a small one by gathering its rows first."""
+        the mirror's used part (contiguous, BLAS; the scan is memory-bound, so the spare capacity
+        past ``_top`` is left out); a small one by gathering its rows first."""
+        used = self._top
         if slots is None:
-            slots = np.flatnonzero(self._key >= 0)
+            slots = np.flatnonzero(self._key[:used] >= 0)
         if len(slots) == 0 or n <= 0:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
         v = np.asarray(vector, dtype=np.float32)
         # np.take gathers a small scope's rows faster than fancy indexing (60 vs 85 µs for 1,000 rows)
         sims = (
-            (self._mat @ v)[slots]
-            if len(slots) * 4 >= len(self._mat)
-            else np.take(self._mat, slots, axis=0) @ v
+            (self._mat[:used] @ v)[slots] if len(slots) * 4 >= used else np.take(self._mat, slots, axis=0) @ v
         )
         top = top_k_desc(sims, n)
         return self._key[slots[top]], sims[top]
