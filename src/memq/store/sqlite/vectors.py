@@ -40,6 +40,11 @@ HNSW_CONNECTIVITY = 16
 HNSW_EXPANSION_ADD = 64
 HNSW_EXPANSION_SEARCH = 64
 SCOPE_FIELDS = ("tenant", "user", "agent", "session")
+# an exact scan reads the mirror up to the used rows rounded up to this many: BLAS's matrix-vector
+# kernels sum a row in another order when it falls in a short tail block, so a scan length that moved
+# with every add would change similarities in the last bit between two stores holding the same rows
+# (the mirror's capacity is a whole number of blocks too)
+SCAN_BLOCK = 1024
 SCOPE_CACHE = 256  # at most this many scopes' slots kept between searches, and no more slots in all
 # than the index holds rows (8 bytes a row at most, beside the mirror's 4 x dim)
 
@@ -130,7 +135,7 @@ class VectorIndex:
     def _mirror(self, keys: np.ndarray, vectors: np.ndarray, codes: np.ndarray) -> None:
         need = self._size + len(keys)
         if need > len(self._mat):
-            cap = max(need, 2 * len(self._mat), 1024)
+            cap = -(-max(need, 2 * len(self._mat)) // SCAN_BLOCK) * SCAN_BLOCK  # whole blocks: see SCAN_BLOCK
             mat = np.zeros((cap, self.dim), dtype=np.float32)
             mat[: len(self._mat)] = self._mat
             key = np.full(cap, -1, dtype=np.int64)
@@ -239,10 +244,10 @@ class VectorIndex:
 
         A scope that holds a large share of the slots is scored with one matrix-vector product over
         the mirror's used part (contiguous, BLAS; the scan is memory-bound, so the spare capacity
-        past ``_top`` is left out); a small one by gathering its rows first."""
-        used = self._top
+        past ``_top`` is left out, in whole ``SCAN_BLOCK``s); a small one by gathering its rows first."""
+        used = min(len(self._mat), -(-self._top // SCAN_BLOCK) * SCAN_BLOCK)
         if slots is None:
-            slots = np.flatnonzero(self._key[:used] >= 0)
+            slots = np.flatnonzero(self._key[: self._top] >= 0)
         if len(slots) == 0 or n <= 0:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
         v = np.asarray(vector, dtype=np.float32)
