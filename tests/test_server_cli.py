@@ -164,3 +164,31 @@ def test_serve_two_workers_share_postgres(db_url: str) -> None:
         g = {"Authorization": f"Bearer {other}"}
         assert httpx.get(url + "/v1/memories", headers=g).json()["records"] == []
         assert httpx.get(url + f"/v1/memories/{ids[0]}", headers=g).status_code == 404
+
+
+def test_serve_caps_blas_threads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """memq serve's process (and each worker, through the environment) runs numpy's BLAS on one thread
+    by default; 0 leaves BLAS as it is."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from memq.server.app import app_from_env
+    from memq.server.settings import ServerSettings, limit_blas
+
+    def blas() -> set[int]:
+        return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+
+    assert ServerSettings().blas_threads == 1
+    assert ServerSettings.from_env(ServerSettings(blas_threads=3).to_env()).blas_threads == 3
+    with threadpool_limits(limits=2, user_api="blas"):  # this process's own limits come back after
+        limit_blas(0)
+        assert blas() == {2}
+        limit_blas(1)
+        assert blas() == {1}
+        threadpool_limits(limits=2, user_api="blas")
+        env = ServerSettings(db=str(tmp_path / "m.db"), embedder="hashing", auth=False).to_env()
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        app = app_from_env()
+        assert blas() == {1}
+        for close in app.state.closers:
+            close()

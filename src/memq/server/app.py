@@ -29,7 +29,7 @@ from memq.server.models import Health, Ready
 from memq.server.problems import Problem, install_problem_handlers, problem
 from memq.server.ratelimit import TokenBuckets
 from memq.server.routes import router
-from memq.server.settings import ServerSettings
+from memq.server.settings import ServerSettings, limit_blas
 
 log = logging.getLogger("memq.server")
 OPTIONAL_PIECES = ("memq.server.dashboard", "memq.server.mcp")
@@ -148,8 +148,11 @@ def create_app(
 
 
 def app_from_env() -> FastAPI:
-    """uvicorn factory (``memq.server.app:app_from_env``): settings from ``MEMQ_SERVER_*``."""
-    return create_app(ServerSettings.from_env())
+    """uvicorn factory (``memq.server.app:app_from_env``): settings from ``MEMQ_SERVER_*``; a worker
+    process of ``memq serve``, so it also caps BLAS's threads (:func:`limit_blas`)."""
+    settings = ServerSettings.from_env()
+    limit_blas(settings.blas_threads)
+    return create_app(settings)
 
 
 def _version() -> str:

@@ -155,6 +155,14 @@ def serve(
             help="A MemoryConfig JSON (e.g. from `memq evolve`): search defaults, limits, write manager.",
         ),
     ] = None,
+    blas_threads: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Threads of each numpy BLAS call (0 = leave as is). Requests run in parallel threads; "
+            "a multi-threaded BLAS called by several at once mostly waits.",
+        ),
+    ] = 1,
 ) -> None:
     """Run the REST API (OpenAPI at /docs and /openapi.json) on the store.
 
@@ -162,7 +170,7 @@ def serve(
     --workers share one PostgreSQL. Requests need an API key (`memq keys create`) unless --no-auth.
     """
     from memq.server.keys import open_key_store
-    from memq.server.settings import ServerSettings, is_loopback
+    from memq.server.settings import ServerSettings, is_loopback, limit_blas
 
     location = dsn or db or str(_root(ctx, "db", "memq.db"))
     if dsn is not None and not is_postgres_url(dsn):
@@ -184,6 +192,7 @@ def serve(
         cors_origins=cors_origin or [],
         reports_dir=None if reports_dir is None else str(reports_dir),
         config=None if config is None else str(config.resolve()),
+        blas_threads=blas_threads,
     )
     if config is not None:
         from memq.config import MemoryConfig
@@ -227,6 +236,7 @@ def serve(
         f"memq serve: REST {base}/v1 (docs {base}/docs) · dashboard {base}/ui/ · MCP {base}/mcp"
     )
     if workers == 1:
+        limit_blas(settings.blas_threads)
         try:
             app = create_app(settings)
         except MemqError as exc:
