@@ -305,20 +305,12 @@ def write_utilities(conn: sqlite3.Connection, tenant: str, utilities: Iterable[t
         "VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET q = excluded.q, n_shown = excluded.n_shown, "
         "n_used = excluded.n_used, reward_sum = excluded.reward_sum, last_feedback_at = excluded.last_feedback_at, "
         "stats = excluded.stats",
-        [
-            (
-                rid,
-                tenant,
-                u.q,
-                u.n_shown,
-                u.n_used,
-                u.reward_sum,
-                to_us(u.last_feedback_at),
-                json.dumps(u.stats),
-            )
-            for rid, u in utilities
-        ],
+        [(rid, tenant, *_utility_values(u)) for rid, u in utilities],
     )
+
+
+def _utility_values(u: Utility) -> tuple[Any, ...]:
+    return u.q, u.n_shown, u.n_used, u.reward_sum, to_us(u.last_feedback_at), json.dumps(u.stats)
 
 
 def check_or_set_space(conn: sqlite3.Connection, model_id: str, dim: int) -> None:
