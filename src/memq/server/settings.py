@@ -19,8 +19,8 @@ LOOPBACK_NAMES = {"localhost", "testclient"}
 
 def limit_blas(threads: int) -> None:
     """Cap the threads of numpy's BLAS in this process (``memq serve`` calls it once at start; 0 does
-    nothing). With the default two-thread OpenBLAS, eight threads multiplying a 2,048 x 384 matrix by
-    a vector at once did ~2,400 products a second against ~42,000 with one thread each."""
+    nothing). Requests run in parallel threads, and a multi-threaded OpenBLAS called from several at
+    once mostly waits for itself: ``benchmarks/blas_threads.py`` measures it."""
     if threads > 0:
         from threadpoolctl import threadpool_limits
 

@@ -45,6 +45,13 @@ SCOPE_FIELDS = ("tenant", "user", "agent", "session")
 # with every add would change similarities in the last bit between two stores holding the same rows
 # (the mirror's capacity is a whole number of blocks too)
 SCAN_BLOCK = 1024
+
+
+def _whole_blocks(n: int) -> int:
+    """``n`` rounded up to a whole number of ``SCAN_BLOCK``s."""
+    return -(-n // SCAN_BLOCK) * SCAN_BLOCK
+
+
 SCOPE_CACHE = 256  # at most this many scopes' slots kept between searches, and no more slots in all
 # than the index holds rows (8 bytes a row at most, beside the mirror's 4 x dim)
 
@@ -135,7 +142,7 @@ class VectorIndex:
     def _mirror(self, keys: np.ndarray, vectors: np.ndarray, codes: np.ndarray) -> None:
         need = self._size + len(keys)
         if need > len(self._mat):
-            cap = -(-max(need, 2 * len(self._mat)) // SCAN_BLOCK) * SCAN_BLOCK  # whole blocks: see SCAN_BLOCK
+            cap = _whole_blocks(max(need, 2 * len(self._mat)))
             mat = np.zeros((cap, self.dim), dtype=np.float32)
             mat[: len(self._mat)] = self._mat
             key = np.full(cap, -1, dtype=np.int64)
@@ -245,7 +252,7 @@ class VectorIndex:
         A scope that holds a large share of the slots is scored with one matrix-vector product over
         the mirror's used part (contiguous, BLAS; the scan is memory-bound, so the spare capacity
         past ``_top`` is left out, in whole ``SCAN_BLOCK``s); a small one by gathering its rows first."""
-        used = min(len(self._mat), -(-self._top // SCAN_BLOCK) * SCAN_BLOCK)
+        used = _whole_blocks(self._top)  # within the capacity, itself whole blocks
         if slots is None:
             slots = np.flatnonzero(self._key[: self._top] >= 0)
         if len(slots) == 0 or n <= 0:
