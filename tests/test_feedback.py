@@ -784,3 +784,41 @@ def test_training_rows_follow_feedback_given_later_and_by_another_store(db_url: 
     finally:
         first.close()
         second.close()
+
+
+def test_a_feedback_during_a_refit_does_not_start_a_second_one(db_url: str, embedder, monkeypatch) -> None:
+    """Request threads of a server: a feedback that crosses ``fit_every`` while another thread is
+    refitting the same learner skips the fit instead of repeating it on the same log."""
+    from memq.learn.contextual import ContextualLearner
+
+    config = MemoryConfig(learner_params={"memq": {"fit_every": 1, "min_rows": 1}})
+    entered, release = threading.Event(), threading.Event()
+    fits: list[str] = []
+    real_fit = ContextualLearner.fit
+
+    def fit(self, data):  # the first fit waits until the test lets it go
+        fits.append(threading.current_thread().name)
+        if len(fits) == 1:
+            entered.set()
+            assert release.wait(30), "the test never released the first fit"
+        return real_fit(self, data)
+
+    monkeypatch.setattr(ContextualLearner, "fit", fit)
+    with Memory(db_url, embedder=embedder, scope="acme", config=config) as mem:
+        _seed(mem)
+        first = mem.search(QUERIES[0], k=3, policy="memq")
+        second = mem.search(QUERIES[1], k=3, policy="memq")
+        worker = threading.Thread(target=mem.feedback, args=(first.id, 1.0), name="first")
+        worker.start()
+        try:
+            assert entered.wait(30), "the first feedback never started its fit"
+            mem.feedback(second.id, 1.0)  # crosses fit_every too, while the first fit runs
+            assert fits == ["first"]
+        finally:
+            release.set()
+            worker.join(30)
+        assert not worker.is_alive()
+        assert mem.store.learner_state("acme", "memq").feedbacks == 2
+        third = mem.search(QUERIES[2], k=3, policy="memq")
+        mem.feedback(third.id, 1.0)  # no refit in flight: this one fits
+        assert fits == ["first", "MainThread"]

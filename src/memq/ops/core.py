@@ -50,6 +50,7 @@ class Core:
         self.rng = np.random.default_rng(self.config.seed)
         self.learners: dict[tuple[str, str], Any] = {}  # (tenant, name) -> memq.ops.learning.LearnerEntry
         self.rules: dict[str, Any] = {}  # name -> a learner built from the config (per-record updates)
+        self.fitting: set[tuple[str, str]] = set()  # (tenant, name) of the learners being refit now
 
     # -- embedder ------------------------------------------------------------------------------------
     @property

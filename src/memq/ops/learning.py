@@ -177,8 +177,24 @@ def feedback(
         entry = yield from learner_for(core, tenant, name)
         every = getattr(entry.learner, "fit_every", 0) or core.config.learning.update_every
         if count - entry.fitted >= every:
-            yield from update_learner(core, tenant, name, count)
+            yield from _refit_once(core, tenant, name, count)
     return plan.feedback  # type: ignore[no-any-return]
+
+
+def _refit_once(core: Core, tenant: str, name: str, count: int) -> Op[None]:
+    """Refit the learner unless this facade is refitting it already. Feedbacks that arrive during a
+    refit (a server's request threads) would each start the same fit on the same log, and all but
+    one save would lose to the version check. What a skipped feedback taught is in the next fit's log."""
+    key = (tenant, name)
+    with core.lock:
+        if key in core.fitting:
+            return
+        core.fitting.add(key)
+    try:
+        yield from update_learner(core, tenant, name, count)
+    finally:
+        with core.lock:
+            core.fitting.discard(key)
 
 
 def _history(core: Core, tenant: str) -> Op[list[LogRow]]:
