@@ -559,3 +559,24 @@ def test_async_apply_writes_is_one_transaction(db_url: str, embedder) -> None:
             await mem.close()
 
     asyncio.run(run())
+
+
+def test_insert_keeps_each_records_links_and_utility_across_tenants(mem: Memory) -> None:
+    """One ``insert`` of records of two tenants, some with links and learned utility, some without:
+    each comes back with exactly its own (a default utility writes no row)."""
+    from memq.types import Link, MemoryRecord, Utility
+
+    def record(tenant: str, text: str, links: list[Link], utility: Utility) -> MemoryRecord:
+        return MemoryRecord(scope=Scope(tenant=tenant), text=text, links=links, utility=utility)
+
+    a1 = record("acme", "plain", [], Utility())
+    a2 = record("acme", "linked", [Link(target=a1.id, type="cites")], Utility(q=0.9, n_shown=3, n_used=2))
+    b1 = record(
+        "beta", "other tenant", [Link(target="elsewhere")], Utility(q=0.1, n_shown=1, stats={"s": 1.0})
+    )
+    mem.store.insert([a1, a2, b1])
+    got = {r.id: r for r in mem.store.get("acme", [a1.id, a2.id]) + mem.store.get("beta", [b1.id])}
+    for want in (a1, a2, b1):
+        assert got[want.id].links == want.links
+        assert got[want.id].utility.model_dump() == want.utility.model_dump()
+    assert mem.store.get("acme", [b1.id]) == [] and mem.store.get("beta", [a2.id]) == []

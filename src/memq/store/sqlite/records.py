@@ -314,9 +314,8 @@ def insert_records(
         if found:
             raise ConflictError(f"a record with id {found[0]} already exists")
     conn.executemany(INSERT_VERSION, [record_values(r, ENCODE) for r in records])
-    for record in records:
-        insert_links(conn, record)
-        upsert_utility(conn, record)
+    insert_links(conn, records)
+    upsert_utilities(conn, records)
     kind = HistoryOp(op).value
     conn.executemany(
         "INSERT INTO events (tenant, record_id, op, version, at, actor, reason) VALUES (?,?,?,?,?,?,?)",
@@ -341,7 +340,7 @@ def write_version_tx(conn: sqlite3.Connection, change: VersionChange) -> MemoryR
         check_or_set_space(conn, new.embedding_model or "", len(new.embedding))
     conn.execute("UPDATE records SET expired_at = ? WHERE rowid = ?", (to_us(new.recorded_at), cur[0]))
     insert_version(conn, new)
-    insert_links(conn, new)
+    insert_links(conn, [new])
     event(conn, change.event)
     return new
 
@@ -382,16 +381,26 @@ def insert_version(conn: sqlite3.Connection, r: MemoryRecord) -> None:
     conn.execute(INSERT_VERSION, record_values(r, ENCODE))
 
 
-def insert_links(conn: sqlite3.Connection, r: MemoryRecord) -> None:
-    if r.links:
+def insert_links(conn: sqlite3.Connection, records: Sequence[MemoryRecord]) -> None:
+    """The links of ``records``, in one ``executemany``."""
+    rows = [
+        (r.scope.tenant, r.id, link.target, link.type, to_us(r.recorded_at))
+        for r in records
+        for link in r.links
+    ]
+    if rows:
         conn.executemany(
-            "INSERT OR IGNORE INTO links (tenant, src, dst, type, created_at) VALUES (?,?,?,?,?)",
-            [(r.scope.tenant, r.id, link.target, link.type, to_us(r.recorded_at)) for link in r.links],
+            "INSERT OR IGNORE INTO links (tenant, src, dst, type, created_at) VALUES (?,?,?,?,?)", rows
         )
 
 
-def upsert_utility(conn: sqlite3.Connection, r: MemoryRecord) -> None:
-    u = r.utility
-    if u == Utility():
-        return
-    write_utilities(conn, r.scope.tenant, [(r.id, u)])
+def upsert_utilities(conn: sqlite3.Connection, records: Sequence[MemoryRecord]) -> None:
+    """The utility rows of ``records`` that carry one (a default ``Utility`` has no row), one
+    ``executemany`` per tenant."""
+    blank = Utility()
+    by_tenant: dict[str, list[tuple[str, Utility]]] = {}
+    for r in records:
+        if r.utility != blank:
+            by_tenant.setdefault(r.scope.tenant, []).append((r.id, r.utility))
+    for tenant, rows in by_tenant.items():
+        write_utilities(conn, tenant, rows)

@@ -12,7 +12,7 @@ from memq.store.base import EventRow
 from memq.store.contract import paged_export
 from memq.store.sqlcommon import EVENT_COLUMNS, RECORD_COLUMNS, event_of
 from memq.store.sqlite.base import DECODE, check_or_set_space, event, spaces
-from memq.store.sqlite.records import SQLiteRecords, bump, insert_links, insert_version, upsert_utility
+from memq.store.sqlite.records import SQLiteRecords, bump, insert_links, insert_version, upsert_utilities
 from memq.types import HistoryEvent, MemoryRecord
 
 
@@ -61,8 +61,8 @@ class SQLiteTransfer(SQLiteRecords):
                 ).fetchone():
                     raise ConflictError(f"record {record.id} version {record.version} already exists")
                 insert_version(conn, record)
-                insert_links(conn, record)
-                upsert_utility(conn, record)
+            insert_links(conn, records)
+            upsert_utilities(conn, records)
             for ev in events:
                 tenant = tenant_of.get(ev.record_id)
                 if tenant is None:
