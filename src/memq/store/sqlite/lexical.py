@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sqlite3
 import threading
 import zipfile
@@ -40,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from memq.store.sqlite.arrays import grown, write_atomically
 from memq.store.sqlite.lexical_terms import Vocabulary
 
 K1 = 1.2
@@ -227,9 +227,7 @@ class LexicalIndex:
             self._n += len(keys)
             self._total += float(lens.sum())
             if len(self._df) < len(self.vocab):  # grown by doubling: new words come with most adds
-                grown = np.zeros(max(len(self.vocab), 2 * len(self._df)), dtype=np.int64)
-                grown[: len(self._df)] = self._df
-                self._df = grown
+                self._df = grown(self._df, max(len(self.vocab), 2 * len(self._df)))
             if len(keys) >= DIRECT_BATCH:
                 flat = np.fromiter(chain.from_iterable(ids), dtype=np.int64, count=int(lens.sum()))
                 key, tfs = np.unique((flat << 32) | np.repeat(keys, lens), return_counts=True)
@@ -289,15 +287,9 @@ class LexicalIndex:
         if size <= self._scope.shape[1]:
             return
         cap = max(size, 2 * self._scope.shape[1], 1024)
-        scope = np.full((len(SCOPE_FIELDS), cap), -1, dtype=np.int32)
-        scope[:, : self._scope.shape[1]] = self._scope
-        dl = np.zeros(cap, dtype=np.float32)
-        dl[: len(self._dl)] = self._dl
-        self._scope, self._dl = scope, dl
+        self._scope = grown(self._scope, cap, -1, axis=1)
+        self._dl, self._ghost = grown(self._dl, cap), grown(self._ghost, cap, False)
         self._acc = np.zeros(cap, dtype=np.float32)
-        ghost = np.zeros(cap, dtype=bool)
-        ghost[: len(self._ghost)] = self._ghost
-        self._ghost = ghost
 
     def _flush(self) -> None:
         """Turn the buffer into a segment."""
@@ -497,10 +489,12 @@ class LexicalIndex:
                     json.dumps([list(self._codes[f]) for f in SCOPE_FIELDS]).encode(), np.uint8
                 ),
             }
-            tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-            with open(tmp, "wb") as fh:
-                np.savez(fh, **arrays)
-            os.replace(tmp, path)
+
+            def write(tmp: Path) -> None:
+                with open(tmp, "wb") as fh:  # a file object: np.savez would add ".npz" to a path
+                    np.savez(fh, **arrays)
+
+            write_atomically(path, write)
             meta = {
                 "format": FORMAT,
                 "tag": tag,
@@ -510,10 +504,9 @@ class LexicalIndex:
                 "count": self._n,
                 "capacity": cap,
             }
-            side = path.with_name(path.name + ".json")
-            tmp_side = side.with_name(side.name + f".tmp{os.getpid()}")
-            tmp_side.write_text(json.dumps(meta))
-            os.replace(tmp_side, side)
+            write_atomically(
+                path.with_name(path.name + ".json"), lambda tmp: tmp.write_text(json.dumps(meta))
+            )
 
     @classmethod
     def load(cls, path: Path, tag: str = "") -> LexicalIndex | None:

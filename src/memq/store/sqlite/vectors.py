@@ -27,13 +27,13 @@ with its watermarks, is ignored and the index is rebuilt from the rows. Why usea
 from __future__ import annotations
 
 import json
-import os
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from memq.store.sqlite.arrays import grown, write_atomically
 
 HNSW_FROM = 20_000
 HNSW_CONNECTIVITY = 16
@@ -143,19 +143,12 @@ class VectorIndex:
         need = self._size + len(keys)
         if need > len(self._mat):
             cap = _whole_blocks(max(need, 2 * len(self._mat)))
-            mat = np.zeros((cap, self.dim), dtype=np.float32)
-            mat[: len(self._mat)] = self._mat
-            key = np.full(cap, -1, dtype=np.int64)
-            key[: len(self._key)] = self._key
-            cod = np.full((cap, len(SCOPE_FIELDS)), -1, dtype=np.int32)
-            cod[: len(self._codes)] = self._codes
             self._free[:0] = range(cap - 1, len(self._mat) - 1, -1)  # after the free slots below
-            self._mat, self._key, self._codes = mat, key, cod
+            self._mat, self._key = grown(self._mat, cap), grown(self._key, cap, -1)
+            self._codes = grown(self._codes, cap, -1)
         top = int(keys.max()) + 1
         if top > len(self._slot):
-            slot = np.full(max(top, 2 * len(self._slot)), -1, dtype=np.int64)
-            slot[: len(self._slot)] = self._slot
-            self._slot = slot
+            self._slot = grown(self._slot, max(top, 2 * len(self._slot)), -1)
         slots = np.array([self._free.pop() for _ in range(len(keys))], dtype=np.int64)
         self._slot[keys] = slots
         self._top = max(self._top, int(slots.max()) + 1)
@@ -176,9 +169,7 @@ class VectorIndex:
                 continue
             need = int(col.max()) + 1
             if need > len(self._count[j]):
-                grown = np.zeros(max(need, 2 * len(self._count[j])), dtype=np.int64)
-                grown[: len(self._count[j])] = self._count[j]
-                self._count[j] = grown
+                self._count[j] = grown(self._count[j], max(need, 2 * len(self._count[j])))
             np.add.at(self._count[j], col, sign)
 
     def remove(self, keys: np.ndarray) -> None:
@@ -308,15 +299,15 @@ class VectorIndex:
             "vocab": [list(v) for v in self._vocab],
         }
         if self._graph is not None:
-            _atomic(path, lambda tmp: self._graph.save(str(tmp)))  # type: ignore[union-attr]
+            write_atomically(path, lambda tmp: self._graph.save(str(tmp)))  # type: ignore[union-attr]
 
         def mirror(tmp: Path) -> None:
             with open(tmp, "wb") as out:
                 np.savez(out, keys=self._key[used], vectors=self._mat[used], codes=self._codes[used])
 
-        _atomic(_mirror_file(path), mirror)
+        write_atomically(_mirror_file(path), mirror)
         side = _sidecar(path)
-        _atomic(side, lambda tmp: tmp.write_text(json.dumps(files)))
+        write_atomically(side, lambda tmp: tmp.write_text(json.dumps(files)))
 
     @classmethod
     def load(cls, path: Path, dim: int, space: str, hnsw_from: int = HNSW_FROM) -> VectorIndex | None:
@@ -357,12 +348,6 @@ def top_k_desc(scores: np.ndarray, k: int) -> np.ndarray:
     part = np.argpartition(-scores, k - 1)[:k]
     part.sort()
     return part[np.argsort(-scores[part], kind="stable")]
-
-
-def _atomic(path: Path, write: Callable[[Path], object]) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    write(tmp)
-    os.replace(tmp, path)
 
 
 def _sidecar(path: Path) -> Path:

@@ -1,0 +1,28 @@
+"""Small helpers the in-memory indexes beside the SQLite file share: arrays that grow, and files
+written atomically (a temp file in the same folder, then a rename: a reader sees the old file or
+the new one, never half of one)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+
+def grown(a: np.ndarray, size: int, fill: float = 0, axis: int = 0) -> np.ndarray:
+    """A copy of ``a`` whose ``axis`` is ``size`` long (``size`` ≥ that axis of ``a``): ``a``'s
+    values first, ``fill`` after them. The caller picks ``size`` (doubling, so n adds copy O(n))."""
+    shape = list(a.shape)
+    shape[axis] = size
+    out = np.full(shape, fill, dtype=a.dtype)
+    out[tuple(slice(0, n) for n in a.shape)] = a
+    return out
+
+
+def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
+    """``write(tmp)`` to a temp file beside ``path``, then rename it to ``path``."""
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    write(tmp)
+    os.replace(tmp, path)
