@@ -270,3 +270,30 @@ def test_concurrent_reads_and_writes_leave_it_current(pair: Pair) -> None:
         t.join()
     assert not errors
     assert _agrees(store)
+
+
+def test_at_its_bound_the_mirror_drops_the_half_it_took_in_first() -> None:
+    """A store larger than ``mirror_rows`` keeps the rows read or added last (it used to start again
+    empty); every version's rowid leaves the id's list with it, and a change still drops the rest."""
+    from memq.store.base import CandidateRow
+
+    def entry(rid: str) -> mirror.Entry:
+        row = CandidateRow(id=rid, kind="fact", text=rid, links=(), valid_from=None, recorded_at=NOW)
+        return mirror.Entry(row, "t", None, None, None, None, 0, None, None)
+
+    rows = RowMirror(0)
+    rows.put([(1, entry("a")), (2, entry("b")), (3, entry("a")), (4, entry("c"))], rows.epoch, limit=4)
+    assert len(rows) == 4
+    rows.put([(5, entry("d"))], rows.epoch, limit=4)  # the bound: rowids 1 and 2 go, 5 comes in
+    found, missing = rows.lookup([1, 2, 3, 4, 5])
+    assert sorted(found) == [3, 4, 5] and missing == [1, 2]
+    rows.put([(4, entry("c"))], rows.epoch, limit=4)  # a row it holds is replaced, nothing dropped
+    assert len(rows) == 3
+    rows.apply([(1, "a")])  # a's other version (rowid 3) goes with the change; b's entry is gone already
+    assert sorted(rows.lookup([3, 4, 5])[0]) == [4, 5]
+
+
+def test_a_store_past_its_mirror_bound_answers_as_sql_does(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "small.db", mirror_rows=8)
+    _seed(store)  # 40 records into a mirror of 8 rows
+    assert _agrees(store) and len(store._mirror) <= 8

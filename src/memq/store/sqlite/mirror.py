@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from types import MappingProxyType
 from typing import Any
 
@@ -131,17 +132,26 @@ class RowMirror:
         return found, missing
 
     def put(self, rows: Iterable[tuple[int, Entry]], epoch: int, limit: int) -> None:
-        """Keep rows read from SQLite at ``epoch``; dropped when a change was applied since. Past
-        ``limit`` rows the mirror starts again empty."""
+        """Keep rows read from SQLite at ``epoch``; dropped when a change was applied since. At
+        ``limit`` rows the half taken in first is dropped: a store larger than the bound keeps the
+        rows read or added most recently, rather than starting again empty."""
         if epoch != self.epoch:
             return
         for key, e in rows:
-            if len(self._entries) >= limit:
-                self._entries.clear()
-                self._rowids.clear()
             if key not in self._entries:
+                if len(self._entries) >= limit:
+                    self._drop_oldest(max(len(self._entries) - limit // 2, 1))
                 self._rowids.setdefault(e.row.id, []).append(key)
             self._entries[key] = e
+
+    def _drop_oldest(self, n: int) -> None:
+        """Drop the ``n`` entries kept longest (a dict keeps insertion order)."""
+        for key in list(islice(self._entries, n)):
+            rid = self._entries.pop(key).row.id
+            keys = self._rowids[rid]
+            keys.remove(key)
+            if not keys:
+                del self._rowids[rid]
 
     def apply(self, changes: Sequence[tuple[int, str]]) -> None:
         """Drop the records named by the log entries ``(seq, id)`` past the watermark, in order. A
