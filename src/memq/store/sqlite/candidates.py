@@ -28,6 +28,8 @@ ANN_MAX_FETCH = 8192  # past this over-fetch, a selective filter falls back to e
 SCOPE_EXACT = 0.05  # a scope holding at most this share of the vectors is searched exactly
 SAVE_EVERY = 20_000  # rows added since the index was last saved that make a write save it
 RESCORE = 2  # of the graph's candidates, the first RESCORE x take (its int8 order) are rescored
+# the rows a loaded vector index must hold, counted from the partial index records_embedded (schema 8)
+VECTOR_ROWS = "SELECT count(*) FROM records WHERE embedding IS NOT NULL"
 
 
 def graph_fetch(n: int) -> int:
@@ -347,11 +349,7 @@ class SQLiteCandidates(SQLiteBase):
                 dim, space, self.exact_threshold
             )
             self._catch_up(self._index)
-            expected = self._retry(
-                lambda: self._conn.execute(
-                    "SELECT count(*) FROM records WHERE embedding IS NOT NULL"
-                ).fetchone()[0]
-            )
+            expected = self._retry(lambda: self._conn.execute(VECTOR_ROWS).fetchone()[0])
             if len(self._index) != expected:  # the saved file disagrees with the rows: rebuild
                 self._index = fresh_index(dim, space, self.exact_threshold)
                 self._catch_up(self._index)
