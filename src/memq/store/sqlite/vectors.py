@@ -323,7 +323,11 @@ class VectorIndex:
                 return None
             index._vocab = [{v: i for i, v in enumerate(values)} for values in meta["vocab"]]
             if len(keys):
-                index._mirror(keys.astype(np.int64), vectors.astype(np.float32), codes.astype(np.int32))
+                index._mirror(  # no copies: the saved arrays already have these types
+                    keys.astype(np.int64, copy=False),
+                    vectors.astype(np.float32, copy=False),
+                    codes.astype(np.int32, copy=False),
+                )
             if meta.get("graph"):
                 from usearch.index import Index
 
