@@ -320,3 +320,34 @@ def test_the_check_on_open_counts_vectors_from_the_partial_index(tmp_path: Path)
     assert store._conn.execute(VECTOR_ROWS).fetchone()[0] == 30
     assert store.verify_index()
     store.close()
+
+
+def test_a_loaded_graph_is_mapped_until_its_first_write(tmp_path: Path) -> None:
+    """``load`` maps the saved graph (a searching process reads only what its searches touch); the
+    first add or removal works on an in-memory copy, and the file is never read again for it: another
+    process may have saved a newer one at that path meanwhile."""
+    from memq.store.sqlite.vectors import VectorIndex
+
+    rng = np.random.default_rng(12)
+    vecs = rng.normal(size=(700, 16)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    saved = VectorIndex(16, hnsw_from=100)
+    saved.add(np.arange(1, 601), vecs[:600])
+    path = tmp_path / "g.usearch"
+    saved.save(path)
+    query = vecs[3] + 0.05 * rng.normal(size=16).astype(np.float32)
+
+    loaded = VectorIndex.load(path, 16, "", hnsw_from=100)
+    assert loaded is not None and loaded._graph_mapped
+    assert [k.tolist() for k in loaded.search(query, 20)] == [k.tolist() for k in saved.search(query, 20)]
+
+    other = VectorIndex(16, hnsw_from=100)  # another process saves a different index at the path
+    other.add(np.arange(1, 101), vecs[600:])
+    other.save(path)
+
+    loaded.add(np.arange(601, 651), vecs[600:650])  # the first write: a copy of the mapped graph
+    loaded.remove(np.array([4]))
+    assert not loaded._graph_mapped and len(loaded._graph) == 649 == len(loaded)
+    keys, sims = loaded.search(vecs[620], 5)
+    assert keys[0] == 621 and sims[0] > 0.999  # a row added after the load is found by the graph
+    assert 4 not in loaded.search(vecs[3], 50)[0].tolist()

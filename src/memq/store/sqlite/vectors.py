@@ -20,7 +20,8 @@ What it keeps:
   the graph is built in one batch. Its int8 distances only pick candidates; scores are exact float32.
 
 Saved on close (graph, mirror and codes, then a sidecar with the watermarks, each written atomically);
-opening loads them and adds only what is missing. A file that cannot be read, or whose counts disagree
+opening loads the mirror, maps the graph's file (read lazily; copied into memory at the first write)
+and adds only what is missing. A file that cannot be read, or whose counts disagree
 with its watermarks, is ignored and the index is rebuilt from the rows. Why usearch: docs/benchmarks-ann.md.
 """
 
@@ -30,6 +31,7 @@ import json
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -69,6 +71,7 @@ class VectorIndex:
         self.hnsw_from = hnsw_from
         self.mark = Watermark()
         self._graph = None  # usearch Index, once there are hnsw_from vectors
+        self._graph_mapped = False  # a loaded graph is a read-only view of its file until a write
         self._mat = np.zeros((0, dim), dtype=np.float32)  # slot -> vector (zeros in free slots)
         self._key = np.zeros(0, dtype=np.int64)  # slot -> rowid (-1: free)
         self._codes = np.zeros((0, len(SCOPE_FIELDS)), dtype=np.int32)  # slot -> scope codes (-1: none)
@@ -119,9 +122,22 @@ class VectorIndex:
                 codes[i] = [self.code(j, v) for j, v in enumerate(scope)]
         self._mirror(keys, vectors, codes)
         if self._graph is not None:
-            self._graph.add(keys.astype(np.uint64), vectors, threads=0)
+            self._writable_graph().add(keys.astype(np.uint64), vectors, threads=0)
         elif self._size >= self.hnsw_from:
             self._build_graph()
+
+    def _writable_graph(self) -> Any:
+        """The graph, copied into memory first if it is still the view of its file that ``load``
+        maps: a process that only searches never reads the whole graph; the first write pays for
+        the copy (and never reloads the file, which another process may have saved anew)."""
+        if self._graph_mapped:
+            self._graph = self._graph.copy()  # type: ignore[union-attr]
+            self._graph.expansion_add, self._graph.expansion_search = (
+                HNSW_EXPANSION_ADD,
+                HNSW_EXPANSION_SEARCH,
+            )
+            self._graph_mapped = False
+        return self._graph
 
     def _build_graph(self) -> None:
         from usearch.index import Index
@@ -137,7 +153,7 @@ class VectorIndex:
         used = np.flatnonzero(self._key >= 0)
         if len(used):
             graph.add(self._key[used].astype(np.uint64), self._mat[used], threads=0)
-        self._graph = graph
+        self._graph, self._graph_mapped = graph, False
 
     def _mirror(self, keys: np.ndarray, vectors: np.ndarray, codes: np.ndarray) -> None:
         need = self._size + len(keys)
@@ -179,7 +195,7 @@ class VectorIndex:
         if len(keys) == 0:
             return
         if self._graph is not None:
-            self._graph.remove(keys.astype(np.uint64))
+            self._writable_graph().remove(keys.astype(np.uint64))
         slots = self._slot[keys]
         self._tally(self._codes[slots], -1)
         self._mat[slots] = 0.0
@@ -333,10 +349,11 @@ class VectorIndex:
 
                 graph = Index(ndim=dim, metric="ip", dtype="i8", connectivity=HNSW_CONNECTIVITY,
                               expansion_add=HNSW_EXPANSION_ADD, expansion_search=HNSW_EXPANSION_SEARCH)  # fmt: skip
-                graph.load(str(path))
+                graph.view(str(path))  # mapped, read lazily: a search touches a small part of it
                 if len(graph) != len(keys) or graph.ndim != dim:
                     return None
-                index._graph = graph
+                graph.expansion_search = HNSW_EXPANSION_SEARCH  # not kept in the file
+                index._graph, index._graph_mapped = graph, True
             elif index._size >= hnsw_from:
                 index._build_graph()
             index.mark = Watermark(rows=int(meta["rows"]), removed=int(meta["removed"]), space=space)
