@@ -351,3 +351,65 @@ def test_a_loaded_graph_is_mapped_until_its_first_write(tmp_path: Path) -> None:
     keys, sims = loaded.search(vecs[620], 5)
     assert keys[0] == 621 and sims[0] > 0.999  # a row added after the load is found by the graph
     assert 4 not in loaded.search(vecs[3], 50)[0].tolist()
+
+
+def _churned_index(rng: np.random.Generator):
+    from memq.store.sqlite.vectors import VectorIndex
+
+    vecs = rng.normal(size=(3000, 16)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    index = VectorIndex(16, hnsw_from=10**9)
+    scopes = [("t", f"u{i % 7}", None, None) for i in range(3000)]
+    index.add(np.arange(1, 3001), vecs, scopes)
+    index.remove(np.arange(5, 3001, 9))  # holes below the top
+    return index, vecs
+
+
+def test_a_saved_mirror_loads_slot_for_slot(tmp_path: Path) -> None:
+    """The mirror is saved with its slots (free ones keyed -1) and loaded as it is: the same rows in
+    the same slots, so exact similarities are bitwise those of the saving process; scope counts and
+    the free slots (lowest hole first) come back too."""
+    from memq.store.sqlite.vectors import VectorIndex
+
+    rng = np.random.default_rng(13)
+    index, vecs = _churned_index(rng)
+    path = tmp_path / "m.usearch"
+    index.save(path)
+    loaded = VectorIndex.load(path, 16, "", hnsw_from=10**9)
+    assert loaded is not None and len(loaded) == len(index) and loaded._top == index._top
+    present = np.flatnonzero(index._slot >= 0)
+    np.testing.assert_array_equal(loaded._slot[present], index._slot[present])
+    for q in rng.normal(size=(5, 16)).astype(np.float32):
+        for scope in (None, ("t", "u3", None, None)):
+            slots_a = None if scope is None else index.scope_slots(scope)
+            slots_b = None if scope is None else loaded.scope_slots(scope)
+            a, b = index.exact(q, 50, slots_a), loaded.exact(q, 50, slots_b)
+            np.testing.assert_array_equal(a[0], b[0])
+            assert a[1].tobytes() == b[1].tobytes()
+    assert loaded.scope_bound(("t", "u3", None, None)) == index.scope_bound(("t", "u3", None, None))
+    top = loaded._top
+    loaded.add(np.array([5000]), vecs[:1], [("t", "u1", None, None)])
+    assert loaded._slot[5000] < top and loaded._top == top  # a hole is reused, the scan does not grow
+
+
+def test_a_mirror_saved_packed_by_an_older_memq_still_loads(tmp_path: Path) -> None:
+    import json
+
+    from memq.store.sqlite.vectors import VectorIndex, _mirror_file, _sidecar
+
+    rng = np.random.default_rng(14)
+    index, _ = _churned_index(rng)
+    path = tmp_path / "old.usearch"
+    index.save(path)
+    used = np.flatnonzero(index._key >= 0)  # rewrite the files as memq wrote them before: rows packed
+    with open(_mirror_file(path), "wb") as out:
+        np.savez(out, keys=index._key[used], vectors=index._mat[used], codes=index._codes[used])
+    meta = json.loads(_sidecar(path).read_text())
+    del meta["layout"]
+    _sidecar(path).write_text(json.dumps(meta))
+    loaded = VectorIndex.load(path, 16, "", hnsw_from=10**9)
+    assert loaded is not None and len(loaded) == len(index)
+    q = rng.normal(size=16).astype(np.float32)
+    a, b = index.exact(q, 40), loaded.exact(q, 40)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_allclose(a[1], b[1], rtol=1e-6)

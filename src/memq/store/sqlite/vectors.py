@@ -174,6 +174,24 @@ class VectorIndex:
         self._size += len(keys)
         self._tally(codes, 1)
 
+    def _restore(self, keys: np.ndarray, vectors: np.ndarray, codes: np.ndarray) -> None:
+        """Take saved slot arrays (``save``: whole blocks, free slots keyed -1) as the mirror, as they
+        are: the slots are those of the index that saved them."""
+        if len(keys) % SCAN_BLOCK or (len(keys) and keys.max() >= 2**40):
+            raise ValueError("saved slot arrays are not whole blocks")
+        used = np.flatnonzero(keys >= 0)
+        self._mat, self._key, self._codes = vectors, keys, codes
+        self._slot = np.full(int(keys[used].max()) + 1 if len(used) else 0, -1, dtype=np.int64)
+        self._slot[keys[used]] = used
+        if len(np.unique(keys[used])) != len(used):
+            raise ValueError("a rowid in two slots")
+        self._size = len(used)
+        self._top = int(used[-1]) + 1 if len(used) else 0
+        # taken from the end: the holes below the top first (lowest first), then the tail, lowest first
+        holes = np.flatnonzero(keys[: self._top] < 0)[::-1]
+        self._free = [*range(len(keys) - 1, self._top - 1, -1), *holes.tolist()]
+        self._tally(codes[used], 1)
+
     def _tally(self, codes: np.ndarray, sign: int) -> None:
         """Add (``sign`` 1) or take away (-1) rows with ``codes`` from the per-field code counts (every
         change of which slots hold rows passes here, so the scopes' slots are forgotten here too)."""
@@ -304,8 +322,10 @@ class VectorIndex:
 
     # -- persistence ---------------------------------------------------------------------------
     def save(self, path: Path) -> None:
-        """Write the graph (if any), the mirror and the codes, then the sidecar; each atomically."""
-        used = np.flatnonzero(self._key >= 0)
+        """Write the graph (if any), the mirror and the codes, then the sidecar; each atomically.
+        The mirror is saved slot by slot up to the used rows in whole blocks (free slots keyed -1):
+        ``load`` takes the arrays as they are, with no copy into a new layout."""
+        top = _whole_blocks(self._top)
         files = {
             "graph": self._graph is not None,
             "count": self._size,
@@ -313,13 +333,14 @@ class VectorIndex:
             "removed": self.mark.removed,
             "space": self.mark.space,
             "vocab": [list(v) for v in self._vocab],
+            "layout": "slots",
         }
         if self._graph is not None:
             write_atomically(path, lambda tmp: self._graph.save(str(tmp)))  # type: ignore[union-attr]
 
         def mirror(tmp: Path) -> None:
             with open(tmp, "wb") as out:
-                np.savez(out, keys=self._key[used], vectors=self._mat[used], codes=self._codes[used])
+                np.savez(out, keys=self._key[:top], vectors=self._mat[:top], codes=self._codes[:top])
 
         write_atomically(_mirror_file(path), mirror)
         side = _sidecar(path)
@@ -334,23 +355,28 @@ class VectorIndex:
                 return None
             index = cls(dim, hnsw_from)
             with np.load(_mirror_file(path)) as saved:
-                keys, vectors, codes = saved["keys"], saved["vectors"], saved["codes"]
-            if len(keys) != int(meta["count"]) or (len(keys) and vectors.shape[1] != dim):
+                keys = saved["keys"].astype(np.int64, copy=False)
+                vectors = saved["vectors"].astype(np.float32, copy=False)
+                codes = saved["codes"].astype(np.int32, copy=False)
+            slots = meta.get("layout") == "slots"  # else the rows packed, as memq wrote before
+            if int((keys >= 0).sum() if slots else len(keys)) != int(meta["count"]):
+                return None
+            if len(keys) and (
+                vectors.shape != (len(keys), dim) or codes.shape != (len(keys), len(SCOPE_FIELDS))
+            ):
                 return None
             index._vocab = [{v: i for i, v in enumerate(values)} for values in meta["vocab"]]
-            if len(keys):
-                index._mirror(  # no copies: the saved arrays already have these types
-                    keys.astype(np.int64, copy=False),
-                    vectors.astype(np.float32, copy=False),
-                    codes.astype(np.int32, copy=False),
-                )
+            if slots:
+                index._restore(keys, vectors, codes)
+            elif len(keys):
+                index._mirror(keys, vectors, codes)
             if meta.get("graph"):
                 from usearch.index import Index
 
                 graph = Index(ndim=dim, metric="ip", dtype="i8", connectivity=HNSW_CONNECTIVITY,
                               expansion_add=HNSW_EXPANSION_ADD, expansion_search=HNSW_EXPANSION_SEARCH)  # fmt: skip
                 graph.view(str(path))  # mapped, read lazily: a search touches a small part of it
-                if len(graph) != len(keys) or graph.ndim != dim:
+                if len(graph) != index._size or graph.ndim != dim:
                     return None
                 graph.expansion_search = HNSW_EXPANSION_SEARCH  # not kept in the file
                 index._graph, index._graph_mapped = graph, True
