@@ -28,6 +28,7 @@ with its watermarks, is ignored and the index is rebuilt from the rows. Why usea
 from __future__ import annotations
 
 import json
+import os
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -375,11 +376,17 @@ class VectorIndex:
 
                 graph = Index(ndim=dim, metric="ip", dtype="i8", connectivity=HNSW_CONNECTIVITY,
                               expansion_add=HNSW_EXPANSION_ADD, expansion_search=HNSW_EXPANSION_SEARCH)  # fmt: skip
-                graph.view(str(path))  # mapped, read lazily: a search touches a small part of it
+                # mapped, read lazily: a search touches a small part of it. Not on Windows, where a
+                # mapped file cannot be replaced, and another process's save replaces it
+                mapped = os.name == "posix"
+                if mapped:
+                    graph.view(str(path))
+                else:
+                    graph.load(str(path))
                 if len(graph) != index._size or graph.ndim != dim:
                     return None
                 graph.expansion_search = HNSW_EXPANSION_SEARCH  # not kept in the file
-                index._graph, index._graph_mapped = graph, True
+                index._graph, index._graph_mapped = graph, mapped
             elif index._size >= hnsw_from:
                 index._build_graph()
             index.mark = Watermark(rows=int(meta["rows"]), removed=int(meta["removed"]), space=space)
