@@ -183,8 +183,7 @@ MIGRATIONS: list[str] = [
     END;
     """,
     # 8: the vector index's check on open (its saved file against the rows) counts the rows that have a
-    # vector from this small partial index instead of reading every row of the table (measured:
-    # 0.34 s -> 9 ms at 100,000 records; 0.8-1.6 s warm, 14 s cold -> 48 ms at 1,000,000)
+    # vector from this small partial index instead of reading every row of the table
     """
     CREATE INDEX IF NOT EXISTS records_embedded ON records (deleted) WHERE embedding IS NOT NULL;
     """,

@@ -20,8 +20,8 @@ What it keeps:
   the graph is built in one batch. Its int8 distances only pick candidates; scores are exact float32.
 
 Saved on close (graph, mirror and codes, then a sidecar with the watermarks, each written atomically);
-opening loads the mirror, maps the graph's file (read lazily; copied into memory at the first write)
-and adds only what is missing. A file that cannot be read, or whose counts disagree
+opening loads the mirror, maps the graph's file on POSIX (read lazily; copied into memory at the first
+write) and adds only what is missing. A file that cannot be read, or whose counts disagree
 with its watermarks, is ignored and the index is rebuilt from the rows. Why usearch: docs/benchmarks-ann.md.
 """
 
@@ -178,13 +178,13 @@ class VectorIndex:
     def _restore(self, keys: np.ndarray, vectors: np.ndarray, codes: np.ndarray) -> None:
         """Take saved slot arrays (``save``: whole blocks, free slots keyed -1) as the mirror, as they
         are: the slots are those of the index that saved them."""
-        if len(keys) % SCAN_BLOCK or (len(keys) and keys.max() >= 2**40):
+        if len(keys) % SCAN_BLOCK or (len(keys) and keys.max() >= 2**40):  # 2**40: a corrupt key, not a rowid
             raise ValueError("saved slot arrays are not whole blocks")
         used = np.flatnonzero(keys >= 0)
         self._mat, self._key, self._codes = vectors, keys, codes
         self._slot = np.full(int(keys[used].max()) + 1 if len(used) else 0, -1, dtype=np.int64)
         self._slot[keys[used]] = used
-        if len(np.unique(keys[used])) != len(used):
+        if (self._slot[keys[used]] != used).any():  # a rowid in two slots: the later one won
             raise ValueError("a rowid in two slots")
         self._size = len(used)
         self._top = int(used[-1]) + 1 if len(used) else 0
