@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import io
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import psycopg
@@ -24,8 +26,19 @@ from memq.errors import ConflictError
 from memq.retrieve.filters import parse_filter
 from memq.store import AsyncStore, Store
 from memq.store.base import CandidateQuery, VersionChange
-from memq.store.postgres import AsyncPostgresStore, PostgresStore, candidates, hnsw, schema
-from memq.store.postgres.steps import READ_SNAPSHOT, WRITE_ATTEMPTS, complete, mask_dsn, retry_delay
+from memq.store.postgres import AsyncPostgresStore, PostgresStore, candidates, hnsw, schema, steps
+from memq.store.postgres.steps import (
+    READ_SNAPSHOT,
+    WRITE_ATTEMPTS,
+    Deferred,
+    Fork,
+    Join,
+    Op,
+    Q,
+    complete,
+    mask_dsn,
+    retry_delay,
+)
 from memq.types import HistoryOp, MemoryRecord, Scope, utcnow
 
 
@@ -728,3 +741,139 @@ def test_store_location_and_stats_per_tenant(pg_url: str) -> None:
         store.insert(_records("a", 3, 4, rng) + _records("b", 2, 4, rng, kind="note"))
         assert store.stats("b").records == 2 and store.stats("b").kinds == {"note": 2}
         assert store.stats().tenants == 2 and store.stats().kinds == {"fact": 3, "note": 2}
+
+
+def _drop_backends(url: str) -> None:
+    """Terminate every other session on the store's database, as a server restart would."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+
+
+@pytest.mark.parametrize("window", [0.0, 3600.0])
+def test_a_pooled_connection_is_checked_once_it_sat_idle(
+    pg_url: str, window: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past ``CHECK_IDLE`` seconds back in the pool, a connection is checked before it is handed out,
+    so one the server dropped is replaced unseen; within the window it is handed out unchecked, fails
+    with a StoreError, and the pool replaces it for the next call."""
+    monkeypatch.setattr(steps, "CHECK_IDLE", window)
+    store = PostgresStore(pg_url, min_size=1, max_size=1)
+    try:
+        assert store.stats("t").records == 0
+        _drop_backends(pg_url)
+        if window:
+            with pytest.raises(StoreError, match="connection or server problem"):
+                store.stats("t")
+        assert store.stats("t").records == 0
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("window", [0.0, 3600.0])
+async def test_the_async_pool_checks_idle_connections_too(
+    pg_url: str, window: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(steps, "CHECK_IDLE", window)
+    store = await AsyncPostgresStore.connect(pg_url, min_size=1, max_size=1)
+    try:
+        assert (await store.stats("t")).records == 0
+        await asyncio.to_thread(_drop_backends, pg_url)
+        if window:
+            with pytest.raises(StoreError, match="connection or server problem"):
+                await store.stats("t")
+        assert (await store.stats("t")).records == 0
+    finally:
+        await store.close()
+
+
+# -- forked reads: one search's dense and lexical queries on two connections, one snapshot ---------------
+
+
+def _count_with_pid() -> Op[tuple[int, int]]:
+    row = yield Q("SELECT count(*), pg_backend_pid() FROM records", mode="one")
+    return int(row[0]), int(row[1])
+
+
+def _fork_sees_the_snapshot(
+    insert_elsewhere: Callable[[], object],
+) -> Op[tuple[int, Any, int, tuple[int, int]]]:
+    """Counts the rows, lets another session commit a row, then forks the same count."""
+    before, pid = yield from _count_with_pid()
+    insert_elsewhere()
+    handle = yield Fork(_count_with_pid())
+    forked = yield Join(handle)
+    return before, handle, pid, forked
+
+
+def test_a_forked_read_runs_beside_in_the_same_snapshot(pg_url: str) -> None:
+    """With a connection free (the pools here start full), a forked read runs on it, in a worker thread, and sees the snapshot of
+    the read that forked it: not a row another session committed in between. With none free (a pool
+    of one) it runs on the first connection when joined, in the same snapshot."""
+    rng = np.random.default_rng(5)
+    with PostgresStore(pg_url, min_size=2, max_size=2) as store, PostgresStore(pg_url, max_size=1) as lone:
+        store.insert(_records("t", 3, 8, rng))
+        before, handle, pid, (count, forked_pid) = store._read(
+            lambda: _fork_sees_the_snapshot(lambda: store.insert(_records("t", 1, 8, rng)))
+        )
+        assert not isinstance(handle, Deferred) and forked_pid != pid
+        assert count == before == 3 and store.stats("t").records == 4
+        before, handle, pid, (count, forked_pid) = lone._read(
+            lambda: _fork_sees_the_snapshot(lambda: store.insert(_records("t", 1, 8, rng)))
+        )
+        assert isinstance(handle, Deferred) and forked_pid == pid
+        assert count == before == 4 and store.stats("t").records == 5
+
+
+async def test_the_async_store_forks_reads_too(pg_url: str) -> None:
+    rng = np.random.default_rng(6)
+    with PostgresStore(pg_url) as writer:
+        writer.insert(_records("t", 3, 8, rng))
+        for size, forks in ((2, True), (1, False)):
+            store = await AsyncPostgresStore.connect(pg_url, min_size=size, max_size=size)
+            try:
+                before, handle, pid, (count, forked_pid) = await store._read(
+                    lambda: _fork_sees_the_snapshot(lambda: writer.insert(_records("t", 1, 8, rng)))
+                )
+                assert isinstance(handle, asyncio.Task) is forks and (forked_pid != pid) is forks
+                assert count == before and writer.stats("t").records == before + 1
+            finally:
+                await store.close()
+
+
+def test_a_forked_read_that_fails_fails_the_read(pg_url: str) -> None:
+    def failing() -> Op[None]:
+        yield Q("SELECT no_such_column FROM records")
+
+    def forks_a_failure() -> Op[None]:
+        yield Q("SELECT 1")
+        yield Join((yield Fork(failing())))
+
+    with PostgresStore(pg_url) as store:
+        with pytest.raises(StoreError, match="no_such_column"):
+            store._read(forks_a_failure)
+        assert store.stats().records == 0  # the pool still serves
+
+
+@pytest.mark.parametrize("size", [1, 4])
+def test_a_hybrid_search_finds_what_each_signal_finds_alone(pg_url: str, size: int) -> None:
+    """search_candidates forks the dense search (pool of 4) or runs it after the lexical one (pool of
+    1): the same candidates as each signal's own search. After a bulk load the forked dense search
+    asks for the index build (IndexBehind, raised at the join), and the search is then answered."""
+    rng = np.random.default_rng(8)
+    with PostgresStore(pg_url, min_size=size, max_size=size) as store:
+        recs = _records("t", 1500, 16, rng)
+        for i, r in enumerate(recs):
+            r.text = f"note {i} about {'ravens' if i % 7 == 0 else 'the weather'}"
+        store.insert(recs)
+        assert _graph(pg_url)[1] >= hnsw.BUILD_TAIL  # nothing in the graph yet
+        query = CandidateQuery(scope=Scope(tenant="t"))
+        vec = rng.normal(size=16).astype(np.float32)
+        pool = store.search_candidates(query, 20, vector=vec, text="ravens")
+        assert _graph(pg_url)[1] == 0 and store.verify_index()  # the search built the index first
+        assert [c.id for c in pool.signals["dense"]] == _exact_top(recs, vec, 20)
+        assert pool.signals["lexical"] == store.lexical_candidates(query, "ravens", 20)
+        assert pool.signals["dense"] == store.dense_candidates(query, vec, 20)
+        assert set(pool.rows) == {c.id for found in pool.signals.values() for c in found}

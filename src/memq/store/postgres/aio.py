@@ -12,20 +12,24 @@ from typing import Any
 
 import psycopg
 from pgvector.psycopg import register_vector_async
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from memq.errors import StoreError
 from memq.store.postgres import schema, transfer
 from memq.store.postgres.hnsw import IndexBehind
 from memq.store.postgres.methods import Make, StoreMethods
 from memq.store.postgres.steps import (
+    EXPORT_SNAPSHOT,
+    FORK_WAIT,
     SESSION_SETUP,
     TRANSACTION,
     WRITE_ATTEMPTS,
+    Deferred,
     Op,
     T,
     complete_async,
     first_step,
+    import_snapshot,
     mask_dsn,
     pool_settings,
     retry_delay,
@@ -103,12 +107,52 @@ class AsyncPostgresStore(StoreMethods):
         started, step = first_step(op)
         if not started:
             return step  # type: ignore[no-any-return]
-        async with pool.connection() as conn:
-            level, read_only = TRANSACTION[snapshot]
-            await conn.set_isolation_level(level)
-            await conn.set_read_only(read_only)
+        forked: list[asyncio.Task[Any]] = []
+
+        async def fork(cur: psycopg.AsyncCursor[Any], op: Op[Any]) -> asyncio.Task[Any] | Deferred:
+            """A forked read (``steps.Fork``) as a task on a second connection in ``cur``'s
+            snapshot; a :class:`Deferred` when no connection is free at once (wait at most ``FORK_WAIT``)."""
+            try:
+                conn = await pool.getconn(timeout=FORK_WAIT)
+            except PoolTimeout:
+                return Deferred(op)
+            try:
+                row = await (await cur.execute(EXPORT_SNAPSHOT)).fetchone()
+                task = asyncio.ensure_future(self._run_forked(pool, conn, row[0], op))  # type: ignore[index]
+            except BaseException:
+                await pool.putconn(conn)
+                raise
+            forked.append(task)
+            return task
+
+        try:
+            async with pool.connection() as conn:
+                level, read_only = TRANSACTION[snapshot]
+                await conn.set_isolation_level(level)
+                await conn.set_read_only(read_only)
+                async with conn.transaction(), conn.cursor() as cur:
+                    return await complete_async(cur, op, step, sink, fork if snapshot else None)
+        finally:
+            for task in forked:  # one the operation never joined (it failed first): stop it, drop its error
+                task.cancel()
+            if forked:
+                await asyncio.gather(*forked, return_exceptions=True)
+
+    async def _run_forked(
+        self,
+        pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]],
+        conn: psycopg.AsyncConnection[Any],
+        snapshot: str,
+        op: Op[T],
+    ) -> T:
+        try:
+            await conn.set_isolation_level(TRANSACTION[True][0])
+            await conn.set_read_only(TRANSACTION[True][1])
             async with conn.transaction(), conn.cursor() as cur:
-                return await complete_async(cur, op, step, sink)
+                await cur.execute(import_snapshot(snapshot))
+                return await complete_async(cur, op)
+        finally:
+            await pool.putconn(conn)
 
     async def _write(self, make: Make[T], retry: Callable[[], bool] | None = None) -> T:
         for attempt in range(WRITE_ATTEMPTS):

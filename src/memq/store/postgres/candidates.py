@@ -13,8 +13,16 @@ import numpy as np
 
 from memq.store.base import Candidate, CandidatePool, CandidateQuery, CandidateRow
 from memq.store.postgres import hnsw
-from memq.store.postgres.rows import DECODE, columns, hydrate, vector_from_send, where
-from memq.store.postgres.steps import Op, Q
+from memq.store.postgres.rows import (
+    DECODE,
+    EXTRAS,
+    WITH_UTILITY,
+    columns,
+    records_with_extras,
+    vector_from_send,
+    where,
+)
+from memq.store.postgres.steps import Fork, Join, Op, Q
 from memq.store.sqlcommon import candidate_row_of, dedupe, query_terms
 from memq.types import MemoryRecord
 
@@ -33,21 +41,28 @@ def visible(query: CandidateQuery, ids: Sequence[str], with_embedding: bool) -> 
         return {}
     clause, params = where(query)
     rows = yield Q(
-        f"SELECT {columns(with_embedding)} FROM records r WHERE r.id = ANY(%s) AND {clause} ORDER BY r.version",
+        f"SELECT {columns(with_embedding)}{EXTRAS} FROM records r {WITH_UTILITY} "
+        f"WHERE r.id = ANY(%s) AND {clause} ORDER BY r.version",
         (ids, *params),
     )
-    records = yield from hydrate(rows, with_embedding)
-    return {r.id: r for r in records}
+    return {r.id: r for r in records_with_extras(rows, with_embedding)}
 
 
 def search_candidates(
     query: CandidateQuery, n: int, vector: np.ndarray | None, text: str | None, build: bool = False
 ) -> Op[CandidatePool]:
-    """One search's reads in one snapshot: the dense and lexical candidates, then their light rows."""
+    """One search's reads in one snapshot: the dense and lexical candidates, then their light rows.
+    With both signals the dense search is forked (``steps.Fork``): it runs on a second connection,
+    in the same snapshot, while this one runs the lexical search."""
     signals: dict[str, list[Candidate]] = {}
-    if vector is not None:
+    if vector is not None and text is not None:
+        dense = yield Fork(dense_candidates(query, vector, n, build))
+        lexical = yield from lexical_candidates(query, text, n)
+        signals["dense"] = yield Join(dense)
+        signals["lexical"] = lexical
+    elif vector is not None:
         signals["dense"] = yield from dense_candidates(query, vector, n, build)
-    if text is not None:
+    elif text is not None:
         signals["lexical"] = yield from lexical_candidates(query, text, n)
     rows = yield from candidate_rows(query, [c.id for found in signals.values() for c in found])
     return CandidatePool(signals, rows)

@@ -120,6 +120,33 @@ def hydrate(rows: Sequence[Sequence[Any]], with_embedding: bool) -> Op[list[Memo
     return [record_of(r, DECODE, links.get(r[0], []), utility.get(r[0]), with_embedding) for r in rows]
 
 
+# a record's links and utility in the statement that reads it (``FROM records r``): append to the
+# select list, join WITH_UTILITY after ``records r``, build the records with :func:`records_with_extras`
+EXTRAS = (
+    f", {', '.join('u.' + c.strip() for c in UTILITY_COLUMNS.split(','))}, "
+    "(SELECT array_agg(ARRAY[l.dst, l.type] ORDER BY l.created_at, l.dst) FROM links l "
+    "WHERE l.tenant = r.tenant AND l.src = r.id)"
+)
+WITH_UTILITY = "LEFT JOIN utility u ON u.id = r.id AND u.tenant = r.tenant"
+_UTILITY_WIDTH = UTILITY_COLUMNS.count(",") + 1
+
+
+def records_with_extras(rows: Sequence[Sequence[Any]], with_embedding: bool) -> list[MemoryRecord]:
+    """MemoryRecords from rows of ``columns(with_embedding)`` then ``EXTRAS``: what :func:`hydrate`
+    builds, without its two statements per tenant."""
+    out = []
+    for row in rows:
+        width = len(row) - _UTILITY_WIDTH - 1
+        util = row[width : width + _UTILITY_WIDTH]
+        links = [Link(target=dst, type=typ) for dst, typ in row[-1] or ()]
+        out.append(
+            record_of(
+                row[:width], DECODE, links, None if util[0] is None else utility_of(util), with_embedding
+            )
+        )
+    return out
+
+
 def vector_from_send(data: bytes) -> list[float]:
     """Decode vector_send() output (int16 dim, int16 unused, dim big-endian float32) to exact floats."""
     dim = int.from_bytes(data[:2], "big")

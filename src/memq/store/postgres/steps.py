@@ -8,7 +8,9 @@ once, in the operation modules (:mod:`.records`, :mod:`.candidates`, :mod:`.log`
 "run this operation as a write / as a read"; the two store classes only say how to run one on a
 psycopg connection — blocking in :mod:`.sync`, with ``await`` in :mod:`.aio`. An operation may also
 yield :class:`Emit` to hand finished items to its caller while it keeps going (export streams
-records from the sync store this way).
+records from the sync store this way), and :class:`Fork` / :class:`Join` to run another read
+operation beside it, on a second connection in the same snapshot (a search's dense query runs beside
+its lexical one this way).
 
 This module also holds what both runners need around an operation: the error translation and the
 retry policy.
@@ -16,11 +18,15 @@ retry policy.
 
 from __future__ import annotations
 
+import inspect
+import math
 import re
-from collections.abc import Callable, Generator, Sequence
+import time
+from collections.abc import Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from weakref import WeakKeyDictionary
 
 import psycopg
 import psycopg.errors
@@ -56,7 +62,49 @@ class Emit:
     items: list[Any]
 
 
-Op = Generator["Q | Emit", Any, T]
+@dataclass(frozen=True, slots=True)
+class Fork:
+    """Start ``op``, a read, beside this read operation; sent back a handle for :class:`Join`.
+
+    A runner with a pool runs it on a second connection, in this transaction's snapshot (exported by
+    ``pg_export_snapshot()``), when one is free at once; otherwise, and in runners without a pool, it
+    runs on this connection when joined. Either way it sees the same rows. Only in read snapshots."""
+
+    op: Op[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Join:
+    """Wait for a forked operation: sent back its value, or its exception is raised at this step."""
+
+    handle: Any
+
+
+Op = Generator["Q | Emit | Fork | Join", Any, T]
+
+
+@dataclass(slots=True)
+class Deferred:
+    """A forked operation no second connection was free for: it runs on this one when joined."""
+
+    op: Op[Any]
+
+
+# how long a fork waits for a second connection before it runs on the first one (psycopg_pool refuses
+# a timeout of 0 even with a connection idle); never longer: threads each holding a connection and
+# waiting for another would deadlock
+FORK_WAIT = 0.001
+# a forked operation's first statement in its REPEATABLE READ transaction (see Fork)
+EXPORT_SNAPSHOT = "SELECT pg_export_snapshot()"
+IMPORT_SNAPSHOT = "SET TRANSACTION SNAPSHOT '{}'"
+
+
+def import_snapshot(snapshot: str) -> str:
+    """The statement adopting ``snapshot`` (pg_export_snapshot()'s id: hex digits and dashes)."""
+    if not re.fullmatch(r"[0-9A-Fa-f-]+", snapshot):
+        raise StoreError(f"unexpected snapshot id from the server: {snapshot!r}")
+    return IMPORT_SNAPSHOT.format(snapshot)
+
 
 # Reads run in a read-only REPEATABLE READ transaction: a method that issues several queries (the
 # rows, then their links and utility; the dense search and its exact re-run) sees one snapshot.
@@ -78,18 +126,59 @@ RETRYABLE: tuple[type[Exception], ...] = (
 WRITE_ATTEMPTS = 5
 
 
+# A connection handed back to the pool less than this many seconds ago is handed out again without
+# the checkout check (a round trip: 0.1-0.5 ms, paid by every read and write). Within the window a
+# connection the server dropped fails on its first statement with a StoreError, and the pool discards
+# it; past the window the check replaces it unseen. HikariCP's "alive bypass window" is the same idea.
+CHECK_IDLE = 1.0
+
+
+def checked_when_idle(pool_class: type[Any]) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
+    """The pool's ``check`` and ``reset`` callbacks (sync or async, by ``pool_class``): ``reset`` notes
+    when a connection came back; ``check`` runs the pool's own check unless that was under
+    ``CHECK_IDLE`` seconds ago."""
+    back: WeakKeyDictionary[Any, float] = WeakKeyDictionary()
+    check_connection = pool_class.check_connection
+
+    def idle(conn: Any) -> bool:
+        return time.monotonic() - back.get(conn, -math.inf) >= CHECK_IDLE
+
+    def reset(conn: Any) -> None:
+        back[conn] = time.monotonic()
+
+    if inspect.iscoroutinefunction(check_connection):
+
+        async def check_async(conn: Any) -> None:
+            if idle(conn):
+                await check_connection(conn)
+
+        async def reset_async(conn: Any) -> None:
+            reset(conn)
+
+        return check_async, reset_async
+
+    def check(conn: Any) -> None:
+        if idle(conn):
+            check_connection(conn)
+
+    return check, reset
+
+
 def pool_settings(
     pool_class: type[Any], location: str, min_size: int, max_size: int, configure: Callable[[Any], Any]
 ) -> dict[str, Any]:
     """What both stores open their pool with (``pool_class`` sync or async): ``min_size`` to
     ``max_size`` connections in autocommit mode (transactions are explicit), each set up by
-    ``configure`` and checked on checkout; the caller opens it."""
+    ``configure`` and checked on checkout when it sat idle (:func:`checked_when_idle`); the caller
+    opens it."""
+    check, reset = checked_when_idle(pool_class)
     return {
         "min_size": min_size,
         "max_size": max_size,
         "kwargs": {"autocommit": True},
         "configure": configure,
-        "check": pool_class.check_connection,
+        "check": check,
+        "reset": reset,
         "open": False,
         "name": f"memq {location}",
     }
@@ -186,12 +275,25 @@ def first_step(op: Op[T]) -> tuple[bool, Any]:
         return False, stop.value
 
 
-def drive(cur: psycopg.Cursor[Any], op: Op[T], step: Q | Emit) -> Generator[list[Any], None, T]:
-    """Run an operation, from its first ``step``, on a sync cursor; yields what it emits, returns its value."""
+ForkFn = Callable[[psycopg.Cursor[Any], Op[Any]], Any]
+
+
+def drive(
+    cur: psycopg.Cursor[Any], op: Op[T], step: Q | Emit | Fork | Join, fork: ForkFn | None = None
+) -> Generator[list[Any], None, T]:
+    """Run an operation, from its first ``step``, on a sync cursor; yields what it emits, returns its
+    value. ``fork(cur, op)`` starts a forked operation and returns a future (or a :class:`Deferred`);
+    without it every fork is deferred."""
     while True:
         if isinstance(step, Emit):
             yield step.items
             value = None
+        elif isinstance(step, Fork):
+            value = fork(cur, step.op) if fork is not None else Deferred(step.op)
+        elif isinstance(step, Join):
+            value = (
+                complete(cur, step.handle.op) if isinstance(step.handle, Deferred) else step.handle.result()
+            )
         else:
             value = execute(cur, step)
         try:
@@ -200,14 +302,19 @@ def drive(cur: psycopg.Cursor[Any], op: Op[T], step: Q | Emit) -> Generator[list
             return stop.value  # type: ignore[no-any-return]
 
 
-def complete(cur: psycopg.Cursor[Any], op: Op[T], step: Q | Emit | None = None) -> T:
+def complete(
+    cur: psycopg.Cursor[Any],
+    op: Op[T],
+    step: Q | Emit | Fork | Join | None = None,
+    fork: ForkFn | None = None,
+) -> T:
     """Run an operation on a sync cursor to its end (emitted items are dropped). ``step``: its first
     step when the caller already took it (:func:`first_step`); otherwise the operation is fresh."""
     if step is None:
         started, step = first_step(op)
         if not started:
             return step  # type: ignore[no-any-return]
-    runner = drive(cur, op, step)
+    runner = drive(cur, op, step, fork)
     while True:
         try:
             next(runner)
@@ -215,10 +322,18 @@ def complete(cur: psycopg.Cursor[Any], op: Op[T], step: Q | Emit | None = None) 
             return stop.value  # type: ignore[no-any-return]
 
 
+AsyncForkFn = Callable[[psycopg.AsyncCursor[Any], Op[Any]], Awaitable[Any]]
+
+
 async def complete_async(
-    cur: psycopg.AsyncCursor[Any], op: Op[T], step: Q | Emit | None = None, sink: list[Any] | None = None
+    cur: psycopg.AsyncCursor[Any],
+    op: Op[T],
+    step: Q | Emit | Fork | Join | None = None,
+    sink: list[Any] | None = None,
+    fork: AsyncForkFn | None = None,
 ) -> T:
-    """Run an operation on an async cursor (``step`` as in :func:`complete`); emitted items go to ``sink``."""
+    """Run an operation on an async cursor (``step`` as in :func:`complete`); emitted items go to
+    ``sink``; ``fork`` as in :func:`drive`, returning a task."""
     if step is None:
         started, step = first_step(op)
         if not started:
@@ -228,6 +343,11 @@ async def complete_async(
             if sink is not None:
                 sink.extend(step.items)
             value = None
+        elif isinstance(step, Fork):
+            value = await fork(cur, step.op) if fork is not None else Deferred(step.op)
+        elif isinstance(step, Join):
+            handle = step.handle
+            value = await (complete_async(cur, handle.op) if isinstance(handle, Deferred) else handle)
         else:
             value = await execute_async(cur, step)
         try:

@@ -6,27 +6,33 @@ The store methods are :class:`.methods.StoreMethods`'; this class only runs thei
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import psycopg
 from pgvector.psycopg import register_vector
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from memq._closing import Closing
 from memq.store.postgres import schema, transfer
 from memq.store.postgres.hnsw import IndexBehind
 from memq.store.postgres.methods import Make, StoreMethods
 from memq.store.postgres.steps import (
+    EXPORT_SNAPSHOT,
+    FORK_WAIT,
     SESSION_SETUP,
     TRANSACTION,
     WRITE_ATTEMPTS,
+    Deferred,
     Op,
     T,
     complete,
     drive,
     first_step,
+    import_snapshot,
     mask_dsn,
     pool_settings,
     retry_delay,
@@ -63,6 +69,8 @@ class PostgresStore(StoreMethods, Closing):
     def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 4, dim: int | None = None) -> None:
         self.location = mask_dsn(dsn)
         self._closed = False
+        self._lock = threading.Lock()
+        self._forks: ThreadPoolExecutor | None = None  # runs forked reads (steps.Fork), made on first use
         # migrate on a plain connection first: the pool's configure step needs the vector type
         try:
             with psycopg.connect(dsn, autocommit=True) as conn:
@@ -90,7 +98,35 @@ class PostgresStore(StoreMethods, Closing):
         with self._pool.connection() as conn:
             _begin_as(conn, snapshot)
             with conn.transaction(), conn.cursor() as cur:
-                return complete(cur, op, step)
+                return complete(cur, op, step, self._fork if snapshot else None)
+
+    def _fork(self, cur: psycopg.Cursor[Any], op: Op[Any]) -> Future[Any] | Deferred:
+        """Start a forked read (``steps.Fork``) on a second connection in ``cur``'s snapshot, in a
+        worker thread; a :class:`Deferred` when no connection is free at once (wait at most ``FORK_WAIT``:
+        threads each holding one and waiting for another would deadlock)."""
+        try:
+            conn = self._pool.getconn(timeout=FORK_WAIT)
+        except PoolTimeout:
+            return Deferred(op)
+        try:
+            snapshot = cur.execute(EXPORT_SNAPSHOT).fetchone()[0]  # type: ignore[index]
+            with self._lock:
+                if self._forks is None:
+                    self._forks = ThreadPoolExecutor(thread_name_prefix="memq-pg-fork")
+                forks = self._forks
+            return forks.submit(self._run_forked, conn, snapshot, op)
+        except BaseException:
+            self._pool.putconn(conn)
+            raise
+
+    def _run_forked(self, conn: psycopg.Connection[Any], snapshot: str, op: Op[T]) -> T:
+        try:
+            _begin_as(conn, snapshot=True)
+            with conn.transaction(), conn.cursor() as cur:
+                cur.execute(import_snapshot(snapshot))
+                return complete(cur, op)
+        finally:
+            self._pool.putconn(conn)
 
     def _write(self, make: Make[T], retry: Callable[[], bool] | None = None) -> T:
         for attempt in range(WRITE_ATTEMPTS):
@@ -129,6 +165,10 @@ class PostgresStore(StoreMethods, Closing):
     def close(self) -> None:
         if not self._closed:
             self._closed = True
+            with self._lock:
+                forks, self._forks = self._forks, None
+            if forks is not None:
+                forks.shutdown(wait=True)
             self._pool.close()
 
     # -- streamed export -------------------------------------------------------------------------------
