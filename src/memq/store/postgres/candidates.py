@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -171,12 +170,17 @@ LEXEMES = (
     "(SELECT sum(lexemes) FROM lexicon_docs WHERE tenant = %s)::float8 "
     "FROM unnest(tsvector_to_array(to_tsvector('english', %s))) AS q(lexeme)"
 )
-# a matched row: its key, id, length (distinct lexemes) and the query's lexemes in it with positions
-MATCHES = (
-    "SELECT r.row_key, r.id, length(r.tsv), ts_filter(setweight(r.tsv, 'A', %s), '{a}')::text "
-    "FROM records r WHERE r.tsv @@ %s::tsquery AND "
+# the best ``n`` visible rows matching a tsquery, scored in the statement: for each of the query's
+# lexemes in the row (``ts_filter`` keeps them, ``unnest`` gives their positions: tf), its weight
+# idf x (k1 + 1) (parameters, by lexeme) x tf / (tf + k1 (1 - b + b dl / avgdl)), summed; ties by row key
+SCORED = (
+    "SELECT r.row_key, r.id, s.score FROM records r, LATERAL ("
+    "SELECT sum(w.weight * u.tf / (u.tf + %s + %s * length(r.tsv))) AS score FROM ("
+    "SELECT lexeme, coalesce(array_length(positions, 1), 1)::float8 AS tf "
+    "FROM unnest(ts_filter(setweight(r.tsv, 'A', %s), '{a}'))) u "
+    "JOIN unnest(%s::text[], %s::float8[]) AS w(lexeme, weight) ON w.lexeme = u.lexeme) s "
+    "WHERE r.tsv @@ %s::tsquery AND "
 )
-_POSITIONS = re.compile(r"'((?:[^']|'')*)'(?::([0-9A-D,]+))?")
 
 
 def lexical_candidates(query: CandidateQuery, text: str, n: int) -> Op[list[Candidate]]:
@@ -203,36 +207,30 @@ def lexical_candidates(query: CandidateQuery, text: str, n: int) -> Op[list[Cand
     clause, params = where(query)
     lexemes = sorted(df)
     planned, exact = plan_lexical(df, docs)
-    scored = []
+    weights = [idf[lexeme] * (K1 + 1) for lexeme in lexemes]
+    best: list[tuple[str, float]] = []
     if planned:
-        scored = yield from _bm25(planned, lexemes, idf, avgdl, clause, params)
-    if not exact and len(scored) < n:
-        scored = yield from _bm25(" | ".join(map(quote, lexemes)), lexemes, idf, avgdl, clause, params)
-    scored.sort()
-    return dedupe([Candidate(rid, -negative) for negative, _, rid in scored[:n]])
+        best = yield from _bm25(planned, lexemes, weights, avgdl, clause, params, n)
+    if not exact and len(best) < n:
+        best = yield from _bm25(" | ".join(map(quote, lexemes)), lexemes, weights, avgdl, clause, params, n)
+    return dedupe([Candidate(rid, score) for rid, score in best])
 
 
 def _bm25(
     tsquery: str,
     lexemes: list[str],
-    idf: dict[str, float],
+    weights: list[float],
     avgdl: float,
     clause: str,
     params: list[Any],
-) -> Op[list[tuple[float, int, str]]]:
-    """(−score, row key, id) of every visible row matching ``tsquery``."""
-    rows = yield Q(MATCHES + clause, (lexemes, tsquery, *params))
-    out = []
-    for row_key, rid, length, found in rows:
-        norm = K1 * (1.0 - B + B * length / avgdl)
-        score = 0.0
-        for lexeme, positions in _POSITIONS.findall(found):
-            tf = positions.count(",") + 1 if positions else 1
-            score += (
-                idf.get(lexeme.replace("''", "'").replace("\\\\", "\\"), 0.0) * tf * (K1 + 1) / (tf + norm)
-            )
-        out.append((-score, int(row_key), rid))
-    return out
+    n: int,
+) -> Op[list[tuple[str, float]]]:
+    """(id, score) of the best ``n`` visible rows matching ``tsquery``, best first (ties: row key)."""
+    rows = yield Q(
+        SCORED + clause + " ORDER BY s.score DESC, r.row_key LIMIT %s",
+        (K1 * (1.0 - B), K1 * B / avgdl, lexemes, lexemes, weights, tsquery, *params, n),
+    )
+    return [(rid, float(score)) for _, rid, score in rows]
 
 
 def plan_lexical(
