@@ -877,3 +877,20 @@ def test_a_hybrid_search_finds_what_each_signal_finds_alone(pg_url: str, size: i
         assert pool.signals["lexical"] == store.lexical_candidates(query, "ravens", 20)
         assert pool.signals["dense"] == store.dense_candidates(query, vec, 20)
         assert set(pool.rows) == {c.id for found in pool.signals.values() for c in found}
+
+
+def test_the_insert_clash_check_is_planned_for_each_batch(pg_url: str) -> None:
+    """The check that a batch's ids are new is never a prepared statement: psycopg prepares a statement
+    run five times on a connection, and a generic plan made while the table was small scans it whole."""
+
+    def prepared() -> Op[list[str]]:
+        rows = yield Q("SELECT statement FROM pg_prepared_statements")
+        return [row[0] for row in rows]
+
+    rng = np.random.default_rng(9)
+    with PostgresStore(pg_url, min_size=1, max_size=1) as store:
+        for _ in range(8):
+            store.insert(_records("t", 3, 8, rng))
+        statements = store._read(prepared)
+        assert any("FROM meta" in s for s in statements)  # the insert's other statements are prepared
+        assert not any("WHERE id = ANY" in s and "LIMIT 1" in s for s in statements)

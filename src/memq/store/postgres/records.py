@@ -69,7 +69,9 @@ def insert_rows(
             raise ConflictError(f"a record with id {rid} already exists")
         seen.add(rid)
     # ids are unique across tenants (the (id, version) key), as in the SQLite store
-    clash = yield Q("SELECT id FROM records WHERE id = ANY(%s) LIMIT 1", (ids,), mode="one")
+    # planned for each batch: a plan kept from when the table was small scans it whole (seen growing
+    # from 2 ms to 158 ms a batch of 500 while loading 30,000 rows)
+    clash = yield Q("SELECT id FROM records WHERE id = ANY(%s) LIMIT 1", (ids,), mode="one", prepare=False)
     if clash is not None:
         raise ConflictError(f"a record with id {clash[0]} already exists")
     yield from write_records(records)

@@ -53,6 +53,10 @@ class Q:
     params: Sequence[Any] | None = None
     mode: Mode = "all"
     types: Sequence[str] | None = None  # ``copy``: the columns' types, for a ``FORMAT BINARY`` copy
+    # False: never a prepared statement, so always a plan for the parameters at hand. psycopg prepares a
+    # statement run five times on a connection, and PostgreSQL may then keep a generic plan made while
+    # the table was small (a sequential scan) until the table is next analysed
+    prepare: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,7 +238,7 @@ def execute(cur: psycopg.Cursor[Any], q: Q) -> Any:
             for row in q.params or ():
                 copy.write_row(row)
         return None
-    cur.execute(q.sql, q.params or None)
+    cur.execute(q.sql, q.params or None, prepare=q.prepare)
     return _result(cur, q.mode)
 
 
@@ -250,7 +254,7 @@ async def execute_async(cur: psycopg.AsyncCursor[Any], q: Q) -> Any:
             for row in q.params or ():
                 await copy.write_row(row)
         return None
-    await cur.execute(q.sql, q.params or None)
+    await cur.execute(q.sql, q.params or None, prepare=q.prepare)
     if q.mode == "all":
         return await cur.fetchall()
     if q.mode == "one":
