@@ -407,8 +407,10 @@ def test_small_writes_enter_the_graph_and_large_ones_wait(pg_url: str) -> None:
 
 
 def test_a_build_after_a_bulk_load_refreshes_the_planner_statistics(pg_url: str) -> None:
-    """Right after a bulk load the columns have no statistics yet (a tenant looks like one row); the
-    build analyses the table, so the planner picks the HNSW index instead of sorting the tenant's rows."""
+    """Right after a bulk load the columns have no statistics yet (a tenant looks like one row) and the
+    new rows' text index entries wait in its pending list, which every lexical search scans; the build
+    vacuums and analyses the table, so the planner picks the HNSW index instead of sorting the tenant's
+    rows, and the pending list is empty."""
     rng = np.random.default_rng(23)
     with PostgresStore(pg_url) as store:
         rows = _records("t", 3000, 16, rng)
@@ -427,6 +429,7 @@ def test_a_build_after_a_bulk_load_refreshes_the_planner_statistics(pg_url: str)
                     (np.asarray(rows[0].embedding, np.float32),),
                 )
             )
+        assert conn.execute("SELECT gin_clean_pending_list('records_tsv')").fetchone()[0] == 0
     assert schema.HNSW_INDEX in plan
 
 
@@ -894,3 +897,22 @@ def test_the_insert_clash_check_is_planned_for_each_batch(pg_url: str) -> None:
         statements = store._read(prepared)
         assert any("FROM meta" in s for s in statements)  # the insert's other statements are prepared
         assert not any("WHERE id = ANY" in s and "LIMIT 1" in s for s in statements)
+
+
+def test_the_text_index_keeps_a_short_pending_list(pg_url: str) -> None:
+    """Every lexical search scans the GIN index's pending list, so it is flushed at 256 kB (schema 6),
+    on a new store and on one migrated from schema 5."""
+
+    def options() -> list[str]:
+        with psycopg.connect(pg_url) as conn:
+            row = conn.execute("SELECT reloptions FROM pg_class WHERE relname = 'records_tsv'").fetchone()
+        return list(row[0] or [])
+
+    PostgresStore(pg_url).close()
+    assert options() == ["gin_pending_list_limit=256"]
+    with psycopg.connect(pg_url, autocommit=True) as conn:  # back to schema 5
+        conn.execute("ALTER INDEX records_tsv RESET (gin_pending_list_limit)")
+        conn.execute("DELETE FROM memq_schema WHERE version = 6")
+    assert options() == []
+    PostgresStore(pg_url).close()
+    assert options() == ["gin_pending_list_limit=256"]
