@@ -759,9 +759,9 @@ def _drop_backends(url: str) -> None:
 def test_a_pooled_connection_is_checked_once_it_sat_idle(
     pg_url: str, window: float, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Past ``CHECK_IDLE`` seconds back in the pool, a connection is checked before it is handed out,
-    so one the server dropped is replaced unseen; within the window it is handed out unchecked, fails
-    with a StoreError, and the pool replaces it for the next call."""
+    """``CHECK_IDLE`` seconds after it was last handed out, a connection is checked before it is handed
+    out again, so one the server dropped is replaced unseen; within the window it is handed out
+    unchecked, fails with a StoreError, and the pool replaces it for the next call."""
     monkeypatch.setattr(steps, "CHECK_IDLE", window)
     store = PostgresStore(pg_url, min_size=1, max_size=1)
     try:

@@ -15,21 +15,17 @@ from pgvector.psycopg import register_vector_async
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from memq.errors import StoreError
-from memq.store.postgres import schema, transfer
+from memq.store.postgres import schema, steps, transfer
 from memq.store.postgres.hnsw import IndexBehind
 from memq.store.postgres.methods import Make, StoreMethods
 from memq.store.postgres.steps import (
-    EXPORT_SNAPSHOT,
-    FORK_WAIT,
     SESSION_SETUP,
     TRANSACTION,
     WRITE_ATTEMPTS,
-    Deferred,
     Op,
     T,
     complete_async,
     first_step,
-    import_snapshot,
     mask_dsn,
     pool_settings,
     retry_delay,
@@ -109,16 +105,16 @@ class AsyncPostgresStore(StoreMethods):
             return step  # type: ignore[no-any-return]
         forked: list[asyncio.Task[Any]] = []
 
-        async def fork(cur: psycopg.AsyncCursor[Any], op: Op[Any]) -> asyncio.Task[Any] | Deferred:
-            """A forked read (``steps.Fork``) as a task on a second connection in ``cur``'s
-            snapshot; a :class:`Deferred` when no connection is free at once (wait at most ``FORK_WAIT``)."""
+        async def fork(cur: psycopg.AsyncCursor[Any], op: Op[Any]) -> asyncio.Task[Any] | steps.Deferred:
+            """A forked read (``steps.Fork``) as a task on a second connection in ``cur``'s snapshot;
+            a :class:`~.steps.Deferred` when no connection is free within ``FORK_WAIT``."""
             try:
-                conn = await pool.getconn(timeout=FORK_WAIT)
+                conn = await pool.getconn(timeout=steps.FORK_WAIT)
             except PoolTimeout:
-                return Deferred(op)
+                return steps.Deferred(op)
             try:
-                row = await (await cur.execute(EXPORT_SNAPSHOT)).fetchone()
-                task = asyncio.ensure_future(self._run_forked(pool, conn, row[0], op))  # type: ignore[index]
+                snapshot = await complete_async(cur, steps.exported_snapshot())
+                task = asyncio.ensure_future(self._run_forked(pool, conn, steps.in_snapshot(snapshot, op)))
             except BaseException:
                 await pool.putconn(conn)
                 raise
@@ -142,14 +138,13 @@ class AsyncPostgresStore(StoreMethods):
         self,
         pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]],
         conn: psycopg.AsyncConnection[Any],
-        snapshot: str,
         op: Op[T],
     ) -> T:
         try:
-            await conn.set_isolation_level(TRANSACTION[True][0])
-            await conn.set_read_only(TRANSACTION[True][1])
+            level, read_only = TRANSACTION[True]
+            await conn.set_isolation_level(level)
+            await conn.set_read_only(read_only)
             async with conn.transaction(), conn.cursor() as cur:
-                await cur.execute(import_snapshot(snapshot))
                 return await complete_async(cur, op)
         finally:
             await pool.putconn(conn)

@@ -98,16 +98,21 @@ class Deferred:
 # a timeout of 0 even with a connection idle); never longer: threads each holding a connection and
 # waiting for another would deadlock
 FORK_WAIT = 0.001
-# a forked operation's first statement in its REPEATABLE READ transaction (see Fork)
-EXPORT_SNAPSHOT = "SELECT pg_export_snapshot()"
-IMPORT_SNAPSHOT = "SET TRANSACTION SNAPSHOT '{}'"
 
 
-def import_snapshot(snapshot: str) -> str:
-    """The statement adopting ``snapshot`` (pg_export_snapshot()'s id: hex digits and dashes)."""
+def exported_snapshot() -> Op[str]:
+    """The id of this transaction's snapshot, for :func:`in_snapshot` on another connection."""
+    row = yield Q("SELECT pg_export_snapshot()", mode="one")
+    return str(row[0])
+
+
+def in_snapshot(snapshot: str, op: Op[T]) -> Op[T]:
+    """``op`` in the snapshot another transaction exported: the first statement of a REPEATABLE READ
+    transaction adopts it (the id, hex digits and dashes, is checked: it is spliced into the SQL)."""
     if not re.fullmatch(r"[0-9A-Fa-f-]+", snapshot):
         raise StoreError(f"unexpected snapshot id from the server: {snapshot!r}")
-    return IMPORT_SNAPSHOT.format(snapshot)
+    yield Q(f"SET TRANSACTION SNAPSHOT '{snapshot}'", mode="none", prepare=False)
+    return (yield from op)
 
 
 # Reads run in a read-only REPEATABLE READ transaction: a method that issues several queries (the
@@ -130,25 +135,25 @@ RETRYABLE: tuple[type[Exception], ...] = (
 WRITE_ATTEMPTS = 5
 
 
-# A connection handed back to the pool less than this many seconds ago is handed out again without
-# the checkout check (a round trip: 0.1-0.5 ms, paid by every read and write). Within the window a
+# A connection last handed out less than this many seconds ago is handed out again without the
+# checkout check (a round trip: 0.1-0.5 ms, paid by every read and write). Within the window a
 # connection the server dropped fails on its first statement with a StoreError, and the pool discards
 # it; past the window the check replaces it unseen. HikariCP's "alive bypass window" is the same idea.
+# (A ``reset`` callback could note when a connection comes back instead, but with one psycopg_pool
+# returns every connection through a worker thread, so it is not free again at once.)
 CHECK_IDLE = 1.0
 
 
-def checked_when_idle(pool_class: type[Any]) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
-    """The pool's ``check`` and ``reset`` callbacks (sync or async, by ``pool_class``): ``reset`` notes
-    when a connection came back; ``check`` runs the pool's own check unless that was under
-    ``CHECK_IDLE`` seconds ago."""
-    back: WeakKeyDictionary[Any, float] = WeakKeyDictionary()
+def checked_when_idle(pool_class: type[Any]) -> Callable[[Any], Any]:
+    """The pool's ``check`` callback (sync or async, by ``pool_class``): the pool's own check, unless
+    the connection was handed out under ``CHECK_IDLE`` seconds ago."""
+    out: WeakKeyDictionary[Any, float] = WeakKeyDictionary()
     check_connection = pool_class.check_connection
 
     def idle(conn: Any) -> bool:
-        return time.monotonic() - back.get(conn, -math.inf) >= CHECK_IDLE
-
-    def reset(conn: Any) -> None:
-        back[conn] = time.monotonic()
+        now = time.monotonic()
+        last, out[conn] = out.get(conn, -math.inf), now
+        return now - last >= CHECK_IDLE
 
     if inspect.iscoroutinefunction(check_connection):
 
@@ -156,16 +161,13 @@ def checked_when_idle(pool_class: type[Any]) -> tuple[Callable[[Any], Any], Call
             if idle(conn):
                 await check_connection(conn)
 
-        async def reset_async(conn: Any) -> None:
-            reset(conn)
-
-        return check_async, reset_async
+        return check_async
 
     def check(conn: Any) -> None:
         if idle(conn):
             check_connection(conn)
 
-    return check, reset
+    return check
 
 
 def pool_settings(
@@ -175,14 +177,12 @@ def pool_settings(
     ``max_size`` connections in autocommit mode (transactions are explicit), each set up by
     ``configure`` and checked on checkout when it sat idle (:func:`checked_when_idle`); the caller
     opens it."""
-    check, reset = checked_when_idle(pool_class)
     return {
         "min_size": min_size,
         "max_size": max_size,
         "kwargs": {"autocommit": True},
         "configure": configure,
-        "check": check,
-        "reset": reset,
+        "check": checked_when_idle(pool_class),
         "open": False,
         "name": f"memq {location}",
     }

@@ -17,22 +17,18 @@ from pgvector.psycopg import register_vector
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from memq._closing import Closing
-from memq.store.postgres import schema, transfer
+from memq.store.postgres import schema, steps, transfer
 from memq.store.postgres.hnsw import IndexBehind
 from memq.store.postgres.methods import Make, StoreMethods
 from memq.store.postgres.steps import (
-    EXPORT_SNAPSHOT,
-    FORK_WAIT,
     SESSION_SETUP,
     TRANSACTION,
     WRITE_ATTEMPTS,
-    Deferred,
     Op,
     T,
     complete,
     drive,
     first_step,
-    import_snapshot,
     mask_dsn,
     pool_settings,
     retry_delay,
@@ -100,30 +96,29 @@ class PostgresStore(StoreMethods, Closing):
             with conn.transaction(), conn.cursor() as cur:
                 return complete(cur, op, step, self._fork if snapshot else None)
 
-    def _fork(self, cur: psycopg.Cursor[Any], op: Op[Any]) -> Future[Any] | Deferred:
+    def _fork(self, cur: psycopg.Cursor[Any], op: Op[Any]) -> Future[Any] | steps.Deferred:
         """Start a forked read (``steps.Fork``) on a second connection in ``cur``'s snapshot, in a
-        worker thread; a :class:`Deferred` when no connection is free at once (wait at most ``FORK_WAIT``:
-        threads each holding one and waiting for another would deadlock)."""
+        worker thread; a :class:`~.steps.Deferred` when no connection is free within ``FORK_WAIT``
+        (never longer: threads each holding one and waiting for another would deadlock)."""
         try:
-            conn = self._pool.getconn(timeout=FORK_WAIT)
+            conn = self._pool.getconn(timeout=steps.FORK_WAIT)
         except PoolTimeout:
-            return Deferred(op)
+            return steps.Deferred(op)
         try:
-            snapshot = cur.execute(EXPORT_SNAPSHOT).fetchone()[0]  # type: ignore[index]
+            forked = steps.in_snapshot(complete(cur, steps.exported_snapshot()), op)
             with self._lock:
                 if self._forks is None:
                     self._forks = ThreadPoolExecutor(thread_name_prefix="memq-pg-fork")
                 forks = self._forks
-            return forks.submit(self._run_forked, conn, snapshot, op)
+            return forks.submit(self._run_forked, conn, forked)
         except BaseException:
             self._pool.putconn(conn)
             raise
 
-    def _run_forked(self, conn: psycopg.Connection[Any], snapshot: str, op: Op[T]) -> T:
+    def _run_forked(self, conn: psycopg.Connection[Any], op: Op[T]) -> T:
         try:
             _begin_as(conn, snapshot=True)
             with conn.transaction(), conn.cursor() as cur:
-                cur.execute(import_snapshot(snapshot))
                 return complete(cur, op)
         finally:
             self._pool.putconn(conn)
