@@ -59,7 +59,10 @@ class PostgresStore(StoreMethods, Closing):
     deployment uses: opening refuses a store of another dimension, and an empty store gets its
     typed vector column and HNSW index at once rather than on the first insert.
 
-    Every write is one transaction (a deadlock victim is retried whole); reads see one snapshot.
+    Every write is one transaction (a deadlock victim is retried whole); reads see one snapshot. A
+    hybrid search runs its dense query on a second connection when one is free (``steps.Fork``), so
+    ``max_size`` of about twice the concurrent searches lets every search do so; with fewer, a search
+    runs both queries on one connection and never waits for a second.
     """
 
     def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 4, dim: int | None = None) -> None:
