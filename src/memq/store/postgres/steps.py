@@ -71,8 +71,9 @@ class Fork:
     """Start ``op``, a read, beside this read operation; sent back a handle for :class:`Join`.
 
     A runner with a pool runs it on a second connection, in this transaction's snapshot (exported by
-    ``pg_export_snapshot()``), when one is free at once; otherwise, and in runners without a pool, it
-    runs on this connection when joined. Either way it sees the same rows. Only in read snapshots."""
+    ``pg_export_snapshot()``), when one is free within ``FORK_WAIT``; otherwise, and in runners without
+    a pool, it runs on this connection when joined. Either way it sees the same rows. Only in read
+    snapshots."""
 
     op: Op[Any]
 
