@@ -756,7 +756,7 @@ def _drop_backends(url: str) -> None:
 
 
 @pytest.mark.parametrize("window", [0.0, 3600.0])
-def test_a_pooled_connection_is_checked_once_it_sat_idle(
+def test_a_pooled_connection_is_checked_unless_handed_out_recently(
     pg_url: str, window: float, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``CHECK_IDLE`` seconds after it was last handed out, a connection is checked before it is handed
@@ -776,7 +776,7 @@ def test_a_pooled_connection_is_checked_once_it_sat_idle(
 
 
 @pytest.mark.parametrize("window", [0.0, 3600.0])
-async def test_the_async_pool_checks_idle_connections_too(
+async def test_the_async_pool_skips_the_check_for_recent_connections_too(
     pg_url: str, window: float, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(steps, "CHECK_IDLE", window)

@@ -40,6 +40,13 @@ async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
     await conn.execute(SESSION_SETUP)
 
 
+async def _begin_as(conn: psycopg.AsyncConnection[Any], snapshot: bool) -> None:
+    """The connection's next transaction: a read snapshot or a write (see ``steps.TRANSACTION``)."""
+    level, read_only = TRANSACTION[snapshot]
+    await conn.set_isolation_level(level)
+    await conn.set_read_only(read_only)
+
+
 class AsyncPostgresStore(StoreMethods):
     """The :class:`memq.store.base.AsyncStore` on PostgreSQL + pgvector, with no threads involved.
 
@@ -123,9 +130,7 @@ class AsyncPostgresStore(StoreMethods):
 
         try:
             async with pool.connection() as conn:
-                level, read_only = TRANSACTION[snapshot]
-                await conn.set_isolation_level(level)
-                await conn.set_read_only(read_only)
+                await _begin_as(conn, snapshot)
                 async with conn.transaction(), conn.cursor() as cur:
                     return await complete_async(cur, op, step, sink, fork if snapshot else None)
         finally:
@@ -141,9 +146,7 @@ class AsyncPostgresStore(StoreMethods):
         op: Op[T],
     ) -> T:
         try:
-            level, read_only = TRANSACTION[True]
-            await conn.set_isolation_level(level)
-            await conn.set_read_only(read_only)
+            await _begin_as(conn, snapshot=True)
             async with conn.transaction(), conn.cursor() as cur:
                 return await complete_async(cur, op)
         finally:

@@ -12,15 +12,7 @@ import numpy as np
 
 from memq.store.base import Candidate, CandidatePool, CandidateQuery, CandidateRow
 from memq.store.postgres import hnsw
-from memq.store.postgres.rows import (
-    DECODE,
-    EXTRAS,
-    WITH_UTILITY,
-    columns,
-    records_with_extras,
-    vector_from_send,
-    where,
-)
+from memq.store.postgres.rows import DECODE, RECORDS, columns, hydrate, vector_from_send, where
 from memq.store.postgres.steps import Fork, Join, Op, Q
 from memq.store.sqlcommon import candidate_row_of, dedupe, query_terms
 from memq.types import MemoryRecord
@@ -40,11 +32,10 @@ def visible(query: CandidateQuery, ids: Sequence[str], with_embedding: bool) -> 
         return {}
     clause, params = where(query)
     rows = yield Q(
-        f"SELECT {columns(with_embedding)}{EXTRAS} FROM records r {WITH_UTILITY} "
-        f"WHERE r.id = ANY(%s) AND {clause} ORDER BY r.version",
+        f"SELECT {columns(with_embedding)} FROM {RECORDS} WHERE r.id = ANY(%s) AND {clause} ORDER BY r.version",
         (ids, *params),
     )
-    return {r.id: r for r in records_with_extras(rows, with_embedding)}
+    return {r.id: r for r in hydrate(rows, with_embedding)}
 
 
 def search_candidates(

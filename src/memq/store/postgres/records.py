@@ -18,10 +18,10 @@ from memq.store.base import CandidateQuery, EventRow, VersionChange, WriteBatch
 from memq.store.postgres import schema
 from memq.store.postgres.log import add_stats
 from memq.store.postgres.rows import (
-    COLUMNS,
     COPY_EVENTS,
     INSERT_EVENT,
     RECORD_FIELDS,
+    RECORDS,
     columns,
     event,
     event_params,
@@ -69,8 +69,8 @@ def insert_rows(
             raise ConflictError(f"a record with id {rid} already exists")
         seen.add(rid)
     # ids are unique across tenants (the (id, version) key), as in the SQLite store
-    # planned for each batch: a plan kept from when the table was small scans it whole (seen growing
-    # from 2 ms to 158 ms a batch of 500 while loading 30,000 rows)
+    # planned for each batch (prepare=False): a generic plan kept from when the table was small scans
+    # it whole, more slowly with every batch until the table is next analysed
     clash = yield Q("SELECT id FROM records WHERE id = ANY(%s) LIMIT 1", (ids,), mode="one", prepare=False)
     if clash is not None:
         raise ConflictError(f"a record with id {clash[0]} already exists")
@@ -207,11 +207,10 @@ def restore(tenant: str, record_id: str, actor: str | None, reason: str | None) 
         mode="none",
     )
     rows = yield Q(
-        f"SELECT {COLUMNS} FROM records r WHERE r.tenant = %s AND r.id = %s AND r.version = %s",
+        f"SELECT {columns(False)} FROM {RECORDS} WHERE r.tenant = %s AND r.id = %s AND r.version = %s",
         (tenant, record_id, row[1] + 1),
     )
-    records = yield from hydrate(rows, False)
-    return records[0]
+    return hydrate(rows, False)[0]
 
 
 def purge(tenant: str, record_ids: Sequence[str]) -> Op[int]:
@@ -248,12 +247,11 @@ def get(
         return []
     # the latest version of each id
     rows = yield Q(
-        f"SELECT DISTINCT ON (r.id) {columns(with_embedding)} FROM records r "
+        f"SELECT DISTINCT ON (r.id) {columns(with_embedding)} FROM {RECORDS} "
         "WHERE r.tenant = %s AND r.id = ANY(%s) ORDER BY r.id, r.version DESC",
         (tenant, ids),
     )
-    records = yield from hydrate(rows, with_embedding)
-    found = {r.id: r for r in records if include_deleted or not r.deleted}
+    found = {r.id: r for r in hydrate(rows, with_embedding) if include_deleted or not r.deleted}
     return [found[i] for i in ids if i in found]
 
 
@@ -273,9 +271,9 @@ def _page(clause: str, params: list[Any], cursor: str | None, limit: int) -> Op[
         clause += " AND r.id > %s"
         params.append(cursor)
     rows = yield Q(
-        f"SELECT {COLUMNS} FROM records r WHERE {clause} ORDER BY r.id LIMIT %s", (*params, limit + 1)
+        f"SELECT {columns(False)} FROM {RECORDS} WHERE {clause} ORDER BY r.id LIMIT %s", (*params, limit + 1)
     )
-    records = yield from hydrate(rows[:limit], False)
+    records = hydrate(rows[:limit], False)
     next_cursor = records[-1].id if len(rows) > limit else None
     return Page(records=records, next_cursor=next_cursor)
 
@@ -288,11 +286,10 @@ def history(tenant: str, record_id: str) -> Op[list[HistoryEvent]]:
     if not events:
         raise NotFoundError(f"no record {record_id} in tenant {tenant!r}")
     rows = yield Q(
-        f"SELECT {COLUMNS} FROM records r WHERE r.tenant = %s AND r.id = %s ORDER BY r.version",
+        f"SELECT {columns(False)} FROM {RECORDS} WHERE r.tenant = %s AND r.id = %s ORDER BY r.version",
         (tenant, record_id),
     )
-    records = yield from hydrate(rows, False)
-    versions = {r.version: r for r in records}
+    versions = {r.version: r for r in hydrate(rows, False)}
     return [event(e, versions.get(e[2])) for e in events]
 
 

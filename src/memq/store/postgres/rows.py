@@ -2,8 +2,8 @@
 memq's types and back (records, utility, history events, logged retrievals, vectors, times).
 
 The operation modules (:mod:`.records`, :mod:`.candidates`, :mod:`.log`, :mod:`.learners`,
-:mod:`.transfer`) build on these; nothing here runs a statement except :func:`hydrate` and
-:func:`write_links`, which are operations themselves (see :mod:`.steps`).
+:mod:`.transfer`) build on these; nothing here runs a statement except :func:`write_links`, an
+operation itself (see :mod:`.steps`).
 """
 
 from __future__ import annotations
@@ -74,13 +74,27 @@ def where(query: CandidateQuery) -> tuple[str, list[Any]]:
     return visibility(query, "postgres", identity)
 
 
+# what :func:`columns` adds after a record's own columns: its utility row (from the join in
+# ``RECORDS``, NULLs without one) and its links, so one statement reads whole records
+_EXTRAS = (
+    f", {', '.join('u.' + c.strip() for c in UTILITY_COLUMNS.split(','))}, "
+    "(SELECT array_agg(ARRAY[l.dst, l.type] ORDER BY l.created_at, l.dst) FROM links l "
+    "WHERE l.tenant = r.tenant AND l.src = r.id)"
+)
+_UTILITY_WIDTH = UTILITY_COLUMNS.count(",") + 1
+# the FROM clause of a statement that selects ``columns(...)``
+RECORDS = "records r LEFT JOIN utility u ON u.id = r.id AND u.tenant = r.tenant"
+
+
 def columns(with_embedding: bool) -> str:
+    """The select list :func:`hydrate` builds records from (``FROM {RECORDS}``): the record's columns,
+    its vector with ``with_embedding``, then its utility and links."""
     # The vector travels as vector_send()'s bytea (big-endian float32s): exact, cheap to decode, and
     # of one result type whatever the column's dimension. Selecting ``r.embedding`` itself would
     # make the result type vector(n), and a statement psycopg prepared on a pooled connection (here
     # or in another process) would fail with "cached plan must not change result type" once a
     # re-embed retypes the column.
-    return COLUMNS + (", vector_send(r.embedding)" if with_embedding else "")
+    return COLUMNS + (", vector_send(r.embedding)" if with_embedding else "") + _EXTRAS
 
 
 def spaces(records: Iterable[MemoryRecord]) -> list[tuple[str, int]]:
@@ -95,45 +109,9 @@ def spaces(records: Iterable[MemoryRecord]) -> list[tuple[str, int]]:
 # -- rows to memq types -----------------------------------------------------------------------------
 
 
-def hydrate(rows: Sequence[Sequence[Any]], with_embedding: bool) -> Op[list[MemoryRecord]]:
-    """Build MemoryRecords from ``COLUMNS`` rows, fetching their links and utility (per tenant)."""
-    if not rows:
-        return []
-    by_tenant: dict[str, list[str]] = {}
-    for r in rows:
-        by_tenant.setdefault(r[2], []).append(r[0])
-    links: dict[str, list[Link]] = {}
-    utility: dict[str, Utility] = {}
-    for tenant, ids in by_tenant.items():
-        ids = list(dict.fromkeys(ids))
-        link_rows = yield Q(
-            "SELECT src, dst, type FROM links WHERE tenant = %s AND src = ANY(%s) ORDER BY created_at, dst",
-            (tenant, ids),
-        )
-        for src, dst, typ in link_rows:
-            links.setdefault(src, []).append(Link(target=dst, type=typ))
-        utility_rows = yield Q(
-            f"SELECT {UTILITY_COLUMNS} FROM utility WHERE tenant = %s AND id = ANY(%s)", (tenant, ids)
-        )
-        for r in utility_rows:
-            utility[r[0]] = utility_of(r)
-    return [record_of(r, DECODE, links.get(r[0], []), utility.get(r[0]), with_embedding) for r in rows]
-
-
-# a record's links and utility in the statement that reads it (``FROM records r``): append to the
-# select list, join WITH_UTILITY after ``records r``, build the records with :func:`records_with_extras`
-EXTRAS = (
-    f", {', '.join('u.' + c.strip() for c in UTILITY_COLUMNS.split(','))}, "
-    "(SELECT array_agg(ARRAY[l.dst, l.type] ORDER BY l.created_at, l.dst) FROM links l "
-    "WHERE l.tenant = r.tenant AND l.src = r.id)"
-)
-WITH_UTILITY = "LEFT JOIN utility u ON u.id = r.id AND u.tenant = r.tenant"
-_UTILITY_WIDTH = UTILITY_COLUMNS.count(",") + 1
-
-
-def records_with_extras(rows: Sequence[Sequence[Any]], with_embedding: bool) -> list[MemoryRecord]:
-    """MemoryRecords from rows of ``columns(with_embedding)`` then ``EXTRAS``: what :func:`hydrate`
-    builds, without its two statements per tenant."""
+def hydrate(rows: Sequence[Sequence[Any]], with_embedding: bool) -> list[MemoryRecord]:
+    """MemoryRecords from rows of ``columns(with_embedding)`` read ``FROM records r`` joined as
+    ``RECORDS`` says (the record's utility and links come in the same row)."""
     out = []
     for row in rows:
         width = len(row) - _UTILITY_WIDTH - 1

@@ -233,8 +233,7 @@ MIGRATIONS: list[list[str]] = [
     ["ALTER TABLE retrievals ADD COLUMN pool_scores bytea"],
     # 6: new rows' text-index entries wait in the GIN index's pending list until it holds 256 kB (not
     # PostgreSQL's default 4 MB) or a vacuum merges them, since every lexical search scans the whole
-    # list: loading 40,000 records, lexical p50 19.6 / 14.4 ms with 279 / 171 pages pending at the end,
-    # 13.2 / 11.1 ms with 256 kB, for 1-4% fewer records added a second (fastupdate off: 15-42% fewer)
+    # list (measurements: commit e21059d; turning fastupdate off instead cost far more on adds)
     ["ALTER INDEX records_tsv SET (gin_pending_list_limit = 256)"],
 ]
 
@@ -463,9 +462,9 @@ def build_index(wait: bool) -> Op[bool]:
     yield Q("COMMIT", mode="none")
     # a build follows a bulk load, often before autovacuum has been through the new rows: without column
     # statistics the planner takes a tenant for one row and sorts all of them instead of using the graph;
-    # every lexical search scans the text index's pending list (inserts wait there, up to 4 MB, until a
-    # vacuum merges them: 397 pages after a 100,000-row load, hybrid p50 31 -> 24 ms once merged); and
-    # each row's first reader sets its hint bits. VACUUM does all three (beside readers and writers)
+    # every lexical search scans the text index's pending list, where new rows' entries wait until a
+    # vacuum merges them; and each row's first reader sets its hint bits. VACUUM does all three
+    # (beside readers and writers)
     yield Q("VACUUM (ANALYZE) records", mode="none")
     return True
 

@@ -176,8 +176,8 @@ def pool_settings(
 ) -> dict[str, Any]:
     """What both stores open their pool with (``pool_class`` sync or async): ``min_size`` to
     ``max_size`` connections in autocommit mode (transactions are explicit), each set up by
-    ``configure`` and checked on checkout when it sat idle (:func:`checked_when_idle`); the caller
-    opens it."""
+    ``configure`` and checked on checkout unless it was handed out within ``CHECK_IDLE`` seconds
+    (:func:`checked_when_idle`); the caller opens it."""
     return {
         "min_size": min_size,
         "max_size": max_size,

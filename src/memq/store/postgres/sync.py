@@ -6,7 +6,6 @@ The store methods are :class:`.methods.StoreMethods`'; this class only runs thei
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -68,8 +67,8 @@ class PostgresStore(StoreMethods, Closing):
     def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 4, dim: int | None = None) -> None:
         self.location = mask_dsn(dsn)
         self._closed = False
-        self._lock = threading.Lock()
-        self._forks: ThreadPoolExecutor | None = None  # runs forked reads (steps.Fork), made on first use
+        # runs forked reads (steps.Fork); it starts no thread before the first one
+        self._forks = ThreadPoolExecutor(thread_name_prefix="memq-pg-fork")
         # migrate on a plain connection first: the pool's configure step needs the vector type
         try:
             with psycopg.connect(dsn, autocommit=True) as conn:
@@ -109,11 +108,7 @@ class PostgresStore(StoreMethods, Closing):
             return steps.Deferred(op)
         try:
             forked = steps.in_snapshot(complete(cur, steps.exported_snapshot()), op)
-            with self._lock:
-                if self._forks is None:
-                    self._forks = ThreadPoolExecutor(thread_name_prefix="memq-pg-fork")
-                forks = self._forks
-            return forks.submit(self._run_forked, conn, forked)
+            return self._forks.submit(self._run_forked, conn, forked)
         except BaseException:
             self._pool.putconn(conn)
             raise
@@ -163,10 +158,7 @@ class PostgresStore(StoreMethods, Closing):
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            with self._lock:
-                forks, self._forks = self._forks, None
-            if forks is not None:
-                forks.shutdown(wait=True)
+            self._forks.shutdown(wait=True)
             self._pool.close()
 
     # -- streamed export -------------------------------------------------------------------------------

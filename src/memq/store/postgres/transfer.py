@@ -14,6 +14,7 @@ from memq.store.postgres import schema
 from memq.store.postgres.rows import (
     COPY_EVENTS,
     EVENT_COLUMNS,
+    RECORDS,
     columns,
     event,
     event_params,
@@ -31,11 +32,11 @@ def export_records(tenant: str | None, after: int, limit: int) -> Op[list[tuple[
     order (insertion order): one page of an export."""
     cond, params = ("r.tenant = %s AND ", [tenant]) if tenant else ("", [])
     rows = yield Q(
-        f"SELECT r.row_key, {columns(True)} FROM records r WHERE {cond}r.row_key > %s "
+        f"SELECT r.row_key, {columns(True)} FROM {RECORDS} WHERE {cond}r.row_key > %s "
         "ORDER BY r.row_key LIMIT %s",
         (*params, after, limit),
     )
-    records = yield from hydrate([r[1:] for r in rows], True)
+    records = hydrate([r[1:] for r in rows], True)
     return [(int(r[0]), rec) for r, rec in zip(rows, records, strict=True)]
 
 

@@ -50,6 +50,20 @@ SCOPE_FIELDS = ("tenant", "user", "agent", "session")
 SCAN_BLOCK = 1024
 
 
+def _new_graph(dim: int) -> Any:
+    """An empty usearch HNSW graph with memq's settings (int8, inner product)."""
+    from usearch.index import Index
+
+    return Index(
+        ndim=dim,
+        metric="ip",
+        dtype="i8",
+        connectivity=HNSW_CONNECTIVITY,
+        expansion_add=HNSW_EXPANSION_ADD,
+        expansion_search=HNSW_EXPANSION_SEARCH,
+    )
+
+
 def _whole_blocks(n: int) -> int:
     """``n`` rounded up to a whole number of ``SCAN_BLOCK``s."""
     return -(-n // SCAN_BLOCK) * SCAN_BLOCK
@@ -141,16 +155,7 @@ class VectorIndex:
         return self._graph
 
     def _build_graph(self) -> None:
-        from usearch.index import Index
-
-        graph = Index(
-            ndim=self.dim,
-            metric="ip",
-            dtype="i8",
-            connectivity=HNSW_CONNECTIVITY,
-            expansion_add=HNSW_EXPANSION_ADD,
-            expansion_search=HNSW_EXPANSION_SEARCH,
-        )
+        graph = _new_graph(self.dim)
         used = np.flatnonzero(self._key >= 0)
         if len(used):
             graph.add(self._key[used].astype(np.uint64), self._mat[used], threads=0)
@@ -372,10 +377,7 @@ class VectorIndex:
             elif len(keys):
                 index._mirror(keys, vectors, codes)
             if meta.get("graph"):
-                from usearch.index import Index
-
-                graph = Index(ndim=dim, metric="ip", dtype="i8", connectivity=HNSW_CONNECTIVITY,
-                              expansion_add=HNSW_EXPANSION_ADD, expansion_search=HNSW_EXPANSION_SEARCH)  # fmt: skip
+                graph = _new_graph(dim)
                 # mapped, read lazily: a search touches a small part of it. Not on Windows, where a
                 # mapped file cannot be replaced, and another process's save replaces it
                 mapped = os.name == "posix"
