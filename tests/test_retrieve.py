@@ -91,3 +91,30 @@ def test_deep_nesting_is_refused() -> None:
         spec = {"not": spec}
     with pytest.raises(FilterError, match="deeper"):
         parse_filter(spec)
+
+
+def test_feature_word_lookups_agree_with_splitting_the_whole_text() -> None:
+    """The query-record overlap features look each query word up instead of splitting every
+    candidate's text: on texts built to stress word boundaries (apostrophes, case, digits, characters
+    whose lower case is ASCII or longer), the words and numbers found are exactly those of a split."""
+    import random
+
+    from memq.retrieve import features as F
+
+    rng = random.Random(7)
+    # fmt: off
+    pieces = ["John", "john", "JOHN", "'s", "'S", "'", "rock", "n", "roll", "it", "O'Brien", "3.5", "2,000",
+              "1.2.3", "May", "2023", " ", " ", ", ", ". ", "’", "\u212a", "İstanbul", "ok", "s", "x", "-", "Y",
+              "sY", "'t3", "9", "B", "ß", "é"]
+    # fmt: on
+    texts = ["John's dog", "JOHN'S dog", "rock'n'roll is 'great'", "'hello' world", "a'b'c d", "x'Y y"]
+    texts += ["".join(rng.choice(pieces) for _ in range(rng.randint(1, 14))) for _ in range(3000)]
+    vocab = sorted({w for t in texts for w in F._words(t)} | {"s", "n", "b", "c", "brien", "k", "ok"})
+    tricky = frozenset({"s", "n", "roll", "brien", "y", "k", "ok"})  # inside or after a word
+    numbers = ["3.5", "2", "2,000", "000", "1.2", "2.3", "3", "2023"]
+    for text in texts:
+        wanted = frozenset(rng.sample(vocab, 6)) | tricky
+        assert F._words_found(text, wanted) == wanted & F._words(text), text
+        nums = frozenset(rng.sample(numbers, 3))
+        split = frozenset((F._NUMBER_ASCII if text.isascii() else F._NUMBER).findall(text))
+        assert F._numbers_found(text, nums) == nums & split, text

@@ -60,12 +60,59 @@ _NUMBER = re.compile(r"\b\d+(?:[.,]\d+)?\b")
 _NUMBER_ASCII = re.compile(_NUMBER.pattern, re.ASCII)  # the same matches in ASCII text, twice as fast
 
 
-@lru_cache(maxsize=16_384)  # bounded: a server keeps it for its lifetime
-def _tokens(text: str) -> tuple[frozenset[str], frozenset[str]]:
-    """A record text's lower-cased words and its numbers (cached: a record is ranked many times)."""
+@lru_cache(maxsize=4_096)  # bounded: a server keeps it for its lifetime
+def _words(text: str) -> frozenset[str]:
+    """A text's lower-cased words: ``_WORD``'s matches, lower-cased. Only the rare texts
+    :func:`_words_found` cannot settle by lookups are split whole (cached)."""
     # the tokens hold no spaces: lower-casing them joined is lower-casing each, in one C call
-    numbers = (_NUMBER_ASCII if text.isascii() else _NUMBER).findall(text)
-    return frozenset(" ".join(_WORD.findall(text)).lower().split()), frozenset(numbers)
+    return frozenset(" ".join(_WORD.findall(text)).lower().split())
+
+
+_LOWER = frozenset("abcdefghijklmnopqrstuvwxyz")
+_ALNUM = _LOWER | frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+
+
+def _words_found(text: str, wanted: frozenset[str]) -> frozenset[str]:
+    """The words of ``wanted`` (lower-cased ``_WORD`` matches, as :func:`query_terms` makes them)
+    that are among ``text``'s words — ``wanted & _words(text)`` — without splitting the whole text:
+    each is looked for in the lower-cased text and checked where it would start a word.
+
+    A match of ``_WORD`` cannot span a character outside ``[A-Za-z0-9']``, so where the character
+    before an occurrence is such a character (or there is none), the scan of the whole text starts a
+    match exactly there, and the word is the text's iff that match ends where the occurrence does.
+    After a letter or digit, an occurrence that begins with a lower-case letter is inside an earlier
+    word, and so is any other while the text holds no apostrophe. The rest may start a word or not
+    (``'[a-z]+`` extends a word, and stops before a capital or a digit): those rare cases split the
+    whole text."""
+    if not wanted:
+        return frozenset()
+    lowered = text.lower()
+    if len(lowered) != len(text):  # a character lower-cases to several: positions would drift
+        return wanted & _words(text)
+    found = []
+    for w in wanted:
+        at = lowered.find(w)
+        while at >= 0:
+            before = text[at - 1] if at else " "
+            if before not in _ALNUM and before != "'":
+                m = _WORD.match(text, at)
+                if m is not None and m.end() == at + len(w):
+                    found.append(w)
+                    break
+            elif before == "'" or (text[at] not in _LOWER and "'" in text):
+                if w in _words(text):
+                    found.append(w)
+                break
+            at = lowered.find(w, at + 1)
+    return frozenset(found)
+
+
+def _numbers_found(text: str, wanted: frozenset[str]) -> frozenset[str]:
+    """The numbers of ``wanted`` among ``text``'s numbers (``_NUMBER``'s matches); the text is
+    scanned only when one of them occurs in it at all."""
+    if not wanted or not any(n in text for n in wanted):
+        return frozenset()
+    return wanted & frozenset((_NUMBER_ASCII if text.isascii() else _NUMBER).findall(text))
 
 
 _MONTHS = (
@@ -125,7 +172,7 @@ def query_terms(text: str) -> QueryTerms:
     return QueryTerms(words, frozenset(lower), names - dates, dates, frozenset(_NUMBER.findall(text)) - years)
 
 
-def _share(wanted: frozenset[str], have: set[str]) -> float:
+def _share(wanted: frozenset[str], have: frozenset[str]) -> float:
     return len(wanted & have) / len(wanted) if wanted else 0.0
 
 
@@ -167,9 +214,11 @@ def feature_matrix(
     kind_column = {k: COLUMN[f"kind_{k}"] for k in KINDS}
     other = COLUMN["kind_other"]
     log_1000, log_3650 = math.log1p(1000.0), math.log1p(3650.0)
+    looked_for = terms.words | terms.names | terms.dates  # the words the features ask about
     for i, row in enumerate(rows):
         sig = signals[row.id]
-        words, numbers = _tokens(row.text)
+        words = _words_found(row.text, looked_for)
+        numbers = _numbers_found(row.text, terms.numbers)
         when = row.valid_from or row.recorded_at
         age_days = max((now - when).total_seconds(), 0.0) / 86_400
         st = row.stats
