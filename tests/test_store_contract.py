@@ -574,9 +574,12 @@ def test_insert_keeps_each_records_links_and_utility_across_tenants(mem: Memory)
     b1 = record(
         "beta", "other tenant", [Link(target="elsewhere")], Utility(q=0.1, n_shown=1, stats={"s": 1.0})
     )
-    mem.store.insert([a1, a2, b1])
-    got = {r.id: r for r in mem.store.get("acme", [a1.id, a2.id]) + mem.store.get("beta", [b1.id])}
+    # links made together come back in target order, whatever order they were given in
+    a3 = record("acme", "two links", [Link(target="zz", type="cites"), Link(target="aa")], Utility())
+    mem.store.insert([a1, a2, b1, a3])
+    got = {r.id: r for r in mem.store.get("acme", [a1.id, a2.id, a3.id]) + mem.store.get("beta", [b1.id])}
     for want in (a1, a2, b1):
         assert got[want.id].links == want.links
         assert got[want.id].utility.model_dump() == want.utility.model_dump()
+    assert got[a3.id].links == [Link(target="aa"), Link(target="zz", type="cites")]
     assert mem.store.get("acme", [b1.id]) == [] and mem.store.get("beta", [a2.id]) == []

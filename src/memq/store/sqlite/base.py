@@ -28,7 +28,14 @@ import numpy as np
 from memq.errors import ConflictError, DimensionMismatchError, StoreError
 from memq.store import sqlcommon
 from memq.store.base import EventRow
-from memq.store.sqlcommon import UTILITY_COLUMNS, RowDecoder, RowEncoder, TrainingRows, record_of
+from memq.store.sqlcommon import (
+    RECORD_COLUMNS,
+    UTILITY_COLUMNS,
+    RowDecoder,
+    RowEncoder,
+    TrainingRows,
+    record_of,
+)
 from memq.store.sqlite.lexical import LexicalIndex
 from memq.store.sqlite.schema import migrate
 from memq.store.sqlite.vectors import VectorIndex
@@ -98,6 +105,47 @@ def _dumps(value: Any, *, ensure_ascii: bool = True) -> str:
 DECODE = RowDecoder(time=from_us, json=_json, vector=_vector)
 ENCODE = RowEncoder(time=to_us, document=partial(_dumps, ensure_ascii=False), ids=_dumps, vector=_blob)
 utility_of = partial(sqlcommon.utility_of, decode=DECODE)
+
+
+# -- whole records, one statement ---------------------------------------------------------------------
+
+# what :func:`columns` adds after a record's own columns: its utility row (from the join in
+# ``RECORDS``, NULLs without one) and its links as a JSON array of [target, type, created_at], so one
+# statement reads whole records, in one snapshot
+_EXTRAS = (
+    f", {', '.join('u.' + c.strip() for c in UTILITY_COLUMNS.split(','))}, "
+    "(SELECT json_group_array(json_array(l.dst, l.type, l.created_at)) FROM links l WHERE l.src = r.id)"
+)
+_UTILITY_WIDTH = UTILITY_COLUMNS.count(",") + 1
+_COLUMNS = ", ".join("r." + c.strip() for c in RECORD_COLUMNS.split(","))
+# the FROM clause of a statement that selects ``columns(...)``
+RECORDS = "records r LEFT JOIN utility u ON u.id = r.id"
+
+
+def columns(with_embedding: bool) -> str:
+    """The select list :func:`hydrate` builds records from (``FROM {RECORDS}``): the record's columns,
+    its vector with ``with_embedding``, then its utility and links."""
+    return _COLUMNS + (", r.embedding" if with_embedding else "") + _EXTRAS
+
+
+def _links(doc: str) -> list[Link]:
+    """A record's links from its JSON array of [target, type, created_at], oldest first (then by
+    target), as they were made."""
+    if doc == "[]":
+        return []
+    return [Link(target=dst, type=typ) for dst, typ, _ in sorted(json.loads(doc), key=lambda x: (x[2], x[0]))]
+
+
+def hydrate(rows: Sequence[Sequence[Any]], with_embedding: bool) -> list[MemoryRecord]:
+    """MemoryRecords from rows of ``columns(with_embedding)`` read ``FROM {RECORDS}`` (the record's
+    utility and links come in the same row)."""
+    out = []
+    for row in rows:
+        width = len(row) - _UTILITY_WIDTH - 1
+        util = row[width : width + _UTILITY_WIDTH]
+        utility = None if util[0] is None else utility_of(util)
+        out.append(record_of(row[:width], DECODE, _links(row[-1]), utility, with_embedding))
+    return out
 
 
 def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
@@ -275,24 +323,6 @@ class SQLiteBase:
         self._write(lambda conn: check_or_set_space(conn, model_id, dim))
 
     # -- records as rows ------------------------------------------------------------------------------
-    def _hydrate(self, rows: Sequence[tuple[Any, ...]], with_embedding: bool) -> list[MemoryRecord]:
-        """Records from rows of RECORD_COLUMNS (+ embedding), with their links and utility."""
-        if not rows:
-            return []
-        ids = list({r[0] for r in rows})
-        links: dict[str, list[Link]] = {}
-        utility: dict[str, Utility] = {}
-        for chunk in chunks(ids, 500):
-            for src, dst, typ in self._read(
-                f"SELECT src, dst, type FROM links WHERE src IN ({marks(len(chunk))}) ORDER BY created_at, dst",
-                chunk,
-            ):
-                links.setdefault(src, []).append(Link(target=dst, type=typ))
-            for row in self._read(
-                f"SELECT {UTILITY_COLUMNS} FROM utility WHERE id IN ({marks(len(chunk))})", chunk
-            ):
-                utility[row[0]] = utility_of(row)
-        return [record_of(r, DECODE, links.get(r[0], []), utility.get(r[0]), with_embedding) for r in rows]
 
 
 # -- helpers used inside transactions ---------------------------------------------------------------

@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 
 from memq.store.base import Candidate, CandidatePool, CandidateQuery, CandidateRow
-from memq.store.sqlcommon import RECORD_COLUMNS, dedupe, query_terms, visibility
+from memq.store.sqlcommon import dedupe, query_terms, visibility
 from memq.store.sqlite import mirror
-from memq.store.sqlite.base import SQLiteBase, chunks, marks, to_us
+from memq.store.sqlite.base import SQLiteBase, chunks, columns, hydrate, marks, to_us
 from memq.store.sqlite.lexical import LexicalIndex
 from memq.store.sqlite.mirror import Entry, RowMirror
 from memq.store.sqlite.vectors import VectorIndex, top_k_desc
@@ -296,16 +296,15 @@ class SQLiteCandidates(SQLiteBase):
     ) -> dict[str, MemoryRecord]:
         ids = list(dict.fromkeys(ids))
         where, params = visibility(query, "sqlite", to_us)
-        cols = RECORD_COLUMNS + (", embedding" if with_embedding else "")
         out: dict[str, MemoryRecord] = {}
         for chunk in chunks(ids, 500):
             rows = self._read(
                 # look the candidates up by id (their rowids), never by walking the tenant's visibility index
-                f"SELECT {cols} FROM records r NOT INDEXED WHERE r.rowid IN "
-                f"(SELECT rowid FROM records WHERE id IN ({marks(len(chunk))})) AND {where}",
+                f"SELECT {columns(with_embedding)} FROM records r NOT INDEXED LEFT JOIN utility u ON u.id = r.id "
+                f"WHERE r.rowid IN (SELECT rowid FROM records WHERE id IN ({marks(len(chunk))})) AND {where}",
                 (*chunk, *params),
             )
-            out.update((r.id, r) for r in self._hydrate(rows, with_embedding))
+            out.update((r.id, r) for r in hydrate(rows, with_embedding))
         return out
 
     def vectors(self, tenant: str, ids: Sequence[str]) -> dict[str, np.ndarray]:

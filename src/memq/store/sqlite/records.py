@@ -22,10 +22,13 @@ from memq.store.sqlcommon import (
 from memq.store.sqlite.base import (
     DECODE,
     ENCODE,
+    RECORDS,
     SQLiteBase,
     check_or_set_space,
     chunks,
+    columns,
     event,
+    hydrate,
     marks,
     spaces,
     to_us,
@@ -194,17 +197,17 @@ class SQLiteRecords(SQLiteBase):
         ids = list(dict.fromkeys(ids))
         if not ids:
             return []
-        cols = RECORD_COLUMNS + (", embedding" if with_embedding else "")
         found: dict[str, MemoryRecord] = {}
         for chunk in chunks(ids, 500):
             marks = ",".join("?" * len(chunk))
             # the latest version of each id
             rows = self._read(
-                f"SELECT {cols} FROM records r WHERE r.tenant = ? AND r.id IN ({marks}) AND r.version = "
+                f"SELECT {columns(with_embedding)} FROM {RECORDS} WHERE r.tenant = ? AND r.id IN ({marks}) "
+                "AND r.version = "
                 "(SELECT max(version) FROM records x WHERE x.id = r.id)",
                 (tenant, *chunk),
             )
-            for record in self._hydrate(rows, with_embedding):
+            for record in hydrate(rows, with_embedding):
                 if include_deleted or not record.deleted:
                     found[record.id] = record
         return [found[i] for i in ids if i in found]
@@ -219,10 +222,10 @@ class SQLiteRecords(SQLiteBase):
             where += " AND r.id > ?"
             params.append(cursor)
         rows = self._read(
-            f"SELECT {RECORD_COLUMNS} FROM records r WHERE {where} ORDER BY r.id LIMIT ?",
+            f"SELECT {columns(False)} FROM {RECORDS} WHERE {where} ORDER BY r.id LIMIT ?",
             (*params, limit + 1),
         )
-        records = self._hydrate(rows[:limit], False)
+        records = hydrate(rows[:limit], False)
         next_cursor = records[-1].id if len(rows) > limit else None
         return Page(records=records, next_cursor=next_cursor)
 
@@ -234,10 +237,10 @@ class SQLiteRecords(SQLiteBase):
         if not events:
             raise NotFoundError(f"no record {record_id} in tenant {tenant!r}")
         rows = self._read(
-            f"SELECT {RECORD_COLUMNS} FROM records r WHERE r.tenant = ? AND r.id = ? ORDER BY r.version",
+            f"SELECT {columns(False)} FROM {RECORDS} WHERE r.tenant = ? AND r.id = ? ORDER BY r.version",
             (tenant, record_id),
         )
-        versions = {r.version: r for r in self._hydrate(rows, False)}
+        versions = {r.version: r for r in hydrate(rows, False)}
         return [event_of(e, DECODE, versions.get(e[2])) for e in events]
 
     def stats(self, tenant: str | None = None) -> StoreStats:

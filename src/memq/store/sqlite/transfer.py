@@ -10,8 +10,8 @@ import numpy as np
 from memq.errors import ConflictError, NotFoundError
 from memq.store.base import EventRow
 from memq.store.contract import paged_export
-from memq.store.sqlcommon import EVENT_COLUMNS, RECORD_COLUMNS, event_of
-from memq.store.sqlite.base import DECODE, check_or_set_space, event, spaces
+from memq.store.sqlcommon import EVENT_COLUMNS, event_of
+from memq.store.sqlite.base import DECODE, RECORDS, check_or_set_space, columns, event, hydrate, spaces
 from memq.store.sqlite.records import SQLiteRecords, bump, insert_links, insert_version, upsert_utilities
 from memq.types import HistoryEvent, MemoryRecord
 
@@ -22,13 +22,12 @@ class SQLiteTransfer(SQLiteRecords):
     def export_records(self, tenant: str | None, after: int, limit: int) -> list[tuple[int, MemoryRecord]]:
         """One page of an export: (row key, version with its vector) of up to ``limit`` versions with a
         key above ``after``, in key order (insertion order)."""
-        cond, params = ("tenant = ? AND ", [tenant]) if tenant else ("", [])
+        cond, params = ("r.tenant = ? AND ", [tenant]) if tenant else ("", [])
         rows = self._read(
-            f"SELECT rowid, {RECORD_COLUMNS}, embedding FROM records WHERE {cond}rowid > ? "
-            "ORDER BY rowid LIMIT ?",
+            f"SELECT r.rowid, {columns(True)} FROM {RECORDS} WHERE {cond}r.rowid > ? ORDER BY r.rowid LIMIT ?",
             (*params, after, limit),
         )
-        records = self._hydrate([r[1:] for r in rows], True)
+        records = hydrate([r[1:] for r in rows], True)
         return [(int(r[0]), rec) for r, rec in zip(rows, records, strict=True)]
 
     def export_events(self, tenant: str | None, after: int, limit: int) -> list[tuple[int, HistoryEvent]]:
