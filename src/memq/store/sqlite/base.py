@@ -322,8 +322,6 @@ class SQLiteBase:
     def set_embedding_space(self, model_id: str, dim: int) -> None:
         self._write(lambda conn: check_or_set_space(conn, model_id, dim))
 
-    # -- records as rows ------------------------------------------------------------------------------
-
 
 # -- helpers used inside transactions ---------------------------------------------------------------
 
