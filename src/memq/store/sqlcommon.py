@@ -53,6 +53,9 @@ RECORD_COLUMNS = (
 # the columns of each table that the decoders below read, in their order ("window" is quoted: a
 # keyword in PostgreSQL)
 UTILITY_COLUMNS = "id, q, n_shown, n_used, reward_sum, last_feedback_at, stats"
+# the utility columns on alias ``u``: what a whole-record read selects after the record's own columns
+UTILITY_SELECT = ", ".join("u." + c.strip() for c in UTILITY_COLUMNS.split(","))
+_UTILITY_WIDTH = UTILITY_COLUMNS.count(",") + 1
 EVENT_COLUMNS = "record_id, op, version, at, actor, reason"
 # what the feedback transaction reads of a logged search (no pool, no features) ...
 RETRIEVAL_HEAD = "id, tenant, query, policy, policy_version, k, shown, created_at, feedback, learner"
@@ -213,6 +216,24 @@ def record_of(
         embedding=decode.vector(r[19]) if with_embedding and r[19] is not None else None,
         utility=utility or Utility(),
     )
+
+
+def whole_records(
+    rows: Sequence[Sequence[Any]],
+    decode: RowDecoder,
+    links_of: Callable[[Any], list[Link]],
+    with_embedding: bool,
+) -> list[MemoryRecord]:
+    """MemoryRecords from rows of a whole-record read: the record's ``RECORD_COLUMNS`` (then its
+    vector, with ``with_embedding``), its ``UTILITY_SELECT`` (NULLs without a utility row), then one
+    column of links that ``links_of`` decodes (each backend aggregates them its own way)."""
+    out = []
+    for row in rows:
+        width = len(row) - _UTILITY_WIDTH - 1
+        util = row[width : width + _UTILITY_WIDTH]
+        utility = None if util[0] is None else utility_of(util, decode)
+        out.append(record_of(row[:width], decode, links_of(row[-1]), utility, with_embedding))
+    return out
 
 
 def utility_of(row: Sequence[Any], decode: RowDecoder) -> Utility:

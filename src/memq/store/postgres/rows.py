@@ -22,7 +22,7 @@ from memq.store.base import CandidateQuery, EventRow
 from memq.store.postgres import hnsw
 from memq.store.postgres.steps import Op, Q
 from memq.store.sqlcommon import EVENT_COLUMNS as EVENT_COLUMNS  # transfer.py reads it here
-from memq.store.sqlcommon import UTILITY_COLUMNS, RowDecoder, RowEncoder, record_of, record_values, visibility
+from memq.store.sqlcommon import UTILITY_SELECT, RowDecoder, RowEncoder, record_values, visibility
 from memq.types import HistoryEvent, HistoryOp, Link, MemoryRecord, Utility
 
 # the columns a MemoryRecord is built from (memq.store.sqlcommon.record_of reads them in this order)
@@ -77,11 +77,10 @@ def where(query: CandidateQuery) -> tuple[str, list[Any]]:
 # what :func:`columns` adds after a record's own columns: its utility row (from the join in
 # ``RECORDS``, NULLs without one) and its links, so one statement reads whole records
 _EXTRAS = (
-    f", {', '.join('u.' + c.strip() for c in UTILITY_COLUMNS.split(','))}, "
+    f", {UTILITY_SELECT}, "
     "(SELECT array_agg(ARRAY[l.dst, l.type] ORDER BY l.created_at, l.dst) FROM links l "
     "WHERE l.tenant = r.tenant AND l.src = r.id)"
 )
-_UTILITY_WIDTH = UTILITY_COLUMNS.count(",") + 1
 # the FROM clause of a statement that selects ``columns(...)``
 RECORDS = "records r LEFT JOIN utility u ON u.id = r.id AND u.tenant = r.tenant"
 
@@ -112,17 +111,12 @@ def spaces(records: Iterable[MemoryRecord]) -> list[tuple[str, int]]:
 def hydrate(rows: Sequence[Sequence[Any]], with_embedding: bool) -> list[MemoryRecord]:
     """MemoryRecords from rows of ``columns(with_embedding)`` read ``FROM records r`` joined as
     ``RECORDS`` says (the record's utility and links come in the same row)."""
-    out = []
-    for row in rows:
-        width = len(row) - _UTILITY_WIDTH - 1
-        util = row[width : width + _UTILITY_WIDTH]
-        links = [Link(target=dst, type=typ) for dst, typ in row[-1] or ()]
-        out.append(
-            record_of(
-                row[:width], DECODE, links, None if util[0] is None else utility_of(util), with_embedding
-            )
-        )
-    return out
+    return sqlcommon.whole_records(rows, DECODE, _links, with_embedding)
+
+
+def _links(pairs: Sequence[Sequence[str]] | None) -> list[Link]:
+    """A record's links from its array of [target, type] pairs (already in the order they were made)."""
+    return [Link(target=dst, type=typ) for dst, typ in pairs or ()]
 
 
 def vector_from_send(data: bytes) -> list[float]:

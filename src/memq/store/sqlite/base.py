@@ -30,11 +30,10 @@ from memq.store import sqlcommon
 from memq.store.base import EventRow
 from memq.store.sqlcommon import (
     RECORD_COLUMNS,
-    UTILITY_COLUMNS,
+    UTILITY_SELECT,
     RowDecoder,
     RowEncoder,
     TrainingRows,
-    record_of,
 )
 from memq.store.sqlite.lexical import LexicalIndex
 from memq.store.sqlite.schema import migrate
@@ -113,13 +112,14 @@ utility_of = partial(sqlcommon.utility_of, decode=DECODE)
 # ``RECORDS``, NULLs without one) and its links as a JSON array of [target, type, created_at], so one
 # statement reads whole records, in one snapshot
 _EXTRAS = (
-    f", {', '.join('u.' + c.strip() for c in UTILITY_COLUMNS.split(','))}, "
+    f", {UTILITY_SELECT}, "
     "(SELECT json_group_array(json_array(l.dst, l.type, l.created_at)) FROM links l WHERE l.src = r.id)"
 )
-_UTILITY_WIDTH = UTILITY_COLUMNS.count(",") + 1
 _COLUMNS = ", ".join("r." + c.strip() for c in RECORD_COLUMNS.split(","))
-# the FROM clause of a statement that selects ``columns(...)``
+# the FROM clause of a statement that selects ``columns(...)``; ``RECORDS_BY_ROWID`` for a statement
+# that finds its rows by rowid and must not walk an index of records to do it
 RECORDS = "records r LEFT JOIN utility u ON u.id = r.id"
+RECORDS_BY_ROWID = "records r NOT INDEXED LEFT JOIN utility u ON u.id = r.id"
 
 
 def columns(with_embedding: bool) -> str:
@@ -139,13 +139,7 @@ def _links(doc: str) -> list[Link]:
 def hydrate(rows: Sequence[Sequence[Any]], with_embedding: bool) -> list[MemoryRecord]:
     """MemoryRecords from rows of ``columns(with_embedding)`` read ``FROM {RECORDS}`` (the record's
     utility and links come in the same row)."""
-    out = []
-    for row in rows:
-        width = len(row) - _UTILITY_WIDTH - 1
-        util = row[width : width + _UTILITY_WIDTH]
-        utility = None if util[0] is None else utility_of(util)
-        out.append(record_of(row[:width], DECODE, _links(row[-1]), utility, with_embedding))
-    return out
+    return sqlcommon.whole_records(rows, DECODE, _links, with_embedding)
 
 
 def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:

@@ -18,7 +18,7 @@ import numpy as np
 from memq.store.base import Candidate, CandidatePool, CandidateQuery, CandidateRow
 from memq.store.sqlcommon import dedupe, query_terms, visibility
 from memq.store.sqlite import mirror
-from memq.store.sqlite.base import SQLiteBase, chunks, columns, hydrate, marks, to_us
+from memq.store.sqlite.base import RECORDS_BY_ROWID, SQLiteBase, chunks, columns, hydrate, marks, to_us
 from memq.store.sqlite.lexical import LexicalIndex
 from memq.store.sqlite.mirror import Entry, RowMirror
 from memq.store.sqlite.vectors import VectorIndex, top_k_desc
@@ -300,8 +300,7 @@ class SQLiteCandidates(SQLiteBase):
         for chunk in chunks(ids, 500):
             rows = self._read(
                 # look the candidates up by id (their rowids), never by walking the tenant's visibility index
-                f"SELECT {columns(with_embedding)} FROM records r NOT INDEXED LEFT JOIN utility u ON u.id = r.id "
-                f"WHERE r.rowid IN (SELECT rowid FROM records WHERE id IN ({marks(len(chunk))})) AND {where}",
+                f"SELECT {columns(with_embedding)} FROM {RECORDS_BY_ROWID} WHERE r.rowid IN (SELECT rowid FROM records WHERE id IN ({marks(len(chunk))})) AND {where}",
                 (*chunk, *params),
             )
             out.update((r.id, r) for r in hydrate(rows, with_embedding))

@@ -26,7 +26,7 @@ from typing import Any
 
 from memq.store.base import CandidateQuery, CandidateRow
 from memq.store.sqlcommon import candidate_row_of
-from memq.store.sqlite.base import DECODE, to_us
+from memq.store.sqlite.base import DECODE, RECORDS_BY_ROWID, to_us
 from memq.types import utcnow
 
 SEP = "\x1f"  # separates link targets in one column
@@ -37,7 +37,7 @@ LIGHT_COLUMNS = (
     "r.id, r.kind, r.text, r.valid_from, r.recorded_at, u.q, u.n_shown, u.n_used, u.reward_sum, u.stats, "
     "(SELECT group_concat(l.dst, char(31)) FROM links l WHERE l.src = r.id), r.metadata"
 )
-FROM = "FROM records r NOT INDEXED LEFT JOIN utility u ON u.id = r.id"
+FROM = f"FROM {RECORDS_BY_ROWID}"
 # what the mirror reads of a row: its rowid, its light row, then the columns visibility reads (the mirror
 # applies the clause itself)
 COLUMNS = f"r.rowid, {LIGHT_COLUMNS}, r.tenant, r.user_id, r.agent_id, r.session_id, r.expired_at, r.valid_to"

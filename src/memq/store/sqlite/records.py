@@ -203,8 +203,7 @@ class SQLiteRecords(SQLiteBase):
             # the latest version of each id
             rows = self._read(
                 f"SELECT {columns(with_embedding)} FROM {RECORDS} WHERE r.tenant = ? AND r.id IN ({marks}) "
-                "AND r.version = "
-                "(SELECT max(version) FROM records x WHERE x.id = r.id)",
+                "AND r.version = (SELECT max(version) FROM records x WHERE x.id = r.id)",
                 (tenant, *chunk),
             )
             for record in hydrate(rows, with_embedding):
