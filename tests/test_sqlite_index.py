@@ -413,3 +413,61 @@ def test_a_mirror_saved_packed_by_an_older_memq_still_loads(tmp_path: Path) -> N
     a, b = index.exact(q, 40), loaded.exact(q, 40)
     np.testing.assert_array_equal(a[0], b[0])
     np.testing.assert_allclose(a[1], b[1], rtol=1e-6)
+
+
+class _HeldGraph:
+    """A usearch graph whose inserts wait for ``go`` (or fail with ``fail``): what a slow background
+    insert looks like to the index."""
+
+    def __init__(self, graph: object, fail: bool = False) -> None:
+        import threading
+
+        self.graph, self.fail, self.go = graph, fail, threading.Event()
+
+    def add(self, *args: object, **kwargs: object) -> object:
+        self.go.wait(10)
+        if self.fail:
+            raise RuntimeError("insert failed")
+        return self.graph.add(*args, **kwargs)  # type: ignore[attr-defined]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.graph, name)
+
+
+def test_a_search_waits_for_the_graph_insert_of_the_rows_added_before_it() -> None:
+    import threading
+
+    from memq.store.sqlite.vectors import VectorIndex
+
+    rng = np.random.default_rng(5)
+    vecs = rng.normal(size=(300, 16)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    index = VectorIndex(16, hnsw_from=100)
+    index.add(np.arange(1, 201), vecs[:200])
+    assert index.has_graph
+    held = _HeldGraph(index._graph)
+    index._graph = held
+    index.add(np.arange(201, 301), vecs[200:])  # returns with the insert still held
+    assert index._pending is not None and not index._pending.done()
+    threading.Timer(0.2, held.go.set).start()  # the search below can only finish after this
+    keys, _ = index.search(vecs[250], 10)
+    assert keys[0] == 251  # the row added before the search, through the graph
+    assert index._pending is None and len(held.graph) == 300
+
+
+def test_a_failed_graph_insert_is_rebuilt_from_the_vectors(caplog: object) -> None:
+    from memq.store.sqlite.vectors import VectorIndex
+
+    rng = np.random.default_rng(6)
+    vecs = rng.normal(size=(300, 16)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    index = VectorIndex(16, hnsw_from=100)
+    index.add(np.arange(1, 201), vecs[:200])
+    held = _HeldGraph(index._graph, fail=True)
+    held.go.set()
+    index._graph = held
+    index.add(np.arange(201, 301), vecs[200:])
+    keys, _ = index.search(vecs[260], 10)
+    assert keys[0] == 261
+    assert not isinstance(index._graph, _HeldGraph) and len(index._graph) == 300
+    assert "rebuilding it from the vectors" in caplog.text  # type: ignore[attr-defined]

@@ -13,10 +13,12 @@ import numpy as np
 
 def grown(a: np.ndarray, size: int, fill: float = 0, axis: int = 0) -> np.ndarray:
     """A copy of ``a`` whose ``axis`` is ``size`` long (``size`` ≥ that axis of ``a``): ``a``'s
-    values first, ``fill`` after them. The caller picks ``size`` (doubling, so n adds copy O(n))."""
+    values first, ``fill`` after them. The caller picks ``size`` (doubling, so n adds copy O(n)).
+    A zero fill is left to the allocator (``np.zeros``: pages the kernel zeroes when first touched),
+    so doubling a large matrix writes only the copied half, not the spare one too."""
     shape = list(a.shape)
     shape[axis] = size
-    out = np.full(shape, fill, dtype=a.dtype)
+    out = np.zeros(shape, dtype=a.dtype) if fill == 0 else np.full(shape, fill, dtype=a.dtype)
     out[tuple(slice(0, n) for n in a.shape)] = a
     return out
 

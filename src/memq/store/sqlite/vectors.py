@@ -8,7 +8,8 @@ row's integer ``rowid`` and tracks two watermarks:
 * ``removed``: every entry of the ``vec_removed`` log with ``seq <= removed`` is applied.
 
 Catching up brings the index level with the database (rows other processes wrote, purges they made);
-the writing process adds its own rows right after each commit, so the index is always current.
+the writing process adds its own rows right after each commit (their graph insert runs on a worker
+thread; every use of the graph waits for it first, :meth:`VectorIndex.settle`), so the index is always current.
 
 What it keeps:
 
@@ -28,8 +29,10 @@ with its watermarks, is ignored and the index is rebuilt from the rows. Why usea
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,6 +72,19 @@ def _whole_blocks(n: int) -> int:
     return -(-n // SCAN_BLOCK) * SCAN_BLOCK
 
 
+log = logging.getLogger(__name__)
+_worker: tuple[int, ThreadPoolExecutor] | None = None  # (pid, executor): the graph inserts' thread
+
+
+def _graph_worker() -> ThreadPoolExecutor:
+    """The process's one thread that inserts into HNSW graphs (made on first use; a forked child
+    makes its own: the parent's thread does not exist there)."""
+    global _worker
+    if _worker is None or _worker[0] != os.getpid():
+        _worker = (os.getpid(), ThreadPoolExecutor(1, thread_name_prefix="memq-graph"))
+    return _worker[1]
+
+
 SCOPE_CACHE = 256  # at most this many scopes' slots kept between searches, and no more slots in all
 # than the index holds rows (8 bytes a row at most, beside the mirror's 4 x dim)
 
@@ -87,6 +103,7 @@ class VectorIndex:
         self.mark = Watermark()
         self._graph = None  # usearch Index, once there are hnsw_from vectors
         self._graph_mapped = False  # a loaded graph is a read-only view of its file until a write
+        self._pending: Future[Any] | None = None  # the graph insert running in the background (settle)
         self._mat = np.zeros((0, dim), dtype=np.float32)  # slot -> vector (zeros in free slots)
         self._key = np.zeros(0, dtype=np.int64)  # slot -> rowid (-1: free)
         self._codes = np.zeros((0, len(SCOPE_FIELDS)), dtype=np.int32)  # slot -> scope codes (-1: none)
@@ -137,14 +154,32 @@ class VectorIndex:
                 codes[i] = [self.code(j, v) for j, v in enumerate(scope)]
         self._mirror(keys, vectors, codes)
         if self._graph is not None:
-            self._writable_graph().add(keys.astype(np.uint64), vectors, threads=0)
+            graph = self._writable_graph()
+            self._pending = _graph_worker().submit(graph.add, keys.astype(np.uint64), vectors, threads=0)
         elif self._size >= self.hnsw_from:
             self._build_graph()
 
+    def settle(self) -> None:
+        """Wait for the graph insert running in the background. ``add`` puts rows in the mirror at
+        once and hands their graph insert to a worker thread (usearch releases the GIL), so the
+        caller's next work — the next batch's SQL, a lexical index update — runs beside it; every
+        read or write of the graph settles first, so a search sees every row added before it. An
+        insert that failed leaves the graph behind the mirror: it is rebuilt from the mirror."""
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return
+        try:
+            pending.result()
+        except Exception:  # the mirror holds every row: a graph that missed some is rebuilt from it
+            log.warning("inserting into the HNSW graph failed; rebuilding it from the vectors", exc_info=True)
+            self._build_graph()
+
     def _writable_graph(self) -> Any:
-        """The graph, copied into memory first if it is still the view of its file that ``load``
-        maps: a process that only searches never reads the whole graph; the first write pays for
-        the copy (and never reloads the file, which another process may have saved anew)."""
+        """The graph (after any insert in flight), copied into memory first if it is still the view
+        of its file that ``load`` maps: a process that only searches never reads the whole graph; the
+        first write pays for the copy (and never reloads the file, which another process may have
+        saved anew)."""
+        self.settle()
         if self._graph_mapped:
             self._graph = self._graph.copy()  # type: ignore[union-attr]
             self._graph.expansion_add, self._graph.expansion_search = (
@@ -305,6 +340,7 @@ class VectorIndex:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
         if self._graph is None:
             return self.exact(vector, n if rescore is None else min(n, rescore))
+        self.settle()
         matches = self._graph.search(np.asarray(vector, dtype=np.float32), n, threads=1)
         keys = np.asarray(matches.keys, dtype=np.int64)
         if rescore is not None:
@@ -331,6 +367,7 @@ class VectorIndex:
         """Write the graph (if any), the mirror and the codes, then the sidecar; each atomically.
         The mirror is saved slot by slot up to the used rows in whole blocks (free slots keyed -1):
         ``load`` takes the arrays as they are, with no copy into a new layout."""
+        self.settle()
         top = _whole_blocks(self._top)
         files = {
             "graph": self._graph is not None,
