@@ -170,12 +170,16 @@ def injection_flags(text: str) -> list[str]:
     low = (text if text.isascii() else text.translate(_FOLD)).lower()
     present = {lit for found in set(_WORD_LITERALS.findall(low)) for lit in _PREFIXES[found]}
     present.update(lit for lit in _SYMBOLS if lit in low)
-    flags = []
-    for name, checks in _CHECKS.items():
-        for pattern, needs in checks:
-            if all(not group.isdisjoint(present) for group in needs) and pattern.search(text):
-                flags.append(name)
-                break
+    # only the checks whose first group of literals is present can match (most texts: none or a few)
+    live = sorted({ref for lit in present for ref in _BY_FIRST.get(lit, ())})
+    flags: list[str] = []
+    for f, c in live:
+        name = FLAG_NAMES[f]
+        if flags and flags[-1] == name:
+            continue  # one of its checks matched already
+        pattern, needs = _CHECKS[name][c]
+        if all(not group.isdisjoint(present) for group in needs[1:]) and pattern.search(text):
+            flags.append(name)
     return flags
 
 
@@ -183,6 +187,19 @@ _CHECKS = {
     name: [(p, tuple(frozenset(g) for g in needs)) for p, needs in zip(patterns, _NEEDS[name], strict=True)]
     for name, patterns in _PATTERNS.items()
 }
+
+
+def _by_first_literal() -> dict[str, list[tuple[int, int]]]:
+    """literal -> the (flag, check) positions whose first group of needed literals holds it."""
+    out: dict[str, list[tuple[int, int]]] = {}
+    for f, name in enumerate(FLAG_NAMES):
+        for c, (_, needs) in enumerate(_CHECKS[name]):
+            for lit in needs[0]:
+                out.setdefault(lit, []).append((f, c))
+    return out
+
+
+_BY_FIRST = _by_first_literal()
 _LITERALS = {lit for needs in _NEEDS.values() for groups in needs for g in groups for lit in g}
 # The literals that are words start a word in each pattern (after \b, \s, a quote or a bracket), so
 # they are found where a letter run ([a-z_]+) starts; the others (brackets, quotes, colons) by substring.
