@@ -45,6 +45,9 @@ HNSW_FROM = 20_000
 HNSW_CONNECTIVITY = 16
 HNSW_EXPANSION_ADD = 64
 HNSW_EXPANSION_SEARCH = 64
+# threads a graph insert runs on (0: every core). A graph built on several threads differs from run to
+# run (which node links to which depends on timing); on one it is the same every time (tests pin 1)
+GRAPH_THREADS = 0
 SCOPE_FIELDS = ("tenant", "user", "agent", "session")
 # an exact scan reads the mirror up to the used rows rounded up to this many: BLAS's matrix-vector
 # kernels sum a row in another order when it falls in a short tail block, so a scan length that moved
@@ -155,7 +158,9 @@ class VectorIndex:
         self._mirror(keys, vectors, codes)
         if self._graph is not None:
             graph = self._writable_graph()
-            self._pending = _graph_worker().submit(graph.add, keys.astype(np.uint64), vectors, threads=0)
+            self._pending = _graph_worker().submit(
+                graph.add, keys.astype(np.uint64), vectors, threads=GRAPH_THREADS
+            )
         elif self._size >= self.hnsw_from:
             self._build_graph()
 
@@ -193,7 +198,7 @@ class VectorIndex:
         graph = _new_graph(self.dim)
         used = np.flatnonzero(self._key >= 0)
         if len(used):
-            graph.add(self._key[used].astype(np.uint64), self._mat[used], threads=0)
+            graph.add(self._key[used].astype(np.uint64), self._mat[used], threads=GRAPH_THREADS)
         self._graph, self._graph_mapped = graph, False
 
     def _mirror(self, keys: np.ndarray, vectors: np.ndarray, codes: np.ndarray) -> None:
