@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -77,15 +78,17 @@ def _whole_blocks(n: int) -> int:
 
 log = logging.getLogger(__name__)
 _worker: tuple[int, ThreadPoolExecutor] | None = None  # (pid, executor): the graph inserts' thread
+_worker_lock = threading.Lock()
 
 
 def _graph_worker() -> ThreadPoolExecutor:
-    """The process's one thread that inserts into HNSW graphs (made on first use; a forked child
-    makes its own: the parent's thread does not exist there)."""
+    """The process's one thread that inserts into HNSW graphs (made on first use, by one store even
+    when several add at once; a forked child makes its own: the parent's thread does not exist there)."""
     global _worker
-    if _worker is None or _worker[0] != os.getpid():
-        _worker = (os.getpid(), ThreadPoolExecutor(1, thread_name_prefix="memq-graph"))
-    return _worker[1]
+    with _worker_lock:
+        if _worker is None or _worker[0] != os.getpid():
+            _worker = (os.getpid(), ThreadPoolExecutor(1, thread_name_prefix="memq-graph"))
+        return _worker[1]
 
 
 SCOPE_CACHE = 256  # at most this many scopes' slots kept between searches, and no more slots in all
