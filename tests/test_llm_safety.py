@@ -180,15 +180,3 @@ def test_fold_holds_every_character_that_ignorecase_takes_for_an_ascii_letter() 
     assert takes == {chr(cp) for cp in safety._FOLD}
     for char in takes:  # folded to the letter the pattern engine takes it for
         assert re.fullmatch(char.translate(safety._FOLD), char, re.IGNORECASE)
-
-
-def test_every_check_is_reachable_from_the_literals_that_must_open_it() -> None:
-    """injection_flags runs only the checks whose first group of needed literals is in the text:
-    each check must be listed under every literal of that group, or it could never run."""
-    from memq.llm import safety
-
-    for f, name in enumerate(safety.FLAG_NAMES):
-        for c, (_, needs) in enumerate(safety._CHECKS[name]):
-            assert needs, (name, c)
-            for lit in needs[0]:
-                assert (f, c) in safety._BY_FIRST[lit], (name, c, lit)

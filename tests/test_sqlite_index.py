@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -431,8 +432,6 @@ class _HeldGraph:
     insert looks like to the index."""
 
     def __init__(self, graph: object, fail: bool = False) -> None:
-        import threading
-
         self.graph, self.fail, self.go = graph, fail, threading.Event()
 
     def add(self, *args: object, **kwargs: object) -> object:
@@ -446,8 +445,6 @@ class _HeldGraph:
 
 
 def test_a_search_waits_for_the_graph_insert_of_the_rows_added_before_it() -> None:
-    import threading
-
     from memq.store.sqlite.vectors import VectorIndex
 
     rng = np.random.default_rng(5)

@@ -9,7 +9,8 @@ row's integer ``rowid`` and tracks two watermarks:
 
 Catching up brings the index level with the database (rows other processes wrote, purges they made);
 the writing process adds its own rows right after each commit (their graph insert runs on a worker
-thread; every use of the graph waits for it first, :meth:`VectorIndex.settle`), so the index is always current.
+thread; every use of the graph waits for it first, :meth:`VectorIndex.settle`), so the index is always
+current.
 
 What it keeps:
 
@@ -41,6 +42,8 @@ from typing import Any
 import numpy as np
 
 from memq.store.sqlite.arrays import grown, write_atomically
+
+log = logging.getLogger(__name__)
 
 HNSW_FROM = 20_000
 HNSW_CONNECTIVITY = 16
@@ -76,7 +79,6 @@ def _whole_blocks(n: int) -> int:
     return -(-n // SCAN_BLOCK) * SCAN_BLOCK
 
 
-log = logging.getLogger(__name__)
 _worker: tuple[int, ThreadPoolExecutor] | None = None  # (pid, executor): the graph inserts' thread
 _worker_lock = threading.Lock()
 
