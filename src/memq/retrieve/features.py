@@ -172,28 +172,37 @@ def query_terms(text: str) -> QueryTerms:
     return QueryTerms(words, frozenset(lower), names - dates, dates, frozenset(_NUMBER.findall(text)) - years)
 
 
-def _share(wanted: frozenset[str], have: frozenset[str]) -> float:
-    return len(wanted & have) / len(wanted) if wanted else 0.0
-
-
 def _meta_mentioned(metadata: object, words: frozenset[str]) -> float:
     """1 when a short text value of the record's metadata (a speaker, a user, a topic) is named in the
     query — every word of it among the query's words — else 0."""
     if not metadata or not words or metadata == "{}":
         return 0.0
-    if isinstance(metadata, str):
-        try:
-            metadata = json.loads(metadata)
-        except ValueError:
-            return 0.0
+    values = _meta_values(metadata) if isinstance(metadata, str) else _values_of(metadata)
+    return 1.0 if any(tokens <= words for tokens in values) else 0.0
+
+
+@lru_cache(maxsize=4_096)  # a store has few distinct metadata documents (a speaker, a topic)
+def _meta_values(document: str) -> tuple[frozenset[str], ...]:
+    """The word sets of a metadata document's short text values (JSON text, parsed once)."""
+    try:
+        metadata = json.loads(document)
+    except ValueError:
+        return ()
+    return _values_of(metadata)
+
+
+def _values_of(metadata: object) -> tuple[frozenset[str], ...]:
+    """The lower-cased word sets of the short (2-40 characters) text values of a metadata mapping
+    that hold a letter, in order; empty ones left out."""
     if not isinstance(metadata, dict):
-        return 0.0
+        return ()
+    out = []
     for value in metadata.values():
         if isinstance(value, str) and 2 <= len(value) <= 40 and any(c.isalpha() for c in value):
-            tokens = {t.lower() for t in _WORD.findall(value)}
-            if tokens and tokens <= words:
-                return 1.0
-    return 0.0
+            tokens = frozenset(t.lower() for t in _WORD.findall(value))
+            if tokens:
+                out.append(tokens)
+    return tuple(out)
 
 
 def _rank_value(rank: int | None) -> float:
@@ -210,49 +219,78 @@ def feature_matrix(
     now: datetime,
 ) -> np.ndarray:
     """The features of each row (``len(rows) × len(NAMES)``, float64)."""
-    out = np.zeros((len(rows), len(NAMES)))
-    kind_column = {k: COLUMN[f"kind_{k}"] for k in KINDS}
-    other = COLUMN["kind_other"]
-    log_1000, log_3650 = math.log1p(1000.0), math.log1p(3650.0)
+    if not rows:
+        return np.zeros((0, len(NAMES)))
     looked_for = terms.words | terms.names | terms.dates  # the words the features ask about
-    for i, row in enumerate(rows):
+    q_words, q_names, q_dates, q_numbers = terms.words, terms.names, terms.dates, terms.numbers
+    n_words, n_names, n_dates, n_numbers = len(q_words), len(q_names), len(q_dates), len(q_numbers)
+    all_words = terms.all_words
+    values = []
+    kinds = []
+    for row in rows:  # one list per row, in the order of NAMES up to the kind columns
         sig = signals[row.id]
-        words = _words_found(row.text, looked_for)
-        numbers = _numbers_found(row.text, terms.numbers)
-        when = row.valid_from or row.recorded_at
-        age_days = max((now - when).total_seconds(), 0.0) / 86_400
+        text = row.text
+        words = _words_found(text, looked_for) if looked_for else _NONE
         st = row.stats
-        total = st.get("agree_total", 0.0)
-        n = st.get("n", 0.0)
-        mean = (st.get("s", 0.0) + 1.0) / (n + 2.0)
-        # in the order of NAMES, up to the kind columns
-        out[i, :_N_VALUES] = (
-            1.0,
-            sig.base,
-            _rank_value(sig.base_rank),
-            sig.dense or 0.0,
-            _rank_value(sig.dense_rank),
-            sig.lexical or 0.0,
-            _rank_value(sig.lexical_rank),
-            sig.fused,
-            sig.links,
-            min(math.log1p(age_days) / log_3650, 1.5),
-            Q_INIT if row.q is None else row.q,
-            min(math.log1p(row.n_shown) / log_1000, 1.5),
-            (row.n_used + 1.0) / (row.n_shown + 2.0),
-            (2.0 * mean - 1.0) * n / (n + 2.0),
-            st.get("agree", 0.0) / total if total > 0 else 0.5,
-            _share(terms.words, words),
-            _share(terms.names, words),
-            _meta_mentioned(row.metadata, terms.all_words),
-            _share(terms.dates, words),
-            _share(terms.numbers, numbers),
-            min(math.log1p(len(row.text)) / 7.0, 1.5),
+        if st:
+            total = st.get("agree_total", 0.0)
+            n = st.get("n", 0.0)
+            evidence = (2.0 * (st.get("s", 0.0) + 1.0) / (n + 2.0) - 1.0) * n / (n + 2.0)
+            agree = st.get("agree", 0.0) / total if total > 0 else 0.5
+        else:
+            evidence, agree = 0.0, 0.5
+        shown = row.n_shown
+        values.append(
+            [
+                1.0,
+                sig.base,
+                _rank_value(sig.base_rank),
+                sig.dense or 0.0,
+                _rank_value(sig.dense_rank),
+                sig.lexical or 0.0,
+                _rank_value(sig.lexical_rank),
+                sig.fused,
+                sig.links,
+                _age_value((now - (row.valid_from or row.recorded_at)).total_seconds()),
+                Q_INIT if row.q is None else row.q,
+                _shown_value(shown),
+                (row.n_used + 1.0) / (shown + 2.0),
+                evidence,
+                agree,
+                len(q_words & words) / n_words if n_words else 0.0,
+                len(q_names & words) / n_names if n_names else 0.0,
+                _meta_mentioned(row.metadata, all_words),
+                len(q_dates & words) / n_dates if n_dates else 0.0,
+                len(q_numbers & _numbers_found(text, q_numbers)) / n_numbers if n_numbers else 0.0,
+                _length_value(len(text)),
+            ]
         )
-        out[i, kind_column.get(row.kind, other)] = 1.0
+        kinds.append(_KIND_COLUMN.get(row.kind, _OTHER_KIND))
+    out = np.zeros((len(rows), len(NAMES)))
+    out[:, :_N_VALUES] = values
+    out[np.arange(len(rows)), kinds] = 1.0
     # recipe signals of extreme inputs (a huge importance, a far-future date) stay finite and fit float32
     return np.clip(
         np.nan_to_num(out, nan=0.0, posinf=FEATURE_BOUND, neginf=-FEATURE_BOUND),
         -FEATURE_BOUND,
         FEATURE_BOUND,
     )
+
+
+_NONE: frozenset[str] = frozenset()
+_KIND_COLUMN = {k: COLUMN[f"kind_{k}"] for k in KINDS}
+_OTHER_KIND = COLUMN["kind_other"]
+_LOG_1000, _LOG_3650 = math.log1p(1000.0), math.log1p(3650.0)
+
+
+def _age_value(seconds: float) -> float:
+    """log1p(age in days) / log1p(3650), at most 1.5 (a future date counts as age 0)."""
+    return min(math.log1p(max(seconds, 0.0) / 86_400) / _LOG_3650, 1.5)
+
+
+def _shown_value(n_shown: int) -> float:
+    return min(math.log1p(n_shown) / _LOG_1000, 1.5)
+
+
+def _length_value(chars: int) -> float:
+    return min(math.log1p(chars) / 7.0, 1.5)

@@ -53,14 +53,16 @@ def spread_links(
     """
     neighbours: dict[str, set[str]] = {}
     for src, targets in links.items():
+        if not targets or src not in scores:
+            continue
         for dst in targets:
-            if dst != src and dst in scores and src in scores:
+            if dst != src and dst in scores:
                 neighbours.setdefault(src, set()).add(dst)
                 neighbours.setdefault(dst, set()).add(src)
-    return {
-        rid: s + weight * max((scores[n] for n in neighbours.get(rid, ())), default=0.0)
-        for rid, s in scores.items()
-    }
+    out = {rid: s + weight * 0.0 for rid, s in scores.items()}  # most candidates link to no candidate
+    for rid, near in neighbours.items():
+        out[rid] = scores[rid] + weight * max(scores[n] for n in near)
+    return out
 
 
 def recency_factor(when: datetime, now: datetime, half_life_days: float, weight: float) -> float:

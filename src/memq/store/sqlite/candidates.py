@@ -224,8 +224,8 @@ class SQLiteCandidates(SQLiteBase):
             epoch = rows.epoch
         for chunk in chunks(missing, 500):
             found.update(self._read_into_mirror(rows, epoch, f"r.rowid IN ({marks(len(chunk))})", chunk))
-        now = mirror.now_us()
-        return {k: e.row for k, e in found.items() if mirror.sees(query, e, now)}
+        sees = mirror.seer(query, mirror.now_us())
+        return {k: e.row for k, e in found.items() if sees(e)}
 
     def _sync_mirror(self) -> RowMirror:
         """The light-row mirror, caught up with the ``row_changes`` log (lock held). Another

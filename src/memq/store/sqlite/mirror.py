@@ -18,7 +18,7 @@ older than the change.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from types import MappingProxyType
@@ -75,31 +75,52 @@ def entry_of(r: Sequence[Any]) -> tuple[int, Entry]:
     return r[0], Entry(row, r[13], r[14], r[15], r[16], valid_from, recorded_at, r[17], r[18])
 
 
-def sees(query: CandidateQuery, e: Entry, now: int) -> bool:
-    """Whether ``query`` sees the row: :func:`memq.store.sqlcommon.visibility` without a filter, on
-    the same integer columns (``now``: the current time in µs, as that clause binds it)."""
+def seer(query: CandidateQuery, now: int) -> Callable[[Entry], bool]:
+    """Whether ``query`` sees a row, as a predicate on entries: :func:`memq.store.sqlcommon.visibility`
+    without a filter, on the same integer columns (``now``: the current time in µs, as that clause
+    binds it). Built once per search: the common query (no scope but the tenant, or one user; the
+    present) is one expression, the rest is checked field by field."""
     sc = query.scope
-    if e.tenant != sc.tenant:
-        return False
-    if (
-        (sc.user is not None and e.user != sc.user)
-        or (sc.agent is not None and e.agent != sc.agent)
-        or (sc.session is not None and e.session != sc.session)
-    ):
-        return False
-    if query.as_of is None:
-        if e.expired_at is not None:
+    tenant, user, agent, session = sc.tenant, sc.user, sc.agent, sc.session
+    present = query.as_of is None and not query.include_invalidated and query.valid_at is None
+    if present and agent is None and session is None:
+        if user is None:
+            return lambda e: (
+                e.tenant == tenant and e.expired_at is None and (e.valid_to is None or e.valid_to > now)
+            )
+        return lambda e: (
+            e.user == user
+            and e.tenant == tenant
+            and e.expired_at is None
+            and (e.valid_to is None or e.valid_to > now)
+        )
+    as_of = None if query.as_of is None else to_us(query.as_of)
+    valid_at = None if query.valid_at is None else to_us(query.valid_at)
+    include_invalidated = query.include_invalidated
+
+    def sees(e: Entry) -> bool:
+        if e.tenant != tenant:
             return False
-    else:
-        t = to_us(query.as_of)
-        if not (e.recorded_at <= t and (e.expired_at is None or e.expired_at > t)):  # type: ignore[operator]
+        if (
+            (user is not None and e.user != user)
+            or (agent is not None and e.agent != agent)
+            or (session is not None and e.session != session)
+        ):
             return False
-    if query.include_invalidated:
-        return True
-    if query.valid_at is None:
-        return e.valid_to is None or e.valid_to > now
-    t = to_us(query.valid_at)
-    return (e.valid_from is None or e.valid_from <= t) and (e.valid_to is None or e.valid_to > t)  # type: ignore[operator]
+        if as_of is None:
+            if e.expired_at is not None:
+                return False
+        elif not (e.recorded_at <= as_of and (e.expired_at is None or e.expired_at > as_of)):
+            return False
+        if include_invalidated:
+            return True
+        if valid_at is None:
+            return e.valid_to is None or e.valid_to > now
+        return (e.valid_from is None or e.valid_from <= valid_at) and (
+            e.valid_to is None or e.valid_to > valid_at
+        )
+
+    return sees
 
 
 def now_us() -> int:
