@@ -202,9 +202,10 @@ class LexicalIndex:
     def add(self, rowids: Sequence[int], texts: Sequence[str], scopes: Sequence[Scope]) -> None:
         """Index rows (rows already present are skipped)."""
         with self._lock:
-            keys = np.asarray(rowids, dtype=np.int64)
-            if len(keys) == 0:
+            if len(rowids) < DIRECT_BATCH:
+                self._add_few([int(k) for k in rowids], texts, scopes)
                 return
+            keys = np.asarray(rowids, dtype=np.int64)
             if keys.min() < 0 or keys.max() >= 2**31:
                 raise ValueError("rowids must lie in [0, 2**31)")
             self._grow(int(keys.max()) + 1)
@@ -235,20 +236,58 @@ class LexicalIndex:
                 self._df[seg.terms] += np.diff(seg.starts)
                 self._push(seg)
                 return
-            seen: list[int] = []
-            for key, tids in zip(keys.tolist(), ids, strict=True):
-                counts = Counter(tids)
-                for tid, tf in counts.items():
-                    slot = self._buf.get(tid)
-                    if slot is None:
-                        slot = self._buf[tid] = ([], [])
-                    slot[0].append(key)
-                    slot[1].append(tf)
-                seen += counts
-            np.add.at(self._df, np.array(seen, dtype=np.int64), 1)
-            self._buf_docs += len(keys)
-            if self._buf_docs >= BUFFER_DOCS:
-                self._flush()
+            self._buffer(keys.tolist(), ids)
+
+    def _add_few(self, keys: list[int], texts: Sequence[str], scopes: Sequence[Scope]) -> None:
+        """``add`` of fewer than ``DIRECT_BATCH`` rows (into the buffer), on Python ints: an agent's
+        one-record adds, where numpy's per-call cost would be most of the work."""
+        if not keys:
+            return
+        if min(keys) < 0 or max(keys) >= 2**31:
+            raise ValueError("rowids must lie in [0, 2**31)")
+        self._grow(max(keys) + 1)
+        present = self._scope[0]
+        fresh = [i for i, k in enumerate(keys) if present[k] < 0]
+        keys = [keys[i] for i in fresh]
+        if len(set(keys)) != len(keys):
+            raise ValueError("duplicate rowids in one add")
+        if not keys:
+            return
+        ids = self.vocab.doc_ids([texts[i] for i in fresh])
+        if any(self._ghost[k] for k in keys):  # re-added rowids: drop their old postings first
+            self._segments = [self._merge([s]) if s.dead else s for s in self._segments]
+            self._ghost[:] = False
+        for f, field in enumerate(SCOPE_FIELDS):
+            codes, column = self._codes[field], self._scope[f]
+            for i, key in zip(fresh, keys, strict=True):
+                v = _scope_key(scopes[i], f)
+                column[key] = -1 if v is None else codes.setdefault(v, len(codes))
+        total = 0
+        for key, tids in zip(keys, ids, strict=True):
+            self._dl[key] = len(tids)
+            total += len(tids)
+        self._n += len(keys)
+        self._total += float(total)
+        if len(self._df) < len(self.vocab):  # grown by doubling: new words come with most adds
+            self._df = grown(self._df, max(len(self.vocab), 2 * len(self._df)))
+        self._buffer(keys, ids)
+
+    def _buffer(self, keys: list[int], ids: Sequence[Sequence[int]]) -> None:
+        """Put rows' postings (term ids per row) in the buffer; a full buffer becomes a segment."""
+        seen: list[int] = []
+        for key, tids in zip(keys, ids, strict=True):
+            counts = Counter(tids)
+            for tid, tf in counts.items():
+                slot = self._buf.get(tid)
+                if slot is None:
+                    slot = self._buf[tid] = ([], [])
+                slot[0].append(key)
+                slot[1].append(tf)
+            seen += counts
+        np.add.at(self._df, np.array(seen, dtype=np.int64), 1)
+        self._buf_docs += len(keys)
+        if self._buf_docs >= BUFFER_DOCS:
+            self._flush()
 
     def remove(self, rowids: Sequence[int]) -> None:
         """Drop rows (unknown rowids are ignored)."""
