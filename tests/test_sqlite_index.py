@@ -276,6 +276,46 @@ def test_scope_slots_are_kept_between_searches_and_follow_every_add_and_removal(
     assert len(index._scopes) == SCOPE_CACHE and scope not in index._scopes
 
 
+def test_kept_scope_slots_stay_equal_to_a_fresh_pass_through_random_adds_and_removals() -> None:
+    from memq.store.sqlite.vectors import SCOPE_UPDATE_MAX, VectorIndex
+
+    rng = np.random.default_rng(21)
+    index = VectorIndex(4, hnsw_from=10**9)
+    values: list[list[str | None]] = [
+        ["t", "x"],
+        [None, "u0", "u1", "u2"],
+        [None, "a0", "a1"],
+        [None, "s0", "s1"],
+    ]
+
+    def pick() -> tuple[str | None, ...]:
+        return tuple(v[int(rng.integers(len(v)))] for v in values)
+
+    present: set[int] = set()
+    next_key = 1
+    for step in range(300):
+        kept = set(index._scopes)
+        if present and rng.random() < 0.35:
+            gone = rng.choice(sorted(present), size=min(len(present), int(rng.integers(1, 6))), replace=False)
+            index.remove(np.asarray(gone, dtype=np.int64))
+            present -= set(gone.tolist())
+            assert set(index._scopes) == kept  # a small removal updates the kept lists
+        else:
+            n = int(rng.integers(1, 8)) if rng.random() < 0.9 else SCOPE_UPDATE_MAX + 1
+            again = [k for k in range(1, next_key) if k not in present][: n // 2]  # freed rowids come back
+            keys = np.array(again + list(range(next_key, next_key + n - len(again))), dtype=np.int64)
+            next_key += n - len(again)
+            index.add(keys, rng.normal(size=(len(keys), 4)).astype(np.float32), [pick() for _ in keys])
+            present |= set(keys.tolist())
+            assert set(index._scopes) == (set() if n > SCOPE_UPDATE_MAX else kept)  # a large add forgets
+        for _ in range(3):
+            index.scope_slots(pick())
+        assert set(index._scope_codes.values()) == set(index._scopes)
+        for scope, slots in index._scopes.items():
+            mask = index.scope_mask(scope)
+            assert mask is not None and slots.tolist() == np.flatnonzero(mask).tolist(), (step, scope)
+
+
 def test_search_rescores_only_the_graphs_first_candidates_when_asked() -> None:
     from memq.store.sqlite.vectors import VectorIndex
 

@@ -95,6 +95,9 @@ def _graph_worker() -> ThreadPoolExecutor:
 
 SCOPE_CACHE = 256  # at most this many scopes' slots kept between searches, and no more slots in all
 # than the index holds rows (8 bytes a row at most, beside the mirror's 4 x dim)
+SCOPE_UPDATE_MAX = 64  # an add or removal of at most this many rows updates the kept scopes' slots in
+# place (an agent adds a record, then searches its user's records); a larger one forgets them
+ANY = -2  # a scope's code for a field it leaves open (None), in ``_scope_codes``
 
 
 @dataclass
@@ -121,8 +124,10 @@ class VectorIndex:
         self._size = 0  # slots in use
         self._vocab: list[dict[str, int]] = [{} for _ in SCOPE_FIELDS]
         self._count = [np.zeros(0, dtype=np.int64) for _ in SCOPE_FIELDS]  # per field: code -> rows
-        # scope -> its slots, ascending, for the scopes searched lately (emptied by every add or removal)
+        # scope -> its slots, ascending, for the scopes searched lately (kept current by small adds and
+        # removals, forgotten by larger ones); and the same scopes by their codes (ANY for None)
         self._scopes: OrderedDict[tuple[str | None, ...], np.ndarray] = OrderedDict()
+        self._scope_codes: dict[tuple[int, ...], tuple[str | None, ...]] = {}
 
     def __len__(self) -> int:
         return self._size
@@ -224,6 +229,7 @@ class VectorIndex:
         self._codes[slots] = codes
         self._size += len(keys)
         self._tally(codes, 1)
+        self._rescope(slots, codes, added=True)
 
     def _restore(self, keys: np.ndarray, vectors: np.ndarray, codes: np.ndarray) -> None:
         """Take saved slot arrays (``save``: whole blocks, free slots keyed -1) as the mirror, as they
@@ -242,11 +248,10 @@ class VectorIndex:
         holes = np.flatnonzero(keys[: self._top] < 0)[::-1]
         self._free = [*range(len(keys) - 1, self._top - 1, -1), *holes.tolist()]
         self._tally(codes[used], 1)
+        self._forget_scopes()
 
     def _tally(self, codes: np.ndarray, sign: int) -> None:
-        """Add (``sign`` 1) or take away (-1) rows with ``codes`` from the per-field code counts (every
-        change of which slots hold rows passes here, so the scopes' slots are forgotten here too)."""
-        self._scopes.clear()
+        """Add (``sign`` 1) or take away (-1) rows with ``codes`` from the per-field code counts."""
         for j in range(len(SCOPE_FIELDS)):
             col = codes[:, j]
             col = col[col >= 0]
@@ -267,6 +272,7 @@ class VectorIndex:
             self._writable_graph().remove(keys.astype(np.uint64))
         slots = self._slot[keys]
         self._tally(self._codes[slots], -1)
+        self._rescope(slots, self._codes[slots], added=False)
         self._mat[slots] = 0.0
         self._key[slots] = -1
         self._codes[slots] = -1
@@ -291,8 +297,9 @@ class VectorIndex:
 
     def scope_slots(self, scope: tuple[str | None, ...]) -> np.ndarray | None:
         """The slots of ``scope``'s rows, ascending (None if a value is unknown), kept for the scopes
-        searched last (``SCOPE_CACHE``) until the next add or removal: a search within one user's
-        records then skips the pass over every slot (120-170 µs at 100,000)."""
+        searched last (``SCOPE_CACHE``): a search within one user's records then skips the pass over
+        every slot (120-170 µs at 100,000). Adds and removals of up to ``SCOPE_UPDATE_MAX`` rows keep
+        the kept lists current (``_rescope``); larger ones forget them."""
         slots = self._scopes.get(scope)
         if slots is not None:
             self._scopes.move_to_end(scope)
@@ -301,10 +308,56 @@ class VectorIndex:
         if mask is None:
             return None
         slots = self._scopes[scope] = np.flatnonzero(mask)
+        self._scope_codes[self._codes_of(scope)] = scope
         kept = sum(len(s) for s in self._scopes.values())
         while len(self._scopes) > 1 and (len(self._scopes) > SCOPE_CACHE or kept > self._size):
-            kept -= len(self._scopes.popitem(last=False)[1])
+            old, dropped = self._scopes.popitem(last=False)
+            del self._scope_codes[self._codes_of(old)]
+            kept -= len(dropped)
         return slots
+
+    def _codes_of(self, scope: tuple[str | None, ...]) -> tuple[int, ...]:
+        """A kept scope's codes (every value of a kept scope has one), ``ANY`` for a field left open."""
+        return tuple(ANY if v is None else self._vocab[j][v] for j, v in enumerate(scope))
+
+    def _forget_scopes(self) -> None:
+        self._scopes.clear()
+        self._scope_codes.clear()
+
+    def _rescope(self, slots: np.ndarray, codes: np.ndarray, *, added: bool) -> None:
+        """Keep the kept scopes' slots current after ``slots`` (rows with ``codes``) were filled
+        (``added``) or freed. A row belongs to the scopes whose every field is open or its value: at
+        most 2^4 code patterns a row, each looked up among the kept scopes."""
+        if not self._scopes:
+            return
+        if len(slots) > SCOPE_UPDATE_MAX:
+            self._forget_scopes()
+            return
+        touched: dict[tuple[str | None, ...], list[int]] = {}
+        kept = self._scope_codes
+        for slot, row in zip(slots.tolist(), codes.tolist(), strict=True):
+            patterns: list[tuple[int, ...]] = [()]
+            for c in row:
+                patterns = [(*p, ANY) for p in patterns] + ([(*p, c) for p in patterns] if c >= 0 else [])
+            for pattern in patterns:
+                scope = kept.get(pattern)
+                if scope is not None:
+                    touched.setdefault(scope, []).append(slot)
+        for scope, changed in touched.items():
+            have = self._scopes[scope]
+            changed.sort()
+            if added and (not len(have) or changed[0] > have[-1]):  # the usual case: slots past the last
+                self._scopes[scope] = np.concatenate((have, np.array(changed, dtype=have.dtype)))
+                continue
+            moved = np.array(changed, dtype=have.dtype)
+            at = np.searchsorted(have, moved)
+            if added:
+                self._scopes[scope] = np.insert(have, at, moved)
+            elif (at < len(have)).all() and (have[np.minimum(at, len(have) - 1)] == moved).all():
+                self._scopes[scope] = np.delete(have, at)
+            else:  # not where it should be: never expected, but a wrong list would hide rows
+                self._forget_scopes()
+                return
 
     def scope_bound(self, scope: tuple[str | None, ...]) -> int:
         """At least as many rows as ``scope`` holds (the fewest rows of any one of its fields' values),
