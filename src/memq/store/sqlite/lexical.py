@@ -200,77 +200,45 @@ class LexicalIndex:
 
     # -- writes -------------------------------------------------------------------------------------
     def add(self, rowids: Sequence[int], texts: Sequence[str], scopes: Sequence[Scope]) -> None:
-        """Index rows (rows already present are skipped)."""
+        """Index rows (rows already present are skipped). The bookkeeping runs on Python ints: most
+        adds are an agent's one record, where numpy's per-call cost would be most of the work."""
         with self._lock:
-            if len(rowids) < DIRECT_BATCH:
-                self._add_few([int(k) for k in rowids], texts, scopes)
+            keys = [int(k) for k in rowids]
+            if not keys:
                 return
-            keys = np.asarray(rowids, dtype=np.int64)
-            if keys.min() < 0 or keys.max() >= 2**31:
+            if min(keys) < 0 or max(keys) >= 2**31:
                 raise ValueError("rowids must lie in [0, 2**31)")
-            self._grow(int(keys.max()) + 1)
-            fresh = [i for i, k in enumerate(keys.tolist()) if self._scope[0, k] < 0]
-            if len(set(keys[fresh].tolist())) != len(fresh):
+            self._grow(max(keys) + 1)
+            present = self._scope[0]
+            fresh = [i for i, k in enumerate(keys) if present[k] < 0]
+            keys = [keys[i] for i in fresh]
+            if len(set(keys)) != len(keys):
                 raise ValueError("duplicate rowids in one add")
-            if not fresh:
+            if not keys:
                 return
-            keys = keys[fresh]
             ids = self.vocab.doc_ids([texts[i] for i in fresh])
-            lens = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
-            if self._ghost[keys].any():  # re-added rowids: drop their old postings first
+            if any(self._ghost[k] for k in keys):  # re-added rowids: drop their old postings first
                 self._segments = [self._merge([s]) if s.dead else s for s in self._segments]
                 self._ghost[:] = False
             for f, field in enumerate(SCOPE_FIELDS):
-                codes = self._codes[field]
-                vals = [_scope_key(scopes[i], f) for i in fresh]
-                self._scope[f, keys] = [-1 if v is None else codes.setdefault(v, len(codes)) for v in vals]
+                codes, column = self._codes[field], self._scope[f]
+                for i, key in zip(fresh, keys, strict=True):
+                    v = _scope_key(scopes[i], f)
+                    column[key] = -1 if v is None else codes.setdefault(v, len(codes))
+            lens = [len(x) for x in ids]
             self._dl[keys] = lens
             self._n += len(keys)
-            self._total += float(lens.sum())
+            self._total += float(sum(lens))
             if len(self._df) < len(self.vocab):  # grown by doubling: new words come with most adds
                 self._df = grown(self._df, max(len(self.vocab), 2 * len(self._df)))
-            if len(keys) >= DIRECT_BATCH:
-                flat = np.fromiter(chain.from_iterable(ids), dtype=np.int64, count=int(lens.sum()))
-                key, tfs = np.unique((flat << 32) | np.repeat(keys, lens), return_counts=True)
-                seg = _Segment.from_keys(key, tfs, len(keys))
-                self._df[seg.terms] += np.diff(seg.starts)
-                self._push(seg)
+            if len(keys) < DIRECT_BATCH:
+                self._buffer(keys, ids)
                 return
-            self._buffer(keys.tolist(), ids)
-
-    def _add_few(self, keys: list[int], texts: Sequence[str], scopes: Sequence[Scope]) -> None:
-        """``add`` of fewer than ``DIRECT_BATCH`` rows (into the buffer), on Python ints: an agent's
-        one-record adds, where numpy's per-call cost would be most of the work."""
-        if not keys:
-            return
-        if min(keys) < 0 or max(keys) >= 2**31:
-            raise ValueError("rowids must lie in [0, 2**31)")
-        self._grow(max(keys) + 1)
-        present = self._scope[0]
-        fresh = [i for i, k in enumerate(keys) if present[k] < 0]
-        keys = [keys[i] for i in fresh]
-        if len(set(keys)) != len(keys):
-            raise ValueError("duplicate rowids in one add")
-        if not keys:
-            return
-        ids = self.vocab.doc_ids([texts[i] for i in fresh])
-        if any(self._ghost[k] for k in keys):  # re-added rowids: drop their old postings first
-            self._segments = [self._merge([s]) if s.dead else s for s in self._segments]
-            self._ghost[:] = False
-        for f, field in enumerate(SCOPE_FIELDS):
-            codes, column = self._codes[field], self._scope[f]
-            for i, key in zip(fresh, keys, strict=True):
-                v = _scope_key(scopes[i], f)
-                column[key] = -1 if v is None else codes.setdefault(v, len(codes))
-        total = 0
-        for key, tids in zip(keys, ids, strict=True):
-            self._dl[key] = len(tids)
-            total += len(tids)
-        self._n += len(keys)
-        self._total += float(total)
-        if len(self._df) < len(self.vocab):  # grown by doubling: new words come with most adds
-            self._df = grown(self._df, max(len(self.vocab), 2 * len(self._df)))
-        self._buffer(keys, ids)
+            flat = np.fromiter(chain.from_iterable(ids), dtype=np.int64, count=sum(lens))
+            key, tfs = np.unique((flat << 32) | np.repeat(np.array(keys, np.int64), lens), return_counts=True)
+            seg = _Segment.from_keys(key, tfs, len(keys))
+            self._df[seg.terms] += np.diff(seg.starts)
+            self._push(seg)
 
     def _buffer(self, keys: list[int], ids: Sequence[Sequence[int]]) -> None:
         """Put rows' postings (term ids per row) in the buffer; a full buffer becomes a segment."""
