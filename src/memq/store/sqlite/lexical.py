@@ -217,14 +217,13 @@ class LexicalIndex:
             if not keys:
                 return
             ids = self.vocab.doc_ids([texts[i] for i in fresh])
-            if any(self._ghost[k] for k in keys):  # re-added rowids: drop their old postings first
+            if self._ghost[keys].any():  # re-added rowids: drop their old postings first
                 self._segments = [self._merge([s]) if s.dead else s for s in self._segments]
                 self._ghost[:] = False
             for f, field in enumerate(SCOPE_FIELDS):
-                codes, column = self._codes[field], self._scope[f]
-                for i, key in zip(fresh, keys, strict=True):
-                    v = _scope_key(scopes[i], f)
-                    column[key] = -1 if v is None else codes.setdefault(v, len(codes))
+                codes = self._codes[field]
+                vals = [_scope_key(scopes[i], f) for i in fresh]
+                self._scope[f, keys] = [-1 if v is None else codes.setdefault(v, len(codes)) for v in vals]
             lens = [len(x) for x in ids]
             self._dl[keys] = lens
             self._n += len(keys)
