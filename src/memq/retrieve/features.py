@@ -211,6 +211,24 @@ def _rank_value(rank: int | None) -> float:
 
 FEATURE_BOUND = 1e6
 
+_NONE: frozenset[str] = frozenset()
+_KIND_COLUMN = {k: COLUMN[f"kind_{k}"] for k in KINDS}
+_OTHER_KIND = COLUMN["kind_other"]
+_LOG_1000, _LOG_3650 = math.log1p(1000.0), math.log1p(3650.0)
+
+
+def _age_value(seconds: float) -> float:
+    """log1p(age in days) / log1p(3650), at most 1.5 (a future date counts as age 0)."""
+    return min(math.log1p(max(seconds, 0.0) / 86_400) / _LOG_3650, 1.5)
+
+
+def _shown_value(n_shown: int) -> float:
+    return min(math.log1p(n_shown) / _LOG_1000, 1.5)
+
+
+def _length_value(chars: int) -> float:
+    return min(math.log1p(chars) / 7.0, 1.5)
+
 
 def feature_matrix(
     terms: QueryTerms,
@@ -275,22 +293,3 @@ def feature_matrix(
         -FEATURE_BOUND,
         FEATURE_BOUND,
     )
-
-
-_NONE: frozenset[str] = frozenset()
-_KIND_COLUMN = {k: COLUMN[f"kind_{k}"] for k in KINDS}
-_OTHER_KIND = COLUMN["kind_other"]
-_LOG_1000, _LOG_3650 = math.log1p(1000.0), math.log1p(3650.0)
-
-
-def _age_value(seconds: float) -> float:
-    """log1p(age in days) / log1p(3650), at most 1.5 (a future date counts as age 0)."""
-    return min(math.log1p(max(seconds, 0.0) / 86_400) / _LOG_3650, 1.5)
-
-
-def _shown_value(n_shown: int) -> float:
-    return min(math.log1p(n_shown) / _LOG_1000, 1.5)
-
-
-def _length_value(chars: int) -> float:
-    return min(math.log1p(chars) / 7.0, 1.5)
