@@ -9,7 +9,9 @@ thread. Settings: the graph asked for 64, 2·n and ``graph_fetch(n)`` (4·n) can
 and 4·n with only the first ``RESCORE × take`` rescored (what ``SQLiteCandidates`` does).
 
 Results: ``benchmarks/results/dense-fetch.json``; ``docs/algorithms.md`` quotes them. Embedding
-30,000 texts takes ~8 minutes on 2 cores.
+30,000 texts takes ~8 minutes on 2 cores. ``--vectors hashing --size 100000 --output
+benchmarks/results/dense-fetch-hashing.json`` measures the same on the model-free vectors the store
+benchmark's ``--vectors hashing`` runs use (``docs/benchmarks-store.md`` quotes it), in ~2 minutes.
 """
 
 from __future__ import annotations
@@ -31,9 +33,16 @@ POOL = 50  # SearchOptions.pool for k <= 12
 
 def main(argv: list[str] | None = None) -> int:
     parser = sb.small_parser(__doc__.split("\n\n")[0], 30_000, "texts indexed", 300, DEFAULT_OUTPUT)
+    parser.add_argument(
+        "--vectors",
+        choices=("minilm", "hashing"),
+        default="minilm",
+        help="minilm (memq's default embedder; the default) or hashing (memq's model-free HashingEmbedder, "
+        f"{sb.HASHING_DIM}-d: the vectors of the store benchmark's --vectors hashing runs)",
+    )
     args = parser.parse_args(argv)
 
-    from memq.embed import OnnxMiniLMEmbedder
+    from memq.embed import HashingEmbedder, OnnxMiniLMEmbedder
     from memq.store.sqlite.candidates import RESCORE, graph_fetch, take_for
     from memq.store.sqlite.vectors import HNSW_FROM, VectorIndex
 
@@ -44,7 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     corpus, _ = sb.build_corpus(sources, args.size)
     texts = [d.text for d in corpus][: args.size]
     questions = sb.build_queries(sources, args.queries)
-    embedder = OnnxMiniLMEmbedder(threads=2, batch_size=64)
+    embedder = (
+        HashingEmbedder(dim=sb.HASHING_DIM)
+        if args.vectors == "hashing"
+        else OnnxMiniLMEmbedder(threads=2, batch_size=64)
+    )
     vectors = []
     with sb.progress() as bar:
         task = bar.add_task(f"embed {len(texts):,} texts", total=len(texts))
