@@ -9,9 +9,10 @@ thread. Settings: the graph asked for 64, 2·n and ``graph_fetch(n)`` (4·n) can
 and 4·n with only the first ``RESCORE × take`` rescored (what ``SQLiteCandidates`` does).
 
 Results: ``benchmarks/results/dense-fetch.json``; ``docs/algorithms.md`` quotes them. Embedding
-30,000 texts takes ~8 minutes on 2 cores. ``--vectors hashing --size 100000 --output
+30,000 texts takes ~8 minutes on 2 cores; ``--size 100000 --output
+benchmarks/results/dense-fetch-100k.json`` ~25 minutes. ``--vectors hashing --size 100000 --output
 benchmarks/results/dense-fetch-hashing.json`` measures the same on the model-free vectors the store
-benchmark's ``--vectors hashing`` runs use (``docs/benchmarks-store.md`` quotes it), in ~2 minutes.
+benchmark's ``--vectors hashing`` runs use (``docs/benchmarks-store.md`` quotes both), in ~2 minutes.
 """
 
 from __future__ import annotations
