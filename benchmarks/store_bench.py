@@ -1191,19 +1191,29 @@ def save_results(
 
 
 def git_state() -> dict[str, Any]:
-    """The commit measured, and the library files that differed from it (uncommitted work)."""
+    """The commit measured, and the library files that differed from it (uncommitted work). The
+    repository is the one the imported ``memq`` lives in: a run of another worktree's code
+    (``PYTHONPATH=/path/to/worktree/src``, as an A/B does) records that worktree's commit, not this
+    checkout's."""
     import subprocess
+
+    import memq
+
+    repo = Path(memq.__file__).resolve().parents[2]
+    if not (repo / ".git").exists():  # memq installed as a package: the checkout this script runs from
+        repo = ROOT
 
     def git(*args: str) -> str:
         try:
             return subprocess.run(
-                ["git", *args], cwd=ROOT, capture_output=True, text=True, check=True, timeout=30
-            ).stdout.strip()
+                ["git", *args], cwd=repo, capture_output=True, text=True, check=True, timeout=30
+            ).stdout
         except (OSError, subprocess.SubprocessError):
             return ""
 
+    # porcelain lines are "XY path": not stripped, or the first line's leading space would shift its path
     changed = [line[3:] for line in git("status", "--porcelain", "--", "src").splitlines() if line]
-    return {"commit": git("rev-parse", "--short", "HEAD") or None, "uncommitted_src": changed}
+    return {"commit": git("rev-parse", "--short", "HEAD").strip() or None, "uncommitted_src": changed}
 
 
 def package_versions() -> dict[str, Any]:
