@@ -211,7 +211,6 @@ def _rank_value(rank: int | None) -> float:
 
 FEATURE_BOUND = 1e6
 
-_NONE: frozenset[str] = frozenset()
 _KIND_COLUMN = {k: COLUMN[f"kind_{k}"] for k in KINDS}
 _OTHER_KIND = COLUMN["kind_other"]
 _LOG_1000, _LOG_3650 = math.log1p(1000.0), math.log1p(3650.0)
@@ -248,7 +247,7 @@ def feature_matrix(
     for row in rows:  # one list per row, in the order of NAMES up to the kind columns
         sig = signals[row.id]
         text = row.text
-        words = _words_found(text, looked_for) if looked_for else _NONE
+        words = _words_found(text, looked_for)
         st = row.stats
         if st:
             total = st.get("agree_total", 0.0)

@@ -200,8 +200,9 @@ class LexicalIndex:
 
     # -- writes -------------------------------------------------------------------------------------
     def add(self, rowids: Sequence[int], texts: Sequence[str], scopes: Sequence[Scope]) -> None:
-        """Index rows (rows already present are skipped). The bookkeeping runs on Python ints: most
-        adds are an agent's one record, where numpy's per-call cost would be most of the work."""
+        """Index rows (rows already present are skipped). Rowids and lengths stay Python ints, and a
+        small add goes to the buffer: most adds are an agent's one record, where numpy's per-call
+        cost on one-element arrays would be most of the work."""
         with self._lock:
             keys = [int(k) for k in rowids]
             if not keys:

@@ -84,13 +84,9 @@ def seer(query: CandidateQuery, now: int) -> Callable[[Entry], bool]:
     tenant, user, agent, session = sc.tenant, sc.user, sc.agent, sc.session
     present = query.as_of is None and not query.include_invalidated and query.valid_at is None
     if present and agent is None and session is None:
-        if user is None:
-            return lambda e: (
-                e.tenant == tenant and e.expired_at is None and (e.valid_to is None or e.valid_to > now)
-            )
         return lambda e: (
-            e.user == user
-            and e.tenant == tenant
+            e.tenant == tenant
+            and (user is None or e.user == user)
             and e.expired_at is None
             and (e.valid_to is None or e.valid_to > now)
         )

@@ -271,8 +271,9 @@ class VectorIndex:
         if self._graph is not None:
             self._writable_graph().remove(keys.astype(np.uint64))
         slots = self._slot[keys]
-        self._tally(self._codes[slots], -1)
-        self._rescope(slots, self._codes[slots], added=False)
+        codes = self._codes[slots]
+        self._tally(codes, -1)
+        self._rescope(slots, codes, added=False)
         self._mat[slots] = 0.0
         self._key[slots] = -1
         self._codes[slots] = -1
