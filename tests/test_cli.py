@@ -76,6 +76,25 @@ def test_errors_say_what_to_do(db: list[str]) -> None:
     assert result.exit_code == 2 and "--file" in result.output
 
 
+def test_a_global_option_after_the_command_says_where_it_goes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # a command that did run would write ./memq.db here
+    db = str(tmp_path / "x.db")
+    for args, hint in (
+        (["search", "x", "--db", db], "`memq --db ... search ...`"),
+        (["search", "x", "--json"], "`memq --json search ...`"),  # a flag takes no value
+        (["keys", "list", "--db", db], "`memq --db ... keys list ...`"),  # a nested command
+    ):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2 and "global options" in result.output, result.output
+        assert hint in " ".join(result.output.replace("│", " ").split()), result.output
+    # an option no level knows keeps click's own message and guess
+    result = runner.invoke(app, ["search", "x", "--kindz", "fact"])
+    assert result.exit_code == 2 and "global options" not in result.output and "--kind" in result.output
+    assert list(tmp_path.iterdir()) == []  # nothing ran
+
+
 def test_real_process_help_and_exit_code(tmp_path: Path) -> None:
     exe = [sys.executable, "-m", "memq"]
     help_out = subprocess.run([*exe, "--help"], capture_output=True, text=True, timeout=60)

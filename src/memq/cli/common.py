@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
 
 from memq.errors import MemqError
 from memq.server.cli import keys_app, serve
@@ -35,8 +36,36 @@ CursorOpt = Annotated[str | None, typer.Option(help="Cursor printed by the previ
 KindsOpt = Annotated[list[str] | None, typer.Option(help="Only these kinds (repeatable).")]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 
+
+class _Commands(TyperGroup):
+    """memq's commands. A global option written after the command (``memq search q --db t.db``)
+    gets an error that says where it goes, instead of a guess among the command's own options."""
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except typer.TyperException as exc:  # typer's click raises its NoSuchOption, a TyperException
+            name = getattr(exc, "option_name", None)
+            sub = getattr(exc, "ctx", None)
+            option = next((p for p in self.params if name in p.opts), None)
+            path: list[str] = []  # the command's words after `memq` (`keys create`)
+            while sub is not None and sub is not ctx:
+                path.insert(0, sub.info_name or "")
+                sub = sub.parent
+            if option is None or sub is None or not path:
+                raise
+            value = "" if getattr(option, "is_flag", False) else " ..."
+            exc.message = (
+                f"{name} is one of memq's global options: it goes before the command, as in "
+                f"`memq {name}{value} {' '.join(path)} ...` (`memq --help` lists them)."
+            )
+            exc.possibilities = None  # type: ignore[misc]
+            raise
+
+
 app = typer.Typer(
     name="memq",
+    cls=_Commands,
     help="memq — memory for LLM agents that learns which memories help.\n\n"
     "Store memories, search them (dense + BM25 hybrid), and manage their history.\n"
     "Start with:  memq demo   |   memq add 'Alice moved to Berlin'   |   memq search 'where is Alice?'",
