@@ -311,6 +311,11 @@ def render_section(data: dict[str, Any]) -> str:
                 ["add (hashing embedder included)", _rate(s["add_rps"])],
                 ["add excluding the embedder", _rate(s["add_rps_excl_embed"])],
                 ["first search after the load", _ms(s["first_search_ms"])],
+                *(
+                    [["reopen the store + its first search", _ms(s["reopen_first_search_ms"])]]
+                    if "reopen_first_search_ms" in s
+                    else []
+                ),
                 ["hybrid p50 / p95", f"{_ms(s['hybrid_p50_ms'])} / {_ms(s['hybrid_p95_ms'])}"],
                 ["dense p50 / p95", f"{_ms(s['dense_p50_ms'])} / {_ms(s['dense_p95_ms'])}"],
                 ["hybrid p50, one user (1%)", _ms(s["scoped_hybrid_p50_ms"])],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -94,14 +95,23 @@ def test_index_is_saved_reloaded_and_caught_up(tmp_path: Path) -> None:
     reader.close()
 
 
-def test_corrupt_index_file_is_rebuilt(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("name", "spoil"),
+    [
+        ("c.db.usearch", lambda data: b"garbage"),
+        ("c.db.usearch.mirror.npy", lambda data: data[: len(data) // 2]),  # mapped: must not fault
+        ("c.db.usearch.mirror.npy", lambda data: b"garbage"),
+    ],
+)
+def test_corrupt_index_file_is_rebuilt(tmp_path: Path, name: str, spoil: Callable[[bytes], bytes]) -> None:
     rng = np.random.default_rng(2)
     path = tmp_path / "c.db"
     store = SQLiteStore(path, exact_threshold=10)
     recs = _records(rng, 80, "t")
     store.insert(recs)
     store.close()
-    path.with_name("c.db.usearch").write_bytes(b"garbage")
+    spoilt = path.with_name(name)
+    spoilt.write_bytes(spoil(spoilt.read_bytes()))
     again = SQLiteStore(path, exact_threshold=10)
     q = np.asarray(recs[3].embedding, dtype=np.float32)
     assert again.dense_candidates(CandidateQuery(scope=Scope(tenant="t")), q, 1)[0].id == recs[3].id
@@ -442,6 +452,71 @@ def test_a_saved_mirror_loads_slot_for_slot(tmp_path: Path) -> None:
     top = loaded._top
     loaded.add(np.array([5000]), vecs[:1], [("t", "u1", None, None)])
     assert loaded._slot[5000] < top and loaded._top == top  # a hole is reused, the scan does not grow
+
+
+def test_a_loaded_mirror_is_mapped_and_a_write_leaves_its_file_alone(tmp_path: Path) -> None:
+    """On POSIX the saved mirror is mapped copy-on-write: loading reads only the keys and codes, and
+    adds and removals after the load change this process's copy, never the file (another process
+    may have it open); the next save replaces the file whole."""
+    import hashlib
+    import mmap
+    import os
+
+    from memq.store.sqlite.vectors import VectorIndex, _rows_file
+
+    rng = np.random.default_rng(15)
+    index, vecs = _churned_index(rng)
+    path = tmp_path / "m.usearch"
+    index.save(path)
+    digest = hashlib.sha256(_rows_file(path).read_bytes()).hexdigest()
+    loaded = VectorIndex.load(path, 16, "", hnsw_from=10**9)
+    assert loaded is not None
+    base = loaded._mat
+    while isinstance(base, np.ndarray):
+        base = base.base
+    assert isinstance(base, mmap.mmap) == (os.name == "posix")
+    loaded.add(np.array([7000, 7001]), vecs[:2], [("t", "u1", None, None)] * 2)
+    loaded.remove(np.array([1, 2, 3]))
+    assert hashlib.sha256(_rows_file(path).read_bytes()).hexdigest() == digest
+    again = VectorIndex.load(path, 16, "", hnsw_from=10**9)
+    assert again is not None and 7000 not in again.all_keys() and 1 in again.all_keys()
+    q = rng.normal(size=16).astype(np.float32)
+    np.testing.assert_array_equal(again.exact(q, 30)[0], index.exact(q, 30)[0])
+    keys, sims = loaded.exact(vecs[0], 1)
+    assert keys[0] == 7000 and sims[0] > 0.999  # the process's own add, from its copy
+    loaded.save(path)
+    after = VectorIndex.load(path, 16, "", hnsw_from=10**9)
+    assert after is not None and {7000, 7001} <= set(after.all_keys()) and 1 not in after.all_keys()
+    np.testing.assert_array_equal(after.exact(q, 30)[0], loaded.exact(q, 30)[0])
+
+
+def test_a_mirror_saved_slot_by_slot_in_an_npz_still_loads(tmp_path: Path) -> None:
+    """The layout memq saved before the mapped rows file ("slots": an npz of keys, vectors, codes)
+    loads as before; the next save writes the rows file and removes the npz."""
+    import json
+
+    from memq.store.sqlite.vectors import VectorIndex, _mirror_file, _rows_file, _sidecar
+
+    rng = np.random.default_rng(16)
+    index, _ = _churned_index(rng)
+    path = tmp_path / "old.usearch"
+    index.save(path)
+    top = json.loads(_sidecar(path).read_text())["slots"]
+    with open(_mirror_file(path), "wb") as out:
+        np.savez(out, keys=index._key[:top], vectors=index._mat[:top], codes=index._codes[:top])
+    _rows_file(path).unlink()
+    meta = json.loads(_sidecar(path).read_text())
+    meta["layout"] = "slots"
+    del meta["slots"]
+    _sidecar(path).write_text(json.dumps(meta))
+    loaded = VectorIndex.load(path, 16, "", hnsw_from=10**9)
+    assert loaded is not None and len(loaded) == len(index) and loaded._top == index._top
+    q = rng.normal(size=16).astype(np.float32)
+    a, b = index.exact(q, 40), loaded.exact(q, 40)
+    np.testing.assert_array_equal(a[0], b[0])
+    assert a[1].tobytes() == b[1].tobytes()
+    loaded.save(path)
+    assert _rows_file(path).exists() and not _mirror_file(path).exists()
 
 
 def test_a_mirror_saved_packed_by_an_older_memq_still_loads(tmp_path: Path) -> None:

@@ -22,8 +22,9 @@ What it keeps:
   the graph is built in one batch. Its int8 distances only pick candidates; scores are exact float32.
 
 Saved on close (graph, mirror and codes, then a sidecar with the watermarks, each written atomically);
-opening loads the mirror, maps the graph's file on POSIX (read lazily; copied into memory at the first
-write) and adds only what is missing. A file that cannot be read, or whose counts disagree
+opening maps the mirror's and the graph's files on POSIX (read lazily: a search reads the vectors it
+scores; a write copies the graph into memory, and the mirror's pages it changes) and adds only what
+is missing. A file that cannot be read, or whose counts disagree
 with its watermarks, is ignored and the index is rebuilt from the rows. Why usearch: docs/benchmarks-ann.md.
 """
 
@@ -41,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from memq.store.sqlite.arrays import grown, write_atomically
+from memq.store.sqlite.arrays import grown, mapped_npy, write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,9 @@ HNSW_EXPANSION_SEARCH = 64
 # run (which node links to which depends on timing); on one it is the same every time (tests pin 1)
 GRAPH_THREADS = 0
 SCOPE_FIELDS = ("tenant", "user", "agent", "session")
+# 32-bit words a slot's rowid (int64) and scope codes (int32) take in the saved mirror's tail
+EXTRA = 2 + len(SCOPE_FIELDS)
+SAVE_BLOCK = 65_536  # slot rows written at a time
 # an exact scan reads the mirror up to the used rows rounded up to this many: BLAS's matrix-vector
 # kernels sum a row in another order when it falls in a short tail block, so a scan length that moved
 # with every add would change similarities in the last bit between two stores holding the same rows
@@ -429,8 +433,9 @@ class VectorIndex:
     # -- persistence ---------------------------------------------------------------------------
     def save(self, path: Path) -> None:
         """Write the graph (if any), the mirror and the codes, then the sidecar; each atomically.
-        The mirror is saved slot by slot up to the used rows in whole blocks (free slots keyed -1):
-        ``load`` takes the arrays as they are, with no copy into a new layout."""
+        The mirror is saved slot by slot up to the used rows in whole blocks (free slots keyed -1),
+        as one float32 ``.npy``: a row per slot, then the slots' keys and codes (:func:`_tail_rows`);
+        ``load`` maps it as it is."""
         self.settle()
         top = _whole_blocks(self._top)
         files = {
@@ -440,18 +445,27 @@ class VectorIndex:
             "removed": self.mark.removed,
             "space": self.mark.space,
             "vocab": [list(v) for v in self._vocab],
-            "layout": "slots",
+            "layout": "slot-rows",
+            "slots": top,
         }
         if self._graph is not None:
             write_atomically(path, lambda tmp: self._graph.save(str(tmp)))  # type: ignore[union-attr]
 
         def mirror(tmp: Path) -> None:
-            with open(tmp, "wb") as out:
-                np.savez(out, keys=self._key[:top], vectors=self._mat[:top], codes=self._codes[:top])
+            shape = (top + _tail_rows(top, self.dim), self.dim)
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
+            for start in range(0, top, SAVE_BLOCK):  # block by block: no second copy of the mirror
+                out[start : min(start + SAVE_BLOCK, top)] = self._mat[start : min(start + SAVE_BLOCK, top)]
+            tail = out[top:].reshape(-1).view(np.int32)  # bits as they are, never as floats
+            tail[: 2 * top] = self._key[:top].view(np.int32)
+            tail[2 * top : EXTRA * top] = self._codes[:top].reshape(-1)
+            out.flush()
+            del out, tail
 
-        write_atomically(_mirror_file(path), mirror)
+        write_atomically(_rows_file(path), mirror)
         side = _sidecar(path)
         write_atomically(side, lambda tmp: tmp.write_text(json.dumps(files)))
+        _mirror_file(path).unlink(missing_ok=True)  # an older memq's mirror, replaced by the rows file
 
     @classmethod
     def load(cls, path: Path, dim: int, space: str, hnsw_from: int = HNSW_FROM) -> VectorIndex | None:
@@ -461,11 +475,24 @@ class VectorIndex:
             if meta.get("space") != space:
                 return None
             index = cls(dim, hnsw_from)
-            with np.load(_mirror_file(path)) as saved:
-                keys = saved["keys"].astype(np.int64, copy=False)
-                vectors = saved["vectors"].astype(np.float32, copy=False)
-                codes = saved["codes"].astype(np.int32, copy=False)
-            slots = meta.get("layout") == "slots"  # else the rows packed, as memq wrote before
+            layout = meta.get("layout")
+            if layout == "slot-rows":
+                # mapped copy-on-write, read lazily (a search touches the rows it rescores; a write
+                # changes this process's pages only). Not on Windows: see the graph below
+                lazy = os.name == "posix" and int(meta["count"]) > 0
+                rows = mapped_npy(_rows_file(path)) if lazy else np.load(_rows_file(path))
+                top = int(meta["slots"])
+                if rows.dtype != np.float32 or rows.shape != (top + _tail_rows(top, dim), dim):
+                    return None
+                vectors, tail = rows[:top], rows[top:].reshape(-1).view(np.int32)  # keys, codes: read whole
+                keys = tail[: 2 * top].view(np.int64).copy()
+                codes = tail[2 * top : EXTRA * top].reshape(top, len(SCOPE_FIELDS)).copy()
+            else:  # an older memq's npz: slot by slot ("slots"), or before that the rows packed
+                with np.load(_mirror_file(path)) as saved:
+                    keys = saved["keys"].astype(np.int64, copy=False)
+                    vectors = saved["vectors"].astype(np.float32, copy=False)
+                    codes = saved["codes"].astype(np.int32, copy=False)
+            slots = layout in ("slot-rows", "slots")
             if int((keys >= 0).sum() if slots else len(keys)) != int(meta["count"]):
                 return None
             if len(keys) and (
@@ -512,4 +539,15 @@ def _sidecar(path: Path) -> Path:
 
 
 def _mirror_file(path: Path) -> Path:
+    """The mirror as memq saved it before the rows file (an npz of keys, vectors and codes)."""
     return path.with_name(path.name + ".mirror.npz")
+
+
+def _rows_file(path: Path) -> Path:
+    return path.with_name(path.name + ".mirror.npy")
+
+
+def _tail_rows(slots: int, dim: int) -> int:
+    """Rows of ``dim`` 32-bit words after the saved vectors that hold each slot's key (int64) and
+    scope codes (int32 each): ``EXTRA`` words a slot."""
+    return -(-slots * EXTRA // dim)
