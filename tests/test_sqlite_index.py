@@ -415,12 +415,12 @@ def test_a_loaded_graph_is_mapped_until_its_first_write(tmp_path: Path) -> None:
     assert 4 not in loaded.search(vecs[3], 50)[0].tolist()
 
 
-def _churned_index(rng: np.random.Generator):
+def _churned_index(rng: np.random.Generator, hnsw_from: int = 10**9):
     from memq.store.sqlite.vectors import VectorIndex
 
     vecs = rng.normal(size=(3000, 16)).astype(np.float32)
     vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
-    index = VectorIndex(16, hnsw_from=10**9)
+    index = VectorIndex(16, hnsw_from=hnsw_from)
     scopes = [("t", f"u{i % 7}", None, None) for i in range(3000)]
     index.add(np.arange(1, 3001), vecs, scopes)
     index.remove(np.arange(5, 3001, 9))  # holes below the top
@@ -454,10 +454,12 @@ def test_a_saved_mirror_loads_slot_for_slot(tmp_path: Path) -> None:
     assert loaded._slot[5000] < top and loaded._top == top  # a hole is reused, the scan does not grow
 
 
-def test_a_loaded_mirror_is_mapped_and_a_write_leaves_its_file_alone(tmp_path: Path) -> None:
-    """On POSIX the saved mirror is mapped copy-on-write: loading reads only the keys and codes, and
-    adds and removals after the load change this process's copy, never the file (another process
-    may have it open); the next save replaces the file whole."""
+@pytest.mark.parametrize("graph", [True, False])
+def test_a_loaded_mirror_is_mapped_and_a_write_leaves_its_file_alone(tmp_path: Path, graph: bool) -> None:
+    """On POSIX the saved mirror of an index with a graph is mapped copy-on-write (without a graph
+    every search scans it all, so it is read whole): loading reads only the keys and codes, and adds
+    and removals after the load change this process's copy, never the file (another process may
+    have it open); the next save replaces the file whole."""
     import hashlib
     import mmap
     import os
@@ -465,16 +467,17 @@ def test_a_loaded_mirror_is_mapped_and_a_write_leaves_its_file_alone(tmp_path: P
     from memq.store.sqlite.vectors import VectorIndex, _rows_file
 
     rng = np.random.default_rng(15)
-    index, vecs = _churned_index(rng)
+    index, vecs = _churned_index(rng, hnsw_from=100 if graph else 10**9)
+    assert index.has_graph == graph
     path = tmp_path / "m.usearch"
     index.save(path)
     digest = hashlib.sha256(_rows_file(path).read_bytes()).hexdigest()
     loaded = VectorIndex.load(path, 16, "", hnsw_from=10**9)
-    assert loaded is not None
+    assert loaded is not None and loaded.has_graph == graph
     base = loaded._mat
     while isinstance(base, np.ndarray):
         base = base.base
-    assert isinstance(base, mmap.mmap) == (os.name == "posix")
+    assert isinstance(base, mmap.mmap) == (graph and os.name == "posix")
     loaded.add(np.array([7000, 7001]), vecs[:2], [("t", "u1", None, None)] * 2)
     loaded.remove(np.array([1, 2, 3]))
     assert hashlib.sha256(_rows_file(path).read_bytes()).hexdigest() == digest

@@ -477,9 +477,10 @@ class VectorIndex:
             index = cls(dim, hnsw_from)
             layout = meta.get("layout")
             if layout == "slot-rows":
-                # mapped copy-on-write, read lazily (a search touches the rows it rescores; a write
-                # changes this process's pages only). Not on Windows: see the graph below
-                lazy = os.name == "posix" and int(meta["count"]) > 0
+                # with a graph, mapped copy-on-write and read lazily: a search reads the rows it
+                # rescores, a write changes this process's pages only. Without one every search scans
+                # the whole mirror, so it is read whole now. Not on Windows: see the graph below
+                lazy = os.name == "posix" and int(meta["count"]) > 0 and bool(meta.get("graph"))
                 rows = mapped_npy(_rows_file(path)) if lazy else np.load(_rows_file(path))
                 top = int(meta["slots"])
                 if rows.dtype != np.float32 or rows.shape != (top + _tail_rows(top, dim), dim):
