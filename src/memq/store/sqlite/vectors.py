@@ -56,7 +56,7 @@ GRAPH_THREADS = 0
 SCOPE_FIELDS = ("tenant", "user", "agent", "session")
 # 32-bit words a slot's rowid (int64) and scope codes (int32) take in the saved mirror's tail
 EXTRA = 2 + len(SCOPE_FIELDS)
-SAVE_BLOCK = 65_536  # slot rows written at a time
+SAVE_BLOCK = 8_192  # slot rows written at a time
 # an exact scan reads the mirror up to the used rows rounded up to this many: BLAS's matrix-vector
 # kernels sum a row in another order when it falls in a short tail block, so a scan length that moved
 # with every add would change similarities in the last bit between two stores holding the same rows
@@ -452,15 +452,22 @@ class VectorIndex:
             write_atomically(path, lambda tmp: self._graph.save(str(tmp)))  # type: ignore[union-attr]
 
         def mirror(tmp: Path) -> None:
-            shape = (top + _tail_rows(top, self.dim), self.dim)
-            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
-            for start in range(0, top, SAVE_BLOCK):  # block by block: no second copy of the mirror
-                out[start : min(start + SAVE_BLOCK, top)] = self._mat[start : min(start + SAVE_BLOCK, top)]
-            tail = out[top:].reshape(-1).view(np.int32)  # bits as they are, never as floats
-            tail[: 2 * top] = self._key[:top].view(np.int32)
-            tail[2 * top : EXTRA * top] = self._codes[:top].reshape(-1)
-            out.flush()
-            del out, tail
+            # plain writes, block by block: no second copy of the mirror, and no mapping of the new
+            # file, whose written pages would count in this process's resident memory
+            header = {
+                "descr": "<f4",
+                "fortran_order": False,
+                "shape": (top + _tail_rows(top, self.dim), self.dim),
+            }
+            with open(tmp, "wb") as out:
+                np.lib.format.write_array_header_1_0(out, header)
+                for start in range(0, top, SAVE_BLOCK):
+                    block = self._mat[start : min(start + SAVE_BLOCK, top)]
+                    np.ascontiguousarray(block, dtype="<f4").tofile(out)
+                tail = np.zeros(_tail_rows(top, self.dim) * self.dim, dtype="<i4")  # 32-bit words
+                tail[: 2 * top] = self._key[:top].view(np.int32)
+                tail[2 * top : EXTRA * top] = self._codes[:top].reshape(-1)
+                tail.tofile(out)
 
         write_atomically(_rows_file(path), mirror)
         side = _sidecar(path)
