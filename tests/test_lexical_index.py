@@ -397,6 +397,75 @@ def test_stale_or_corrupt_saved_files_are_refused(tmp_path: Path) -> None:
     assert LexicalIndex.load(tmp_path / "missing", tag="v1") is None
 
 
+def test_a_saved_index_maps_its_postings_and_an_older_npz_still_loads(tmp_path: Path) -> None:
+    """Format 2 is an array pack whose postings are mapped (POSIX): a loaded segment's docs are a
+    view of the file, searches equal the saving index's, and a write after the load leaves the file
+    alone. A format-1 file (the npz an older memq wrote) loads to the same index."""
+    import hashlib
+    import mmap
+    import os
+
+    from memq.store.sqlite.arrays import load_pack
+
+    texts = {
+        i: f"note {i} about {'tea' if i % 3 else 'coffee'} and {'cake' if i % 5 else 'bread'}"
+        for i in range(1, 400)
+    }
+    index = build(texts)
+    path = tmp_path / "p.lexical"
+    index.save(path, tag="v1")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    loaded = LexicalIndex.load(path, tag="v1")
+    assert loaded is not None and loaded._segments
+    base = loaded._segments[0].docs
+    while isinstance(base, np.ndarray):
+        base = base.base
+    assert isinstance(base, mmap.mmap) == (os.name == "posix")
+    queries = (["tea", "cake"], ["coffee"], ["bread", "note", "tea"])
+    for q in queries:
+        a, b = index.search(q, 50, "t"), loaded.search(q, 50, "t")
+        assert a[0].tolist() == b[0].tolist() and a[1].tobytes() == b[1].tobytes()
+    loaded.add([500], ["tea tea tea"], [T])
+    loaded.remove([1, 2, 3])
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
+    assert loaded.search(["tea"], 1, "t")[0].tolist() == [500]
+    # the same index as an older memq saved it: an npz, format 1
+    arrays = load_pack(path, mapped=False)
+    with open(path, "wb") as fh:
+        np.savez(fh, **{k: v.astype(np.uint32) if k == "tfs" else v for k, v in arrays.items()})
+    side = path.with_name(path.name + ".json")
+    side.write_text(json.dumps(json.loads(side.read_text()) | {"format": 1}))
+    old = LexicalIndex.load(path, tag="v1")
+    assert old is not None and len(old) == len(index)
+    for q in queries:
+        assert old.search(q, 50, "t")[0].tolist() == index.search(q, 50, "t")[0].tolist()
+
+
+def test_an_array_pack_round_trips_and_refuses_a_cut_file(tmp_path: Path) -> None:
+    from memq.store.sqlite.arrays import load_pack, save_pack
+
+    arrays = {
+        "a": np.arange(10, dtype=np.int32),
+        "b": np.linspace(0, 1, 7, dtype=np.float32).reshape(7, 1),
+        "empty": np.zeros(0, dtype=np.uint16),
+    }
+    path = tmp_path / "x.pack"
+    with open(path, "wb") as fh:
+        save_pack(fh, arrays)
+    for mapped in (True, False):
+        back = load_pack(path, mapped)
+        assert back.keys() == arrays.keys()
+        for k, v in arrays.items():
+            assert back[k].dtype == v.dtype and back[k].shape == v.shape and (back[k] == v).all()
+    data = path.read_bytes()
+    for spoilt in (data[:-70], b"garbage" + data):
+        path.write_bytes(spoilt)
+        with pytest.raises(ValueError):
+            load_pack(path, mapped=True)
+    with open(tmp_path / "o.pack", "wb") as fh, pytest.raises(ValueError):
+        save_pack(fh, {"o": np.array([object()])})
+
+
 def test_bad_rowids_are_rejected() -> None:
     index = LexicalIndex()
     with pytest.raises(ValueError, match="rowids"):

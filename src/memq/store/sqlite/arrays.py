@@ -4,10 +4,13 @@ rename: a reader sees the old file or the new one, never half of one)."""
 
 from __future__ import annotations
 
+import json
+import math
 import mmap
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -48,3 +51,54 @@ def mapped_npy(path: Path) -> np.ndarray:
     if hasattr(mmap, "MADV_RANDOM"):
         data.madvise(mmap.MADV_RANDOM)
     return np.ndarray(shape, dtype=dtype, buffer=data, offset=offset, order="F" if fortran else "C")
+
+
+PACK_MAGIC = b"MEMQPACK1"
+PACK_ALIGN = 64  # each array of a pack starts at a multiple of this many bytes
+
+
+def _aligned(n: int) -> int:
+    return -(-n // PACK_ALIGN) * PACK_ALIGN
+
+
+def save_pack(out: BinaryIO, arrays: Mapping[str, np.ndarray]) -> None:
+    """Arrays in one file that a reader can map (:func:`load_pack`): a magic, the length of a JSON
+    table (name -> dtype, shape, offset), the table, then each array's bytes at an aligned offset."""
+    parts = {name: np.ascontiguousarray(a) for name, a in arrays.items()}
+    table, offset = {}, 0
+    for name, a in parts.items():
+        if a.dtype.hasobject:
+            raise ValueError(f"array {name!r} holds Python objects")
+        table[name] = [a.dtype.str, list(a.shape), offset]
+        offset += _aligned(a.nbytes)
+    head = json.dumps(table).encode()
+    start = _aligned(len(PACK_MAGIC) + 8 + len(head))
+    out.write(PACK_MAGIC + len(head).to_bytes(8, "little") + head)
+    out.write(bytes(start - len(PACK_MAGIC) - 8 - len(head)))
+    for a in parts.values():
+        a.tofile(out)
+        out.write(bytes(_aligned(a.nbytes) - a.nbytes))
+
+
+def load_pack(path: Path, mapped: bool) -> dict[str, np.ndarray]:
+    """The arrays :func:`save_pack` wrote. ``mapped``: views of the file mapped copy-on-write (read
+    when touched; writes change this process's copy only); else read whole. ``ValueError`` if the
+    file is not a whole pack."""
+    with open(path, "rb") as f:
+        if f.read(len(PACK_MAGIC)) != PACK_MAGIC:
+            raise ValueError(f"{path} is not a memq array pack")
+        table = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+        start = _aligned(f.tell())
+        size = os.fstat(f.fileno()).st_size
+        if mapped and size > 0:
+            data: mmap.mmap | bytearray = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+        else:
+            f.seek(0)
+            data = bytearray(f.read())
+    out = {}
+    for name, (dtype, shape, offset) in table.items():
+        dt = np.dtype(dtype)
+        if dt.hasobject or start + offset + math.prod(shape) * dt.itemsize > size:
+            raise ValueError(f"{path}: array {name!r} is cut short or not plain data")
+        out[name] = np.ndarray(tuple(shape), dtype=dt, buffer=data, offset=start + offset)
+    return out

@@ -16,8 +16,9 @@ docs/benchmarks-lexical.md.
   only, as FTS5's do.
 * **Truth** is the rows in SQLite. Like :class:`memq.store.sqlite.vectors.VectorIndex` the index is a
   cache with two watermarks (``rows``: every row with ``rowid <= rows`` is in; ``removed``: the
-  removed-rows log is applied up to ``removed``), saved beside the file and caught up on open; a
-  file that is stale, unreadable or disagrees with the rows is rebuilt from them.
+  removed-rows log is applied up to ``removed``), saved beside the file (an array pack whose
+  postings a reopened index maps, reading a term's slice when a search needs it) and caught up on
+  open; a file that is stale, unreadable or disagrees with the rows is rebuilt from them.
 
 One deviation from FTS5: a query term that FTS5 would split into several tokens (``foo_bar``) is a
 phrase there; here its tokens count as separate terms.
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sqlite3
 import threading
 import zipfile
@@ -39,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from memq.store.sqlite.arrays import grown, write_atomically
+from memq.store.sqlite.arrays import grown, load_pack, save_pack, write_atomically
 from memq.store.sqlite.lexical_terms import Vocabulary
 
 K1 = 1.2
@@ -48,7 +50,7 @@ IDF_FLOOR = 1e-6  # FTS5's floor for a term in more than half the rows
 BUFFER_DOCS = 1024  # one-at-a-time adds collect here before becoming a segment
 DIRECT_BATCH = 128  # an add of at least this many rows builds its own segment
 MERGE_FACTOR = 4  # this many segments of one size class are merged into one
-FORMAT = 1
+FORMAT = 2  # 1: an npz, read whole (still loads); 2: an array pack, its postings mapped
 SCOPE_FIELDS = ("tenant", "user", "agent", "session")
 
 Scope = tuple[str, str | None, str | None, str | None]  # tenant, user, agent, session
@@ -489,17 +491,15 @@ class LexicalIndex:
                 "terms": np.concatenate([s.terms for s in segs]) if segs else np.zeros(0, np.int32),
                 "starts": np.concatenate([s.starts for s in segs]) if segs else np.zeros(0, np.int64),
                 "docs": np.concatenate([s.docs for s in segs]) if segs else np.zeros(0, np.int32),
-                "tfs": np.concatenate([s.tfs.astype(np.uint32) for s in segs])
-                if segs
-                else np.zeros(0, np.uint32),
+                "tfs": _tf_array(np.concatenate([s.tfs for s in segs]) if segs else np.zeros(0, np.uint32)),
                 "codes": np.frombuffer(
                     json.dumps([list(self._codes[f]) for f in SCOPE_FIELDS]).encode(), np.uint8
                 ),
             }
 
             def write(tmp: Path) -> None:
-                with open(tmp, "wb") as fh:  # a file object: np.savez would add ".npz" to a path
-                    np.savez(fh, **arrays)
+                with open(tmp, "wb") as fh:
+                    save_pack(fh, arrays)
 
             write_atomically(path, write)
             meta = {
@@ -521,13 +521,17 @@ class LexicalIndex:
         try:
             meta = json.loads(path.with_name(path.name + ".json").read_text())
             if (
-                meta.get("format") != FORMAT
+                meta.get("format") not in (1, FORMAT)
                 or meta.get("tag") != tag
                 or meta.get("sqlite") != sqlite3.sqlite_version
             ):
                 return None
-            with np.load(path, allow_pickle=False) as z:
-                a = {k: z[k] for k in z.files}
+            if meta["format"] == 1:  # an older memq's npz, read whole
+                with np.load(path, allow_pickle=False) as z:
+                    a = {k: z[k] for k in z.files}
+                a["tfs"] = _tf_array(a["tfs"])
+            else:  # the postings mapped (POSIX): a search reads its terms' slices
+                a = load_pack(path, mapped=os.name == "posix")
             index = cls()
             stems = a["stems"].tobytes().decode()
             index.vocab = Vocabulary(stems.split("\x00") if stems else [])
@@ -546,7 +550,7 @@ class LexicalIndex:
                     a["terms"][t0 : t0 + n_terms],
                     starts,
                     a["docs"][d0 : d0 + n_post],
-                    _tf_array(a["tfs"][d0 : d0 + n_post]),
+                    a["tfs"][d0 : d0 + n_post],
                     n_docs,
                 )
                 seg.dead = dead
