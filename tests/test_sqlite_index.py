@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import mmap
+import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -117,6 +119,51 @@ def test_corrupt_index_file_is_rebuilt(tmp_path: Path, name: str, spoil: Callabl
     assert again.dense_candidates(CandidateQuery(scope=Scope(tenant="t")), q, 1)[0].id == recs[3].id
     assert again.verify_index()
     again.close()
+
+
+def _mapped(array: np.ndarray) -> bool:
+    base = array
+    while isinstance(base, np.ndarray):
+        base = base.base
+    return isinstance(base, mmap.mmap)
+
+
+def test_a_store_reading_mapped_index_files_survives_another_store_saving_over_them(tmp_path: Path) -> None:
+    """Two stores on one file, both opened on saved (mapped) indexes: one adds, purges and saves new
+    files over the ones the other has mapped; the other still answers from its mapping, catches up
+    with the rows, and sees its own adds."""
+    from memq.store.sqlite.vectors import _rows_file
+
+    rng = np.random.default_rng(8)
+    path = tmp_path / "m.db"
+    first = SQLiteStore(path, exact_threshold=10)
+    recs = _records(rng, 120, "t")
+    first.insert(recs)
+    first.close()  # saves the indexes: the stores below map them
+    a, b = SQLiteStore(path, exact_threshold=10), SQLiteStore(path, exact_threshold=10)
+    scope = CandidateQuery(scope=Scope(tenant="t"))
+    q = np.asarray(recs[7].embedding, dtype=np.float32)
+    assert a.dense_candidates(scope, q, 1)[0].id == b.dense_candidates(scope, q, 1)[0].id == recs[7].id
+    assert a.lexical_candidates(scope, "item 7", 1)[0].id == recs[7].id
+    if os.name == "posix":  # both of a's indexes read their saved files through a mapping
+        assert _mapped(a._index._mat) and _mapped(a._lex._segments[0].docs)
+    before = _rows_file(a.index_path).stat().st_ino
+    later = _records(rng, 30, "t", start=120)
+    b.insert(later)
+    assert b.purge("t", [recs[9].id]) == 1
+    b.close()  # new index files replace the mapped ones
+    assert _rows_file(a.index_path).stat().st_ino != before
+    q_late = np.asarray(later[3].embedding, dtype=np.float32)
+    assert a.dense_candidates(scope, q_late, 1)[0].id == later[3].id  # b's rows, caught up
+    assert a.dense_candidates(scope, q, 1)[0].id == recs[7].id  # from a's own mapping
+    q_gone = np.asarray(recs[9].embedding, dtype=np.float32)
+    assert all(c.id != recs[9].id for c in a.dense_candidates(scope, q_gone, 5))
+    own = _records(rng, 5, "t", start=500)
+    a.insert(own)
+    assert a.dense_candidates(scope, np.asarray(own[2].embedding, dtype=np.float32), 1)[0].id == own[2].id
+    assert a.lexical_candidates(scope, "item 502", 1)[0].id == own[2].id
+    assert a.verify_index() and a.verify_lexical()
+    a.close()
 
 
 def test_purge_in_one_process_reaches_the_index_of_another(tmp_path: Path) -> None:
@@ -461,8 +508,6 @@ def test_a_loaded_mirror_is_mapped_and_a_write_leaves_its_file_alone(tmp_path: P
     and removals after the load change this process's copy, never the file (another process may
     have it open); the next save replaces the file whole."""
     import hashlib
-    import mmap
-    import os
 
     from memq.store.sqlite.vectors import VectorIndex, _rows_file
 
@@ -474,10 +519,7 @@ def test_a_loaded_mirror_is_mapped_and_a_write_leaves_its_file_alone(tmp_path: P
     digest = hashlib.sha256(_rows_file(path).read_bytes()).hexdigest()
     loaded = VectorIndex.load(path, 16, "", hnsw_from=10**9)
     assert loaded is not None and loaded.has_graph == graph
-    base = loaded._mat
-    while isinstance(base, np.ndarray):
-        base = base.base
-    assert isinstance(base, mmap.mmap) == (graph and os.name == "posix")
+    assert _mapped(loaded._mat) == (graph and os.name == "posix")
     loaded.add(np.array([7000, 7001]), vecs[:2], [("t", "u1", None, None)] * 2)
     loaded.remove(np.array([1, 2, 3]))
     assert hashlib.sha256(_rows_file(path).read_bytes()).hexdigest() == digest
