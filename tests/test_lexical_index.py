@@ -458,7 +458,8 @@ def test_an_array_pack_round_trips_and_refuses_a_cut_file(tmp_path: Path) -> Non
         for k, v in arrays.items():
             assert back[k].dtype == v.dtype and back[k].shape == v.shape and (back[k] == v).all()
     data = path.read_bytes()
-    for spoilt in (data[:-70], b"garbage" + data):
+    table = b"[1, 2]"  # a magic and a length, but no table
+    for spoilt in (data[:-70], b"garbage" + data, b"MEMQPACK1" + len(table).to_bytes(8, "little") + table):
         path.write_bytes(spoilt)
         with pytest.raises(ValueError):
             load_pack(path, mapped=True)

@@ -88,6 +88,8 @@ def load_pack(path: Path, mapped: bool) -> dict[str, np.ndarray]:
         if f.read(len(PACK_MAGIC)) != PACK_MAGIC:
             raise ValueError(f"{path} is not a memq array pack")
         table = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+        if not isinstance(table, dict):
+            raise ValueError(f"{path}: no table of arrays")
         start = _aligned(f.tell())
         size = os.fstat(f.fileno()).st_size
         if mapped and size > 0:
