@@ -101,8 +101,8 @@ def test_index_is_saved_reloaded_and_caught_up(tmp_path: Path) -> None:
     ("name", "spoil"),
     [
         ("c.db.usearch", lambda data: b"garbage"),
-        ("c.db.usearch.mirror.npy", lambda data: data[: len(data) // 2]),  # mapped: must not fault
-        ("c.db.usearch.mirror.npy", lambda data: b"garbage"),
+        ("c.db.usearch.mirror.pack", lambda data: data[: len(data) // 2]),  # mapped: must not fault
+        ("c.db.usearch.mirror.pack", lambda data: b"garbage"),
     ],
 )
 def test_corrupt_index_file_is_rebuilt(tmp_path: Path, name: str, spoil: Callable[[bytes], bytes]) -> None:
@@ -132,7 +132,7 @@ def test_a_store_reading_mapped_index_files_survives_another_store_saving_over_t
     """Two stores on one file, both opened on saved (mapped) indexes: one adds, purges and saves new
     files over the ones the other has mapped; the other still answers from its mapping, catches up
     with the rows, and sees its own adds."""
-    from memq.store.sqlite.vectors import _rows_file
+    from memq.store.sqlite.vectors import _pack_file
 
     rng = np.random.default_rng(8)
     path = tmp_path / "m.db"
@@ -147,12 +147,12 @@ def test_a_store_reading_mapped_index_files_survives_another_store_saving_over_t
     assert a.lexical_candidates(scope, "item 7", 1)[0].id == recs[7].id
     if os.name == "posix":  # both of a's indexes read their saved files through a mapping
         assert _mapped(a._index._mat) and _mapped(a._lex._segments[0].docs)
-    before = _rows_file(a.index_path).stat().st_ino
+    before = _pack_file(a.index_path).stat().st_ino
     later = _records(rng, 30, "t", start=120)
     b.insert(later)
     assert b.purge("t", [recs[9].id]) == 1
     b.close()  # new index files replace the mapped ones
-    assert _rows_file(a.index_path).stat().st_ino != before
+    assert _pack_file(a.index_path).stat().st_ino != before
     q_late = np.asarray(later[3].embedding, dtype=np.float32)
     assert a.dense_candidates(scope, q_late, 1)[0].id == later[3].id  # b's rows, caught up
     assert a.dense_candidates(scope, q, 1)[0].id == recs[7].id  # from a's own mapping
@@ -509,20 +509,20 @@ def test_a_loaded_mirror_is_mapped_and_a_write_leaves_its_file_alone(tmp_path: P
     have it open); the next save replaces the file whole."""
     import hashlib
 
-    from memq.store.sqlite.vectors import VectorIndex, _rows_file
+    from memq.store.sqlite.vectors import VectorIndex, _pack_file
 
     rng = np.random.default_rng(15)
     index, vecs = _churned_index(rng, hnsw_from=100 if graph else 10**9)
     assert index.has_graph == graph
     path = tmp_path / "m.usearch"
     index.save(path)
-    digest = hashlib.sha256(_rows_file(path).read_bytes()).hexdigest()
+    digest = hashlib.sha256(_pack_file(path).read_bytes()).hexdigest()
     loaded = VectorIndex.load(path, 16, "", hnsw_from=10**9)
     assert loaded is not None and loaded.has_graph == graph
     assert _mapped(loaded._mat) == (graph and os.name == "posix")
     loaded.add(np.array([7000, 7001]), vecs[:2], [("t", "u1", None, None)] * 2)
     loaded.remove(np.array([1, 2, 3]))
-    assert hashlib.sha256(_rows_file(path).read_bytes()).hexdigest() == digest
+    assert hashlib.sha256(_pack_file(path).read_bytes()).hexdigest() == digest
     again = VectorIndex.load(path, 16, "", hnsw_from=10**9)
     assert again is not None and 7000 not in again.all_keys() and 1 in again.all_keys()
     q = rng.normal(size=16).astype(np.float32)
@@ -536,23 +536,22 @@ def test_a_loaded_mirror_is_mapped_and_a_write_leaves_its_file_alone(tmp_path: P
 
 
 def test_a_mirror_saved_slot_by_slot_in_an_npz_still_loads(tmp_path: Path) -> None:
-    """The layout memq saved before the mapped rows file ("slots": an npz of keys, vectors, codes)
-    loads as before; the next save writes the rows file and removes the npz."""
+    """The layout memq saved before the mapped pack ("slots": an npz of keys, vectors, codes)
+    loads as before; the next save writes the pack and removes the npz."""
     import json
 
-    from memq.store.sqlite.vectors import VectorIndex, _mirror_file, _rows_file, _sidecar
+    from memq.store.sqlite.vectors import VectorIndex, _mirror_file, _pack_file, _sidecar, _whole_blocks
 
     rng = np.random.default_rng(16)
     index, _ = _churned_index(rng)
     path = tmp_path / "old.usearch"
     index.save(path)
-    top = json.loads(_sidecar(path).read_text())["slots"]
+    top = _whole_blocks(index._top)  # the slots save writes
     with open(_mirror_file(path), "wb") as out:
         np.savez(out, keys=index._key[:top], vectors=index._mat[:top], codes=index._codes[:top])
-    _rows_file(path).unlink()
+    _pack_file(path).unlink()
     meta = json.loads(_sidecar(path).read_text())
     meta["layout"] = "slots"
-    del meta["slots"]
     _sidecar(path).write_text(json.dumps(meta))
     loaded = VectorIndex.load(path, 16, "", hnsw_from=10**9)
     assert loaded is not None and len(loaded) == len(index) and loaded._top == index._top
@@ -561,7 +560,7 @@ def test_a_mirror_saved_slot_by_slot_in_an_npz_still_loads(tmp_path: Path) -> No
     np.testing.assert_array_equal(a[0], b[0])
     assert a[1].tobytes() == b[1].tobytes()
     loaded.save(path)
-    assert _rows_file(path).exists() and not _mirror_file(path).exists()
+    assert _pack_file(path).exists() and not _mirror_file(path).exists()
 
 
 def test_a_mirror_saved_packed_by_an_older_memq_still_loads(tmp_path: Path) -> None:

@@ -205,6 +205,11 @@ def _values_of(metadata: object) -> tuple[frozenset[str], ...]:
     return tuple(out)
 
 
+def _share(wanted: frozenset[str], have: frozenset[str]) -> float:
+    """The share of ``wanted`` found in ``have`` (0 when nothing is wanted)."""
+    return len(wanted & have) / len(wanted) if wanted else 0.0
+
+
 def _rank_value(rank: int | None) -> float:
     return 0.0 if rank is None else 1.0 / math.log2(1.0 + rank)
 
@@ -240,7 +245,6 @@ def feature_matrix(
         return np.zeros((0, len(NAMES)))
     looked_for = terms.words | terms.names | terms.dates  # the words the features ask about
     q_words, q_names, q_dates, q_numbers = terms.words, terms.names, terms.dates, terms.numbers
-    n_words, n_names, n_dates, n_numbers = len(q_words), len(q_names), len(q_dates), len(q_numbers)
     all_words = terms.all_words
     values = []
     kinds = []
@@ -274,11 +278,11 @@ def feature_matrix(
                 (row.n_used + 1.0) / (shown + 2.0),
                 evidence,
                 agree,
-                len(q_words & words) / n_words if n_words else 0.0,
-                len(q_names & words) / n_names if n_names else 0.0,
+                _share(q_words, words),
+                _share(q_names, words),
                 _meta_mentioned(row.metadata, all_words),
-                len(q_dates & words) / n_dates if n_dates else 0.0,
-                len(q_numbers & _numbers_found(text, q_numbers)) / n_numbers if n_numbers else 0.0,
+                _share(q_dates, words),
+                _share(q_numbers, _numbers_found(text, q_numbers)),
                 _length_value(len(text)),
             ]
         )

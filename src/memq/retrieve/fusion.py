@@ -59,7 +59,7 @@ def spread_links(
             if dst != src and dst in scores:
                 neighbours.setdefault(src, set()).add(dst)
                 neighbours.setdefault(dst, set()).add(src)
-    out = {rid: s + weight * 0.0 for rid, s in scores.items()}  # most candidates link to no candidate
+    out = dict(scores)  # most candidates link to no candidate: their score stays
     for rid, near in neighbours.items():
         out[rid] = scores[rid] + weight * max(scores[n] for n in near)
     return out

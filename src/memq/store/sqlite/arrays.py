@@ -1,6 +1,6 @@
-"""Small helpers the in-memory indexes beside the SQLite file share: arrays that grow, saved arrays
-mapped for random access, and files written atomically (a temp file in the same folder, then a
-rename: a reader sees the old file or the new one, never half of one)."""
+"""Small helpers the in-memory indexes beside the SQLite file share: arrays that grow, array packs
+(several arrays in one file that a reader maps), and files written atomically (a temp file in the
+same folder, then a rename: a reader sees the old file or the new one, never half of one)."""
 
 from __future__ import annotations
 
@@ -34,25 +34,6 @@ def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
     os.replace(tmp, path)
 
 
-def mapped_npy(path: Path) -> np.ndarray:
-    """The array a ``.npy`` file holds, mapped copy-on-write: pages are read when first touched,
-    writes change this process's copy only (never the file, which another process may map), and
-    the kernel reads no pages around the one touched (``MADV_RANDOM``): an index reads scattered
-    rows, so read-around would read tens of rows for each one wanted. ``ValueError`` or
-    ``TypeError`` if the file is not a whole ``.npy``."""
-    with open(path, "rb") as f:
-        version = np.lib.format.read_magic(f)
-        if version == (1, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-        else:
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-        offset = f.tell()
-        data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
-    if hasattr(mmap, "MADV_RANDOM"):
-        data.madvise(mmap.MADV_RANDOM)
-    return np.ndarray(shape, dtype=dtype, buffer=data, offset=offset, order="F" if fortran else "C")
-
-
 PACK_MAGIC = b"MEMQPACK1"
 PACK_ALIGN = 64  # each array of a pack starts at a multiple of this many bytes
 
@@ -80,10 +61,12 @@ def save_pack(out: BinaryIO, arrays: Mapping[str, np.ndarray]) -> None:
         out.write(bytes(_aligned(a.nbytes) - a.nbytes))
 
 
-def load_pack(path: Path, mapped: bool) -> dict[str, np.ndarray]:
+def load_pack(path: Path, mapped: bool, scattered: bool = False) -> dict[str, np.ndarray]:
     """The arrays :func:`save_pack` wrote. ``mapped``: views of the file mapped copy-on-write (read
-    when touched; writes change this process's copy only); else read whole. ``ValueError`` if the
-    file is not a whole pack."""
+    when touched; writes change this process's copy only, never the file, which another process may
+    map); else read whole. ``scattered``: the reader touches scattered rows, so the kernel is asked to
+    read no pages around the one touched (``MADV_RANDOM``), which would read tens of rows for each
+    one wanted. ``ValueError`` if the file is not a whole pack."""
     with open(path, "rb") as f:
         if f.read(len(PACK_MAGIC)) != PACK_MAGIC:
             raise ValueError(f"{path} is not a memq array pack")
@@ -94,6 +77,8 @@ def load_pack(path: Path, mapped: bool) -> dict[str, np.ndarray]:
         size = os.fstat(f.fileno()).st_size
         if mapped and size > 0:
             data: mmap.mmap | bytearray = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+            if scattered and hasattr(mmap, "MADV_RANDOM"):
+                data.madvise(mmap.MADV_RANDOM)
         else:
             f.seek(0)
             data = bytearray(f.read())

@@ -22,9 +22,9 @@ What it keeps:
   the graph is built in one batch. Its int8 distances only pick candidates; scores are exact float32.
 
 Saved on close (graph, mirror and codes, then a sidecar with the watermarks, each written atomically);
-opening maps the mirror's and the graph's files on POSIX (read lazily: a search reads the vectors it
-scores; a write copies the graph into memory, and the mirror's pages it changes) and adds only what
-is missing. A file that cannot be read, or whose counts disagree
+opening maps the graph's file and the mirror's on POSIX (read lazily: a search reads the vectors it
+scores; a write copies the graph into memory, and the mirror's pages it changes; without a graph the
+mirror is read whole, as every search scans it) and adds only what is missing. A file that cannot be read, or whose counts disagree
 with its watermarks, is ignored and the index is rebuilt from the rows. Why usearch: docs/benchmarks-ann.md.
 """
 
@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from memq.store.sqlite.arrays import grown, mapped_npy, write_atomically
+from memq.store.sqlite.arrays import grown, load_pack, save_pack, write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +54,6 @@ HNSW_EXPANSION_SEARCH = 64
 # run (which node links to which depends on timing); on one it is the same every time (tests pin 1)
 GRAPH_THREADS = 0
 SCOPE_FIELDS = ("tenant", "user", "agent", "session")
-# 32-bit words a slot's rowid (int64) and scope codes (int32) take in the saved mirror's tail
-EXTRA = 2 + len(SCOPE_FIELDS)
-SAVE_BLOCK = 8_192  # slot rows written at a time
 # an exact scan reads the mirror up to the used rows rounded up to this many: BLAS's matrix-vector
 # kernels sum a row in another order when it falls in a short tail block, so a scan length that moved
 # with every add would change similarities in the last bit between two stores holding the same rows
@@ -434,7 +431,7 @@ class VectorIndex:
     def save(self, path: Path) -> None:
         """Write the graph (if any), the mirror and the codes, then the sidecar; each atomically.
         The mirror is saved slot by slot up to the used rows in whole blocks (free slots keyed -1),
-        as one float32 ``.npy``: a row per slot, then the slots' keys and codes (:func:`_tail_rows`);
+        its vectors, keys and codes in one array pack (:func:`memq.store.sqlite.arrays.save_pack`):
         ``load`` maps it as it is."""
         self.settle()
         top = _whole_blocks(self._top)
@@ -445,34 +442,21 @@ class VectorIndex:
             "removed": self.mark.removed,
             "space": self.mark.space,
             "vocab": [list(v) for v in self._vocab],
-            "layout": "slot-rows",
-            "slots": top,
+            "layout": "pack",
         }
         if self._graph is not None:
             write_atomically(path, lambda tmp: self._graph.save(str(tmp)))  # type: ignore[union-attr]
 
         def mirror(tmp: Path) -> None:
-            # plain writes, block by block: no second copy of the mirror, and no mapping of the new
-            # file, whose written pages would count in this process's resident memory
-            header = {
-                "descr": "<f4",
-                "fortran_order": False,
-                "shape": (top + _tail_rows(top, self.dim), self.dim),
-            }
-            with open(tmp, "wb") as out:
-                np.lib.format.write_array_header_1_0(out, header)
-                for start in range(0, top, SAVE_BLOCK):
-                    block = self._mat[start : min(start + SAVE_BLOCK, top)]
-                    np.ascontiguousarray(block, dtype="<f4").tofile(out)
-                tail = np.zeros(_tail_rows(top, self.dim) * self.dim, dtype="<i4")  # 32-bit words
-                tail[: 2 * top] = self._key[:top].view(np.int32)
-                tail[2 * top : EXTRA * top] = self._codes[:top].reshape(-1)
-                tail.tofile(out)
+            with open(tmp, "wb") as out:  # plain writes: no mapping whose pages would count as resident
+                save_pack(
+                    out, {"vectors": self._mat[:top], "keys": self._key[:top], "codes": self._codes[:top]}
+                )
 
-        write_atomically(_rows_file(path), mirror)
+        write_atomically(_pack_file(path), mirror)
         side = _sidecar(path)
         write_atomically(side, lambda tmp: tmp.write_text(json.dumps(files)))
-        _mirror_file(path).unlink(missing_ok=True)  # an older memq's mirror, replaced by the rows file
+        _mirror_file(path).unlink(missing_ok=True)  # an older memq's mirror, replaced by the pack
 
     @classmethod
     def load(cls, path: Path, dim: int, space: str, hnsw_from: int = HNSW_FROM) -> VectorIndex | None:
@@ -483,24 +467,22 @@ class VectorIndex:
                 return None
             index = cls(dim, hnsw_from)
             layout = meta.get("layout")
-            if layout == "slot-rows":
+            if layout == "pack":
                 # with a graph, mapped copy-on-write and read lazily: a search reads the rows it
                 # rescores, a write changes this process's pages only. Without one every search scans
                 # the whole mirror, so it is read whole now. Not on Windows: see the graph below
                 lazy = os.name == "posix" and int(meta["count"]) > 0 and bool(meta.get("graph"))
-                rows = mapped_npy(_rows_file(path)) if lazy else np.load(_rows_file(path))
-                top = int(meta["slots"])
-                if rows.dtype != np.float32 or rows.shape != (top + _tail_rows(top, dim), dim):
+                saved = load_pack(_pack_file(path), mapped=lazy, scattered=True)
+                vectors = saved["vectors"]
+                if vectors.dtype != np.float32:
                     return None
-                vectors, tail = rows[:top], rows[top:].reshape(-1).view(np.int32)  # keys, codes: read whole
-                keys = tail[: 2 * top].view(np.int64).copy()
-                codes = tail[2 * top : EXTRA * top].reshape(top, len(SCOPE_FIELDS)).copy()
+                keys, codes = saved["keys"].astype(np.int64), saved["codes"].astype(np.int32)  # copies
             else:  # an older memq's npz: slot by slot ("slots"), or before that the rows packed
                 with np.load(_mirror_file(path)) as saved:
                     keys = saved["keys"].astype(np.int64, copy=False)
                     vectors = saved["vectors"].astype(np.float32, copy=False)
                     codes = saved["codes"].astype(np.int32, copy=False)
-            slots = layout in ("slot-rows", "slots")
+            slots = layout in ("pack", "slots")
             if int((keys >= 0).sum() if slots else len(keys)) != int(meta["count"]):
                 return None
             if len(keys) and (
@@ -547,15 +529,9 @@ def _sidecar(path: Path) -> Path:
 
 
 def _mirror_file(path: Path) -> Path:
-    """The mirror as memq saved it before the rows file (an npz of keys, vectors and codes)."""
+    """The mirror as memq saved it before the pack (an npz of keys, vectors and codes)."""
     return path.with_name(path.name + ".mirror.npz")
 
 
-def _rows_file(path: Path) -> Path:
-    return path.with_name(path.name + ".mirror.npy")
-
-
-def _tail_rows(slots: int, dim: int) -> int:
-    """Rows of ``dim`` 32-bit words after the saved vectors that hold each slot's key (int64) and
-    scope codes (int32 each): ``EXTRA`` words a slot."""
-    return -(-slots * EXTRA // dim)
+def _pack_file(path: Path) -> Path:
+    return path.with_name(path.name + ".mirror.pack")
