@@ -177,10 +177,16 @@ class VectorIndex:
 
     def settle(self) -> None:
         """Wait for the graph insert running in the background. ``add`` puts rows in the mirror at
-        once and hands their graph insert to a worker thread (usearch releases the GIL), so the
-        caller's next work — the next batch's SQL, a lexical index update — runs beside it; every
-        read or write of the graph settles first, so a search sees every row added before it. An
-        insert that failed leaves the graph behind the mirror: it is rebuilt from the mirror."""
+        once and hands their graph insert to a worker thread, so the caller's next work — the next
+        batch's SQL, a lexical index update — runs beside it; every read or write of the graph
+        settles first, so a search sees every row added before it. An insert that failed leaves the
+        graph behind the mirror: it is rebuilt from the mirror.
+
+        The overlap is partial: usearch (2.26) releases the GIL for an insert but takes it back
+        after each row its first thread inserts (a signal check), and its threads split the rows
+        evenly. While the caller runs Python code that row waits up to the interpreter's switch
+        interval (5 ms), so the insert moves on mostly while the caller is in SQLite, numpy or a
+        wait (docs/algorithms.md, "Index consistency")."""
         pending, self._pending = self._pending, None
         if pending is None:
             return
