@@ -1,6 +1,7 @@
 """Small helpers the in-memory indexes beside the SQLite file share: arrays that grow, array packs
-(several arrays in one file that a reader maps), and files written atomically (a temp file in the
-same folder, then a rename: a reader sees the old file or the new one, never half of one)."""
+(several arrays in one file that a reader maps), files written atomically (a temp file in the
+same folder, then a rename: a reader sees the old file or the new one, never half of one), and the
+anchor a saved index keeps of its last row (``SQLiteBase._file_matches`` checks it on open)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import mmap
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -32,6 +33,22 @@ def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     write(tmp)
     os.replace(tmp, path)
+
+
+def anchor_of(value: Any) -> tuple[int, str] | None:
+    """A saved index's anchor ([rowid, record id]), or None when it has none; anything else is a corrupt
+    sidecar (``ValueError``: the file is not used)."""
+    if value is None:
+        return None
+    if (
+        not isinstance(value, list)
+        or len(value) != 2
+        or not isinstance(value[0], int)
+        or isinstance(value[0], bool)
+        or not isinstance(value[1], str)
+    ):
+        raise ValueError(f"bad anchor {value!r}")
+    return value[0], value[1]
 
 
 PACK_MAGIC = b"MEMQPACK1"

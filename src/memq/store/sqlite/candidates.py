@@ -28,7 +28,8 @@ ANN_MAX_FETCH = 8192  # past this over-fetch, a selective filter falls back to e
 SCOPE_EXACT = 0.05  # a scope holding at most this share of the vectors is searched exactly
 SAVE_EVERY = 20_000  # rows added since the index was last saved that make a write save it
 RESCORE = 2  # of the graph's candidates, the first RESCORE x take (its int8 order) are rescored
-# the rows a loaded vector index must hold, counted from the partial index records_embedded (schema 8)
+# the rows a loaded vector index must hold, counted from the partial index records_embedded (schema 8):
+# the check on open of a file an older memq saved (without an anchor, SQLiteBase._file_matches)
 VECTOR_ROWS = "SELECT count(*) FROM records WHERE embedding IS NOT NULL"
 
 
@@ -333,7 +334,8 @@ class SQLiteCandidates(SQLiteBase):
         """Load, build or catch up the in-memory index so it matches the committed rows (lock held).
 
         ``PRAGMA data_version`` changes only when another connection commits: while it stands still,
-        the index (which this connection's own writes keep current) needs no catching up."""
+        the index (which this connection's own writes keep current) needs no catching up. A saved file
+        that does not match the rows (:meth:`_file_matches`) is rebuilt from them."""
         version = self._retry(lambda: self._conn.execute("PRAGMA data_version").fetchone()[0])
         if self._index is not None and version == self._data_version:
             return self._index
@@ -343,14 +345,18 @@ class SQLiteCandidates(SQLiteBase):
             return None
         space, dim = tag
         if self._index is None or self._index.mark.space != space:
-            self._index = VectorIndex.load(self.index_path, dim, space, self.exact_threshold) or fresh_index(
-                dim, space, self.exact_threshold
-            )
+            saved = VectorIndex.load(self.index_path, dim, space, self.exact_threshold)
+            fits = None if saved is None else self._file_matches(saved.mark, "vec_removed")
+            self._index = saved if saved is not None and fits is not False else None
+            self._index = self._index or fresh_index(dim, space, self.exact_threshold)
             self._catch_up(self._index)
-            expected = self._retry(lambda: self._conn.execute(VECTOR_ROWS).fetchone()[0])
-            if len(self._index) != expected:  # the saved file disagrees with the rows: rebuild
-                self._index = fresh_index(dim, space, self.exact_threshold)
-                self._catch_up(self._index)
+            if saved is not None and fits is None:  # an older memq's file: check it by the row count
+                expected = self._retry(lambda: self._conn.execute(VECTOR_ROWS).fetchone()[0])
+                if len(self._index) != expected:
+                    fits = False
+                    self._index = fresh_index(dim, space, self.exact_threshold)
+                    self._catch_up(self._index)
+            if fits is False:  # the saved file disagreed with the rows: rebuilt from them, saved anew
                 self._save_index()
         else:
             self._catch_up(self._index)
@@ -396,8 +402,7 @@ class SQLiteCandidates(SQLiteBase):
             self._lex_version = None
             lex = self._sync_lexical()
             if self._lex_unsaved >= max(SAVE_EVERY, len(lex) // 2):
-                lex.save(self.lexical_path)
-                self._lex_unsaved = 0
+                self._save_lexical()
         if before is not None and lex.mark.rows > before:
             self._mirror_added(before, lex.mark.rows)
         if not wrote_vectors:
@@ -418,17 +423,12 @@ class SQLiteCandidates(SQLiteBase):
             epoch = rows.epoch
         self._read_into_mirror(rows, epoch, "r.rowid > ? AND r.rowid <= ?", (after, upto))
 
-    def _save_index(self) -> None:
-        if self._index is not None:
-            self._index.save(self.index_path)
-            self._unsaved = 0
-
     def _sync_lexical(self) -> LexicalIndex:
         """Load, build or catch up the lexical index so it matches the committed rows (lock held).
 
         Opening loads the saved file and catches up from its watermarks (rows past ``rows``, removals
-        logged in ``lex_removed`` past ``removed``); a file that is missing, unreadable or disagrees
-        with the row count is rebuilt from the rows (the truth)."""
+        logged in ``lex_removed`` past ``removed``); a file that is missing, unreadable or does not
+        match the rows (:meth:`_file_matches`) is rebuilt from them (the truth)."""
         version = self._retry(lambda: self._conn.execute("PRAGMA data_version").fetchone()[0])
         if self._lex is not None and version == self._lex_version:
             return self._lex
@@ -440,16 +440,18 @@ class SQLiteCandidates(SQLiteBase):
             return int(read("SELECT count(*) FROM records", ())[0][0])
 
         if self._lex is None:
-            lex = LexicalIndex.load(self.lexical_path) or LexicalIndex()
+            saved = LexicalIndex.load(self.lexical_path)
+            fits = None if saved is None else self._file_matches(saved.mark, "lex_removed")
+            lex = saved if saved is not None and fits is not False else LexicalIndex()
             before = lex.mark.rows + lex.mark.removed
             lex.catch_up(read, "lex_removed")
-            self._lex_unsaved = lex.mark.rows + lex.mark.removed - before
-            if len(lex) != count():  # the saved file disagrees with the rows: rebuild
-                lex = LexicalIndex()
+            self._lex, self._lex_unsaved = lex, lex.mark.rows + lex.mark.removed - before
+            if saved is not None and fits is None and len(lex) != count():  # an older memq's file
+                fits = False
+                self._lex = lex = LexicalIndex()
                 lex.catch_up(read, "lex_removed")
-                lex.save(self.lexical_path)
-                self._lex_unsaved = 0
-            self._lex = lex
+            if fits is False:  # the saved file disagreed with the rows: rebuilt from them, saved anew
+                self._save_lexical()
         else:
             before = self._lex.mark.rows + self._lex.mark.removed
             self._lex.catch_up(read, "lex_removed")

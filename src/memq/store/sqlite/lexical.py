@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from memq.store.sqlite.arrays import grown, load_pack, save_pack, write_atomically
+from memq.store.sqlite.arrays import anchor_of, grown, load_pack, save_pack, write_atomically
 from memq.store.sqlite.lexical_terms import Vocabulary
 
 K1 = 1.2
@@ -60,6 +60,7 @@ Scope = tuple[str, str | None, str | None, str | None]  # tenant, user, agent, s
 class LexWatermark:
     rows: int = 0
     removed: int = 0
+    anchor: tuple[int, str] | None = None  # a saved file's last row, as in vectors.Watermark
 
 
 class _Segment:
@@ -474,8 +475,15 @@ class LexicalIndex:
             return np.flatnonzero(self._scope[0] >= 0).astype(np.int64)
 
     # -- persistence --------------------------------------------------------------------------------
-    def save(self, path: Path, tag: str = "") -> None:
-        """Write the index, then its watermark sidecar, each atomically (temp file + rename)."""
+    def last_row(self) -> int | None:
+        """The highest rowid in the index (None when empty)."""
+        with self._lock:
+            alive = np.flatnonzero(self._scope[0] >= 0)
+            return int(alive[-1]) if len(alive) else None
+
+    def save(self, path: Path, tag: str = "", anchor: tuple[int, str] | None = None) -> None:
+        """Write the index, then its watermark sidecar, each atomically (temp file + rename).
+        ``anchor``: the (rowid, record id) of :meth:`last_row`, checked by the store on load."""
         with self._lock:
             self._flush()
             segs = self._segments
@@ -508,6 +516,7 @@ class LexicalIndex:
                 "sqlite": sqlite3.sqlite_version,
                 "rows": self.mark.rows,
                 "removed": self.mark.removed,
+                "anchor": None if anchor is None else list(anchor),
                 "count": self._n,
                 "capacity": cap,
             }
@@ -569,7 +578,9 @@ class LexicalIndex:
                 or d0 != len(a["docs"])
             ):
                 return None
-            index.mark = LexWatermark(rows=int(meta["rows"]), removed=int(meta["removed"]))
+            index.mark = LexWatermark(
+                rows=int(meta["rows"]), removed=int(meta["removed"]), anchor=anchor_of(meta.get("anchor"))
+            )
             return index
         except (OSError, ValueError, KeyError, TypeError, IndexError, EOFError, zipfile.BadZipFile):
             return None

@@ -149,18 +149,18 @@ class SQLiteRecords(SQLiteBase):
         if not ids:
             return 0
 
-        def tx(conn: sqlite3.Connection) -> tuple[int, list[int]]:
+        def tx(conn: sqlite3.Connection) -> tuple[int, bool]:
             found: set[str] = set()
-            rows: list[int] = []
+            vectors = False
             for chunk in chunks(ids, 500):
                 marks = ",".join("?" * len(chunk))
-                for rowid, rid, has_vec in conn.execute(
-                    f"SELECT rowid, id, embedding IS NOT NULL FROM records WHERE tenant = ? AND id IN ({marks})",
+                for rid, has_vec in conn.execute(
+                    f"SELECT id, embedding IS NOT NULL FROM records WHERE tenant = ? AND id IN ({marks})",
                     (tenant, *chunk),
                 ):
                     found.add(rid)
-                    if has_vec:
-                        rows.append(rowid)
+                    vectors = vectors or bool(has_vec)
+                # triggers log each deleted row for the indexes (lex_removed, vec_removed)
                 conn.execute(f"DELETE FROM records WHERE tenant = ? AND id IN ({marks})", (tenant, *chunk))
                 conn.execute(
                     f"DELETE FROM events WHERE tenant = ? AND record_id IN ({marks})", (tenant, *chunk)
@@ -170,7 +170,6 @@ class SQLiteRecords(SQLiteBase):
                     f"DELETE FROM links WHERE tenant = ? AND (src IN ({marks}) OR dst IN ({marks}))",
                     (tenant, *chunk, *chunk),
                 )
-            conn.executemany("INSERT INTO vec_removed (row) VALUES (?)", [(r,) for r in rows])
             # erasure reaches the retrieval log too: drop searches that showed or considered these records
             for chunk in chunks(ids, 500):
                 marks = ",".join("?" * len(chunk))
@@ -180,10 +179,10 @@ class SQLiteRecords(SQLiteBase):
                     f"EXISTS (SELECT 1 FROM json_each(pool) WHERE json_extract(value, '$.id') IN ({marks})))",
                     (tenant, *chunk, *chunk),
                 )
-            return len(found), rows
+            return len(found), vectors
 
-        count, rows = self._write(tx)
-        self._index_added(bool(rows))  # the removals reach the index at once
+        count, vectors = self._write(tx)
+        self._index_added(vectors)  # the removals reach the index at once
         return count
 
     def get(

@@ -187,6 +187,14 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX IF NOT EXISTS records_embedded ON records (deleted) WHERE embedding IS NOT NULL;
     """,
+    # 9: the vector index's removals are logged by trigger, as the lexical index's are (5): no writer
+    # can delete a row with a vector without the index hearing of it, so a saved index file is checked
+    # on open by its watermarks and last row (SQLiteBase._file_matches), not by counting the rows
+    """
+    CREATE TRIGGER IF NOT EXISTS records_vec_del AFTER DELETE ON records WHEN old.embedding IS NOT NULL BEGIN
+        INSERT INTO vec_removed (row) VALUES (old.rowid);
+    END;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from memq.store.sqlite.arrays import grown, load_pack, save_pack, write_atomically
+from memq.store.sqlite.arrays import anchor_of, grown, load_pack, save_pack, write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +106,9 @@ class Watermark:
     rows: int = 0
     removed: int = 0
     space: str = ""  # model id + dim; a change (re-embed) forces a rebuild
+    # a saved file's (rowid, record id) of its last row, checked against the rows on open (None: an
+    # empty index, or a file an older memq saved)
+    anchor: tuple[int, str] | None = None
 
 
 class VectorIndex:
@@ -434,11 +437,17 @@ class VectorIndex:
         return np.sort(self._key[self._key >= 0])
 
     # -- persistence ---------------------------------------------------------------------------
-    def save(self, path: Path) -> None:
+    def last_row(self) -> int | None:
+        """The highest rowid in the index (None when empty)."""
+        keys = self._key[: self._top]
+        return int(keys.max()) if self._size else None
+
+    def save(self, path: Path, anchor: tuple[int, str] | None = None) -> None:
         """Write the graph (if any), the mirror and the codes, then the sidecar; each atomically.
         The mirror is saved slot by slot up to the used rows in whole blocks (free slots keyed -1),
         its vectors, keys and codes in one array pack (:func:`memq.store.sqlite.arrays.save_pack`):
-        ``load`` maps it as it is."""
+        ``load`` maps it as it is. ``anchor``: the (rowid, record id) of :meth:`last_row`, which the
+        store checks against its rows when it loads the file."""
         self.settle()
         top = _whole_blocks(self._top)
         files = {
@@ -446,6 +455,7 @@ class VectorIndex:
             "count": self._size,
             "rows": self.mark.rows,
             "removed": self.mark.removed,
+            "anchor": None if anchor is None else list(anchor),
             "space": self.mark.space,
             "vocab": [list(v) for v in self._vocab],
             "layout": "pack",
@@ -515,7 +525,12 @@ class VectorIndex:
                 index._graph, index._graph_mapped = graph, mapped
             elif index._size >= hnsw_from:
                 index._build_graph()
-            index.mark = Watermark(rows=int(meta["rows"]), removed=int(meta["removed"]), space=space)
+            index.mark = Watermark(
+                rows=int(meta["rows"]),
+                removed=int(meta["removed"]),
+                space=space,
+                anchor=anchor_of(meta.get("anchor")),
+            )
             return index
         except (OSError, ValueError, KeyError, RuntimeError, TypeError):
             return None
