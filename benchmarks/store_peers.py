@@ -9,7 +9,8 @@ In one process, on the same vectors and queries (k = 10):
   store, records spread over 100 users of one tenant (1% each); the first search after that load;
   hybrid and dense ``Memory.search`` p50/p95 over the tenant and within one user's records, embedding
   excluded (query vectors from a warm cache); then 10,000 more adds into the loaded store, with its
-  index live; then the first search after reopening the store;
+  index live; then the first search after reopening the store, with its files in the page cache and
+  dropped from it;
 * **chroma** (``chromadb``, persistent client, HNSW over inner product): the same records
   (embedding, text, ``{"user": ...}``) in batches of 5,000; dense ``query`` p50/p95 over the whole
   collection and with ``where={"user": ...}`` (the same 1% scope).
@@ -146,6 +147,7 @@ def memq_after(
     mem.search(queries[1], k=sb.K)
     mem.close()
     out["reopen_first_search_ms"] = sc.reopen_first_search_ms(path, cache, queries[2])
+    out["reopen_cold_first_search_ms"] = sc.reopen_first_search_ms(path, cache, queries[3], cold=True)
     out["store_bytes"] = sc.sqlite_bytes(path)
     return out
 

@@ -27,6 +27,7 @@ another (distinct pairs), so the vocabulary and lengths stay those of real conve
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import random
@@ -196,15 +197,37 @@ def measure(size: int, n_queries: int, data: str | None, workdir: Path) -> dict[
     out["peak_rss_mib"] = peak_rss_mib()  # before the reopen below, which maps its indexes' files
     del mem, mem_cached
     out["reopen_first_search_ms"] = reopen_first_search_ms(path, cache, queries[1])
+    out["reopen_cold_first_search_ms"] = reopen_first_search_ms(path, cache, queries[2], cold=True)
     return out
 
 
-def reopen_first_search_ms(path: Path, embedder: Any, query: str) -> float:
+def drop_from_page_cache(path: Path) -> bool:
+    """Ask the OS to drop the store's files (the database, its WAL, the saved indexes) from its page
+    cache, as after a reboot or a long idle spell: each is flushed first (dirty pages stay cached)
+    and then advised ``POSIX_FADV_DONTNEED``. False where the OS has no such call."""
+    if not hasattr(os, "posix_fadvise"):
+        return False
+    for file in sorted(path.parent.glob(path.name + "*")):
+        fd = os.open(file, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+    return True
+
+
+def reopen_first_search_ms(path: Path, embedder: Any, query: str, *, cold: bool = False) -> float | None:
     """Milliseconds to open the store at ``path`` again (its saved indexes loaded, as a new process
-    does) and answer one search; the store is closed after."""
+    does) and answer one search; the store is closed after. ``cold``: its files dropped from the
+    page cache first (None where that cannot be done)."""
     from memq import Memory
     from memq.store import open_store
 
+    if cold:
+        gc.collect()  # a store closed before still maps its index files until collected
+        if not drop_from_page_cache(path):
+            return None
     t0 = time.perf_counter()
     mem = Memory(open_store(path), embedder=embedder, scope=sb.TENANT)
     mem.search(query, k=K)
