@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -345,6 +346,55 @@ def stats(all_tenants: Annotated[bool, typer.Option(help="Count every tenant.")]
     for key, value in s.model_dump().items():
         table.add_row(key, json.dumps(value) if isinstance(value, dict) else str(value))
     console.print(table)
+
+
+@app.command()
+def check(
+    rebuild: Annotated[
+        bool, typer.Option("--rebuild", help="Rebuild both indexes from the rows and save them first.")
+    ] = False,
+) -> None:
+    """Compare the indexes kept beside a SQLite store (vectors, BM25) with its rows; exit 1 if one
+    disagrees. --rebuild rebuilds them from the rows (after plain SQL edits, or a doubt)."""
+
+    def go(mem: Any) -> dict[str, dict[str, Any]] | None:
+        store = mem.store
+        if not hasattr(store, "check_indexes"):
+            return None
+        return store.rebuild_indexes() if rebuild else store.check_indexes()
+
+    doing = (
+        "rebuilding the indexes from the rows (minutes at a million records)"
+        if rebuild
+        else "comparing the indexes with the rows (seconds at a million records)"
+    )
+    with nullcontext() if state.as_json else console.status(f"{doing}…"):
+        found = _with_memory(go)
+    if found is None:
+        message = "this store keeps no index files beside it (PostgreSQL maintains its own indexes)"
+        if state.as_json:
+            _print_json({"indexes": {}, "ok": True, "note": message})
+        else:
+            console.print(message)
+        return
+    ok = all(v["ok"] for v in found.values())
+    if state.as_json:
+        _print_json({"indexes": found, "ok": ok, "rebuilt": rebuild})
+    else:
+        table = Table(
+            title=f"indexes of {state.db}" + (" (rebuilt)" if rebuild else ""), title_justify="left"
+        )
+        for column in ("index", "rows it should hold", "rows it holds", "matches the rows"):
+            table.add_column(column, justify="left" if column == "index" else "right")
+        for name, v in found.items():
+            table.add_row(
+                name, f"{v['rows']:,}", f"{v['indexed']:,}", "yes" if v["ok"] else "[bold red]no[/]"
+            )
+        console.print(table)
+        if not ok:
+            console.print("run `memq check --rebuild` to rebuild them from the rows")
+    if not ok:
+        raise typer.Exit(1)
 
 
 @app.command()

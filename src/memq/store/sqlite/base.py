@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -149,6 +149,15 @@ def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 
 def marks(n: int) -> str:
     return ",".join("?" * n)
+
+
+class SavedMark(Protocol):
+    """What a loaded index file says of itself: its watermarks and anchor (``vectors.Watermark``,
+    ``lexical.LexWatermark``)."""
+
+    rows: int
+    removed: int
+    anchor: tuple[int, str] | None
 
 
 class SQLiteBase:
@@ -320,7 +329,7 @@ class SQLiteBase:
         )
         return None if found is None else (rowid, found[0])
 
-    def _file_matches(self, mark: Any, log: str) -> bool | None:
+    def _file_matches(self, mark: SavedMark, log: str) -> bool | None:
         """Whether a saved index file (its watermarks and anchor, ``mark``) describes this database's
         rows (lock held). Rowids are never reused (AUTOINCREMENT) and every removal is logged (``log``,
         by trigger), so a file matches when the database's sequences have reached its watermarks and

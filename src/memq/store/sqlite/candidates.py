@@ -347,9 +347,9 @@ class SQLiteCandidates(SQLiteBase):
         if self._index is None or self._index.mark.space != space:
             saved = VectorIndex.load(self.index_path, dim, space, self.exact_threshold)
             fits = None if saved is None else self._file_matches(saved.mark, "vec_removed")
-            self._index = saved if saved is not None and fits is not False else None
-            self._index = self._index or fresh_index(dim, space, self.exact_threshold)
-            self._catch_up(self._index)
+            index = fresh_index(dim, space, self.exact_threshold) if saved is None or fits is False else saved
+            self._index = index
+            self._catch_up(index)
             if saved is not None and fits is None:  # an older memq's file: check it by the row count
                 expected = self._retry(lambda: self._conn.execute(VECTOR_ROWS).fetchone()[0])
                 if len(self._index) != expected:
@@ -442,7 +442,7 @@ class SQLiteCandidates(SQLiteBase):
         if self._lex is None:
             saved = LexicalIndex.load(self.lexical_path)
             fits = None if saved is None else self._file_matches(saved.mark, "lex_removed")
-            lex = saved if saved is not None and fits is not False else LexicalIndex()
+            lex = LexicalIndex() if saved is None or fits is False else saved
             before = lex.mark.rows + lex.mark.removed
             lex.catch_up(read, "lex_removed")
             self._lex, self._lex_unsaved = lex, lex.mark.rows + lex.mark.removed - before
@@ -459,12 +459,44 @@ class SQLiteCandidates(SQLiteBase):
         self._lex_version = version
         return self._lex
 
-    def verify_lexical(self) -> bool:
-        """True when the lexical index holds exactly the rows (used by tests)."""
+    def check_indexes(self) -> dict[str, dict[str, Any]]:
+        """Each index kept beside the file against the rows (what ``memq check`` prints): how many rows
+        it should hold, how many it holds, and whether they are the same rows. The indexes are caught
+        up first, as a search would; a row changed by plain SQL under the same rowid is not seen."""
+        return {"vector": self._check_vectors(), "lexical": self._check_lexical()}
+
+    def rebuild_indexes(self) -> dict[str, dict[str, Any]]:
+        """Rebuild both indexes from the rows and save them over their files; then check them. Each
+        sidecar goes first, so a crash part-way leaves files the next open rebuilds."""
         with self._lock:
-            lex = self._sync_lexical()
+            if self._index is not None:
+                self._index.settle()
+            for path in (self.index_path, self.lexical_path):
+                path.with_name(path.name + ".json").unlink(missing_ok=True)
+            self._index, self._data_version, self._unsaved = None, None, 0
+            self._lex, self._lex_version, self._lex_unsaved = None, None, 0
+            self._sync_index()
+            self._sync_lexical()
+            self._save_index()
+            self._save_lexical()
+        return self.check_indexes()
+
+    def _check_vectors(self) -> dict[str, Any]:
+        with self._lock:
+            index = self._sync_index()
+            rows = {r[0] for r in self._read("SELECT rowid FROM records WHERE embedding IS NOT NULL")}
+            keys = set() if index is None else {int(k) for k in index.all_keys()}
+        return {"rows": len(rows), "indexed": len(keys), "ok": rows == keys}
+
+    def _check_lexical(self) -> dict[str, Any]:
+        with self._lock:
+            held = self._sync_lexical().rowids().tolist()
             rows = [r[0] for r in self._read("SELECT rowid FROM records ORDER BY rowid")]
-            return lex.rowids().tolist() == rows
+        return {"rows": len(rows), "indexed": len(held), "ok": held == rows}
+
+    def verify_lexical(self) -> bool:
+        """True when the lexical index holds exactly the rows."""
+        return bool(self._check_lexical()["ok"])
 
     def verify_mirror(self, query: CandidateQuery) -> bool:
         """True when the light-row mirror answers ``query`` for every row as SQL does (used by tests)."""
@@ -473,12 +505,8 @@ class SQLiteCandidates(SQLiteBase):
         return self._light_rows(query, keys) == self._rows_by_rowid(keys, where, params)
 
     def verify_index(self) -> bool:
-        """True when the vector index holds exactly the rows that have vectors (used by tests)."""
-        with self._lock:
-            index = self._sync_index()
-            rows = {r[0] for r in self._read("SELECT rowid FROM records WHERE embedding IS NOT NULL")}
-            keys = set() if index is None else {int(k) for k in index.all_keys()}
-            return rows == keys
+        """True when the vector index holds exactly the rows that have vectors."""
+        return bool(self._check_vectors()["ok"])
 
 
 def fresh_index(dim: int, space: str, hnsw_from: int) -> VectorIndex:

@@ -1,5 +1,6 @@
-"""The check a saved index file passes on open (``SQLiteBase._file_matches``): its watermarks against
-the database's sequences and its last row ("anchor") against the rows, instead of counting them."""
+"""The SQLite store's index files against its rows: the check a saved file passes on open
+(``SQLiteBase._file_matches``: its watermarks against the database's sequences and its last row, the
+"anchor", against the rows, instead of counting them), and ``memq check`` (every row compared)."""
 
 from __future__ import annotations
 
@@ -164,3 +165,76 @@ def test_an_older_memqs_files_are_checked_by_counting_the_rows(tmp_path: Path, d
     ids = {c.id for c in store.lexical_candidates(CandidateQuery(scope=Scope(tenant="t")), "fig note", 40)}
     assert ("back-again" in ids) is disagree
     store.close()
+
+
+@pytest.mark.parametrize("anchor", [["not a rowid", 1], [1], "garbage", [True, "x"]])
+def test_a_sidecar_with_a_malformed_anchor_is_rebuilt(tmp_path: Path, anchor: object) -> None:
+    path = tmp_path / "m.db"
+    recs = _records(7, 20, "grape")
+    _saved_store(path, recs)
+    for side in ("m.db.usearch.json", "m.db.lexical.json"):
+        meta = json.loads((tmp_path / side).read_text())
+        meta["anchor"] = anchor
+        (tmp_path / side).write_text(json.dumps(meta))
+    store = SQLiteStore(path)
+    assert _first_hits(store, recs[2], "grape") == (recs[2].id, recs[2].id)
+    store.close()
+    for side in ("m.db.usearch.json", "m.db.lexical.json"):  # rebuilt and saved with a good anchor
+        assert json.loads((tmp_path / side).read_text())["anchor"] == [
+            json.loads((tmp_path / side).read_text())["rows"],
+            recs[-1].id,
+        ]
+
+
+def test_memq_check_finds_what_the_open_check_cannot_and_rebuild_mends_it(tmp_path: Path) -> None:
+    """A row put back by plain SQL under a purged rowid, below the saved files' watermarks: the files
+    still match on open (their anchor is intact), so only a comparison with the rows finds it."""
+    from typer.testing import CliRunner
+
+    from memq.cli import app
+
+    path = tmp_path / "k.db"
+    recs = _records(8, 30, "kiwi")
+    store = SQLiteStore(path)
+    store.insert(recs)
+    store.purge("t", [recs[3].id])
+    store.close()
+    raw = sqlite3.connect(path)
+    rowid = raw.execute("SELECT max(rowid) FROM records").fetchone()[0] - 26  # recs[3]'s rowid
+    columns = [r[1] for r in raw.execute("PRAGMA table_info(records)") if r[1] != "rowid"]
+    raw.execute(
+        f"INSERT INTO records (rowid, {', '.join(columns)}) SELECT ?, "
+        + ", ".join("'back-again'" if c == "id" else c for c in columns)
+        + " FROM records WHERE id = ?",
+        (rowid, recs[4].id),
+    )
+    raw.commit()
+    raw.close()
+    runner = CliRunner()
+    args = ["--db", str(path), "--tenant", "t", "--embedder", "hashing", "--json", "check"]
+    found = runner.invoke(app, args)
+    assert found.exit_code == 1, found.output
+    report = json.loads(found.output)
+    assert report["ok"] is False
+    assert report["indexes"]["lexical"] == {"rows": 30, "indexed": 29, "ok": False}
+    assert report["indexes"]["vector"] == {"rows": 30, "indexed": 29, "ok": False}
+    mended = runner.invoke(app, [*args, "--rebuild"])
+    assert mended.exit_code == 0, mended.output
+    assert json.loads(mended.output)["indexes"]["vector"] == {"rows": 30, "indexed": 30, "ok": True}
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0, again.output
+    store = SQLiteStore(path)
+    ids = {c.id for c in store.lexical_candidates(CandidateQuery(scope=Scope(tenant="t")), "kiwi note", 40)}
+    assert "back-again" in ids
+    store.close()
+
+
+def test_memq_check_on_postgresql_says_there_is_nothing_to_check(pg_url: str) -> None:
+    from typer.testing import CliRunner
+
+    from memq.cli import app
+
+    result = CliRunner().invoke(app, ["--db", pg_url, "--embedder", "hashing", "--json", "check"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["ok"] is True and report["indexes"] == {} and "PostgreSQL" in report["note"]
