@@ -335,7 +335,7 @@ class SQLiteBase:
         by trigger), so a file matches when the database's sequences have reached its watermarks and
         its last row is still there with the same record id, or was removed after the file's removal
         watermark. A few primary-key lookups, where counting the rows reads a whole index of the
-        table (~0.9 s at 1M rows with the file out of the page cache). None: the file has no anchor
+        table (most of a cold reopen at 1M rows). None: the file has no anchor
         (an empty index, or an older memq's file): the caller counts the rows instead."""
 
         def check() -> bool | None:
