@@ -167,8 +167,9 @@ async def test_async_store_builds_the_vector_index_too(pg_url: str) -> None:
 ASYNC_LIFECYCLE = {"connect", "open"}
 # PostgreSQL's own: build_index (the SQLite store builds its vector index on its own, in the process)
 POSTGRES_ONLY = {"build_index"}
-# SQLite's own: a check (for tests) that its in-memory lexical index holds exactly the rows
-SQLITE_ONLY = {"verify_lexical", "verify_mirror"}  # test helpers of the indexes beside the file
+# SQLite's own: the indexes beside its file checked against the rows (``memq check``: check_indexes,
+# rebuild_indexes; verify_lexical and verify_mirror for tests). PostgreSQL keeps its indexes itself
+SQLITE_ONLY = {"check_indexes", "rebuild_indexes", "verify_lexical", "verify_mirror"}
 # methods whose sync and async forms differ by nature: closing, and export_rows (a stream, or a list)
 RUNNER_METHODS = {"close", "export_rows"}
 
