@@ -4,6 +4,7 @@ of rows to memq's types (each backend says how its driver returns times, JSON an
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -334,15 +335,27 @@ def shown_document(entry: LogEntry) -> list[dict[str, Any]]:
     ]
 
 
+def pool_json(ids: Sequence[str]) -> str:
+    """``json.dumps([{"id": i} for i in ids])``, byte for byte, at a third of the cost (a search logs
+    about a hundred): the ids are encoded as one list, then each element is wrapped. Safe because an
+    encoded string escapes every quote inside it, so ``", "`` occurs only between elements."""
+    if not ids:
+        return "[]"
+    return '[{"id": "' + json.dumps(list(ids))[2:-2].replace('", "', '"}, {"id": "') + '"}]'
+
+
 def pool_columns(entry: LogEntry) -> tuple[list[dict[str, str]], bytes | None]:
     """The ``pool`` column (each candidate's id, the JSON the erasure query searches) and the
-    ``pool_scores`` column (their scores, float32 little-endian: formatting a hundred floats as JSON
-    text cost more than the rest of the log line)."""
-    ids = [{"id": rid} for rid in entry.pool]
-    scores = entry.pool_scores
-    if scores is None or not ids:
-        return ids, None
-    return ids, np.ascontiguousarray(scores, dtype="<f4").tobytes()
+    ``pool_scores`` column (:func:`pool_scores_blob`)."""
+    return [{"id": rid} for rid in entry.pool], pool_scores_blob(entry)
+
+
+def pool_scores_blob(entry: LogEntry) -> bytes | None:
+    """The ``pool_scores`` column: the pool's scores, float32 little-endian (formatting a hundred
+    floats as JSON text cost more than the rest of the log line)."""
+    if entry.pool_scores is None or not entry.pool:
+        return None
+    return np.ascontiguousarray(entry.pool_scores, dtype="<f4").tobytes()
 
 
 def pool_entries(ids: Sequence[dict[str, Any]], scores: Any) -> list[PoolEntry]:

@@ -18,7 +18,8 @@ from memq.store.sqlcommon import (
     RETRIEVAL_HEAD,
     UTILITY_COLUMNS,
     no_retrieval,
-    pool_columns,
+    pool_json,
+    pool_scores_blob,
     shown_document,
 )
 from memq.store.sqlite.base import DECODE, SQLiteBase, chunks, marks, to_us, utility_of, write_utilities
@@ -36,7 +37,6 @@ class SQLiteLog(SQLiteBase):
         r = entry.retrieval
         qvec = None if entry.query_vector is None else np.asarray(entry.query_vector, np.float32).tobytes()
         feats = None if entry.features is None else np.ascontiguousarray(entry.features, np.float32).tobytes()
-        pool, pool_scores = pool_columns(entry)
         row = (
             r.id,
             r.scope.tenant,
@@ -45,8 +45,8 @@ class SQLiteLog(SQLiteBase):
             r.policy_version,
             r.k,
             json.dumps(shown_document(entry)),
-            json.dumps(pool),
-            pool_scores,
+            pool_json(entry.pool),
+            pool_scores_blob(entry),
             qvec,
             entry.embedding_model,
             to_us(r.created_at),
