@@ -13,7 +13,7 @@ What it measures, in this process alone (so its peak RSS is the store's plus the
 * **memory**: resident set size after the texts are built, after the load, and the peak
   (``getrusage`` max RSS) at the end;
 * **reopen**: the store opened again (its saved indexes loaded, as a new process does) and its first
-  search.
+  search, once with its files in the page cache and once with them dropped from it.
 
 Texts: the store benchmark's corpus (real LongMemEval and LoCoMo turns and paragraphs, ~100k
 distinct). Past it, each further text joins the first half of one corpus text to the second half of

@@ -50,6 +50,38 @@ def _first_hits(store: SQLiteStore, record: MemoryRecord, word: str) -> tuple[st
     return dense[0].id, lexical[0].id
 
 
+def _purged_and_put_back(path: Path, recs: list[MemoryRecord]) -> None:
+    """A store of ``recs`` saved with recs[3] purged; then, by plain SQL, a copy of recs[4] with id
+    ``back-again`` put under recs[3]'s old rowid (below the saved files' watermarks)."""
+    store = SQLiteStore(path)
+    store.insert(recs)
+    (rowid,) = store._conn.execute("SELECT rowid FROM records WHERE id = ?", (recs[3].id,)).fetchone()
+    store.purge("t", [recs[3].id])
+    store.close()
+    raw = sqlite3.connect(path)
+    columns = [r[1] for r in raw.execute("PRAGMA table_info(records)") if r[1] != "rowid"]
+    raw.execute(
+        f"INSERT INTO records (rowid, {', '.join(columns)}) SELECT ?, "
+        + ", ".join("'back-again'" if c == "id" else c for c in columns)
+        + " FROM records WHERE id = ?",
+        (rowid, recs[4].id),
+    )
+    raw.commit()
+    raw.close()
+
+
+def _set_anchors(path: Path, anchor: object) -> None:
+    """Both sidecars' anchor replaced (``...``: removed, as an older memq wrote them)."""
+    for suffix in (".usearch.json", ".lexical.json"):
+        side = path.with_name(path.name + suffix)
+        meta = json.loads(side.read_text())
+        if anchor is ...:
+            del meta["anchor"]
+        else:
+            meta["anchor"] = anchor
+        side.write_text(json.dumps(meta))
+
+
 def _statements(store: SQLiteStore) -> list[str]:
     seen: list[str] = []
     store._conn.set_trace_callback(seen.append)
@@ -136,27 +168,11 @@ def test_an_older_memqs_files_are_checked_by_counting_the_rows(tmp_path: Path, d
     it does not (here a row put back by plain SQL under a purged row's rowid, below the watermark)."""
     path = tmp_path / "o.db"
     recs = _records(6, 30, "fig")
-    store = SQLiteStore(path)
-    store.insert(recs)
     if disagree:
-        store.purge("t", [recs[3].id])
-    store.close()
-    if disagree:
-        raw = sqlite3.connect(path)
-        rowid = raw.execute("SELECT max(rowid) FROM records").fetchone()[0] - 26  # recs[3]'s rowid
-        columns = [r[1] for r in raw.execute("PRAGMA table_info(records)") if r[1] != "rowid"]
-        raw.execute(
-            f"INSERT INTO records (rowid, {', '.join(columns)}) SELECT ?, "
-            + ", ".join("'back-again'" if c == "id" else c for c in columns)
-            + " FROM records WHERE id = ?",
-            (rowid, recs[4].id),
-        )
-        raw.commit()
-        raw.close()
-    for side in ("o.db.usearch.json", "o.db.lexical.json"):
-        meta = json.loads((tmp_path / side).read_text())
-        del meta["anchor"]
-        (tmp_path / side).write_text(json.dumps(meta))
+        _purged_and_put_back(path, recs)
+    else:
+        _saved_store(path, recs)
+    _set_anchors(path, ...)
     store = SQLiteStore(path)
     seen = _statements(store)
     assert _first_hits(store, recs[8], "fig") == (recs[8].id, recs[8].id)
@@ -172,18 +188,13 @@ def test_a_sidecar_with_a_malformed_anchor_is_rebuilt(tmp_path: Path, anchor: ob
     path = tmp_path / "m.db"
     recs = _records(7, 20, "grape")
     _saved_store(path, recs)
-    for side in ("m.db.usearch.json", "m.db.lexical.json"):
-        meta = json.loads((tmp_path / side).read_text())
-        meta["anchor"] = anchor
-        (tmp_path / side).write_text(json.dumps(meta))
+    _set_anchors(path, anchor)
     store = SQLiteStore(path)
     assert _first_hits(store, recs[2], "grape") == (recs[2].id, recs[2].id)
     store.close()
     for side in ("m.db.usearch.json", "m.db.lexical.json"):  # rebuilt and saved with a good anchor
-        assert json.loads((tmp_path / side).read_text())["anchor"] == [
-            json.loads((tmp_path / side).read_text())["rows"],
-            recs[-1].id,
-        ]
+        meta = json.loads((tmp_path / side).read_text())
+        assert meta["anchor"] == [meta["rows"], recs[-1].id]
 
 
 def test_memq_check_finds_what_the_open_check_cannot_and_rebuild_mends_it(tmp_path: Path) -> None:
@@ -195,21 +206,7 @@ def test_memq_check_finds_what_the_open_check_cannot_and_rebuild_mends_it(tmp_pa
 
     path = tmp_path / "k.db"
     recs = _records(8, 30, "kiwi")
-    store = SQLiteStore(path)
-    store.insert(recs)
-    store.purge("t", [recs[3].id])
-    store.close()
-    raw = sqlite3.connect(path)
-    rowid = raw.execute("SELECT max(rowid) FROM records").fetchone()[0] - 26  # recs[3]'s rowid
-    columns = [r[1] for r in raw.execute("PRAGMA table_info(records)") if r[1] != "rowid"]
-    raw.execute(
-        f"INSERT INTO records (rowid, {', '.join(columns)}) SELECT ?, "
-        + ", ".join("'back-again'" if c == "id" else c for c in columns)
-        + " FROM records WHERE id = ?",
-        (rowid, recs[4].id),
-    )
-    raw.commit()
-    raw.close()
+    _purged_and_put_back(path, recs)
     runner = CliRunner()
     args = ["--db", str(path), "--tenant", "t", "--embedder", "hashing", "--json", "check"]
     found = runner.invoke(app, args)

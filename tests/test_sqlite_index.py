@@ -540,7 +540,8 @@ def test_a_mirror_saved_slot_by_slot_in_an_npz_still_loads(tmp_path: Path) -> No
     loads as before; the next save writes the pack and removes the npz."""
     import json
 
-    from memq.store.sqlite.vectors import VectorIndex, _mirror_file, _pack_file, _sidecar, _whole_blocks
+    from memq.store.sqlite.arrays import sidecar
+    from memq.store.sqlite.vectors import VectorIndex, _mirror_file, _pack_file, _whole_blocks
 
     rng = np.random.default_rng(16)
     index, _ = _churned_index(rng)
@@ -550,9 +551,9 @@ def test_a_mirror_saved_slot_by_slot_in_an_npz_still_loads(tmp_path: Path) -> No
     with open(_mirror_file(path), "wb") as out:
         np.savez(out, keys=index._key[:top], vectors=index._mat[:top], codes=index._codes[:top])
     _pack_file(path).unlink()
-    meta = json.loads(_sidecar(path).read_text())
+    meta = json.loads(sidecar(path).read_text())
     meta["layout"] = "slots"
-    _sidecar(path).write_text(json.dumps(meta))
+    sidecar(path).write_text(json.dumps(meta))
     loaded = VectorIndex.load(path, 16, "", hnsw_from=10**9)
     assert loaded is not None and len(loaded) == len(index) and loaded._top == index._top
     q = rng.normal(size=16).astype(np.float32)
@@ -566,7 +567,8 @@ def test_a_mirror_saved_slot_by_slot_in_an_npz_still_loads(tmp_path: Path) -> No
 def test_a_mirror_saved_packed_by_an_older_memq_still_loads(tmp_path: Path) -> None:
     import json
 
-    from memq.store.sqlite.vectors import VectorIndex, _mirror_file, _sidecar
+    from memq.store.sqlite.arrays import sidecar
+    from memq.store.sqlite.vectors import VectorIndex, _mirror_file
 
     rng = np.random.default_rng(14)
     index, _ = _churned_index(rng)
@@ -575,9 +577,9 @@ def test_a_mirror_saved_packed_by_an_older_memq_still_loads(tmp_path: Path) -> N
     used = np.flatnonzero(index._key >= 0)  # rewrite the files as memq wrote them before: rows packed
     with open(_mirror_file(path), "wb") as out:
         np.savez(out, keys=index._key[used], vectors=index._mat[used], codes=index._codes[used])
-    meta = json.loads(_sidecar(path).read_text())
+    meta = json.loads(sidecar(path).read_text())
     del meta["layout"]
-    _sidecar(path).write_text(json.dumps(meta))
+    sidecar(path).write_text(json.dumps(meta))
     loaded = VectorIndex.load(path, 16, "", hnsw_from=10**9)
     assert loaded is not None and len(loaded) == len(index)
     q = rng.normal(size=16).astype(np.float32)

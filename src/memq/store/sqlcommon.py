@@ -336,18 +336,13 @@ def shown_document(entry: LogEntry) -> list[dict[str, Any]]:
 
 
 def pool_json(ids: Sequence[str]) -> str:
-    """``json.dumps([{"id": i} for i in ids])``, byte for byte, at a third of the cost (a search logs
-    about a hundred): the ids are encoded as one list, then each element is wrapped. Safe because an
+    """The ``pool`` column of a logged search: each candidate's id, the JSON the erasure query
+    searches. ``json.dumps([{"id": i} for i in ids])``, byte for byte, at a third of the cost (a search
+    logs about a hundred): the ids are encoded as one list, then each element is wrapped. Safe because an
     encoded string escapes every quote inside it, so ``", "`` occurs only between elements."""
     if not ids:
         return "[]"
     return '[{"id": "' + json.dumps(list(ids))[2:-2].replace('", "', '"}, {"id": "') + '"}]'
-
-
-def pool_columns(entry: LogEntry) -> tuple[list[dict[str, str]], bytes | None]:
-    """The ``pool`` column (each candidate's id, the JSON the erasure query searches) and the
-    ``pool_scores`` column (:func:`pool_scores_blob`)."""
-    return [{"id": rid} for rid in entry.pool], pool_scores_blob(entry)
 
 
 def pool_scores_blob(entry: LogEntry) -> bytes | None:

@@ -28,7 +28,8 @@ from memq.store.sqlcommon import (
     UTILITY_COLUMNS,
     TrainingRows,
     no_retrieval,
-    pool_columns,
+    pool_json,
+    pool_scores_blob,
     shown_document,
 )
 from memq.types import LoggedRetrieval, Utility
@@ -43,9 +44,13 @@ LOCK_UTILITY = (
 )
 
 
+def _encoded(text: str) -> str:
+    """``Jsonb``'s dumps for a value that is JSON text already (``pool_json``)."""
+    return text
+
+
 def log_retrieval(entry: LogEntry) -> Op[None]:
     retrieval = entry.retrieval
-    pool, pool_scores = pool_columns(entry)
     features = None if entry.features is None else np.ascontiguousarray(entry.features, dtype="<f4").tobytes()
     # The search's own log line need not wait for the WAL flush (this transaction only): a crash can
     # lose the last few log lines (feedback on them is then refused as unknown), never corrupt anything.
@@ -62,8 +67,8 @@ def log_retrieval(entry: LogEntry) -> Op[None]:
             retrieval.policy_version,
             retrieval.k,
             Jsonb(shown_document(entry)),
-            Jsonb(pool),
-            pool_scores,
+            Jsonb(pool_json(entry.pool), dumps=_encoded),
+            pool_scores_blob(entry),
             vector_bytes(entry.query_vector),
             entry.embedding_model,
             retrieval.created_at,

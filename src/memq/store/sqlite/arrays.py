@@ -35,6 +35,11 @@ def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
     os.replace(tmp, path)
 
 
+def sidecar(path: Path) -> Path:
+    """The JSON file beside a saved index that holds its watermarks (written last, read first)."""
+    return path.with_name(path.name + ".json")
+
+
 def anchor_of(value: Any) -> tuple[int, str] | None:
     """A saved index's anchor ([rowid, record id]), or None when it has none; anything else is a corrupt
     sidecar (``ValueError``: the file is not used)."""

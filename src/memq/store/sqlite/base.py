@@ -160,6 +160,18 @@ class SavedMark(Protocol):
     anchor: tuple[int, str] | None
 
 
+class SavedIndex(Protocol):
+    """An index kept beside the file (``VectorIndex``, ``LexicalIndex``), as :meth:`SQLiteBase._adopt`
+    sees it."""
+
+    mark: SavedMark
+
+    def __len__(self) -> int: ...
+
+
+IndexT = TypeVar("IndexT", bound=SavedIndex)
+
+
 class SQLiteBase:
     """The connection and its transactions (the parts of :class:`SQLiteStore` build on it)."""
 
@@ -329,35 +341,56 @@ class SQLiteBase:
         )
         return None if found is None else (rowid, found[0])
 
+    def _adopt(
+        self,
+        saved: IndexT | None,
+        log: str,
+        fresh: Callable[[], IndexT],
+        catch_up: Callable[[IndexT], None],
+        rows: Callable[[], int],
+    ) -> tuple[IndexT, bool]:
+        """The index to use on open (lock held): the one loaded from its file (``saved``) when the file
+        matches the rows (:meth:`_file_matches`, ``log`` its removal log), else ``fresh()``; caught up
+        either way. A file without an anchor (an older memq's) is checked by its entry count against
+        ``rows()`` after the catch-up. True with the index when it was rebuilt because the file did
+        not match (the caller saves it; a missing or unreadable file is simply built)."""
+        fits = None if saved is None else self._file_matches(saved.mark, log)
+        index = fresh() if saved is None or fits is False else saved
+        catch_up(index)
+        if saved is not None and fits is None and len(index) != rows():
+            fits, index = False, fresh()
+            catch_up(index)
+        return index, fits is False
+
     def _file_matches(self, mark: SavedMark, log: str) -> bool | None:
         """Whether a saved index file (its watermarks and anchor, ``mark``) describes this database's
         rows (lock held). Rowids are never reused (AUTOINCREMENT) and every removal is logged (``log``,
         by trigger), so a file matches when the database's sequences have reached its watermarks and
         its last row is still there with the same record id, or was removed after the file's removal
-        watermark. A few primary-key lookups, where counting the rows reads a whole index of the
-        table (most of a cold reopen at 1M rows). None: the file has no anchor
-        (an empty index, or an older memq's file): the caller counts the rows instead."""
-
-        def check() -> bool | None:
-            seqs = dict(
-                self._conn.execute(
+        watermark: a few primary-key lookups, where counting the rows reads a whole index of the
+        table. None: the file has no anchor (an empty index, or an older memq's file): the caller
+        counts the rows instead."""
+        seqs = dict(
+            self._retry(
+                lambda: self._conn.execute(
                     "SELECT name, seq FROM sqlite_sequence WHERE name IN ('records', ?)", (log,)
                 ).fetchall()
             )
-            if mark.rows > seqs.get("records", 0) or mark.removed > seqs.get(log, 0):
-                return False  # the file saw rows or removals this database has not
-            if mark.anchor is None:
-                return None
-            rowid, record_id = mark.anchor
-            found = self._conn.execute("SELECT id FROM records WHERE rowid = ?", (rowid,)).fetchone()
-            if found is not None:
-                return bool(found[0] == record_id)
-            gone = self._conn.execute(
+        )
+        if mark.rows > seqs.get("records", 0) or mark.removed > seqs.get(log, 0):
+            return False  # the file saw rows or removals this database has not
+        if mark.anchor is None:
+            return None
+        rowid = mark.anchor[0]
+        found = self._anchor(rowid)
+        if found is not None:
+            return found == mark.anchor
+        gone = self._retry(
+            lambda: self._conn.execute(
                 f"SELECT 1 FROM {log} WHERE seq > ? AND row = ? LIMIT 1", (mark.removed, rowid)
             ).fetchone()
-            return gone is not None
-
-        return self._retry(check)
+        )
+        return gone is not None
 
     def _index_added(self, wrote_vectors: bool) -> None:
         raise NotImplementedError

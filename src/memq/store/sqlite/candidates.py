@@ -18,6 +18,7 @@ import numpy as np
 from memq.store.base import Candidate, CandidatePool, CandidateQuery, CandidateRow
 from memq.store.sqlcommon import dedupe, query_terms, visibility
 from memq.store.sqlite import mirror
+from memq.store.sqlite.arrays import sidecar
 from memq.store.sqlite.base import RECORDS_BY_ROWID, SQLiteBase, chunks, columns, hydrate, marks, to_us
 from memq.store.sqlite.lexical import LexicalIndex
 from memq.store.sqlite.mirror import Entry, RowMirror
@@ -345,18 +346,14 @@ class SQLiteCandidates(SQLiteBase):
             return None
         space, dim = tag
         if self._index is None or self._index.mark.space != space:
-            saved = VectorIndex.load(self.index_path, dim, space, self.exact_threshold)
-            fits = None if saved is None else self._file_matches(saved.mark, "vec_removed")
-            index = fresh_index(dim, space, self.exact_threshold) if saved is None or fits is False else saved
-            self._index = index
-            self._catch_up(index)
-            if saved is not None and fits is None:  # an older memq's file: check it by the row count
-                expected = self._retry(lambda: self._conn.execute(VECTOR_ROWS).fetchone()[0])
-                if len(self._index) != expected:
-                    fits = False
-                    self._index = fresh_index(dim, space, self.exact_threshold)
-                    self._catch_up(self._index)
-            if fits is False:  # the saved file disagreed with the rows: rebuilt from them, saved anew
+            self._index, rebuilt = self._adopt(
+                VectorIndex.load(self.index_path, dim, space, self.exact_threshold),
+                "vec_removed",
+                lambda: fresh_index(dim, space, self.exact_threshold),
+                self._catch_up,
+                lambda: int(self._retry(lambda: self._conn.execute(VECTOR_ROWS).fetchone()[0])),
+            )
+            if rebuilt:
                 self._save_index()
         else:
             self._catch_up(self._index)
@@ -439,23 +436,20 @@ class SQLiteCandidates(SQLiteBase):
         def count() -> int:
             return int(read("SELECT count(*) FROM records", ())[0][0])
 
-        if self._lex is None:
-            saved = LexicalIndex.load(self.lexical_path)
-            fits = None if saved is None else self._file_matches(saved.mark, "lex_removed")
-            lex = LexicalIndex() if saved is None or fits is False else saved
+        def take_in(lex: LexicalIndex) -> None:
             before = lex.mark.rows + lex.mark.removed
             lex.catch_up(read, "lex_removed")
-            self._lex, self._lex_unsaved = lex, lex.mark.rows + lex.mark.removed - before
-            if saved is not None and fits is None and len(lex) != count():  # an older memq's file
-                fits = False
-                self._lex = lex = LexicalIndex()
-                lex.catch_up(read, "lex_removed")
-            if fits is False:  # the saved file disagreed with the rows: rebuilt from them, saved anew
+            self._lex_unsaved += lex.mark.rows + lex.mark.removed - before
+
+        if self._lex is None:
+            self._lex_unsaved = 0
+            self._lex, rebuilt = self._adopt(
+                LexicalIndex.load(self.lexical_path), "lex_removed", LexicalIndex, take_in, count
+            )
+            if rebuilt:
                 self._save_lexical()
         else:
-            before = self._lex.mark.rows + self._lex.mark.removed
-            self._lex.catch_up(read, "lex_removed")
-            self._lex_unsaved += self._lex.mark.rows + self._lex.mark.removed - before
+            take_in(self._lex)
         self._lex_version = version
         return self._lex
 
@@ -472,7 +466,7 @@ class SQLiteCandidates(SQLiteBase):
             if self._index is not None:
                 self._index.settle()
             for path in (self.index_path, self.lexical_path):
-                path.with_name(path.name + ".json").unlink(missing_ok=True)
+                sidecar(path).unlink(missing_ok=True)
             self._index, self._data_version, self._unsaved = None, None, 0
             self._lex, self._lex_version, self._lex_unsaved = None, None, 0
             self._sync_index()

@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from memq.store.sqlite.arrays import anchor_of, grown, load_pack, save_pack, write_atomically
+from memq.store.sqlite.arrays import anchor_of, grown, load_pack, save_pack, sidecar, write_atomically
 from memq.store.sqlite.lexical_terms import Vocabulary
 
 K1 = 1.2
@@ -520,15 +520,13 @@ class LexicalIndex:
                 "count": self._n,
                 "capacity": cap,
             }
-            write_atomically(
-                path.with_name(path.name + ".json"), lambda tmp: tmp.write_text(json.dumps(meta))
-            )
+            write_atomically(sidecar(path), lambda tmp: tmp.write_text(json.dumps(meta)))
 
     @classmethod
     def load(cls, path: Path, tag: str = "") -> LexicalIndex | None:
         """The saved index, or None when it is missing, unreadable, from another tokenizer or inconsistent."""
         try:
-            meta = json.loads(path.with_name(path.name + ".json").read_text())
+            meta = json.loads(sidecar(path).read_text())
             if (
                 meta.get("format") not in (1, FORMAT)
                 or meta.get("tag") != tag

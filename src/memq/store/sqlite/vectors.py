@@ -25,7 +25,8 @@ Saved on close (graph, mirror and codes, then a sidecar with the watermarks, eac
 opening maps the graph's file and the mirror's on POSIX (read lazily: a search reads the vectors it
 scores; a write copies the graph into memory, and the mirror's pages it changes; without a graph the
 mirror is read whole, as every search scans it) and adds only what is missing. A file that cannot be read, or whose counts disagree
-with its watermarks, is ignored and the index is rebuilt from the rows. Why usearch: docs/benchmarks-ann.md.
+with its watermarks, or that does not match the rows (the store checks its anchor, the last row it
+holds: ``SQLiteBase._file_matches``), is ignored and the index is rebuilt from the rows. Why usearch: docs/benchmarks-ann.md.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from memq.store.sqlite.arrays import anchor_of, grown, load_pack, save_pack, write_atomically
+from memq.store.sqlite.arrays import anchor_of, grown, load_pack, save_pack, sidecar, write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -470,15 +471,14 @@ class VectorIndex:
                 )
 
         write_atomically(_pack_file(path), mirror)
-        side = _sidecar(path)
-        write_atomically(side, lambda tmp: tmp.write_text(json.dumps(files)))
+        write_atomically(sidecar(path), lambda tmp: tmp.write_text(json.dumps(files)))
         _mirror_file(path).unlink(missing_ok=True)  # an older memq's mirror, replaced by the pack
 
     @classmethod
     def load(cls, path: Path, dim: int, space: str, hnsw_from: int = HNSW_FROM) -> VectorIndex | None:
         """The saved index, or None when it is missing, unreadable or inconsistent."""
         try:
-            meta = json.loads(_sidecar(path).read_text())
+            meta = json.loads(sidecar(path).read_text())
             if meta.get("space") != space:
                 return None
             index = cls(dim, hnsw_from)
@@ -543,10 +543,6 @@ def top_k_desc(scores: np.ndarray, k: int) -> np.ndarray:
     part = np.argpartition(-scores, k - 1)[:k]
     part.sort()
     return part[np.argsort(-scores[part], kind="stable")]
-
-
-def _sidecar(path: Path) -> Path:
-    return path.with_name(path.name + ".json")
 
 
 def _mirror_file(path: Path) -> Path:
