@@ -640,3 +640,84 @@ def test_a_failed_graph_insert_is_rebuilt_from_the_vectors(caplog: object) -> No
     assert keys[0] == 261
     assert not isinstance(index._graph, _HeldGraph) and len(index._graph) == 300
     assert "rebuilding it from the vectors" in caplog.text  # type: ignore[attr-defined]
+
+
+def _graph_store(tmp_path: Path) -> tuple[SQLiteStore, list[MemoryRecord]]:
+    """A store whose 2,000 records (tenant "big", 40 users) are searched through the HNSW graph."""
+    rng = np.random.default_rng(7)
+    recs = _records(rng, 2000, "big")
+    for i, r in enumerate(recs):
+        r.scope = Scope(tenant="big", user=f"u{i % 40}")
+        r.text = f"item {i} {'apple' if i % 3 else 'pear'} {'red' if i % 7 else 'green'}"
+    store = SQLiteStore(tmp_path / "g.db", exact_threshold=500)
+    store.insert(recs)
+    return store, recs
+
+
+def test_a_hybrid_search_runs_its_graph_search_beside_bm25_with_the_same_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both signals searching, the graph search runs on the search worker while this thread runs the
+    BM25 search; the pool is the one each signal's own search gives. A scope small enough for an
+    exact scan searches both on this thread."""
+    from memq.store.sqlite.vectors import VectorIndex
+
+    store, recs = _graph_store(tmp_path)
+    threads: list[str] = []
+    search = VectorIndex.search
+
+    def recorded(self: VectorIndex, *args: object, **kwargs: object) -> object:
+        threads.append(threading.current_thread().name)
+        return search(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(VectorIndex, "search", recorded)
+    q = CandidateQuery(scope=Scope(tenant="big"))
+    vector = np.asarray(recs[5].embedding, dtype=np.float32)
+    both = store.search_candidates(q, 20, vector=vector, text="apple green")
+    assert threads and threads[0].startswith("memq-search")
+    dense = store.search_candidates(q, 20, vector=vector)
+    lexical = store.search_candidates(q, 20, text="apple green")
+    assert threads[-1] == threading.current_thread().name  # a dense search alone: on this thread
+    assert both.signals == {"dense": dense.signals["dense"], "lexical": lexical.signals["lexical"]}
+    assert both.signals["dense"][0].id == recs[5].id and len(both.signals["lexical"]) == 20
+    assert both.rows == {**dense.rows, **lexical.rows}
+
+    threads.clear()
+    scoped = CandidateQuery(scope=Scope(tenant="big", user="u5"))  # 50 of 2,000 rows: exact
+    store.search_candidates(scoped, 20, vector=vector, text="apple green")
+    assert not threads  # the exact scan: no graph search at all
+    store.close()
+
+
+def test_a_failed_bm25_search_waits_for_the_graph_search_beside_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lock covers both searches: when the BM25 search raises, the graph search on the worker is
+    waited for before the error leaves (and the lock with it)."""
+    from memq.store.sqlite.lexical import LexicalIndex
+    from memq.store.sqlite.vectors import VectorIndex
+
+    store, recs = _graph_store(tmp_path)
+    finished = threading.Event()
+    search = VectorIndex.search
+
+    def slow(self: VectorIndex, *args: object, **kwargs: object) -> object:
+        out = search(self, *args, **kwargs)  # type: ignore[arg-type]
+        threading.Event().wait(0.2)  # still searching when the BM25 search fails
+        finished.set()
+        return out
+
+    def broken(*args: object, **kwargs: object) -> object:
+        raise RuntimeError("bm25 failed")
+
+    monkeypatch.setattr(VectorIndex, "search", slow)
+    monkeypatch.setattr(LexicalIndex, "search", broken)
+    with pytest.raises(RuntimeError, match="bm25 failed"):
+        store.search_candidates(
+            CandidateQuery(scope=Scope(tenant="big")),
+            20,
+            vector=np.asarray(recs[1].embedding, dtype=np.float32),
+            text="apple",
+        )
+    assert finished.is_set()
+    store.close()

@@ -10,7 +10,10 @@ search does not grow with the store; over-fetching keeps a filter from starving 
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -44,6 +47,28 @@ def take_for(n: int) -> int:
     """Each signal's first hits a search reads rows of, for ``n`` candidates: ``n`` plus a margin for
     versions the visibility clause drops."""
     return n + max(8, n // 8)
+
+
+def _walks_graph(index: VectorIndex, scope: tuple[str | None, ...], n: int) -> bool:
+    """Whether a search for ``n`` candidates in ``scope`` walks the HNSW graph rather than scanning
+    the scope's rows exactly (a scope that may hold more than ``SCOPE_EXACT`` of the vectors; its
+    bound takes no pass over the rows)."""
+    return index.has_graph and index.scope_bound(scope) > max(SCOPE_EXACT * len(index), graph_fetch(n))
+
+
+_worker_lock = threading.Lock()
+_worker: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _search_worker() -> ThreadPoolExecutor:
+    """The process's one thread that runs a hybrid search's graph search beside its BM25 search (made
+    on first use; a forked child makes its own). One is enough: a store searches its indexes under
+    its lock, and the thread's work takes no lock, so searches of several stores only queue."""
+    global _worker
+    with _worker_lock:
+        if _worker is None or _worker[0] != os.getpid():
+            _worker = (os.getpid(), ThreadPoolExecutor(1, thread_name_prefix="memq-search"))
+        return _worker[1]
 
 
 class SQLiteCandidates(SQLiteBase):
@@ -143,14 +168,17 @@ class SQLiteCandidates(SQLiteBase):
         """Each signal's index hits (the first ``n`` plus a margin), then the light rows of both signals'
         hits at once, checked against the query's visibility (``_light_rows``). A signal whose
         hits leave fewer than ``n`` visible while more may exist (a filter, old versions, a scope the
-        graph does not know) runs its own over-fetching search."""
+        graph does not know) runs its own over-fetching search. When both signals search and the
+        dense one walks the HNSW graph, the two index searches run at once (``_both_hits``)."""
         if n <= 0 or (vector is None and text is None):
             return CandidatePool({}, {})
         take = take_for(n)
         hits: dict[str, tuple[list[int], list[float], bool]] = {}
-        if vector is not None:
+        if vector is not None and text is not None:
+            hits = self._both_hits(query, vector, text, n, take)
+        elif vector is not None:
             hits["dense"] = self._dense_hits(query, vector, n, take)
-        if text is not None:
+        elif text is not None:
             hits["lexical"] = self._lexical_hits(query, text, take)
         by_key = self._light_rows(query, list(dict.fromkeys(k for keys, _, _ in hits.values() for k in keys)))
         signals: dict[str, list[Candidate]] = {}
@@ -172,46 +200,79 @@ class SQLiteCandidates(SQLiteBase):
             rows.update(self._candidate_rows(query, missing))
         return CandidatePool(signals, {rid: rows[rid] for rid in wanted if rid in rows})
 
+    def _both_hits(
+        self, query: CandidateQuery, vector: np.ndarray, text: str, n: int, take: int
+    ) -> dict[str, tuple[list[int], list[float], bool]]:
+        """Both signals' hits (``_dense_hits``, ``_lexical_hits``). With the lock held for both, the
+        graph search (usearch releases the GIL) and its rescoring run on the search worker thread
+        while this thread runs the BM25 search: each reads only its own index, and no writer can
+        touch either until both are done. A small scope (an exact scan) or a store without a graph
+        searches one after the other: there the hand-over would cost more than it saves."""
+        with self._lock:
+            index = self._sync_index()
+            sc = query.scope
+            scope = (sc.tenant, sc.user, sc.agent, sc.session)
+            if index is None or not _walks_graph(index, scope, n):
+                dense = self._dense_in(index, scope, vector, n, take)
+                return {"dense": dense, "lexical": self._lexical_in(self._sync_lexical(), query, text, take)}
+            lex = self._sync_lexical()
+            pending = _search_worker().submit(self._dense_in, index, scope, vector, n, take)
+            try:
+                lexical = self._lexical_in(lex, query, text, take)
+            finally:
+                dense = pending.result()  # wait even when the BM25 search failed: the lock covers both
+        return {"dense": dense, "lexical": lexical}
+
     def _dense_hits(
         self, query: CandidateQuery, vector: np.ndarray, n: int, take: int
     ) -> tuple[list[int], list[float], bool]:
         """The vector index's first ``take`` rowids for ``vector`` in the query's scope, their
-        similarities, and whether no other row of the scope could follow. Exact in a small scope; else
-        the graph is asked for ``graph_fetch(n)`` candidates (as ``dense_candidates`` asks it) and the
+        similarities, and whether no other row of the scope could follow (``_dense_in``)."""
+        sc = query.scope
+        with self._lock:
+            return self._dense_in(
+                self._sync_index(), (sc.tenant, sc.user, sc.agent, sc.session), vector, n, take
+            )
+
+    @staticmethod
+    def _dense_in(
+        index: VectorIndex | None, scope: tuple[str | None, ...], vector: np.ndarray, n: int, take: int
+    ) -> tuple[list[int], list[float], bool]:
+        """``_dense_hits`` on ``index`` (the lock held by the caller). Exact in a small scope; else the
+        graph is asked for ``graph_fetch(n)`` candidates (as ``dense_candidates`` asks it) and the
         first ``RESCORE × take`` of them in its int8 order are rescored: they hold the exact first
         ``take`` as often as all of them do (docs/algorithms.md)."""
-        with self._lock:
-            index = self._sync_index()
-            if index is None or len(index) == 0:
+        if index is None or len(index) == 0 or index.scope_bound(scope) == 0:
+            return [], [], True
+        fetch = graph_fetch(n)
+        if not _walks_graph(index, scope, n):
+            slots = index.scope_slots(scope)
+            in_scope = 0 if slots is None else len(slots)
+            if in_scope == 0:
                 return [], [], True
-            sc = query.scope
-            scope = (sc.tenant, sc.user, sc.agent, sc.session)
-            bound = index.scope_bound(scope)  # no pass over the rows: a large scope goes to the graph
-            total = len(index)
-            fetch = graph_fetch(n)
-            if bound == 0:
-                return [], [], True
-            if not index.has_graph or bound <= max(SCOPE_EXACT * total, fetch):
-                slots = index.scope_slots(scope)
-                in_scope = 0 if slots is None else len(slots)
-                if in_scope == 0:
-                    return [], [], True
-                keys, sims = index.exact(vector, take, slots)
-                return keys.tolist(), sims.tolist(), take >= in_scope
-            keys, sims = index.search(vector, fetch, rescore=RESCORE * take)
-        return keys[:take].tolist(), sims[:take].tolist(), fetch >= total and len(keys) <= take
+            keys, sims = index.exact(vector, take, slots)
+            return keys.tolist(), sims.tolist(), take >= in_scope
+        keys, sims = index.search(vector, fetch, rescore=RESCORE * take)
+        return keys[:take].tolist(), sims[:take].tolist(), fetch >= len(index) and len(keys) <= take
 
     def _lexical_hits(
         self, query: CandidateQuery, text: str, take: int
     ) -> tuple[list[int], list[float], bool]:
         """The lexical index's first ``take`` rowids for ``text`` in the query's scope, their BM25
         scores, and whether no other row matches."""
+        with self._lock:
+            return self._lexical_in(self._sync_lexical(), query, text, take)
+
+    @staticmethod
+    def _lexical_in(
+        lex: LexicalIndex, query: CandidateQuery, text: str, take: int
+    ) -> tuple[list[int], list[float], bool]:
+        """``_lexical_hits`` on ``lex`` (the lock held by the caller)."""
         terms = query_terms(text)
         if not terms:
             return [], [], True
         sc = query.scope
-        with self._lock:
-            keys, scores = self._sync_lexical().search(terms, take, sc.tenant, sc.user, sc.agent, sc.session)
+        keys, scores = lex.search(terms, take, sc.tenant, sc.user, sc.agent, sc.session)
         return keys.tolist(), scores.tolist(), len(keys) < take
 
     def _light_rows(self, query: CandidateQuery, keys: Sequence[int]) -> dict[int, CandidateRow]:
