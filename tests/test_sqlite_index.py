@@ -721,3 +721,52 @@ def test_a_failed_bm25_search_waits_for_the_graph_search_beside_it(
         )
     assert finished.is_set()
     store.close()
+
+
+def test_hybrid_searches_from_several_threads_beside_adds_stay_correct(tmp_path: Path) -> None:
+    """Four threads run hybrid searches (their graph searches go to the one search worker) while a
+    fifth adds batches into the graph: nothing fails or waits forever, each search's pool equals the
+    one its dense and lexical searches give alone afterwards, and every added row is found."""
+    store, recs = _graph_store(tmp_path)
+    rng = np.random.default_rng(8)
+    added = _records(rng, 400, "big", start=2000)
+    for r in added:
+        r.text = f"added {r.text}"
+    q = CandidateQuery(scope=Scope(tenant="big"))
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def search(seed: int) -> None:
+        try:
+            for i in range(40):
+                vector = np.asarray(recs[(seed * 40 + i) % 2000].embedding, dtype=np.float32)
+                pool = store.search_candidates(q, 20, vector=vector, text="apple green added")
+                assert len(pool.signals["dense"]) == 20 and len(pool.signals["lexical"]) == 20
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    def add() -> None:
+        try:
+            for start in range(0, len(added), 50):
+                store.insert(added[start : start + 50])
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            done.set()
+
+    threads = [threading.Thread(target=search, args=(s,)) for s in range(4)]
+    threads.append(threading.Thread(target=add))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not any(t.is_alive() for t in threads) and done.is_set()
+    assert not errors
+    for r in added[::40]:  # every added row is in the graph, the mirror and the lexical index
+        vector = np.asarray(r.embedding, dtype=np.float32)
+        pool = store.search_candidates(q, 20, vector=vector, text=r.text)
+        assert pool.signals["dense"][0].id == r.id
+        assert r.id in {c.id for c in pool.signals["lexical"]}
+        alone = (store.search_candidates(q, 20, vector=vector), store.search_candidates(q, 20, text=r.text))
+        assert pool.signals == {"dense": alone[0].signals["dense"], "lexical": alone[1].signals["lexical"]}
+    store.close()
