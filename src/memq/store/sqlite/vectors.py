@@ -293,17 +293,27 @@ class VectorIndex:
         self._size -= len(keys)
 
     # -- reads -----------------------------------------------------------------------------------
-    def scope_mask(self, scope: tuple[str | None, ...]) -> np.ndarray | None:
-        """Slots whose row belongs to ``scope`` (None fields match anything); None if a value is
-        unknown (no row has it)."""
-        used = self._top
-        mask = self._key[:used] >= 0
+    def _scope_fields(self, scope: tuple[str | None, ...]) -> list[tuple[int, int]] | None:
+        """(field, code) of each field ``scope`` sets; None if a value is unknown (no row has it)."""
+        out = []
         for j, value in enumerate(scope):
             if value is None:
                 continue
             code = self._vocab[j].get(value)
             if code is None:
                 return None
+            out.append((j, code))
+        return out
+
+    def scope_mask(self, scope: tuple[str | None, ...]) -> np.ndarray | None:
+        """Slots whose row belongs to ``scope`` (None fields match anything); None if a value is
+        unknown (no row has it)."""
+        fields = self._scope_fields(scope)
+        if fields is None:
+            return None
+        used = self._top
+        mask = self._key[:used] >= 0
+        for j, code in fields:
             mask &= self._codes[:used, j] == code
         return mask
 
@@ -333,20 +343,16 @@ class VectorIndex:
         selective field (the fewest rows, from the per-field counts) and a check of the other fields
         on the slots it finds; a free slot's codes are -1, so it matches no value (its key is checked
         too). A user's scope at 1,000,000 rows: 1.0 ms, against 2.3 ms for the full mask."""
-        fields = []
-        for j, value in enumerate(scope):
-            if value is None:
-                continue
-            code = self._vocab[j].get(value)
-            if code is None:
-                return None
-            fields.append((int(self._count[j][code]) if code < len(self._count[j]) else 0, j, code))
+        fields = self._scope_fields(scope)
+        if fields is None:
+            return None
+        count = self._count
+        fields.sort(key=lambda f: int(count[f[0]][f[1]]) if f[1] < len(count[f[0]]) else 0)
         if not fields:
             return np.flatnonzero(self._key[: self._top] >= 0)
-        fields.sort()
-        _, j, code = fields[0]
+        j, code = fields[0]
         slots = np.flatnonzero(self._codes[: self._top, j] == code)
-        for _, j, code in fields[1:]:
+        for j, code in fields[1:]:
             slots = slots[self._codes[slots, j] == code]
         return slots[self._key[slots] >= 0]
 
