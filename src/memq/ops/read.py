@@ -127,12 +127,11 @@ def search(
             LogEntry(
                 retrieval,
                 pool=list(ranked.signals),
-                pool_scores=np.array(
+                pool_scores=_float32(
                     [
                         (nan if s.dense is None else s.dense, lexical.get(rid, nan), ranked.scores[rid])
                         for rid, s in ranked.signals.items()
-                    ],
-                    dtype=np.float32,
+                    ]
                 ).reshape(-1, len(POOL_SCORES)),
                 query_vector=vector,
                 embedding_model=None if vector is None else core.embedder.model_id,
@@ -143,6 +142,15 @@ def search(
             )
         )
     return retrieval
+
+
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
+def _float32(rows: Sequence[tuple[float, float, float]]) -> np.ndarray:
+    """The pool's scores as float32 (the log's column), a finite score beyond float32's range kept
+    at its largest value rather than cast to inf (NaN, a signal that did not find the row, stays)."""
+    return np.clip(np.array(rows, dtype=np.float64), -_F32_MAX, _F32_MAX).astype(np.float32)
 
 
 def _stack(ids: Sequence[str], found: Mapping[str, np.ndarray], like: np.ndarray | None) -> np.ndarray | None:
