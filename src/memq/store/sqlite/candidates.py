@@ -10,10 +10,7 @@ search does not grow with the store; over-fetching keeps a filter from starving 
 
 from __future__ import annotations
 
-import os
-import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -25,7 +22,7 @@ from memq.store.sqlite.arrays import sidecar
 from memq.store.sqlite.base import RECORDS_BY_ROWID, SQLiteBase, chunks, columns, hydrate, marks, to_us
 from memq.store.sqlite.lexical import LexicalIndex
 from memq.store.sqlite.mirror import Entry, RowMirror
-from memq.store.sqlite.vectors import VectorIndex, top_k_desc
+from memq.store.sqlite.vectors import VectorIndex, top_k_desc, worker
 from memq.types import MemoryRecord
 
 ANN_MAX_FETCH = 8192  # past this over-fetch, a selective filter falls back to exact search
@@ -49,26 +46,11 @@ def take_for(n: int) -> int:
     return n + max(8, n // 8)
 
 
-def _walks_graph(index: VectorIndex, scope: tuple[str | None, ...], n: int) -> bool:
-    """Whether a search for ``n`` candidates in ``scope`` walks the HNSW graph rather than scanning
-    the scope's rows exactly (a scope that may hold more than ``SCOPE_EXACT`` of the vectors; its
-    bound takes no pass over the rows)."""
-    return index.has_graph and index.scope_bound(scope) > max(SCOPE_EXACT * len(index), graph_fetch(n))
-
-
-_worker_lock = threading.Lock()
-_worker: tuple[int, ThreadPoolExecutor] | None = None
-
-
-def _search_worker() -> ThreadPoolExecutor:
-    """The process's one thread that runs a hybrid search's graph search beside its BM25 search (made
-    on first use; a forked child makes its own). One is enough: a store searches its indexes under
-    its lock, and the thread's work takes no lock, so searches of several stores only queue."""
-    global _worker
-    with _worker_lock:
-        if _worker is None or _worker[0] != os.getpid():
-            _worker = (os.getpid(), ThreadPoolExecutor(1, thread_name_prefix="memq-search"))
-        return _worker[1]
+def _walks_graph(index: VectorIndex, bound: int, n: int) -> bool:
+    """Whether a search for ``n`` candidates in a scope that holds at most ``bound`` rows
+    (``VectorIndex.scope_bound``: no pass over the rows) walks the HNSW graph rather than scanning the
+    scope's rows exactly: one that may hold more than ``SCOPE_EXACT`` of the vectors."""
+    return index.has_graph and bound > max(SCOPE_EXACT * len(index), graph_fetch(n))
 
 
 class SQLiteCandidates(SQLiteBase):
@@ -207,16 +189,17 @@ class SQLiteCandidates(SQLiteBase):
         graph search (usearch releases the GIL) and its rescoring run on the search worker thread
         while this thread runs the BM25 search: each reads only its own index, and no writer can
         touch either until both are done. A small scope (an exact scan) or a store without a graph
-        searches one after the other: there the hand-over would cost more than it saves."""
+        searches one after the other: there handing the work over and back would cost more than it
+        saves."""
         with self._lock:
             index = self._sync_index()
             sc = query.scope
             scope = (sc.tenant, sc.user, sc.agent, sc.session)
-            if index is None or not _walks_graph(index, scope, n):
+            if index is None or not _walks_graph(index, index.scope_bound(scope), n):
                 dense = self._dense_in(index, scope, vector, n, take)
                 return {"dense": dense, "lexical": self._lexical_in(self._sync_lexical(), query, text, take)}
             lex = self._sync_lexical()
-            pending = _search_worker().submit(self._dense_in, index, scope, vector, n, take)
+            pending = worker("search").submit(self._dense_in, index, scope, vector, n, take)
             try:
                 lexical = self._lexical_in(lex, query, text, take)
             finally:
@@ -242,10 +225,13 @@ class SQLiteCandidates(SQLiteBase):
         graph is asked for ``graph_fetch(n)`` candidates (as ``dense_candidates`` asks it) and the
         first ``RESCORE × take`` of them in its int8 order are rescored: they hold the exact first
         ``take`` as often as all of them do (docs/algorithms.md)."""
-        if index is None or len(index) == 0 or index.scope_bound(scope) == 0:
+        if index is None or len(index) == 0:
+            return [], [], True
+        bound = index.scope_bound(scope)
+        if bound == 0:
             return [], [], True
         fetch = graph_fetch(n)
-        if not _walks_graph(index, scope, n):
+        if not _walks_graph(index, bound, n):
             slots = index.scope_slots(scope)
             in_scope = 0 if slots is None else len(slots)
             if in_scope == 0:
