@@ -156,14 +156,6 @@ def package_install_bytes(name: str) -> int | None:
     return total
 
 
-def cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
-
-
 def exact_topk(base: np.ndarray, queries: np.ndarray, k: int, chunk: int = 256) -> np.ndarray:
     """Row indices of the exact top-k inner products, best first (ground truth)."""
     out = np.empty((len(queries), k), dtype=np.int64)
@@ -1077,10 +1069,14 @@ def probe_facts(libs: Sequence[str]) -> dict[str, dict[str, Any]]:
 
 
 def machine_info() -> dict[str, Any]:
+    from memq_bench.results import cpu_info
+
+    cpu = cpu_info()
     return {
         "cpu_count": os.cpu_count(),
         "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "cpu_model": cpu_model(),
+        "cpu_model": cpu["cpu"] or "unknown",
+        **cpu,
         "python": sys.version.split()[0],
         "implementation": platform.python_implementation(),
         "platform": platform.platform(),

@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
+from memq_bench.results import cpu_info
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "results" / "blas-threads.json"
 ROWS, DIM = 2048, 384
@@ -64,7 +66,11 @@ def main() -> None:
         "benchmark": "blas-threads",
         "created": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "command": ".venv/bin/python benchmarks/blas_threads.py",
-        "machine": {"cpu_count": os.cpu_count(), "loadavg_start": [round(x, 2) for x in os.getloadavg()]},
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "loadavg_start": [round(x, 2) for x in os.getloadavg()],
+            **cpu_info(),
+        },
         "parameters": {"rows": ROWS, "dim": DIM, "calls_per_thread": args.calls},
         "results": results,
     }

@@ -52,7 +52,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from memq_bench.locomo import load_locomo
-from memq_bench.results import BenchResult, ResultsFile, package_versions, percentiles, write_results
+from memq_bench.results import (
+    BenchResult,
+    ResultsFile,
+    cpu_words,
+    package_versions,
+    percentiles,
+    write_results,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "load.json"
@@ -384,7 +391,8 @@ def render_doc(results: ResultsFile) -> str:
         "Each run is bounded by a request count and a time limit.",
         "",
         f"Run: `{args.get('command', '')}` on {results.created_at:%Y-%m-%d %H:%M} UTC, "
-        f"{results.machine.get('cpus')} CPU cores, Python {results.machine.get('python')}.",
+        f"{results.machine.get('cpus')} CPU cores{cpu_words(results.machine)}, "
+        f"Python {results.machine.get('python')}.",
         "",
         "| backend | clients | requests | errors | throughput (req/s) | op | n | p50 ms | p95 ms | p99 ms | max ms |",
         "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|",

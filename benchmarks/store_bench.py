@@ -68,6 +68,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from memq_bench.results import cpu_info, cpu_words
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = ROOT / "benchmarks"
 CACHE_DIR = BENCH_DIR / ".cache"
@@ -929,7 +931,7 @@ def render_doc(data: dict[str, Any]) -> str:
         "",
         "## Machine and versions",
         "",
-        f"* {m['cpu_count']} CPU cores ({m['processor'] or 'unknown processor'}), {m['platform']}, "
+        f"* {m['cpu_count']} CPU cores{cpu_words(m) or ' (unknown processor)'}, {m['platform']}, "
         f"Python {m['python']}, SQLite {v.get('sqlite')}.",
         "* " + ", ".join(f"{k} {val}" for k, val in v.items() if k != "sqlite" and val is not None) + ".",
         f"* PostgreSQL ran locally (pgserver) on the same {m['cpu_count']} cores as the benchmark "
@@ -1127,20 +1129,14 @@ def reading(data: dict[str, Any]) -> list[str]:
 
 
 def machine_info() -> dict[str, Any]:
+    cpu = cpu_info()
     return {
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
-        "processor": platform.processor() or _cpu_model(),
+        "processor": platform.processor() or cpu["cpu"],
         "python": platform.python_version(),
+        **cpu,
     }
-
-
-def _cpu_model() -> str | None:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return None
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

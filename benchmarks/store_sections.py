@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from memq_bench.results import cpu_words
+
 ROOT = Path(__file__).resolve().parent.parent
 BEGIN = "<!-- BEGIN store_peers.py"
 END = "<!-- END store_peers.py -->"
@@ -382,7 +384,7 @@ def render_section(data: dict[str, Any]) -> str:
             else "each system's searches timed after its own load, "
         )
         + f"{p['warmup_queries']} warm-up queries first; the 1M part runs in a child process after it.",
-        f"* Machine: {mach['cpu_count']} cores, shared. Load average (1/5/15 min) "
+        f"* Machine: {mach['cpu_count']} cores{cpu_words(mach)}, shared. Load average (1/5/15 min) "
         f"{', '.join(map(str, mach['loadavg_start']))} at the start, "
         f"{', '.join(map(str, mach['loadavg_before_scale']))} before the 1M part, "
         f"{', '.join(map(str, mach['loadavg_end']))} at the end (the benchmark accounts for about 1).",

@@ -129,6 +129,60 @@ def make_result(
     )
 
 
+# the instruction sets the kernels memq leans on choose between (ONNX Runtime's fp32 and int8 matrix
+# products, usearch's int8 distances, numpy's BLAS): a figure is comparable only on the same ones
+_ISA = (
+    "avx2",
+    "fma",
+    "f16c",
+    "avx512f",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx_vnni",
+    "amx_int8",
+    "asimd",
+    "sve",
+)
+
+
+def cpu_info() -> dict[str, Any]:
+    """The CPU a benchmark ran on: its model name, its identity (vendor, family, model, stepping: one
+    model name covers several generations) and which of ``_ISA`` it has. A VM may land on another
+    host from one run to the next, and int8 and fp32 kernels rank differently with and without VNNI
+    (docs/benchmarks-embedders.md), so every results file records it. Read from ``/proc/cpuinfo``;
+    elsewhere only ``platform.processor()``."""
+    fields: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if not line.strip():
+                    break  # the first processor's block describes them all
+                name, _, value = line.partition(":")
+                fields.setdefault(name.strip(), value.strip())
+    except OSError:
+        return {"cpu": platform.processor() or None, "cpu_id": None, "isa": None}
+    flags = set((fields.get("flags") or fields.get("Features") or "").split())
+    ident = [fields.get(k) for k in ("vendor_id", "cpu family", "model", "stepping")]
+    return {
+        "cpu": fields.get("model name") or platform.processor() or None,
+        "cpu_id": None if not any(ident) else " ".join(f"{v}" for v in ident if v),
+        "isa": [name for name in _ISA if name in flags],
+    }
+
+
+def cpu_words(machine: Mapping[str, Any]) -> str:
+    """How a docs page names a results file's CPU, in parentheses after its core count:
+    " (AMD EPYC: AuthenticAMD 25 1 1; avx2, fma, f16c)"; just the model for a file written before
+    :func:`cpu_info` (no identity, no instruction sets), and "" when it has neither."""
+    model = machine.get("cpu") or machine.get("processor") or machine.get("cpu_model")
+    if not model:
+        return ""
+    if machine.get("isa") is None:
+        return f" ({model})"
+    isa = ", ".join(machine["isa"]) or "none of " + ", ".join(_ISA[:5])
+    return f" ({model}: {machine.get('cpu_id') or 'identity unknown'}; {isa})"
+
+
 def machine_info() -> dict[str, Any]:
     import os
 
@@ -136,6 +190,7 @@ def machine_info() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
+        **cpu_info(),
     }
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from memq.errors import MemqError
 from memq_bench.catalog import BENCHMARKS, OTHER_PAGES, Benchmark
-from memq_bench.results import SCHEMA_VERSION, BenchResult, ResultsFile
+from memq_bench.results import SCHEMA_VERSION, BenchResult, ResultsFile, cpu_words
 from memq_bench.view import (
     best_values,
     fmt_value,
@@ -186,7 +186,7 @@ def _meta(rf: ResultsFile, path: Path) -> str:
     total = sum(r.seconds for r in rf.results)
     wall = rf.extra.get("seconds")
     when = f"Run {rf.created_at:%Y-%m-%d %H:%M} UTC"
-    where = f" on {m.get('cpus')} CPUs" if m.get("cpus") else ""
+    where = f" on {m.get('cpus')} CPUs{cpu_words(m)}" if m.get("cpus") else ""
     took = f", {wall:.0f} s wall" if isinstance(wall, int | float) else f", {total:.0f} s in all"
     line = f"{when}{where}{took}; file `{path.as_posix()}`."
     cmd = rf.args.get("command")

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from memq.errors import InvalidInputError
-from memq_bench.results import BenchResult, ResultsFile
+from memq_bench.results import BenchResult, ResultsFile, cpu_info
 
 CURVE_WINDOW = 250
 LEARNER_ORDER = ("similarity", "memrl", "memento_q", "memq", "oracle")  # baseline first, ceiling last
@@ -411,7 +411,7 @@ def _summarise(
         "learner_params": params,
         "seconds": seconds,
         "versions": {"memq": __version__, "numpy": np.__version__, "python": platform.python_version()},
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), **cpu_info()},
         "results": results,
     }
 
