@@ -78,7 +78,8 @@ def _blob(embedding: Sequence[float] | None) -> bytes | None:
             return struct.pack(f"={len(embedding)}f", *embedding)
         except (struct.error, OverflowError, TypeError):
             pass
-    return np.asarray(embedding, dtype=np.float32).tobytes()
+    with np.errstate(over="ignore"):  # beyond float32's range is inf, as documented: no warning
+        return np.asarray(embedding, dtype=np.float32).tobytes()
 
 
 def _json(text: str) -> Any:
