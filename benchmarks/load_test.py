@@ -15,6 +15,10 @@ For each backend (SQLite file, PostgreSQL from ``pgserver``) it:
 5. records each request's latency (client side: send to full response) and every error
    (status ≥ 400 or a transport error), then stops the server.
 
+Each client count runs ``--repeats`` times in a row (default 3) and reports the run of median
+throughput, with the lowest and highest beside it: a run lasts seconds, and one busy spell of a
+shared machine moves a single run's throughput by several per cent.
+
 Results: p50 / p95 / p99 / mean / max per operation, throughput and error counts in
 ``benchmarks/results/load.json`` (the ``memq bench`` results schema) and a table in
 ``docs/benchmarks-load.md``. Loopback only; nothing leaves the machine.
@@ -276,8 +280,8 @@ async def drive(
 def run_backend(
     backend: str, args: argparse.Namespace, texts: list[str], queries: list[str]
 ) -> list[BenchResult]:
-    """One server on a fresh store; one load run per client count, in the order given."""
-    runs: list[tuple[int, Tally, float, float, float]] = []
+    """One server on a fresh store; ``args.repeats`` load runs per client count, in the order given."""
+    runs: list[tuple[int, list[Run]]] = []
     with tempfile.TemporaryDirectory(prefix=f"memq-load-{backend}-") as tmp:
         root = Path(tmp)
         pg = None
@@ -291,22 +295,35 @@ def run_backend(
             try:
                 served.wait_ready()
                 for i, clients in enumerate(args.client_counts):
-                    console.print(
-                        f"  {clients} clients, up to {args.requests} requests / {args.max_seconds:.0f} s"
-                    )
-                    before = os.getloadavg()[0]
-                    tally, seconds = asyncio.run(
-                        drive(served.base, key, args, clients, texts, queries, seed_first=i == 0)
-                    )
-                    runs.append((clients, tally, seconds, before, os.getloadavg()[0]))
-                    m = _metrics(tally, seconds)
-                    console.print(
-                        f"  {m['requests']:.0f} requests, {m['errors']:.0f} errors, {m['throughput_rps']:.1f} req/s; "
-                        + ", ".join(
-                            f"{op} p50 {m.get(f'{op}_ms_p50', 0):.0f} / p99 {m.get(f'{op}_ms_p99', 0):.0f} ms"
-                            for op in OPS
+                    done: list[Run] = []
+                    for rep in range(args.repeats):
+                        console.print(
+                            f"  {clients} clients, run {rep + 1} of {args.repeats}: up to {args.requests} "
+                            f"requests / {args.max_seconds:.0f} s"
                         )
-                    )
+                        before = os.getloadavg()[0]
+                        tally, seconds = asyncio.run(
+                            drive(
+                                served.base,
+                                key,
+                                args,
+                                clients,
+                                texts,
+                                queries,
+                                seed_first=i == 0 and rep == 0,
+                            )
+                        )
+                        done.append(Run(tally, seconds, before, os.getloadavg()[0]))
+                        m = _metrics(tally, seconds)
+                        console.print(
+                            f"  {m['requests']:.0f} requests, {m['errors']:.0f} errors, "
+                            f"{m['throughput_rps']:.1f} req/s; "
+                            + ", ".join(
+                                f"{op} p50 {m.get(f'{op}_ms_p50', 0):.0f} / p99 {m.get(f'{op}_ms_p99', 0):.0f} ms"
+                                for op in OPS
+                            )
+                        )
+                    runs.append((clients, done))
             finally:
                 served.stop()
                 server_log = (root / "serve.log").read_text(errors="replace")
@@ -316,32 +333,74 @@ def run_backend(
     crash = []
     if "Traceback" in server_log:
         crash = ["server log has a traceback: " + server_log[server_log.index("Traceback") :][:500]]
-    return [
-        BenchResult(
-            system=f"memq serve ({backend})",
-            dataset="locomo10",
-            variant=f"{clients} clients",
-            config={
-                "backend": backend,
-                "clients": clients,
-                "requests": args.requests,
-                "max_seconds": args.max_seconds,
-                "mix": parse_mix(args.mix),
-                "seed_records": args.seed_records,
-                "embedder": args.embedder,
-                "k": 5,
-                "workers": 1,
-                "rate_limit": "off",
-            },
-            seed=args.seed,
-            metrics=_metrics(tally, seconds),
-            timings={"load_seconds": seconds, "loadavg_before_1m": before, "loadavg_after_1m": after},
-            seconds=seconds,
-            versions=package_versions(),
-            notes=list(tally.error_samples) + crash,
-        )
-        for clients, tally, seconds, before, after in runs
-    ]
+    return [_result(backend, args, clients, done, crash) for clients, done in runs]
+
+
+@dataclass
+class Run:
+    """One load run: its tally, how long it took, and the 1-minute load average before and after."""
+
+    tally: Tally
+    seconds: float
+    load_before: float
+    load_after: float
+
+    @property
+    def throughput(self) -> float:
+        return _metrics(self.tally, self.seconds)["throughput_rps"]
+
+
+def median_run(runs: list[Run]) -> Run:
+    """The run of median throughput (the lower of the middle two for an even count): its latencies
+    and counts are reported whole, so they describe one run, and a busy spell of the shared machine
+    during one run neither sets nor hides the figure."""
+    ranked = sorted(runs, key=lambda r: r.throughput)
+    return ranked[(len(ranked) - 1) // 2]
+
+
+def _result(
+    backend: str, args: argparse.Namespace, clients: int, runs: list[Run], crash: list[str]
+) -> BenchResult:
+    """One (backend, clients) row: the median run's metrics, with every run's throughput beside them."""
+    mid = median_run(runs)
+    rates = [r.throughput for r in runs]
+    metrics = {
+        **_metrics(mid.tally, mid.seconds),
+        "runs": float(len(runs)),
+        "throughput_rps_lowest": min(rates),
+        "throughput_rps_highest": max(rates),
+        "errors_all_runs": float(sum(_metrics(r.tally, r.seconds)["errors"] for r in runs)),
+    }
+    return BenchResult(
+        system=f"memq serve ({backend})",
+        dataset="locomo10",
+        variant=f"{clients} clients",
+        config={
+            "backend": backend,
+            "clients": clients,
+            "requests": args.requests,
+            "max_seconds": args.max_seconds,
+            "mix": parse_mix(args.mix),
+            "seed_records": args.seed_records,
+            "embedder": args.embedder,
+            "k": 5,
+            "workers": 1,
+            "rate_limit": "off",
+            "repeats": len(runs),
+        },
+        seed=args.seed,
+        metrics=metrics,
+        timings={
+            "load_seconds": mid.seconds,
+            "loadavg_before_1m": mid.load_before,
+            "loadavg_after_1m": mid.load_after,
+            **{f"run{j}_throughput_rps": rate for j, rate in enumerate(rates, start=1)},
+            **{f"run{j}_loadavg_before_1m": r.load_before for j, r in enumerate(runs, start=1)},
+        },
+        seconds=sum(r.seconds for r in runs),
+        versions=package_versions(),
+        notes=[sample for r in runs for sample in r.tally.error_samples] + crash,
+    )
 
 
 def _metrics(tally: Tally, seconds: float) -> dict[str, float]:
@@ -405,7 +464,7 @@ def render_doc(results: ResultsFile) -> str:
                 continue
             head = (
                 f"| {r.config['backend']} | {r.config['clients']} | {m['requests']:.0f} | {m['errors']:.0f} "
-                f"| {m['throughput_rps']:.1f} "
+                f"| {_throughput_cell(m)} "
                 if first
                 else "| | | | | "
             )
@@ -424,16 +483,41 @@ def render_doc(results: ResultsFile) -> str:
         " the records the earlier one added).",
         "",
     ]
+    if any(r.metrics.get("runs", 1) > 1 for r in results.results):
+        lines += [
+            "Each client count ran several times in a row on the same server; a row reports the run of",
+            "median throughput (its requests, errors and latencies), with the lowest and highest",
+            "throughput of its runs in parentheses. Errors of the other runs are listed below.",
+            "",
+        ]
     for r in results.results:
         t = r.timings
+        runs = int(r.metrics.get("runs", 1))
+        every = (
+            " Runs in order: "
+            + ", ".join(f"{t[f'run{j}_throughput_rps']:.1f}" for j in range(1, runs + 1))
+            + f" req/s; {r.metrics.get('errors_all_runs', 0):.0f} errors in all."
+            if runs > 1
+            else ""
+        )
         lines.append(
             f"* {r.system}, {r.variant}: {r.metrics['requests']:.0f} requests in {t['load_seconds']:.1f} s; "
             "1-minute load average "
-            f"{t['loadavg_before_1m']:.1f} before, {t['loadavg_after_1m']:.1f} after."
+            f"{t['loadavg_before_1m']:.1f} before, {t['loadavg_after_1m']:.1f} after.{every}"
         )
         lines += [f"  * error: `{n}`" for n in r.notes]
     lines += ["", *NOTES]
     return "\n".join(lines) + "\n"
+
+
+def _throughput_cell(m: dict[str, float]) -> str:
+    """The throughput of a row: the median run's, and the range of its runs when there are several."""
+    if m.get("runs", 1) <= 1:
+        return f"{m['throughput_rps']:.1f}"
+    return (
+        f"{m['throughput_rps']:.1f} ({m['throughput_rps_lowest']:.1f}–{m['throughput_rps_highest']:.1f}, "
+        f"{m['runs']:.0f} runs)"
+    )
 
 
 NOTES = [
@@ -474,6 +558,13 @@ def main() -> None:
     )
     parser.add_argument("--requests", type=int, default=1000, help="Requests per run (upper bound).")
     parser.add_argument("--max-seconds", type=float, default=150.0, help="Time limit per run.")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help="Runs per client count (default 3; 1 with --quick); the run of median throughput is "
+        "reported, every run's throughput beside it.",
+    )
     parser.add_argument("--mix", default="add=0.3,search=0.5,feedback=0.2", help="Operation weights.")
     parser.add_argument("--seed-records", type=int, default=500, help="Records added before the load.")
     parser.add_argument("--embedder", default="minilm", help="Embedder spec of the server (minilm, hashing).")
@@ -500,6 +591,10 @@ def main() -> None:
         return
     if args.quick:
         args.clients, args.requests, args.seed_records, args.max_seconds = "4", 60, 100, 60.0
+    if args.repeats is None:
+        args.repeats = 1 if args.quick else 3
+    if args.repeats < 1:
+        raise SystemExit(f"--repeats must be at least 1; got {args.repeats}")
     try:
         args.client_counts = [int(c) for c in str(args.clients).split(",") if c.strip()]
     except ValueError:
@@ -522,7 +617,7 @@ def main() -> None:
     if doc is not None:
         doc.write_text(render_doc(results))
         console.print(f"wrote {doc}")
-    if any(r.metrics["errors"] for r in results.results):
+    if any(r.metrics.get("errors_all_runs", r.metrics["errors"]) for r in results.results):
         sys.exit(1)
 
 
