@@ -15,9 +15,10 @@ For each backend (SQLite file, PostgreSQL from ``pgserver``) it:
 5. records each request's latency (client side: send to full response) and every error
    (status ≥ 400 or a transport error), then stops the server.
 
-Each client count runs ``--repeats`` times in a row (default 3) and reports the run of median
-throughput, with the lowest and highest beside it: a run lasts seconds, and one busy spell of a
-shared machine moves a single run's throughput by several per cent.
+The whole sequence runs ``--repeats`` times (default 3), each round on a fresh server and store
+seeded alike, and each client count reports the round of median throughput, with the lowest and
+highest beside it: a run lasts seconds, and one busy spell of a shared machine moves a single run's
+throughput by several per cent.
 
 Results: p50 / p95 / p99 / mean / max per operation, throughput and error counts in
 ``benchmarks/results/load.json`` (the ``memq bench`` results schema) and a table in
@@ -161,16 +162,22 @@ def make_key(location: str) -> str:
     return secret
 
 
-def postgres_url(root: Path) -> tuple[Any, str]:
+def postgres_server(root: Path) -> tuple[Any, str]:
+    """A local PostgreSQL (pgserver) with pgvector, and its base URL."""
     import pgserver
-    import psycopg
 
     server = pgserver.get_server(root, cleanup_mode="stop")
     server.psql("CREATE EXTENSION IF NOT EXISTS vector;")
-    base = server.get_uri()
+    return server, server.get_uri()
+
+
+def fresh_database(base: str, name: str) -> str:
+    """A new, empty database on the server at ``base``; its URL."""
+    import psycopg
+
     with psycopg.connect(base, autocommit=True) as conn:
-        conn.execute('CREATE DATABASE "memq_load"')
-    return server, urlunsplit(urlsplit(base)._replace(path="/memq_load"))
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return urlunsplit(urlsplit(base)._replace(path=f"/{name}"))
 
 
 # -- the clients -------------------------------------------------------------------------------------
@@ -280,40 +287,35 @@ async def drive(
 def run_backend(
     backend: str, args: argparse.Namespace, texts: list[str], queries: list[str]
 ) -> list[BenchResult]:
-    """One server on a fresh store; ``args.repeats`` load runs per client count, in the order given."""
-    runs: list[tuple[int, list[Run]]] = []
+    """``args.repeats`` rounds, each on a fresh server and store seeded alike: in each, one load run
+    per client count, in the order given (a later run starts with what the earlier one left: its
+    records, its logged searches and feedback, the learner they trained). Each round starts from the
+    same state, so the rounds' figures for a client count are repeats of one measurement."""
+    runs: dict[int, list[Run]] = {clients: [] for clients in args.client_counts}
+    server_log = ""
     with tempfile.TemporaryDirectory(prefix=f"memq-load-{backend}-") as tmp:
         root = Path(tmp)
-        pg = None
-        if backend == "sqlite":
-            location = str(root / "load.db")
-        else:
-            pg, location = postgres_url(root / "pg")
+        pg, base = postgres_server(root / "pg") if backend == "postgres" else (None, "")
         try:
-            key = make_key(location)
-            served = Served(location, args.embedder, root / "serve.log")
-            try:
-                served.wait_ready()
-                for i, clients in enumerate(args.client_counts):
-                    done: list[Run] = []
-                    for rep in range(args.repeats):
+            for rnd in range(1, args.repeats + 1):
+                location = (
+                    str(root / f"load-{rnd}.db") if pg is None else fresh_database(base, f"memq_load_{rnd}")
+                )
+                log = root / f"serve-{rnd}.log"
+                key = make_key(location)
+                served = Served(location, args.embedder, log)
+                try:
+                    served.wait_ready()
+                    for i, clients in enumerate(args.client_counts):
                         console.print(
-                            f"  {clients} clients, run {rep + 1} of {args.repeats}: up to {args.requests} "
+                            f"  round {rnd} of {args.repeats}, {clients} clients: up to {args.requests} "
                             f"requests / {args.max_seconds:.0f} s"
                         )
                         before = os.getloadavg()[0]
                         tally, seconds = asyncio.run(
-                            drive(
-                                served.base,
-                                key,
-                                args,
-                                clients,
-                                texts,
-                                queries,
-                                seed_first=i == 0 and rep == 0,
-                            )
+                            drive(served.base, key, args, clients, texts, queries, seed_first=i == 0)
                         )
-                        done.append(Run(tally, seconds, before, os.getloadavg()[0]))
+                        runs[clients].append(Run(tally, seconds, before, os.getloadavg()[0]))
                         m = _metrics(tally, seconds)
                         console.print(
                             f"  {m['requests']:.0f} requests, {m['errors']:.0f} errors, "
@@ -323,17 +325,16 @@ def run_backend(
                                 for op in OPS
                             )
                         )
-                    runs.append((clients, done))
-            finally:
-                served.stop()
-                server_log = (root / "serve.log").read_text(errors="replace")
+                finally:
+                    served.stop()
+                    server_log += log.read_text(errors="replace")
         finally:
             if pg is not None:
                 pg.cleanup()
     crash = []
     if "Traceback" in server_log:
         crash = ["server log has a traceback: " + server_log[server_log.index("Traceback") :][:500]]
-    return [_result(backend, args, clients, done, crash) for clients, done in runs]
+    return [_result(backend, args, clients, done, crash) for clients, done in runs.items()]
 
 
 @dataclass
@@ -479,22 +480,24 @@ def render_doc(results: ResultsFile) -> str:
         "Mix: "
         + ", ".join(f"{op} {w:.0%}" for op, w in mix.items())
         + f"; {args.get('seed_records')} seeded records; a feedback with no search pending becomes a search."
-        " The runs of a backend share one server and store, in the order listed (a later run starts with"
-        " the records the earlier one added).",
+        " Within a round, the runs of a backend share one server and store, in the order listed (a later"
+        " run starts with what the earlier one left: its records, logged searches and feedback, and the"
+        " learner they trained).",
         "",
     ]
     if any(r.metrics.get("runs", 1) > 1 for r in results.results):
         lines += [
-            "Each client count ran several times in a row on the same server; a row reports the run of",
-            "median throughput (its requests, errors and latencies), with the lowest and highest",
-            "throughput of its runs in parentheses. Errors of the other runs are listed below.",
+            "The sequence ran in several rounds, each on a fresh server and store seeded alike; a row",
+            "reports its round of median throughput (that run's requests, errors and latencies), with the",
+            "lowest and highest throughput of its rounds in parentheses. Errors of the other rounds are",
+            "listed below.",
             "",
         ]
     for r in results.results:
         t = r.timings
         runs = int(r.metrics.get("runs", 1))
         every = (
-            " Runs in order: "
+            " Rounds in order: "
             + ", ".join(f"{t[f'run{j}_throughput_rps']:.1f}" for j in range(1, runs + 1))
             + f" req/s; {r.metrics.get('errors_all_runs', 0):.0f} errors in all."
             if runs > 1
@@ -516,7 +519,7 @@ def _throughput_cell(m: dict[str, float]) -> str:
         return f"{m['throughput_rps']:.1f}"
     return (
         f"{m['throughput_rps']:.1f} ({m['throughput_rps_lowest']:.1f}–{m['throughput_rps_highest']:.1f}, "
-        f"{m['runs']:.0f} runs)"
+        f"{m['runs']:.0f} rounds)"
     )
 
 
@@ -562,8 +565,8 @@ def main() -> None:
         "--repeats",
         type=int,
         default=None,
-        help="Runs per client count (default 3; 1 with --quick); the run of median throughput is "
-        "reported, every run's throughput beside it.",
+        help="Rounds, each on a fresh server and store (default 3; 1 with --quick); each client count "
+        "reports its round of median throughput, every round's throughput beside it.",
     )
     parser.add_argument("--mix", default="add=0.3,search=0.5,feedback=0.2", help="Operation weights.")
     parser.add_argument("--seed-records", type=int, default=500, help="Records added before the load.")

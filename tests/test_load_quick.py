@@ -46,11 +46,11 @@ def test_load_script_quick_run(tmp_path: Path) -> None:
     assert m["add_n"] + m["search_n"] + m["feedback_n"] == 60
     assert m["search_n"] > 0 and m["feedback_n"] > 0  # feedback went to real retrieval ids
     assert 0 < m["search_ms_p50"] <= m["search_ms_p95"] <= m["search_ms_p99"]
-    # two runs: the row is the slower one (the lower of the middle two), both throughputs beside it
+    # two rounds: the row is the slower one (the lower of the middle two), both throughputs beside it
     rates = [run["timings"]["run1_throughput_rps"], run["timings"]["run2_throughput_rps"]]
     assert m["runs"] == 2 and run["config"]["repeats"] == 2
     assert m["throughput_rps"] == m["throughput_rps_lowest"] == min(rates)
     assert m["throughput_rps_highest"] == max(rates) and m["errors_all_runs"] == 0
     page = doc.read_text()
-    assert f"| {min(rates):.1f} ({min(rates):.1f}–{max(rates):.1f}, 2 runs) |" in page
-    assert f"Runs in order: {rates[0]:.1f}, {rates[1]:.1f} req/s" in page
+    assert f"| {min(rates):.1f} ({min(rates):.1f}–{max(rates):.1f}, 2 rounds) |" in page
+    assert f"Rounds in order: {rates[0]:.1f}, {rates[1]:.1f} req/s" in page
