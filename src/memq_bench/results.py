@@ -19,6 +19,9 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from memq._cpu import first_processor
+from memq._cpu import flags as cpu_flags
+
 SCHEMA_VERSION = 1
 _TRACKED = (
     "memq",
@@ -141,6 +144,7 @@ _ISA = (
     "avx_vnni",
     "amx_int8",
     "asimd",
+    "asimddp",
     "sve",
 )
 
@@ -149,24 +153,17 @@ def cpu_info() -> dict[str, Any]:
     """The CPU a benchmark ran on: its model name, its identity (vendor, family, model, stepping: one
     model name covers several generations) and which of ``_ISA`` it has. A VM may land on another
     host from one run to the next, and int8 and fp32 kernels rank differently with and without VNNI
-    (docs/benchmarks-embedders.md), so every results file records it. Read from ``/proc/cpuinfo``;
-    elsewhere only ``platform.processor()``."""
-    fields: dict[str, str] = {}
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if not line.strip():
-                    break  # the first processor's block describes them all
-                name, _, value = line.partition(":")
-                fields.setdefault(name.strip(), value.strip())
-    except OSError:
+    (docs/benchmarks-embedders.md), so every results file records it. Read from ``/proc/cpuinfo``
+    (:mod:`memq._cpu`); elsewhere only ``platform.processor()``."""
+    fields = first_processor()
+    if fields is None:
         return {"cpu": platform.processor() or None, "cpu_id": None, "isa": None}
-    flags = set((fields.get("flags") or fields.get("Features") or "").split())
+    have = cpu_flags() or frozenset()
     ident = [fields.get(k) for k in ("vendor_id", "cpu family", "model", "stepping")]
     return {
         "cpu": fields.get("model name") or platform.processor() or None,
         "cpu_id": None if not any(ident) else " ".join(f"{v}" for v in ident if v),
-        "isa": [name for name in _ISA if name in flags],
+        "isa": [name for name in _ISA if name in have],
     }
 
 

@@ -20,6 +20,7 @@ imported and loaded on the first embedding; ``dim`` and ``model_id`` are known b
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources, util
@@ -28,9 +29,12 @@ from typing import Any, Literal
 
 import numpy as np
 
+from memq import _cpu
 from memq.embed.base import LazyModel
 from memq.embed.hashing import check_texts, l2_normalize_rows
 from memq.errors import EmbeddingError, InvalidInputError
+
+log = logging.getLogger(__name__)
 
 Precision = Literal["fp32", "int8"]
 
@@ -144,6 +148,13 @@ class OnnxMiniLMEmbedder(LazyModel[_Loaded]):
 
     def _create(self) -> _Loaded:
         from memq.embed import onnx_graph
+
+        if self.precision == "int8" and _cpu.int8_dot_product() is False:
+            log.warning(
+                "minilm-int8 on a CPU without an 8-bit dot-product instruction (VNNI on x86, asimddp on "
+                "Arm): ONNX Runtime's int8 kernels run slower here than the fp32 default "
+                "(docs/benchmarks-embedders.md, 'The CPU decides')"
+            )
 
         try:
             import onnxruntime as ort
