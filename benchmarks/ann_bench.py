@@ -52,6 +52,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from memq_bench.results import cpu_info, cpu_words
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
@@ -1069,14 +1071,10 @@ def probe_facts(libs: Sequence[str]) -> dict[str, dict[str, Any]]:
 
 
 def machine_info() -> dict[str, Any]:
-    from memq_bench.results import cpu_info
-
-    cpu = cpu_info()
     return {
         "cpu_count": os.cpu_count(),
         "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "cpu_model": cpu["cpu"] or "unknown",
-        **cpu,
+        **cpu_info(),
         "python": sys.version.split()[0],
         "implementation": platform.python_implementation(),
         "platform": platform.platform(),
@@ -1306,7 +1304,7 @@ def render_markdown(data: dict[str, Any]) -> str:
         f"{FULL_COMMAND} --doc-only   # regenerate this page from the committed JSON",
         "```",
         "",
-        f"Machine: {m['cpu_count']} CPUs ({m['cpu_model']}), Python {m['python']}, {m['platform']}; "
+        f"Machine: {m['cpu_count']} CPUs{cpu_words(m) or ' (unknown)'}, Python {m['python']}, {m['platform']}; "
         f"run at {data['generated_at']}, {data['runtime_s']:.0f} s in all. The machine was shared with "
         f"other work (1-minute load average {m['loadavg_at_start'][0]:.2f} at the start, "
         f"{m['loadavg_at_end'][0]:.2f} at the end), so expect a few tens of percent of noise; latency is "

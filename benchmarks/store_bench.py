@@ -1129,13 +1129,13 @@ def reading(data: dict[str, Any]) -> list[str]:
 
 
 def machine_info() -> dict[str, Any]:
-    cpu = cpu_info()
+    """The machine of a run; the CPU as :func:`memq_bench.results.cpu_info` records it (files written
+    before it have a ``processor`` instead, which :func:`memq_bench.results.cpu_words` reads too)."""
     return {
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
-        "processor": platform.processor() or cpu["cpu"],
         "python": platform.python_version(),
-        **cpu,
+        **cpu_info(),
     }
 
 

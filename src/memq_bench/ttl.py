@@ -15,7 +15,6 @@ per-step cost measured is memq's own.
 from __future__ import annotations
 
 import csv
-import os
 import platform
 import tempfile
 import time
@@ -29,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from memq.errors import InvalidInputError
-from memq_bench.results import BenchResult, ResultsFile, cpu_info
+from memq_bench.results import BenchResult, ResultsFile, machine_info
 
 CURVE_WINDOW = 250
 LEARNER_ORDER = ("similarity", "memrl", "memento_q", "memq", "oracle")  # baseline first, ceiling last
@@ -411,7 +410,7 @@ def _summarise(
         "learner_params": params,
         "seconds": seconds,
         "versions": {"memq": __version__, "numpy": np.__version__, "python": platform.python_version()},
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), **cpu_info()},
+        "machine": machine_info(),
         "results": results,
     }
 

@@ -46,6 +46,12 @@ def take_for(n: int) -> int:
     return n + max(8, n // 8)
 
 
+def _scope_of(query: CandidateQuery) -> tuple[str | None, str | None, str | None, str | None]:
+    """The query's scope as the indexes key it: (tenant, user, agent, session)."""
+    sc = query.scope
+    return sc.tenant, sc.user, sc.agent, sc.session
+
+
 def _walks_graph(index: VectorIndex, bound: int, n: int) -> bool:
     """Whether a search for ``n`` candidates in a scope that holds at most ``bound`` rows
     (``VectorIndex.scope_bound``: no pass over the rows) walks the HNSW graph rather than scanning the
@@ -68,8 +74,7 @@ class SQLiteCandidates(SQLiteBase):
             index = self._sync_index()
             if index is None or len(index) == 0 or n <= 0:
                 return []
-            sc = query.scope
-            slots = index.scope_slots((sc.tenant, sc.user, sc.agent, sc.session))
+            slots = index.scope_slots(_scope_of(query))
             in_scope = 0 if slots is None else len(slots)
             total = len(index)
             graph = index.has_graph
@@ -125,13 +130,13 @@ class SQLiteCandidates(SQLiteBase):
         terms = query_terms(text)
         if not terms or n <= 0:
             return []
-        scope = query.scope
+        scope = _scope_of(query)
         where, params = visibility(query, "sqlite", to_us)
         fetch = n + max(16, n // 4)
         while True:
             with self._lock:  # the index only: the visibility reads below run on reader connections
                 lex = self._sync_lexical()
-                keys, scores = lex.search(terms, fetch, scope.tenant, scope.user, scope.agent, scope.session)
+                keys, scores = lex.search(terms, fetch, *scope)
             hits = self._visible_ids(query, keys, where, params)
             result = dedupe(
                 [
@@ -193,8 +198,7 @@ class SQLiteCandidates(SQLiteBase):
         saves."""
         with self._lock:
             index = self._sync_index()
-            sc = query.scope
-            scope = (sc.tenant, sc.user, sc.agent, sc.session)
+            scope = _scope_of(query)
             if index is None or not _walks_graph(index, index.scope_bound(scope), n):
                 dense = self._dense_in(index, scope, vector, n, take)
                 return {"dense": dense, "lexical": self._lexical_in(self._sync_lexical(), query, text, take)}
@@ -211,11 +215,8 @@ class SQLiteCandidates(SQLiteBase):
     ) -> tuple[list[int], list[float], bool]:
         """The vector index's first ``take`` rowids for ``vector`` in the query's scope, their
         similarities, and whether no other row of the scope could follow (``_dense_in``)."""
-        sc = query.scope
         with self._lock:
-            return self._dense_in(
-                self._sync_index(), (sc.tenant, sc.user, sc.agent, sc.session), vector, n, take
-            )
+            return self._dense_in(self._sync_index(), _scope_of(query), vector, n, take)
 
     @staticmethod
     def _dense_in(
@@ -257,8 +258,7 @@ class SQLiteCandidates(SQLiteBase):
         terms = query_terms(text)
         if not terms:
             return [], [], True
-        sc = query.scope
-        keys, scores = lex.search(terms, take, sc.tenant, sc.user, sc.agent, sc.session)
+        keys, scores = lex.search(terms, take, *_scope_of(query))
         return keys.tolist(), scores.tolist(), len(keys) < take
 
     def _light_rows(self, query: CandidateQuery, keys: Sequence[int]) -> dict[int, CandidateRow]:
